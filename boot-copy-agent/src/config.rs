@@ -1,0 +1,267 @@
+//! The agent's configuration: TOML, default `/etc/boot-copy/config.toml`. Every key has a
+//! built-in default, so `run` works without a file. Errors name the file, line and key.
+use crate::budget::BudgetConfig;
+use crate::rules::Exceptions;
+use crate::sink::SinksConfig;
+use serde::Deserialize;
+use std::{
+    fs,
+    net::SocketAddr,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+pub const DEFAULT_PATH: &str = "/etc/boot-copy/config.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "{path} is {problem}: refusing it (a file that non-root users can change would let them blind the sensor); fix with `chown root:root {path} && chmod go-w {path}`"
+    )]
+    Insecure { path: PathBuf, problem: String },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub rules: RulesConfig,
+    /// Exception lists per rule id (Elastic's model; see `rules::exceptions`).
+    pub exceptions: Exceptions,
+    pub sensor: SensorSettings,
+    pub alert_budget: BudgetSettings,
+    pub health: HealthSettings,
+    pub metrics: MetricsSettings,
+    pub sinks: SinksConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// A rule file or a directory of `*.toml` rule files; the bundled rules when absent.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SensorSettings {
+    /// Kernel ring buffer size in bytes (a power of two).
+    pub ring_buffer_bytes: u32,
+    /// Processes the kernel's parent table holds.
+    pub process_table_entries: u32,
+}
+
+impl Default for SensorSettings {
+    fn default() -> Self {
+        Self {
+            ring_buffer_bytes: 8 << 20,
+            process_table_entries: boot_copy_common::PROC_TABLE_ENTRIES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetSettings {
+    pub max_alerts: u64,
+    pub window_seconds: u64,
+}
+
+impl Default for BudgetSettings {
+    fn default() -> Self {
+        let d = BudgetConfig::default();
+        Self {
+            max_alerts: d.max_alerts,
+            window_seconds: d.window.as_secs(),
+        }
+    }
+}
+
+impl BudgetSettings {
+    pub fn budget(&self) -> BudgetConfig {
+        BudgetConfig {
+            max_alerts: self.max_alerts,
+            window: Duration::from_secs(self.window_seconds),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthSettings {
+    /// Seconds between heartbeat records.
+    pub heartbeat_seconds: u64,
+    /// Where the agent keeps its status file (read by `boot-copy-agent status`, and used at the
+    /// next start to notice an unclean stop). Inside the log directory: the agent writes
+    /// nowhere else.
+    pub state_dir: PathBuf,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_seconds: 60,
+            state_dir: PathBuf::from("/var/log/boot-copy"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Prometheus text endpoint, loopback only (off when absent).
+    pub listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Parses configuration text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Loads `path`; a missing file at the default location means built-in defaults.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        match fs::read_to_string(path) {
+            Ok(text) => {
+                require_root_owned(path)?;
+                Self::parse(&text, path)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| ConfigError::Parse {
+            path: path.to_owned(),
+            message: format!("key `{key}`: {why}"),
+        };
+        let ring = self.sensor.ring_buffer_bytes;
+        if !ring.is_power_of_two() || ring < (1 << 20) {
+            return Err(bad("sensor.ring_buffer_bytes", "must be a power of two of at least 1048576"));
+        }
+        if self.sensor.process_table_entries == 0 {
+            return Err(bad("sensor.process_table_entries", "must be positive"));
+        }
+        if self.alert_budget.window_seconds == 0 {
+            return Err(bad("alert_budget.window_seconds", "must be positive"));
+        }
+        if self.health.heartbeat_seconds == 0 {
+            return Err(bad("health.heartbeat_seconds", "must be positive"));
+        }
+        if let Some(addr) = self.metrics.listen {
+            if !addr.ip().is_loopback() {
+                return Err(bad("metrics.listen", "must be a loopback address (127.0.0.0/8 or ::1)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Like sshd's StrictModes: a file that decides what the sensor reports must be owned by root
+/// and not writable by group or others, nor may its directory be.
+pub fn require_root_owned(path: &Path) -> Result<(), ConfigError> {
+    let check = |p: &Path| -> Result<(), ConfigError> {
+        let meta = fs::metadata(p).map_err(|source| ConfigError::Read {
+            path: p.to_owned(),
+            source,
+        })?;
+        let problem = if meta.uid() != 0 {
+            Some(format!("owned by uid {}", meta.uid()))
+        } else if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+            Some(format!("writable by group or others (mode {:o})", meta.mode() & 0o7777))
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => Err(ConfigError::Insecure {
+                path: p.to_owned(),
+                problem,
+            }),
+            None => Ok(()),
+        }
+    };
+    check(path)?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => check(dir),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn empty_text_gives_defaults() {
+        let c = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(c.rules.path, None);
+        assert!(c.sinks.alert_log.enabled);
+        assert_eq!(c.alert_budget.max_alerts, 100);
+        assert_eq!(c.alert_budget.window_seconds, 300);
+        assert_eq!(c.sensor.ring_buffer_bytes, 8 << 20);
+        assert_eq!(c.metrics.listen, None);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = Config::parse("[sensor]\nring_bufer_bytes = 4\n", Path::new("/etc/x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/etc/x.toml"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("ring_bufer_bytes"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let err = Config::parse("[metrics]\nlisten = \"0.0.0.0:9464\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("metrics.listen"), "{err}");
+        let err = Config::parse("[sensor]\nring_buffer_bytes = 3000000\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sensor.ring_buffer_bytes"), "{err}");
+    }
+
+    #[test]
+    fn missing_default_file_is_defaults_but_explicit_is_an_error() {
+        let p = Path::new("/nonexistent/boot-copy.toml");
+        assert!(Config::load(p, false).is_ok());
+        assert!(matches!(Config::load(p, true), Err(ConfigError::Read { .. })));
+    }
+
+    #[test]
+    fn world_writable_config_is_refused() {
+        let dir = std::env::temp_dir().join(format!("bc-config-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let file = dir.join("config.toml");
+        fs::write(&file, "").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o666)).unwrap();
+        let err = Config::load(&file, true).unwrap_err();
+        assert!(matches!(err, ConfigError::Insecure { .. }), "{err}");
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            Config::load(&file, true).unwrap();
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,273 @@
+//! Ring-buffer records → owned exec events. Nothing here knows about ECS.
+use boot_copy_common::{
+    ARGS_OFFSET, ExecHeader, ExecRecord, INTERP_CAP, PATH_CAP, ProcImage, RECORD_EXEC, exec_flags,
+    image_flags,
+};
+use core::mem::{offset_of, size_of};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than an exec record header")]
+    Short(usize),
+    #[error("unknown record kind {0}")]
+    Kind(u32),
+    #[error("record claims {claimed} argument bytes but carries {present}")]
+    ArgsLength { claimed: usize, present: usize },
+}
+
+/// A process image from the kernel's process table (the parent at the child's exec).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub tgid: u32,
+    pub start_boottime_ns: u64,
+    pub flags: u32,
+    pub args_count: u32,
+    pub exe: Vec<u8>,
+    pub args: Vec<Vec<u8>>,
+    pub cwd: Vec<u8>,
+}
+
+impl Image {
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// One exec as the kernel saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    pub flags: u32,
+    pub ktime_boot_ns: u64,
+    pub start_boottime_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    pub args_count: u32,
+    pub args_size: u32,
+    pub comm: Vec<u8>,
+    /// Path as passed to execve.
+    pub filename: Vec<u8>,
+    /// Resolved path of the file the kernel runs (the interpreter for a script).
+    pub exe: Vec<u8>,
+    /// `#!` interpreter as written in the script, when this is a script.
+    pub interp: Option<Vec<u8>>,
+    pub cwd: Option<Vec<u8>>,
+    pub args: Vec<Vec<u8>>,
+    /// The parent's entry in the kernel process table, if it had one.
+    pub parent: Option<Image>,
+}
+
+impl Exec {
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(record: &[u8]) -> Result<Exec, DecodeError> {
+    if record.len() < ARGS_OFFSET {
+        return Err(DecodeError::Short(record.len()));
+    }
+    // SAFETY: length checked above; the header is plain old data read unaligned.
+    let h: ExecHeader = unsafe { core::ptr::read_unaligned(record.as_ptr().cast()) };
+    if h.kind != RECORD_EXEC {
+        return Err(DecodeError::Kind(h.kind));
+    }
+    let args_area = &record[ARGS_OFFSET..];
+    let args_len = h.args_len as usize;
+    if args_len > args_area.len() {
+        return Err(DecodeError::ArgsLength {
+            claimed: args_len,
+            present: args_area.len(),
+        });
+    }
+    let field = |offset: usize, cap: usize, len: u32| -> Vec<u8> {
+        c_string(&record[offset..offset + cap], len as usize)
+    };
+    let filename = field(offset_of!(ExecRecord, filename), PATH_CAP, h.filename_len);
+    let exe = field(offset_of!(ExecRecord, exe), PATH_CAP, h.exe_len);
+    let interp = (h.flags & exec_flags::SCRIPT != 0).then(|| {
+        field(
+            offset_of!(ExecRecord, interp),
+            INTERP_CAP,
+            h.interp_len,
+        )
+    });
+    let cwd = (h.flags & exec_flags::CWD_MISSING == 0)
+        .then(|| field(offset_of!(ExecRecord, cwd), PATH_CAP, h.cwd_len));
+    let parent = (h.flags & exec_flags::PARENT_FOUND != 0).then(|| {
+        let start = offset_of!(ExecRecord, parent);
+        // SAFETY: the record is at least ARGS_OFFSET long, which covers `parent`.
+        let image: ProcImage =
+            unsafe { core::ptr::read_unaligned(record[start..].as_ptr().cast()) };
+        image_from(&image)
+    });
+    Ok(Exec {
+        flags: h.flags,
+        ktime_boot_ns: h.ktime_boot_ns,
+        start_boottime_ns: h.start_boottime_ns,
+        pid: h.pid,
+        tgid: h.tgid,
+        ppid: h.ppid,
+        uid: h.uid,
+        euid: h.euid,
+        gid: h.gid,
+        egid: h.egid,
+        args_count: h.args_count,
+        args_size: h.args_size,
+        comm: c_string(&h.comm, h.comm.len()),
+        filename,
+        exe,
+        interp,
+        cwd,
+        args: split_args(&args_area[..args_len]),
+        parent,
+    })
+}
+
+/// Converts a kernel process-table entry (or one seeded from /proc).
+pub fn image_from(image: &ProcImage) -> Image {
+    let args_len = (image.args_len as usize).min(image.args.len());
+    Image {
+        tgid: image.tgid,
+        start_boottime_ns: image.start_boottime_ns,
+        flags: image.flags,
+        args_count: image.args_count,
+        exe: c_string(&image.exe, image.exe_len as usize),
+        args: split_args(&image.args[..args_len]),
+        cwd: c_string(&image.cwd, image.cwd_len as usize),
+    }
+}
+
+/// Builds a process-table entry from userspace data (seeding from /proc), truncating to the
+/// table's bounds and flagging what was cut.
+pub fn image_to_raw(image: &Image) -> ProcImage {
+    // SAFETY: ProcImage is plain old data; all-zero is a valid value.
+    let mut raw: ProcImage = unsafe { core::mem::zeroed() };
+    raw.tgid = image.tgid;
+    raw.start_boottime_ns = image.start_boottime_ns;
+    raw.flags = image.flags;
+    raw.args_count = image.args_count;
+    let (exe_len, exe_cut) = put_c_string(&mut raw.exe, &image.exe);
+    let (cwd_len, cwd_cut) = put_c_string(&mut raw.cwd, &image.cwd);
+    raw.exe_len = exe_len;
+    raw.cwd_len = cwd_len;
+    let mut len = 0;
+    let mut args_cut = false;
+    for arg in &image.args {
+        let need = arg.len() + 1;
+        if len + need > raw.args.len() {
+            args_cut = true;
+            break;
+        }
+        raw.args[len..len + arg.len()].copy_from_slice(arg);
+        len += need;
+    }
+    raw.args_len = len as u32;
+    if exe_cut {
+        raw.flags |= image_flags::EXE_TRUNCATED;
+    }
+    if cwd_cut {
+        raw.flags |= image_flags::CWD_TRUNCATED;
+    }
+    if args_cut {
+        raw.flags |= image_flags::ARGS_TRUNCATED;
+    }
+    raw
+}
+
+/// Copies `src` NUL-terminated into `dst`; returns the stored length and whether it was cut.
+fn put_c_string(dst: &mut [u8], src: &[u8]) -> (u32, bool) {
+    let n = src.len().min(dst.len() - 1);
+    dst[..n].copy_from_slice(&src[..n]);
+    dst[n] = 0;
+    (n as u32, n < src.len())
+}
+
+/// The bytes of a NUL-terminated string stored in `buf`, at most `len` long.
+fn c_string(buf: &[u8], len: usize) -> Vec<u8> {
+    let bounded = &buf[..len.min(buf.len())];
+    let end = bounded.iter().position(|&b| b == 0).unwrap_or(bounded.len());
+    bounded[..end].to_vec()
+}
+
+/// Splits the kernel's NUL-separated argv area. A final argument cut by truncation (no
+/// terminating NUL) is kept as it is.
+pub fn split_args(area: &[u8]) -> Vec<Vec<u8>> {
+    let area = area.strip_suffix(&[0]).unwrap_or(area);
+    if area.is_empty() {
+        return Vec::new();
+    }
+    area.split(|&b| b == 0).map(<[u8]>::to_vec).collect()
+}
+
+const _: () = assert!(size_of::<ExecHeader>() < ARGS_OFFSET);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(args: &[u8], flags: u32) -> Vec<u8> {
+        let mut rec = vec![0u8; ARGS_OFFSET + args.len()];
+        // SAFETY: zeroed POD header, written unaligned.
+        let mut h: ExecHeader = unsafe { core::mem::zeroed() };
+        h.kind = RECORD_EXEC;
+        h.flags = flags;
+        h.pid = 42;
+        h.tgid = 42;
+        h.args_len = args.len() as u32;
+        h.filename_len = 7;
+        unsafe { core::ptr::write_unaligned(rec.as_mut_ptr().cast(), h) };
+        rec[offset_of!(ExecRecord, filename)..][..7].copy_from_slice(b"/bin/cp");
+        rec[ARGS_OFFSET..].copy_from_slice(args);
+        rec
+    }
+
+    #[test]
+    fn decodes_args_and_strings() {
+        let exec = decode(&record(b"cp\0a b\0/boot/x\0", 0)).unwrap();
+        assert_eq!(exec.pid, 42);
+        assert_eq!(exec.filename, b"/bin/cp");
+        assert_eq!(exec.args, vec![b"cp".to_vec(), b"a b".to_vec(), b"/boot/x".to_vec()]);
+        assert_eq!(exec.interp, None);
+        assert_eq!(exec.cwd, Some(Vec::new()));
+        assert_eq!(exec.parent, None);
+    }
+
+    #[test]
+    fn keeps_a_cut_final_argument_and_empty_arguments() {
+        assert_eq!(split_args(b"a\0\0b"), vec![b"a".to_vec(), vec![], b"b".to_vec()]);
+        assert!(split_args(b"").is_empty());
+    }
+
+    #[test]
+    fn rejects_short_and_inconsistent_records() {
+        assert_eq!(decode(&[0; 8]), Err(DecodeError::Short(8)));
+        let mut rec = record(b"cp\0", 0);
+        rec.truncate(ARGS_OFFSET + 1);
+        assert!(matches!(decode(&rec), Err(DecodeError::ArgsLength { .. })));
+    }
+
+    #[test]
+    fn image_round_trip_flags_truncation() {
+        let image = Image {
+            tgid: 7,
+            start_boottime_ns: 9,
+            flags: image_flags::FROM_PROC,
+            args_count: 2,
+            exe: vec![b'x'; 600],
+            args: vec![b"sh".to_vec(), vec![b'a'; 2000]],
+            cwd: b"/".to_vec(),
+        };
+        let back = image_from(&image_to_raw(&image));
+        assert_eq!(back.exe.len(), boot_copy_common::IMAGE_EXE_CAP - 1);
+        assert_eq!(back.args, vec![b"sh".to_vec()]);
+        assert!(back.has(image_flags::EXE_TRUNCATED) && back.has(image_flags::ARGS_TRUNCATED));
+        assert!(!back.has(image_flags::CWD_TRUNCATED));
+        assert_eq!(back.cwd, b"/");
+    }
+}

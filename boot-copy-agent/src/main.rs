@@ -1,0 +1,103 @@
+//! `boot-copy-agent`: the command-line front of the agent.
+use anyhow::Context as _;
+use boot_copy_agent::{commands, config};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "boot-copy-agent",
+    version,
+    about = "Boot File Copy detector: an eBPF exec sensor running Elastic's rule natively"
+)]
+struct Cli {
+    /// Configuration file (built-in defaults when the default file is absent).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Watch every exec, apply the rules, write alerts and health records to the sinks (root).
+    Run,
+    /// Print one ECS process event per exec as NDJSON (watched names only, unless --all) (root).
+    Events {
+        /// Every exec on the host, not only the names the rules can match.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Evaluate recorded ECS process events (NDJSON, `-` for stdin); print the alerts.
+    Replay {
+        #[arg(value_name = "FILE|-")]
+        input: PathBuf,
+        /// A rule file or directory instead of the configured rules.
+        #[arg(long, value_name = "DIR|FILE")]
+        rules: Option<PathBuf>,
+    },
+    /// Validate the configuration, rules and exceptions; list every problem.
+    Check {
+        #[arg(long, value_name = "DIR|FILE")]
+        rules: Option<PathBuf>,
+    },
+    /// List the loaded rules and the kernel prefilter derived from them.
+    Rules {
+        #[arg(long, value_name = "DIR|FILE")]
+        rules: Option<PathBuf>,
+    },
+    /// Show the running agent's counters.
+    Status,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BOOT_COPY_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("boot-copy-agent: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let explicit = cli.config.is_some();
+    let config_path = cli
+        .config
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    let with_rules = |rules| commands::offline::config_with_rules(&config_path, explicit, rules);
+    match cli.command {
+        Command::Run => runtime()?.block_on(commands::run::run(commands::run::Options {
+            config: config_path.clone(),
+            explicit,
+        })),
+        Command::Events { all } => {
+            let config = with_rules(None)?;
+            let rules = commands::run::load_rules(&config)?;
+            let watched = match rules.prefilter() {
+                boot_copy_agent::rules::Prefilter::Names(names) => names.into_iter().collect(),
+                boot_copy_agent::rules::Prefilter::All => Vec::new(),
+            };
+            let all = all || watched.is_empty();
+            runtime()?.block_on(commands::events::run(commands::events::Options { all, watched }))
+        }
+        Command::Replay { input, rules } => commands::offline::replay(&input, &with_rules(rules)?),
+        Command::Check { rules } => commands::offline::check(&with_rules(rules)?),
+        Command::Rules { rules } => commands::offline::list_rules(&with_rules(rules)?),
+        Command::Status => commands::offline::status(&with_rules(None)?),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

@@ -1,0 +1,206 @@
+//! An exec joined with its parent: the executable resolved as Elastic Defend reports it, and the
+//! parent described from the kernel table, from /proc, or marked unknown.
+use super::{paths, procfs};
+use crate::decode::{Exec, Image};
+use boot_copy_common::{exec_flags, image_flags};
+
+/// Where the parent's description came from (reported as `boot_copy.parent.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParentSource {
+    /// The kernel's process table, written at the parent's exec or fork.
+    Kernel,
+    /// The table entry the agent seeded from /proc at start.
+    ProcSeed,
+    /// Read from /proc when the event was handled (the table had no entry).
+    Proc,
+    /// Nothing known beyond the pid.
+    Unknown,
+}
+
+impl ParentSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kernel => "kernel",
+            Self::ProcSeed => "proc_seed",
+            Self::Proc => "proc",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// One process as ECS describes it; `None` or empty where unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    /// Start time on the boot clock, in ns.
+    pub start_ns: Option<u64>,
+    pub executable: Option<Vec<u8>>,
+    pub args: Vec<Vec<u8>>,
+    pub args_count: u32,
+    pub cwd: Option<Vec<u8>>,
+    pub args_truncated: bool,
+    pub path_truncated: bool,
+}
+
+impl Process {
+    /// `process.name`: the executable's basename.
+    pub fn name(&self) -> Option<&[u8]> {
+        self.executable.as_deref().map(paths::basename)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecContext {
+    pub exec: Exec,
+    pub process: Process,
+    pub parent: Process,
+    pub parent_source: ParentSource,
+}
+
+/// Resolves an exec and its parent.
+pub fn resolve(exec: Exec) -> ExecContext {
+    let process = child(&exec);
+    let (parent, parent_source) = match &exec.parent {
+        Some(image) if image.has(image_flags::FROM_PROC) => (from_image(image), ParentSource::ProcSeed),
+        Some(image) => (from_image(image), ParentSource::Kernel),
+        None => from_proc(exec.ppid, exec.start_boottime_ns),
+    };
+    ExecContext {
+        exec,
+        process,
+        parent,
+        parent_source,
+    }
+}
+
+fn child(exec: &Exec) -> Process {
+    // For a `#!` script the kernel runs the interpreter, but Defend reports the script's path.
+    let executable = if exec.has(exec_flags::SCRIPT) {
+        paths::absolute(exec.cwd.as_deref().unwrap_or(b"/"), &exec.filename)
+    } else {
+        exec.exe.clone()
+    };
+    Process {
+        pid: exec.tgid,
+        start_ns: Some(exec.start_boottime_ns),
+        executable: Some(executable),
+        args: exec.args.clone(),
+        args_count: exec.args_count,
+        cwd: exec.cwd.clone(),
+        args_truncated: exec.has(exec_flags::ARGS_TRUNCATED | exec_flags::ARGS_READ_FAILED),
+        path_truncated: exec.has(
+            exec_flags::EXE_TRUNCATED | exec_flags::CWD_TRUNCATED | exec_flags::FILENAME_TRUNCATED,
+        ),
+    }
+}
+
+fn from_image(image: &Image) -> Process {
+    let executable = if image.has(image_flags::EXE_IS_FILENAME) {
+        paths::absolute(&image.cwd, &image.exe)
+    } else {
+        image.exe.clone()
+    };
+    Process {
+        pid: image.tgid,
+        start_ns: Some(image.start_boottime_ns),
+        executable: (!executable.is_empty()).then_some(executable),
+        args: image.args.clone(),
+        args_count: image.args_count,
+        cwd: (!image.cwd.is_empty()).then(|| image.cwd.clone()),
+        args_truncated: image.has(image_flags::ARGS_TRUNCATED),
+        path_truncated: image.has(image_flags::EXE_TRUNCATED | image_flags::CWD_TRUNCATED),
+    }
+}
+
+/// The parent read from /proc now, unless it is gone or its pid was reused by a process that
+/// started after the child (which cannot be the child's parent).
+fn from_proc(ppid: u32, child_start_ns: u64) -> (Process, ParentSource) {
+    match procfs::image(ppid) {
+        Ok(image) if image.start_boottime_ns <= child_start_ns => {
+            (from_image(&image), ParentSource::Proc)
+        }
+        _ => (
+            Process {
+                pid: ppid,
+                ..Process::default()
+            },
+            ParentSource::Unknown,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(flags: u32) -> Exec {
+        Exec {
+            flags,
+            ktime_boot_ns: 10,
+            start_boottime_ns: u64::MAX,
+            pid: 5,
+            tgid: 5,
+            ppid: std::process::id(),
+            uid: 0,
+            euid: 0,
+            gid: 0,
+            egid: 0,
+            args_count: 2,
+            args_size: 10,
+            comm: b"run.sh".to_vec(),
+            filename: b"./run.sh".to_vec(),
+            exe: b"/usr/bin/dash".to_vec(),
+            interp: Some(b"/bin/sh".to_vec()),
+            cwd: Some(b"/tmp/w".to_vec()),
+            args: vec![b"/bin/sh".to_vec(), b"./run.sh".to_vec()],
+            parent: None,
+        }
+    }
+
+    #[test]
+    fn script_executable_is_the_script_made_absolute() {
+        let ctx = resolve(exec(exec_flags::SCRIPT));
+        assert_eq!(ctx.process.executable.as_deref(), Some(&b"/tmp/w/run.sh"[..]));
+        assert_eq!(ctx.process.name(), Some(&b"run.sh"[..]));
+    }
+
+    #[test]
+    fn binary_executable_is_the_resolved_file() {
+        let ctx = resolve(exec(0));
+        assert_eq!(ctx.process.name(), Some(&b"dash"[..]));
+    }
+
+    #[test]
+    fn parent_falls_back_to_proc_then_unknown() {
+        let ctx = resolve(exec(0));
+        assert_eq!(ctx.parent_source, ParentSource::Proc);
+        assert_eq!(ctx.parent.pid, std::process::id());
+        assert!(ctx.parent.executable.is_some());
+
+        let mut young = exec(0);
+        young.start_boottime_ns = 0; // the process at ppid started after this child: pid reuse
+        let ctx = resolve(young);
+        assert_eq!(ctx.parent_source, ParentSource::Unknown);
+        assert_eq!(ctx.parent.executable, None);
+    }
+
+    #[test]
+    fn kernel_parent_script_path_joined_with_its_cwd() {
+        let mut e = exec(exec_flags::PARENT_FOUND);
+        e.parent = Some(Image {
+            tgid: 9,
+            start_boottime_ns: 1,
+            flags: image_flags::EXE_IS_FILENAME,
+            args_count: 1,
+            exe: b"info/grub-pc.postinst".to_vec(),
+            args: vec![b"/bin/sh".to_vec()],
+            cwd: b"/var/lib/dpkg".to_vec(),
+        });
+        let ctx = resolve(e);
+        assert_eq!(ctx.parent_source, ParentSource::Kernel);
+        assert_eq!(
+            ctx.parent.executable.as_deref(),
+            Some(&b"/var/lib/dpkg/info/grub-pc.postinst"[..])
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! Alert documents (ECS 9.4): the source event's process, host, user and group fields unchanged,
+//! plus the rule's identity, scoring and ATT&CK mapping. Used by `replay` and the live daemon.
+
+use serde_json::{Map, Value, json};
+
+use super::rulefile::Rule;
+
+/// Top-level source-event fields an alert carries over unchanged (nested or dotted spelling).
+const CARRIED: &[&str] = &["@timestamp", "process", "host", "user", "group"];
+
+/// The fields an alert gets from its rule, as nested ECS objects:
+/// `event.{kind, severity, risk_score}`, `rule.*` and `threat.*` (arrays, one element per
+/// tactic/technique/sub-technique, in the rule's order, without duplicates). A rule with several
+/// references has the first in `rule.reference` and all in `boot_copy.rule.references`.
+pub fn rule_fields(rule: &Rule) -> Map<String, Value> {
+    let mut rule_obj = Map::new();
+    rule_obj.insert("id".into(), json!(rule.id));
+    rule_obj.insert("name".into(), json!(rule.name));
+    rule_obj.insert("version".into(), json!(rule.version.to_string()));
+    rule_obj.insert("description".into(), json!(rule.description.trim()));
+    rule_obj.insert("author".into(), json!(rule.author));
+    if let Some(license) = &rule.license {
+        rule_obj.insert("license".into(), json!(license));
+    }
+    // ECS `rule.reference` holds one value: the first reference; all of them go under the
+    // project's own namespace when there are several.
+    let mut custom = None;
+    if let Some(first) = rule.references.first() {
+        rule_obj.insert("reference".into(), json!(first));
+        if rule.references.len() > 1 {
+            custom = Some(json!({"rule": {"references": rule.references}}));
+        }
+    }
+
+    let mut out = Map::new();
+    out.insert(
+        "event".into(),
+        json!({
+            "kind": "alert",
+            "severity": rule.severity_score(),
+            "risk_score": rule.risk_score,
+        }),
+    );
+    out.insert("rule".into(), Value::Object(rule_obj));
+    if let Some(threat) = threat_fields(rule) {
+        out.insert("threat".into(), threat);
+    }
+    if let Some(custom) = custom {
+        out.insert("boot_copy".into(), custom);
+    }
+    out
+}
+
+fn push_unique(list: &mut Vec<String>, s: &str) {
+    if !list.iter().any(|x| x == s) {
+        list.push(s.to_owned());
+    }
+}
+
+fn threat_fields(rule: &Rule) -> Option<Value> {
+    if rule.threat.is_empty() {
+        return None;
+    }
+    let (mut frameworks, mut ta_id, mut ta_name, mut ta_ref) = (vec![], vec![], vec![], vec![]);
+    let (mut te_id, mut te_name, mut te_ref) = (vec![], vec![], vec![]);
+    let (mut st_id, mut st_name, mut st_ref) = (vec![], vec![], vec![]);
+    for t in &rule.threat {
+        push_unique(&mut frameworks, &t.framework);
+        push_unique(&mut ta_id, &t.tactic.id);
+        push_unique(&mut ta_name, &t.tactic.name);
+        push_unique(&mut ta_ref, &t.tactic.reference);
+        for te in &t.techniques {
+            push_unique(&mut te_id, &te.id);
+            push_unique(&mut te_name, &te.name);
+            push_unique(&mut te_ref, &te.reference);
+            for st in &te.subtechniques {
+                push_unique(&mut st_id, &st.id);
+                push_unique(&mut st_name, &st.name);
+                push_unique(&mut st_ref, &st.reference);
+            }
+        }
+    }
+    let mut threat = Map::new();
+    threat.insert(
+        "framework".into(),
+        if frameworks.len() == 1 {
+            json!(frameworks[0])
+        } else {
+            json!(frameworks)
+        },
+    );
+    threat.insert(
+        "tactic".into(),
+        json!({"id": ta_id, "name": ta_name, "reference": ta_ref}),
+    );
+    if !te_id.is_empty() {
+        let mut technique = Map::new();
+        technique.insert("id".into(), json!(te_id));
+        technique.insert("name".into(), json!(te_name));
+        technique.insert("reference".into(), json!(te_ref));
+        if !st_id.is_empty() {
+            technique.insert(
+                "subtechnique".into(),
+                json!({"id": st_id, "name": st_name, "reference": st_ref}),
+            );
+        }
+        threat.insert("technique".into(), Value::Object(technique));
+    }
+    Some(Value::Object(threat))
+}
+
+/// A complete alert for `rule` raised by the JSON `event`.
+pub fn build(rule: &Rule, event: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (key, value) in event {
+        let top = key.split('.').next().unwrap_or(key);
+        if CARRIED.contains(&top) {
+            out.insert(key.clone(), value.clone());
+        }
+    }
+    let summary = summary(event);
+    out.extend(rule_fields(rule));
+    let message = match summary {
+        Some(s) => format!("{}: {s}", rule.name),
+        None => rule.name.clone(),
+    };
+    out.insert("message".into(), Value::String(message));
+    out
+}
+
+/// `process.command_line` (or executable) of the event, nested or dotted.
+fn summary(event: &Map<String, Value>) -> Option<String> {
+    for field in ["command_line", "executable", "name"] {
+        let nested = event.get("process").and_then(|p| p.get(field));
+        let dotted = event.get(&format!("process.{field}"));
+        if let Some(Value::String(s)) = nested.or(dotted) {
+            return Some(s.clone());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_rule_fields() {
+        let rule = &crate::rules::bundled()[0];
+        let f = Value::Object(rule_fields(rule));
+        assert_eq!(
+            f["event"],
+            json!({"kind": "alert", "severity": 21, "risk_score": 21})
+        );
+        assert_eq!(f["rule"]["id"], "5bda8597-69a6-4b9e-87a2-69a7c963ea83");
+        assert_eq!(f["rule"]["version"], "2");
+        assert_eq!(f["rule"]["author"], json!(["Elastic"]));
+        assert_eq!(f["rule"]["license"], "Elastic License v2");
+        assert!(f["rule"].get("reference").is_none());
+        assert_eq!(f["threat"]["framework"], "MITRE ATT&CK");
+        assert_eq!(
+            f["threat"]["tactic"]["id"],
+            json!(["TA0003", "TA0002", "TA0005"])
+        );
+        assert_eq!(
+            f["threat"]["tactic"]["name"],
+            json!(["Persistence", "Execution", "Defense Evasion"])
+        );
+        assert_eq!(
+            f["threat"]["technique"]["id"],
+            json!(["T1542", "T1543", "T1574", "T1059"])
+        );
+        assert_eq!(
+            f["threat"]["technique"]["subtechnique"]["id"],
+            json!(["T1059.004"])
+        );
+        assert_eq!(
+            f["threat"]["technique"]["subtechnique"]["reference"],
+            json!(["https://attack.mitre.org/techniques/T1059/004/"])
+        );
+    }
+
+    #[test]
+    fn references() {
+        let mut rule = crate::rules::bundled().remove(0);
+        rule.references = vec!["https://a.example/".into()];
+        let f = Value::Object(rule_fields(&rule));
+        assert_eq!(f["rule"]["reference"], "https://a.example/");
+        assert!(f.get("boot_copy").is_none());
+        rule.references.push("https://b.example/".into());
+        let f = Value::Object(rule_fields(&rule));
+        assert_eq!(f["rule"]["reference"], "https://a.example/");
+        assert_eq!(
+            f["boot_copy"]["rule"]["references"],
+            json!(["https://a.example/", "https://b.example/"])
+        );
+    }
+
+    #[test]
+    fn carries_source_fields_unchanged() {
+        let rule = &crate::rules::bundled()[0];
+        let event = json!({
+            "@timestamp": "2025-01-01T00:00:00Z",
+            "process": {"name": "cp", "args": ["cp", "a", "/boot/b"], "command_line": "cp a /boot/b"},
+            "host.name": "h",
+            "user": {"name": "root"},
+            "event": {"kind": "event"},
+            "file": {"path": "x"},
+        });
+        let a = Value::Object(build(rule, event.as_object().unwrap()));
+        assert_eq!(a["process"], event["process"]);
+        assert_eq!(a["host.name"], "h");
+        assert_eq!(a["user"], event["user"]);
+        assert_eq!(a["@timestamp"], event["@timestamp"]);
+        assert!(a.get("file").is_none());
+        assert_eq!(a["event"]["kind"], "alert");
+        assert_eq!(a["message"], "Boot File Copy: cp a /boot/b");
+    }
+}

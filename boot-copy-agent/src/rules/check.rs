@@ -1,0 +1,151 @@
+//! What the `check` and `rules` subcommands need from the rule engine: load rules and exceptions
+//! reporting every problem, and list what is loaded.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::path::Path;
+
+use super::exceptions::Exceptions;
+use super::rulefile::{Rule, bundled, load_rules};
+use super::ruleset::RuleSet;
+
+/// One problem found by [`check`]: where (a file, possibly with a position, or `exceptions`) and
+/// what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub location: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// Loads the rules (`rules_path`, or the bundled rules when `None`) and pairs them with
+/// `exceptions`, reporting every problem.
+pub fn load_ruleset(
+    rules_path: Option<&Path>,
+    exceptions: &Exceptions,
+) -> Result<RuleSet, Vec<Problem>> {
+    let rules: Vec<Rule> = match rules_path {
+        None => bundled(),
+        Some(path) => {
+            if !path.exists() {
+                return Err(vec![Problem {
+                    location: path.display().to_string(),
+                    message: "no such file or directory".to_owned(),
+                }]);
+            }
+            let rules = load_rules(path).map_err(|errors| {
+                errors
+                    .into_iter()
+                    .map(|e| {
+                        let text = e.to_string();
+                        let location = text.split(": ").next().unwrap_or_default().to_owned();
+                        Problem {
+                            location,
+                            message: e.message,
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })?;
+            if rules.is_empty() {
+                return Err(vec![Problem {
+                    location: path.display().to_string(),
+                    message: "no rule files (*.toml) found; the agent would detect nothing"
+                        .to_owned(),
+                }]);
+            }
+            rules
+        }
+    };
+    RuleSet::new(rules, exceptions).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| Problem {
+                location: "exceptions".to_owned(),
+                message: e.to_string(),
+            })
+            .collect()
+    })
+}
+
+/// Every problem with the rules and exceptions (empty when all is well).
+pub fn check(rules_path: Option<&Path>, exceptions: &Exceptions) -> Vec<Problem> {
+    match load_ruleset(rules_path, exceptions) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems,
+    }
+}
+
+/// Writes the listing of `boot-copy-agent rules`: one line per rule (id, version, name, file,
+/// exception items), then the derived prefilter.
+pub fn list(rules: &RuleSet, mut out: impl Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<38} {:>7}  {:<30} {:>10}  FILE",
+        "RULE ID", "VERSION", "NAME", "EXCEPTIONS"
+    )?;
+    for (rule, exceptions) in rules.rules().iter().zip(rules.exception_counts()) {
+        writeln!(
+            out,
+            "{:<38} {:>7}  {:<30} {:>10}  {}",
+            rule.id,
+            rule.version,
+            rule.name,
+            exceptions,
+            rule.source.display()
+        )?;
+    }
+    writeln!(out, "prefilter: {}", rules.prefilter())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_listing() {
+        let rules = load_ruleset(None, &Exceptions::default()).unwrap();
+        let mut out = Vec::new();
+        list(&rules, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let line = text.lines().nth(1).unwrap();
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            cols,
+            [
+                "5bda8597-69a6-4b9e-87a2-69a7c963ea83",
+                "2",
+                "Boot",
+                "File",
+                "Copy",
+                "0",
+                "bundled:rules/boot-file-copy.toml"
+            ]
+        );
+        assert!(
+            text.ends_with("prefilter: process.name in (\"cp\", \"mv\")\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn problems_are_listed() {
+        let mut ex = Exceptions::default();
+        ex.0.insert("nope".into(), vec![]);
+        let problems = check(None, &ex);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            problems[0].to_string(),
+            "exceptions: exceptions for rule nope item 1: no loaded rule has this rule_id"
+        );
+        let problems = check(
+            Some(Path::new("/nonexistent/rules")),
+            &Exceptions::default(),
+        );
+        assert!(problems[0].message.contains("no such file"));
+    }
+}

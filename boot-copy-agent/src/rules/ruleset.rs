@@ -1,0 +1,85 @@
+//! The loaded rules with their exceptions: what the sensor evaluates each event against.
+
+use super::document::Document;
+use super::exceptions::{CompiledItem, ExceptionError, Exceptions, compile_items};
+use super::prefilter::Prefilter;
+use super::rulefile::Rule;
+
+/// Rules and their compiled exception items.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// `exceptions[i]` belongs to `rules[i]`.
+    exceptions: Vec<Vec<CompiledItem>>,
+}
+
+impl RuleSet {
+    /// Pairs rules with their exceptions. Exceptions for a rule id that is not loaded, and
+    /// malformed items, are errors (every one is reported).
+    pub fn new(rules: Vec<Rule>, exceptions: &Exceptions) -> Result<RuleSet, Vec<ExceptionError>> {
+        let mut errors = Vec::new();
+        for id in exceptions.0.keys() {
+            if !rules.iter().any(|r| &r.id == id) {
+                errors.push(ExceptionError {
+                    rule_id: id.clone(),
+                    item: 0,
+                    item_name: None,
+                    message: "no loaded rule has this rule_id".to_owned(),
+                });
+            }
+        }
+        let mut compiled = Vec::with_capacity(rules.len());
+        for rule in &rules {
+            match exceptions.0.get(&rule.id) {
+                None => compiled.push(Vec::new()),
+                Some(items) => match compile_items(&rule.id, items) {
+                    Ok(c) => compiled.push(c),
+                    Err(mut e) => {
+                        errors.append(&mut e);
+                        compiled.push(Vec::new());
+                    }
+                },
+            }
+        }
+        if errors.is_empty() {
+            Ok(RuleSet {
+                rules,
+                exceptions: compiled,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Rules without exceptions.
+    pub fn from_rules(rules: Vec<Rule>) -> RuleSet {
+        let exceptions = rules.iter().map(|_| Vec::new()).collect();
+        RuleSet { rules, exceptions }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Number of exception items attached to each rule, in rule order.
+    pub fn exception_counts(&self) -> impl Iterator<Item = usize> + '_ {
+        self.exceptions.iter().map(Vec::len)
+    }
+
+    /// The rules whose query matches `doc` and none of whose exception items match it.
+    /// Allocates nothing.
+    pub fn evaluate<'a>(&'a self, doc: &'a Document) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.rules
+            .iter()
+            .zip(&self.exceptions)
+            .filter(move |(rule, items)| {
+                rule.query.matches(doc) && !items.iter().any(|i| i.0.eval(doc))
+            })
+            .map(|(rule, _)| rule)
+    }
+
+    /// The process names the kernel must report for these rules.
+    pub fn prefilter(&self) -> Prefilter {
+        Prefilter::from_rules(&self.rules)
+    }
+}

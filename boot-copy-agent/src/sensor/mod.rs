@@ -1,0 +1,266 @@
+//! The kernel sensor: loads the eBPF object (`boot-copy-ebpf`, embedded at build time), sizes
+//! and fills its maps, attaches the exec/fork/exit programs, and hands out the ring-buffer
+//! reader. Records are `boot_copy_common::ExecRecord`s truncated after their argument bytes.
+mod error;
+pub mod requirements;
+mod ring;
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, ProgramError},
+};
+use boot_copy_common::{
+    NAME_KEY_CAP, PROC_TABLE_ENTRIES, ProcImage, config_flags, counter,
+};
+
+pub use error::SensorError;
+pub use requirements::ensure_tracefs;
+pub use ring::RingReader;
+
+/// The eBPF object built by build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/boot-copy"));
+
+/// The programs, by BTF tracepoint name (also their function names in the object).
+const PROGRAMS: [&str; 3] = ["sched_process_exec", "sched_process_fork", "sched_process_exit"];
+
+/// `bpf_map_update_elem` flag: fail if the key exists.
+const BPF_NOEXIST: u64 = 1;
+
+#[derive(Debug, Clone)]
+pub struct SensorConfig {
+    /// Executable basenames whose execs are always submitted, with up to 512 KiB of arguments.
+    pub watched: Vec<String>,
+    /// Submit every exec (up to 32 KiB of arguments for unwatched names).
+    pub all_execs: bool,
+    /// Ring-buffer size: a power of two of at least 1 MiB.
+    pub ring_bytes: u32,
+    /// Process-table capacity (LRU beyond it).
+    pub table_entries: u32,
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        Self {
+            watched: Vec::new(),
+            all_execs: false,
+            ring_bytes: 8 << 20,
+            table_entries: PROC_TABLE_ENTRIES,
+        }
+    }
+}
+
+/// A loaded and attached sensor. Dropping it detaches the programs and frees the maps.
+pub struct Sensor {
+    table: HashMap<MapData, u32, ProcImage>,
+    counters: PerCpuArray<MapData, u64>,
+    reader: Option<RingReader>,
+    // Owns the programs and their links; last so the maps above are released first.
+    ebpf: Ebpf,
+}
+
+/// Kernel statistics of one attached program. Run counts and times only accumulate while BPF
+/// statistics are enabled (`kernel.bpf_stats_enabled`, or `aya::sys::enable_stats`).
+#[derive(Debug, Clone)]
+pub struct ProgramStats {
+    pub name: &'static str,
+    pub id: u32,
+    pub run_count: u64,
+    pub run_time_ns: u64,
+    /// Instructions the verifier processed at load (5.16+).
+    pub verified_insns: Option<u32>,
+}
+
+impl Sensor {
+    /// Checks requirements, mounts tracefs if needed, loads, sizes maps, fills WATCHED/CONFIG,
+    /// attaches all three programs.
+    pub fn start(cfg: &SensorConfig) -> Result<Sensor, SensorError> {
+        let keys = watched_keys(&cfg.watched)?;
+        if cfg.ring_bytes < (1 << 20) || !cfg.ring_bytes.is_power_of_two() {
+            return Err(SensorError::InvalidRingSize { bytes: cfg.ring_bytes });
+        }
+        if cfg.table_entries == 0 {
+            return Err(SensorError::InvalidTableSize);
+        }
+        requirements::check()?;
+        // BTF tracepoints do not need tracefs; mount it for the tools that do, but go on without.
+        if let Err(e) = ensure_tracefs() {
+            tracing::warn!("{e}");
+        }
+        requirements::raise_memlock();
+
+        let btf = Btf::from_sys_fs().map_err(|_| SensorError::NoBtf)?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .map_max_entries("EVENTS", cfg.ring_bytes)
+            .map_max_entries("SCRATCH", requirements::possible_cpu_slots()?)
+            .map_max_entries("PROC_TABLE", cfg.table_entries)
+            .load(EBPF_OBJECT)?;
+
+        {
+            let mut watched: HashMap<_, [u8; NAME_KEY_CAP], u8> =
+                HashMap::try_from(map_mut(&mut ebpf, "WATCHED")?)
+                    .map_err(|source| SensorError::Map { map: "WATCHED", source })?;
+            for key in &keys {
+                watched
+                    .insert(key, 1, 0)
+                    .map_err(|source| SensorError::Map { map: "WATCHED", source })?;
+            }
+            let mut config: Array<_, u64> = Array::try_from(map_mut(&mut ebpf, "CONFIG")?)
+                .map_err(|source| SensorError::Map { map: "CONFIG", source })?;
+            let flags = if cfg.all_execs { config_flags::ALL_EXECS } else { 0 };
+            config.set(0, flags, 0).map_err(|source| SensorError::Map { map: "CONFIG", source })?;
+        }
+
+        for name in PROGRAMS {
+            attach(&mut ebpf, &btf, name)?;
+        }
+
+        let table = HashMap::try_from(take_map(&mut ebpf, "PROC_TABLE")?)
+            .map_err(|source| SensorError::Map { map: "PROC_TABLE", source })?;
+        let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?)
+            .map_err(|source| SensorError::Map { map: "COUNTERS", source })?;
+        let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)
+            .map_err(|source| SensorError::Map { map: "EVENTS", source })?;
+        Ok(Sensor { table, counters, reader: Some(RingReader::new(ring)), ebpf })
+    }
+
+    /// Inserts a /proc-derived image only if the kernel has no entry (BPF_NOEXIST). Ok(false) if
+    /// one existed.
+    pub fn seed(&mut self, tgid: u32, image: &ProcImage) -> Result<bool, SensorError> {
+        match self.table.insert(tgid, image, BPF_NOEXIST) {
+            Ok(()) => Ok(true),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {
+                Ok(false)
+            }
+            Err(source) => Err(SensorError::Map { map: "PROC_TABLE", source }),
+        }
+    }
+
+    /// Per-counter totals summed over CPUs, indexed by `boot_copy_common::counter`.
+    pub fn counters(&self) -> Result<[u64; counter::COUNT as usize], SensorError> {
+        let mut totals = [0u64; counter::COUNT as usize];
+        for (i, total) in totals.iter_mut().enumerate() {
+            let values = self
+                .counters
+                .get(&(i as u32), 0)
+                .map_err(|source| SensorError::Map { map: "COUNTERS", source })?;
+            *total = values.iter().copied().fold(0u64, u64::wrapping_add);
+        }
+        Ok(totals)
+    }
+
+    /// Statistics of the three programs.
+    pub fn program_stats(&self) -> Result<Vec<ProgramStats>, SensorError> {
+        PROGRAMS
+            .iter()
+            .map(|&name| {
+                let program_error =
+                    |source| SensorError::Program { program: name.to_owned(), source };
+                let info = self
+                    .ebpf
+                    .program(name)
+                    .ok_or_else(|| program_error(ProgramError::NotLoaded))?
+                    .info()
+                    .map_err(program_error)?;
+                Ok(ProgramStats {
+                    name,
+                    id: info.id(),
+                    run_count: info.run_count(),
+                    run_time_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+                    verified_insns: info.verified_instruction_count(),
+                })
+            })
+            .collect()
+    }
+
+    /// Take the ring-buffer reader (to move into a tokio task).
+    pub fn take_reader(&mut self) -> Result<RingReader, SensorError> {
+        self.reader.take().ok_or(SensorError::ReaderTaken)
+    }
+}
+
+/// Zero-padded keys of the watched names; rejects names the kernel could never match.
+fn watched_keys(names: &[String]) -> Result<Vec<[u8; NAME_KEY_CAP]>, SensorError> {
+    names
+        .iter()
+        .map(|name| {
+            let invalid = |reason| SensorError::InvalidWatchedName { name: name.clone(), reason };
+            let bytes = name.as_bytes();
+            if bytes.is_empty() {
+                return Err(invalid("it is empty"));
+            }
+            if bytes.len() > NAME_KEY_CAP - 1 {
+                return Err(invalid("it is too long"));
+            }
+            if bytes.contains(&b'/') || bytes.contains(&0) {
+                return Err(invalid("it contains '/' or NUL"));
+            }
+            let mut key = [0u8; NAME_KEY_CAP];
+            key[..bytes.len()].copy_from_slice(bytes);
+            Ok(key)
+        })
+        .collect()
+}
+
+fn map_mut<'a>(ebpf: &'a mut Ebpf, map: &'static str) -> Result<&'a mut aya::maps::Map, SensorError> {
+    ebpf.map_mut(map).ok_or(SensorError::MissingMap { map })
+}
+
+fn take_map(ebpf: &mut Ebpf, map: &'static str) -> Result<aya::maps::Map, SensorError> {
+    ebpf.take_map(map).ok_or(SensorError::MissingMap { map })
+}
+
+fn attach(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<(), SensorError> {
+    let program_error = |source| SensorError::Program { program: name.to_owned(), source };
+    let program: &mut BtfTracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| program_error(ProgramError::NotLoaded))?
+        .try_into()
+        .map_err(program_error)?;
+    program.load(name, btf).map_err(|e| match e {
+        ProgramError::LoadError { io_error, verifier_log } => SensorError::VerifierRejected {
+            program: name.to_owned(),
+            error: io_error,
+            log: verifier_log.to_string(),
+        },
+        other => program_error(other),
+    })?;
+    program.attach().map_err(program_error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watched_names() {
+        let keys = watched_keys(&["cp".into(), "mv".into()]).unwrap();
+        assert_eq!(&keys[0][..3], b"cp\0");
+        assert!(keys[1][2..].iter().all(|&b| b == 0));
+        let long = "x".repeat(NAME_KEY_CAP);
+        let err = watched_keys(&[long]).unwrap_err();
+        assert!(matches!(err, SensorError::InvalidWatchedName { .. }));
+        assert!(err.to_string().contains("1 to 63 bytes"), "{err}");
+        assert!(watched_keys(&["x".repeat(NAME_KEY_CAP - 1)]).is_ok());
+        assert!(watched_keys(&[String::new()]).is_err());
+        assert!(watched_keys(&["a/b".into()]).is_err());
+    }
+
+    #[test]
+    fn one_line_messages() {
+        for e in [
+            SensorError::NoBtf,
+            SensorError::NotPrivileged { cap_eff: 0 },
+            SensorError::KernelTooOld { release: "5.4.0".into() },
+            SensorError::TracefsUnavailable { source: std::io::Error::from_raw_os_error(1) },
+        ] {
+            let msg = e.to_string();
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+        assert!(SensorError::NoBtf.to_string().contains("CONFIG_DEBUG_INFO_BTF"));
+        let tracefs = SensorError::TracefsUnavailable { source: std::io::Error::from_raw_os_error(1) };
+        assert!(tracefs.to_string().contains("mount -t tracefs nodev /sys/kernel/tracing"));
+    }
+}

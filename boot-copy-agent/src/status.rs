@@ -1,0 +1,133 @@
+//! The agent's status file, `status.json` in the state directory (inside the log directory):
+//! rewritten every second while the agent runs, marked stopped at a clean stop. `status` reads
+//! it; the next start reads it to tell whether the previous run stopped cleanly.
+use crate::health::{Counters, counters_json};
+use crate::process::clock::rfc3339;
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+use std::{
+    fs,
+    io::Write,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub pid: u32,
+    pub version: String,
+    pub started: String,
+    pub updated: String,
+    pub stopped: bool,
+    pub seq: u64,
+    pub counters: serde_json::Value,
+}
+
+pub struct StatusFile {
+    path: PathBuf,
+}
+
+impl StatusFile {
+    /// The status file in `dir`, creating the directory (0750) if needed.
+    pub fn new(dir: &Path) -> anyhow::Result<Self> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .with_context(|| format!("creating the state directory {}", dir.display()))?;
+        Ok(Self {
+            path: dir.join("status.json"),
+        })
+    }
+
+    pub fn read(&self) -> anyhow::Result<Option<Status>> {
+        match fs::read(&self.path) {
+            Ok(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("parsing {}", self.path.display()))?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", self.path.display())),
+        }
+    }
+
+    /// The previous run's status if it did not stop cleanly. Refuses to go on if that run is
+    /// still alive: two agents would report every alert twice.
+    pub fn unclean_previous(&self) -> anyhow::Result<Option<Status>> {
+        let Some(prev) = self.read().unwrap_or(None) else {
+            return Ok(None);
+        };
+        if prev.stopped {
+            return Ok(None);
+        }
+        if prev.pid != std::process::id() && alive(prev.pid) {
+            bail!(
+                "another boot-copy-agent (pid {}) is running with state in {}; stop it first",
+                prev.pid,
+                self.path.display()
+            );
+        }
+        Ok(Some(prev))
+    }
+
+    /// Atomically replaces the status file (0640).
+    pub fn write(&self, status: &Status) -> anyhow::Result<()> {
+        let tmp = self.path.with_extension("json.tmp");
+        let _ = fs::remove_file(&tmp);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(&serde_json::to_vec(status)?)?;
+        fs::rename(&tmp, &self.path).with_context(|| format!("replacing {}", self.path.display()))
+    }
+}
+
+impl Status {
+    pub fn new(started: SystemTime, seq: u64, counters: &Counters, stopped: bool) -> Self {
+        Self {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started: rfc3339(started),
+            updated: rfc3339(SystemTime::now()),
+            stopped,
+            seq,
+            counters: counters_json(counters),
+        }
+    }
+}
+
+/// Whether a process with this pid exists.
+pub fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_unclean_detection() {
+        let dir = std::env::temp_dir().join(format!("bc-status-{}", std::process::id()));
+        let file = StatusFile::new(&dir).unwrap();
+        assert!(file.unclean_previous().unwrap().is_none());
+        let counters = vec![("alerts".to_owned(), 3)];
+        let mut dead = Status::new(SystemTime::now(), 7, &counters, false);
+        dead.pid = u32::MAX; // no such process: a run that died
+        file.write(&dead).unwrap();
+        let prev = file.unclean_previous().unwrap().expect("unclean");
+        assert_eq!(prev.seq, 7);
+        assert_eq!(prev.counters["alerts"], 3);
+        file.write(&Status::new(SystemTime::now(), 8, &counters, true)).unwrap();
+        assert!(file.unclean_previous().unwrap().is_none());
+        let mut live = Status::new(SystemTime::now(), 1, &counters, false);
+        live.pid = 1; // init is alive
+        file.write(&live).unwrap();
+        assert!(file.unclean_previous().is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,182 @@
+//! `#[repr(C)]` types shared by the kernel program (`boot-copy-ebpf`) and the agent.
+//!
+//! Every record that crosses the ring buffer starts with a `u32` kind. Layout changes here must be
+//! made on both sides at once; the size assertions at the bottom catch accidental drift.
+#![no_std]
+
+/// Capacity of full paths in an exec record (PATH_MAX).
+pub const PATH_CAP: usize = 4096;
+/// Capacity of the `#!` interpreter string (the kernel's BINPRM_BUF_SIZE bounds it).
+pub const INTERP_CAP: usize = 256;
+/// Argument bytes captured for execs whose name is watched. Padding argv past a capture limit is a
+/// known evasion, so this is generous; it must stay a power of two (used as a verifier mask).
+pub const ARGS_CAP_WATCHED: usize = 512 * 1024;
+/// Argument bytes captured for other execs when all execs are requested (Elastic keeps 20 KiB).
+pub const ARGS_CAP_OTHER: usize = 32 * 1024;
+/// Bounds of a process image kept in the kernel's process table (the parent context).
+pub const IMAGE_EXE_CAP: usize = 512;
+pub const IMAGE_ARGS_CAP: usize = 1024;
+pub const IMAGE_CWD_CAP: usize = 512;
+/// Key size of the watched-name map: a name is the executable's basename, zero-padded.
+pub const NAME_KEY_CAP: usize = 64;
+/// Default number of processes the process table holds (LRU beyond that).
+pub const PROC_TABLE_ENTRIES: u32 = 16384;
+/// Maximum number of watched names.
+pub const WATCHED_ENTRIES: u32 = 256;
+
+/// Record kinds (first `u32` of every ring-buffer record).
+pub const RECORD_EXEC: u32 = 1;
+
+/// `ExecHeader::flags`.
+pub mod exec_flags {
+    /// Fewer argument bytes were captured than the process has.
+    pub const ARGS_TRUNCATED: u32 = 1 << 0;
+    /// The argument read from user memory failed; `args` is empty.
+    pub const ARGS_READ_FAILED: u32 = 1 << 1;
+    pub const FILENAME_TRUNCATED: u32 = 1 << 2;
+    pub const EXE_TRUNCATED: u32 = 1 << 3;
+    pub const CWD_TRUNCATED: u32 = 1 << 4;
+    /// `bprm->interp` differs from `bprm->filename`: a `#!` script (or binfmt_misc).
+    /// `exe` then holds the interpreter's resolved path and `filename` the script path.
+    pub const SCRIPT: u32 = 1 << 5;
+    /// The executable's name is in the watched set.
+    pub const WATCHED: u32 = 1 << 6;
+    /// `parent` holds the parent's entry from the kernel process table.
+    pub const PARENT_FOUND: u32 = 1 << 7;
+    /// The working directory could not be read (kernel thread, no fs).
+    pub const CWD_MISSING: u32 = 1 << 8;
+}
+
+/// `ProcImage::flags`.
+pub mod image_flags {
+    pub const EXE_TRUNCATED: u32 = 1 << 0;
+    pub const ARGS_TRUNCATED: u32 = 1 << 1;
+    pub const CWD_TRUNCATED: u32 = 1 << 2;
+    /// `exe` is the path as passed to execve of a script and may be relative to `cwd`.
+    pub const EXE_IS_FILENAME: u32 = 1 << 3;
+    /// Written by the agent from /proc at start, not by the kernel at exec.
+    pub const FROM_PROC: u32 = 1 << 4;
+    /// Inherited at fork: the process has not exec'd since (a forked subshell).
+    pub const FORKED: u32 = 1 << 5;
+}
+
+/// Counter indexes into the per-CPU `COUNTERS` array.
+pub mod counter {
+    pub const EXECS_SEEN: u32 = 0;
+    pub const EVENTS_SUBMITTED: u32 = 1;
+    /// Ring-buffer reservations that failed: events lost in the kernel.
+    pub const RINGBUF_DROPS: u32 = 2;
+    pub const ARGS_TRUNCATED: u32 = 3;
+    /// Execs whose parent had no process-table entry.
+    pub const PARENT_MISSES: u32 = 4;
+    pub const ARGS_READ_FAILURES: u32 = 5;
+    pub const PATH_TRUNCATIONS: u32 = 6;
+    pub const TABLE_UPDATE_FAILURES: u32 = 7;
+    pub const FORKS: u32 = 8;
+    pub const EXITS: u32 = 9;
+    pub const COUNT: u32 = 10;
+    /// Names in index order, as the agent reports them.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "execs_seen",
+        "events_submitted",
+        "ringbuf_drops",
+        "args_truncated",
+        "parent_misses",
+        "args_read_failures",
+        "path_truncations",
+        "table_update_failures",
+        "forks",
+        "exits",
+    ];
+}
+
+/// `CONFIG` array index 0 bits.
+pub mod config_flags {
+    /// Submit every exec, not only watched names (`events --all`, or a rule without a name filter).
+    pub const ALL_EXECS: u64 = 1 << 0;
+}
+
+/// A process's current image, as kept in the kernel process table keyed by tgid.
+/// Strings are NUL-terminated within their capacity; `args` is argv NUL-separated.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ProcImage {
+    /// `task->start_boottime` of the thread-group leader, in ns.
+    pub start_boottime_ns: u64,
+    pub tgid: u32,
+    pub flags: u32,
+    /// True argc (not only what fits in `args`).
+    pub args_count: u32,
+    /// Bytes of `args` that are valid.
+    pub args_len: u32,
+    pub exe_len: u32,
+    pub cwd_len: u32,
+    pub exe: [u8; IMAGE_EXE_CAP],
+    pub args: [u8; IMAGE_ARGS_CAP],
+    pub cwd: [u8; IMAGE_CWD_CAP],
+}
+
+/// Fixed part of an exec record. Lengths exclude the terminating NUL.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecHeader {
+    /// Always `RECORD_EXEC`.
+    pub kind: u32,
+    pub flags: u32,
+    /// `bpf_ktime_get_boot_ns()` when the exec was seen.
+    pub ktime_boot_ns: u64,
+    /// `task->start_boottime` of the process, in ns.
+    pub start_boottime_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    /// `task->real_parent->tgid`.
+    pub ppid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    /// True argc (`bprm->argc`).
+    pub args_count: u32,
+    /// True argument byte count (`mm->arg_end - mm->arg_start`).
+    pub args_size: u32,
+    /// Argument bytes present in `ExecRecord::args` (and in the submitted record).
+    pub args_len: u32,
+    pub filename_len: u32,
+    pub exe_len: u32,
+    pub interp_len: u32,
+    pub cwd_len: u32,
+    pub comm: [u8; 16],
+}
+
+/// An exec record as built in the kernel. Only `ARGS_OFFSET + header.args_len` bytes are
+/// submitted: the argument area is variable-length at the end.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecRecord {
+    pub header: ExecHeader,
+    /// The parent's process-table entry (valid when `PARENT_FOUND` is set).
+    pub parent: ProcImage,
+    /// `bprm->filename`: the path as passed to execve (may be relative).
+    pub filename: [u8; PATH_CAP],
+    /// Resolved path of `bprm->file` (for a script: the interpreter).
+    pub exe: [u8; PATH_CAP],
+    /// `bprm->interp` when it differs from the filename.
+    pub interp: [u8; INTERP_CAP],
+    /// Working directory (`task->fs->pwd`).
+    pub cwd: [u8; PATH_CAP],
+    pub args: [u8; ARGS_CAP_WATCHED],
+}
+
+/// Byte offset of the argument area in a submitted exec record.
+pub const ARGS_OFFSET: usize = core::mem::offset_of!(ExecRecord, args);
+
+const _: () = assert!(core::mem::size_of::<ProcImage>() == 32 + IMAGE_EXE_CAP + IMAGE_ARGS_CAP + IMAGE_CWD_CAP);
+const _: () = assert!(core::mem::size_of::<ExecHeader>() == 96);
+const _: () = assert!(ARGS_OFFSET % 8 == 0);
+const _: () = assert!(ARGS_CAP_WATCHED.is_power_of_two() && ARGS_CAP_OTHER.is_power_of_two());
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data, `#[repr(C)]`, no padding-dependent invariants.
+    unsafe impl aya::Pod for super::ProcImage {}
+}

@@ -1,0 +1,361 @@
+// CO-RE accessors for the kernel structures boot-copy reads.
+//
+// Only the fields used are declared, with `preserve_access_index`, so clang records a BTF
+// relocation for every access and the loader (aya) rewrites offsets for the running kernel.
+// The eBPF crate's build.rs compiles this file to LLVM bitcode that bpf-linker links with the
+// Rust code; Rust calls the `bc_*` functions through `extern "C"` (see src/co_re.rs).
+//
+// No kernel or libc headers: the few integer types libbpf's headers need are declared here.
+
+typedef unsigned char __u8;
+typedef unsigned short __u16;
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+typedef signed char __s8;
+typedef short __s16;
+typedef int __s32;
+typedef long long __s64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
+
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#define SHIM __attribute__((always_inline))
+
+// barrier_var (bpf_helpers.h) hides a value's known range from the compiler, so that masks the
+// verifier needs (it tracks ranges less well than clang) are not optimised away as redundant.
+
+// Must match boot-copy-common.
+#define PATH_CAP 4096
+#define PATH_MASK (PATH_CAP - 1)
+#define NAME_KEY_CAP 64
+#define NAME_KEY_MASK (NAME_KEY_CAP - 1)
+// Longest single path component (NAME_MAX); also the verifier bound of one component copy.
+#define COMPONENT_MASK 255
+// Path components (and mount crossings) walked at most.
+#define PATH_MAX_DEPTH 64
+
+// ---------------------------------------------------------------------------------------------
+// Kernel structures (only the needed fields)
+
+typedef struct {
+	int counter;
+} atomic_t;
+
+typedef struct {
+	__u32 val;
+} kuid_t;
+
+typedef struct {
+	__u32 val;
+} kgid_t;
+
+struct qstr {
+	union {
+		struct {
+			__u32 hash;
+			__u32 len;
+		};
+		__u64 hash_len;
+	};
+	const unsigned char *name;
+} __attribute__((preserve_access_index));
+
+struct dentry {
+	struct dentry *d_parent;
+	struct qstr d_name;
+} __attribute__((preserve_access_index));
+
+struct vfsmount {
+	struct dentry *mnt_root;
+} __attribute__((preserve_access_index));
+
+struct mount {
+	struct mount *mnt_parent;
+	struct dentry *mnt_mountpoint;
+	struct vfsmount mnt;
+} __attribute__((preserve_access_index));
+
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct path f_path;
+} __attribute__((preserve_access_index));
+
+struct fs_struct {
+	struct path pwd;
+} __attribute__((preserve_access_index));
+
+struct mm_struct {
+	unsigned long arg_start;
+	unsigned long arg_end;
+} __attribute__((preserve_access_index));
+
+struct cred {
+	kuid_t uid;
+	kgid_t gid;
+	kuid_t euid;
+	kgid_t egid;
+} __attribute__((preserve_access_index));
+
+struct signal_struct {
+	atomic_t live;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	int pid;
+	int tgid;
+	struct task_struct *real_parent;
+	__u64 start_boottime;
+	struct cred *cred;
+	struct fs_struct *fs;
+	struct mm_struct *mm;
+	struct signal_struct *signal;
+	char comm[16];
+} __attribute__((preserve_access_index));
+
+struct linux_binprm {
+	struct file *file;
+	const char *filename;
+	const char *interp;
+	int argc;
+} __attribute__((preserve_access_index));
+
+// ---------------------------------------------------------------------------------------------
+// task_struct
+
+SHIM __u32 bc_task_pid(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, pid);
+}
+
+SHIM __u32 bc_task_tgid(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, tgid);
+}
+
+SHIM __u32 bc_task_ppid(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, real_parent, tgid);
+}
+
+// 0 on kernels without the field (before 5.5 it was real_start_time).
+SHIM __u64 bc_task_start_boottime(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(task->start_boottime))
+		return 0;
+	return BPF_CORE_READ(task, start_boottime);
+}
+
+// uid, euid, gid, egid into out[0..4].
+SHIM void bc_task_creds(struct task_struct *task, __u32 *out)
+{
+	struct cred *cred = BPF_CORE_READ(task, cred);
+	out[0] = BPF_CORE_READ(cred, uid.val);
+	out[1] = BPF_CORE_READ(cred, euid.val);
+	out[2] = BPF_CORE_READ(cred, gid.val);
+	out[3] = BPF_CORE_READ(cred, egid.val);
+}
+
+// Copies the 16-byte comm into out.
+SHIM void bc_task_comm(struct task_struct *task, char *out)
+{
+	bpf_core_read(out, 16, &task->comm);
+}
+
+// Start of argv in user memory; *size gets arg_end - arg_start (0 without an mm).
+SHIM __u64 bc_task_args(struct task_struct *task, __u64 *size)
+{
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	*size = 0;
+	if (!mm)
+		return 0;
+	__u64 start = BPF_CORE_READ(mm, arg_start);
+	__u64 end = BPF_CORE_READ(mm, arg_end);
+	if (end > start)
+		*size = end - start;
+	return start;
+}
+
+// signal->live, or -1 when it cannot be read.
+SHIM int bc_task_live(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(((struct signal_struct *)0)->live))
+		return -1;
+	struct signal_struct *signal = BPF_CORE_READ(task, signal);
+	if (!signal)
+		return -1;
+	return BPF_CORE_READ(signal, live.counter);
+}
+
+// &task->fs->pwd, or NULL without an fs (kernel threads, exiting tasks).
+SHIM struct path *bc_task_pwd(struct task_struct *task)
+{
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	if (!fs)
+		return 0;
+	return &fs->pwd;
+}
+
+// ---------------------------------------------------------------------------------------------
+// linux_binprm
+
+SHIM const char *bc_bprm_filename(struct linux_binprm *bprm)
+{
+	return BPF_CORE_READ(bprm, filename);
+}
+
+SHIM const char *bc_bprm_interp(struct linux_binprm *bprm)
+{
+	return BPF_CORE_READ(bprm, interp);
+}
+
+SHIM __u32 bc_bprm_argc(struct linux_binprm *bprm)
+{
+	return BPF_CORE_READ(bprm, argc);
+}
+
+// &bprm->file->f_path, or NULL.
+SHIM struct path *bc_bprm_file_path(struct linux_binprm *bprm)
+{
+	struct file *file = BPF_CORE_READ(bprm, file);
+	if (!file)
+		return 0;
+	return &file->f_path;
+}
+
+// Zero-padded basename of the executable file (its dentry name) into key[NAME_KEY_CAP].
+// Returns the name length, or -1 when it does not fit a key (key left zeroed).
+SHIM int bc_path_name_key(struct path *path, char *key)
+{
+	struct dentry *dentry = BPF_CORE_READ(path, dentry);
+	__u32 len = BPF_CORE_READ(dentry, d_name.len);
+	const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+	if (len == 0 || len > NAME_KEY_CAP - 1)
+		return -1;
+	barrier_var(len);
+	bpf_probe_read_kernel(key, len & NAME_KEY_MASK, name);
+	return len;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Path walk
+
+static __always_inline struct mount *real_mount(struct vfsmount *mnt)
+{
+	return (struct mount *)((char *)mnt - bpf_core_field_offset(struct mount, mnt));
+}
+
+// Writes the absolute path of `path` into out (NUL-terminated, at most PATH_CAP bytes with the
+// NUL), crossing mount points up to the root of the mount namespace.
+//
+// Components are written backwards into scratch[0..PATH_CAP) and then copied to out in one
+// piece. Both buffers must be map-value memory: scratch with 2 * PATH_CAP + 8 bytes and out with
+// 2 * PATH_CAP bytes from their start (the verifier checks masked offsets plus the largest size
+// against the whole value).
+// Returns the path length (without the NUL); *truncated is set to 1 when components were
+// dropped (too deep or too long), in which case out holds the deepest part of the path.
+//
+// Verifier cost: the write position lives in map memory (scratch[2 * PATH_CAP]) and is reloaded
+// and masked every iteration, so every path through an iteration (and every exit of the loop)
+// leaves the same abstract state and the verifier prunes them; kept in a register, its range
+// would differ per path and per exit, and the rest of the program would be verified once for
+// each of them.
+SHIM __u32 bc_path_resolve(struct path *path, char *scratch, char *out, __u32 *truncated)
+{
+	volatile __u32 *posp = (volatile __u32 *)(scratch + 2 * PATH_CAP);
+	volatile __u32 *completep = posp + 1;
+	struct dentry *dentry = BPF_CORE_READ(path, dentry);
+	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
+	struct mount *mnt = real_mount(vfsmnt);
+
+	*posp = PATH_CAP - 1;
+	*completep = 0;
+	scratch[PATH_CAP - 1] = 0;
+
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < PATH_MAX_DEPTH; i++) {
+		struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+		struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+
+		if (dentry == mnt_root) {
+			struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+			if (mnt_parent == mnt || !mnt_parent) {
+				*completep = 1;
+				break;
+			}
+			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = mnt_parent;
+			vfsmnt = &mnt_parent->mnt;
+			continue;
+		}
+		// A filesystem root that is not a mount root: detached or internal (pipe:, anon).
+		if (dentry == parent || !parent) {
+			*completep = 1;
+			break;
+		}
+
+		__u32 len = BPF_CORE_READ(dentry, d_name.len);
+		const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+		__u32 pos = *posp & PATH_MASK;
+		if (len > COMPONENT_MASK || len + 1 > pos)
+			break;
+		pos -= len + 1;
+		barrier_var(len);
+		barrier_var(pos);
+		bpf_probe_read_kernel(scratch + ((pos + 1) & PATH_MASK), len & COMPONENT_MASK, name);
+		scratch[pos & PATH_MASK] = '/';
+		*posp = pos;
+		dentry = parent;
+	}
+
+	__u32 pos = *posp & PATH_MASK;
+	if (pos == PATH_CAP - 1) {
+		pos -= 1;
+		scratch[pos & PATH_MASK] = '/';
+		*posp = pos;
+	}
+	*truncated = *completep ? 0 : 1;
+	pos = *posp & PATH_MASK;
+	__u32 n = PATH_CAP - pos;
+	barrier_var(n);
+	bpf_probe_read_kernel(out, n & (2 * PATH_CAP - 1), scratch + pos);
+	return (PATH_CAP - 1 - pos) & PATH_MASK;
+}
+
+// Zero-padded basename of the string buf[0..len) into key[NAME_KEY_CAP].
+// Returns the basename length, or -1 when it is empty or does not fit a key.
+// buf must be map-value memory with at least PATH_CAP + NAME_KEY_CAP bytes.
+SHIM int bc_basename_key(const char *buf, __u32 len, char *key)
+{
+	__u32 start = 0;
+	int found = 0;
+
+	len &= PATH_MASK;
+#pragma clang loop unroll(disable)
+	for (__u32 i = 1; i <= NAME_KEY_CAP; i++) {
+		if (i > len) {
+			found = 1;
+			break;
+		}
+		if (buf[(len - i) & PATH_MASK] == '/') {
+			start = len - i + 1;
+			found = 1;
+			break;
+		}
+	}
+	if (!found)
+		return -1;
+	__u32 n = len - start;
+	if (n == 0 || n > NAME_KEY_CAP - 1)
+		return -1;
+	barrier_var(n);
+	barrier_var(start);
+	bpf_probe_read_kernel(key, n & NAME_KEY_MASK, buf + (start & PATH_MASK));
+	return n;
+}

@@ -1,0 +1,40 @@
+//! Kernel structure accessors, implemented in `c/shim.c` with CO-RE relocations (field offsets
+//! are fixed up by the loader for the running kernel). Pointers are opaque kernel addresses.
+use core::ffi::c_void;
+
+/// `struct task_struct *`.
+pub type Task = *const c_void;
+/// `struct linux_binprm *`.
+pub type Binprm = *const c_void;
+/// `struct path *`.
+pub type KPath = *const c_void;
+
+unsafe extern "C" {
+    pub fn bc_task_pid(task: Task) -> u32;
+    pub fn bc_task_tgid(task: Task) -> u32;
+    pub fn bc_task_ppid(task: Task) -> u32;
+    pub fn bc_task_start_boottime(task: Task) -> u64;
+    /// uid, euid, gid, egid.
+    pub fn bc_task_creds(task: Task, out: *mut u32);
+    pub fn bc_task_comm(task: Task, out: *mut u8);
+    /// Start address of argv in user memory; `size` gets its byte length.
+    pub fn bc_task_args(task: Task, size: *mut u64) -> u64;
+    /// `signal->live`, or -1 when unreadable.
+    pub fn bc_task_live(task: Task) -> i32;
+    /// `&task->fs->pwd` or null.
+    pub fn bc_task_pwd(task: Task) -> KPath;
+
+    pub fn bc_bprm_filename(bprm: Binprm) -> *const u8;
+    pub fn bc_bprm_interp(bprm: Binprm) -> *const u8;
+    pub fn bc_bprm_argc(bprm: Binprm) -> u32;
+    /// `&bprm->file->f_path` or null.
+    pub fn bc_bprm_file_path(bprm: Binprm) -> KPath;
+
+    /// Zero-padded dentry name of `path` into `key` (`NAME_KEY_CAP` bytes); -1 if it does not fit.
+    pub fn bc_path_name_key(path: KPath, key: *mut u8) -> i32;
+    /// Absolute path of `path` into `out`, built in `scratch` (see shim.c for the buffer rules).
+    pub fn bc_path_resolve(path: KPath, scratch: *mut u8, out: *mut u8, truncated: *mut u32)
+    -> u32;
+    /// Zero-padded basename of `buf[..len]` into `key`; -1 if empty or too long.
+    pub fn bc_basename_key(buf: *const u8, len: u32, key: *mut u8) -> i32;
+}

@@ -1,0 +1,50 @@
+//! boot-copy kernel programs: exec records and a process table kept by exec, fork and exit.
+//!
+//! Kernel structures are read through CO-RE accessors written in C (`c/shim.c`, see
+//! `co_re`); the record layouts are in `boot-copy-common`.
+#![no_std]
+#![no_main]
+
+mod co_re;
+mod exec;
+mod exit;
+mod fork;
+mod image;
+mod maps;
+mod path;
+
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+
+/// `tp_btf/sched_process_exec` (task, old_pid, bprm).
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
+    match exec::handle(&ctx) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+/// `tp_btf/sched_process_fork` (parent, child).
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
+    match fork::handle(&ctx) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+/// `tp_btf/sched_process_exit` (task, ...).
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
+    match exit::handle(&ctx) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,52 @@
+//! Maps shared with the loader (`boot_copy_agent::sensor`), which sizes them at load time: the
+//! sizes here are small defaults.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use boot_copy_common::{ExecRecord, NAME_KEY_CAP, ProcImage, WATCHED_ENTRIES, counter};
+
+/// Exec records for the agent. The loader sets the size (default 8 MiB).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);
+
+/// One exec record per possible CPU (too large for a per-CPU map); indexed by CPU id, which is
+/// stable while a tracepoint program runs. The loader sets max_entries.
+#[map]
+pub static SCRATCH: Array<ExecRecord> = Array::with_max_entries(1, 0);
+
+/// Where a process image is assembled before it goes into `PROC_TABLE`.
+#[map]
+pub static IMAGE_SCRATCH: PerCpuArray<ProcImage> = PerCpuArray::with_max_entries(1, 0);
+
+/// Current image of each process (tgid), for the parent context of its children's execs.
+#[map]
+pub static PROC_TABLE: LruHashMap<u32, ProcImage> = LruHashMap::with_max_entries(1024, 0);
+
+/// Executable basenames (zero-padded) whose execs are always submitted with full arguments.
+#[map]
+pub static WATCHED: HashMap<[u8; NAME_KEY_CAP], u8> =
+    HashMap::with_max_entries(WATCHED_ENTRIES, 0);
+
+/// Index 0: `config_flags`.
+#[map]
+pub static CONFIG: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Per-CPU event counters, indexed by `boot_copy_common::counter`.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Adds one to a counter.
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(c) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot; programs do not nest on a CPU.
+        unsafe { *c += 1 };
+    }
+}
+
+/// `CONFIG[0]`.
+#[inline(always)]
+pub fn config_flags() -> u64 {
+    CONFIG.get(0).copied().unwrap_or(0)
+}

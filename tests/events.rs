@@ -1,0 +1,382 @@
+//! End-to-end: `boot-copy-agent events` on the real kernel. Each test execs real programs and
+//! asserts the fields of the ECS event the agent printed for them. Needs root.
+//! Copies go to temporary directories; nothing here touches /boot.
+use serde_json::Value;
+use std::{
+    fs,
+    io::{BufRead, BufReader, Write},
+    os::unix::{ffi::OsStrExt, fs::symlink},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc::{Receiver, RecvTimeoutError, channel},
+    time::{Duration, Instant},
+};
+
+#[path = "support/ecs_schema.rs"]
+mod ecs_schema;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A running `boot-copy-agent events` whose stdout lines arrive on a channel.
+struct Agent {
+    child: Child,
+    lines: Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Agent {
+    fn start(all: bool) -> Agent {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"));
+        cmd.arg("events");
+        if all {
+            cmd.arg("--all");
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("agent starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("agent printed invalid JSON ({e}): {line}"));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut agent = Agent {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        agent.wait_ready();
+        agent
+    }
+
+    /// Execs a marker `cp` until its event shows up: the programs are attached.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        let marker = format!("ready-{}", std::process::id());
+        while Instant::now() < deadline {
+            let _ = Command::new("cp").arg("--version").arg(&marker).output();
+            if self
+                .wait_for(Duration::from_millis(300), |e| has_arg(e, &marker))
+                .is_some()
+            {
+                return;
+            }
+        }
+        panic!("agent did not report a marker exec within {WAIT:?}");
+    }
+
+    /// The first event (already seen or arriving within `timeout`) satisfying `pred`.
+    fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return Some(v.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    let hit = pred(&v);
+                    self.seen.push(v.clone());
+                    if hit {
+                        return Some(v);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// The exec event of process `pid`.
+    fn exec_of(&mut self, pid: u32) -> Value {
+        self.wait_for(WAIT, |e| {
+            e["event"]["action"] == "exec" && e["process"]["pid"] == pid
+        })
+        .unwrap_or_else(|| panic!("no exec event for pid {pid}"))
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn has_arg(e: &Value, arg: &str) -> bool {
+    e["process"]["args"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == arg))
+}
+
+fn run(cmd: &mut Command) -> u32 {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("boot-copy-test-{tag}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn resolved(path: &str) -> String {
+    fs::canonicalize(path).unwrap().to_string_lossy().into_owned()
+}
+
+fn args(e: &Value) -> Vec<String> {
+    e["process"]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn make_executable(path: &Path, text: &str) {
+    fs::write(path, text).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn binary_with_args() {
+    let mut agent = Agent::start(false);
+    let dir = tempdir("bin");
+    fs::write(dir.join("a"), "x").unwrap();
+    let pid = run(Command::new("cp").arg("-p").arg(dir.join("a")).arg(dir.join("b")).current_dir(&dir));
+    let e = agent.exec_of(pid);
+    let me = std::process::id();
+    assert_eq!(e["event"]["category"][0], "process");
+    assert_eq!(e["event"]["type"][0], "start");
+    assert_eq!(e["event"]["kind"], "event");
+    assert_eq!(e["host"]["os"]["type"], "linux");
+    assert_eq!(e["process"]["executable"], resolved("/bin/cp"));
+    assert_eq!(e["process"]["name"], "cp");
+    let a = format!("{}", dir.join("a").display());
+    let b = format!("{}", dir.join("b").display());
+    assert_eq!(args(&e), ["cp", "-p", a.as_str(), b.as_str()]);
+    assert_eq!(e["process"]["args_count"], 4);
+    assert_eq!(e["process"]["command_line"], format!("cp -p {a} {b}"));
+    assert_eq!(e["process"]["working_directory"], dir.to_string_lossy().as_ref());
+    assert_eq!(e["process"]["user"]["id"], "0");
+    let problems = ecs_schema::Schema::load().violations(&e);
+    assert!(problems.is_empty(), "not ECS 9.4.0: {problems:#?}");
+    assert!(e["process"]["entity_id"].as_str().unwrap().contains(&format!("-{pid}-")));
+    assert_eq!(e["process"]["parent"]["pid"], me);
+    assert_eq!(
+        e["process"]["parent"]["executable"],
+        std::env::current_exe().unwrap().to_string_lossy().as_ref()
+    );
+    assert_eq!(e["boot_copy"]["process"]["args_truncated"], false);
+    let start = e["process"]["start"].as_str().unwrap();
+    let ts = e["@timestamp"].as_str().unwrap();
+    assert!(start <= ts, "start {start} after @timestamp {ts}");
+    let age = humantime::parse_rfc3339(ts).unwrap().elapsed().unwrap_or_default();
+    assert!(age < Duration::from_secs(60), "@timestamp {ts} is {age:?} old");
+}
+
+#[test]
+fn symlinked_binary_reports_resolved_executable_and_invoked_argv0() {
+    let mut agent = Agent::start(false);
+    let dir = tempdir("link");
+    let link = dir.join("mv");
+    symlink(resolved("/bin/cp"), &link).unwrap();
+    let pid = run(Command::new(&link).arg("--version"));
+    let e = agent.exec_of(pid);
+    assert_eq!(e["process"]["executable"], resolved("/bin/cp"));
+    assert_eq!(e["process"]["name"], "cp");
+    assert_eq!(args(&e)[0], link.to_string_lossy().as_ref());
+}
+
+#[test]
+fn script_is_the_executable_with_spliced_args() {
+    let mut agent = Agent::start(true);
+    let dir = tempdir("script");
+    let script = dir.join("grub-pc.postinst");
+    make_executable(&script, "#!/bin/sh -e\nexit 0\n");
+    let pid = run(Command::new(&script).arg("configure"));
+    let e = agent.exec_of(pid);
+    let path = script.to_string_lossy();
+    assert_eq!(e["process"]["executable"], path.as_ref());
+    assert_eq!(e["process"]["name"], "grub-pc.postinst");
+    assert_eq!(args(&e), ["/bin/sh", "-e", path.as_ref(), "configure"]);
+    assert_eq!(e["boot_copy"]["process"]["interpreter"], "/bin/sh");
+    assert_eq!(e["boot_copy"]["process"]["interpreter_executable"], resolved("/bin/sh"));
+}
+
+#[test]
+fn long_name_is_not_cut_like_comm() {
+    let mut agent = Agent::start(true);
+    let dir = tempdir("long");
+    let prog = dir.join("update-grub-gfxpayload");
+    fs::copy(resolved("/bin/true"), &prog).unwrap();
+    let pid = run(&mut Command::new(&prog));
+    let e = agent.exec_of(pid);
+    assert_eq!(e["process"]["name"], "update-grub-gfxpayload");
+    assert_eq!(e["boot_copy"]["process"]["comm"], "update-grub-gfx");
+}
+
+#[test]
+fn relative_exec_is_made_absolute_with_cwd() {
+    let mut agent = Agent::start(true);
+    let dir = tempdir("rel");
+    fs::copy(resolved("/bin/true"), dir.join("prog")).unwrap();
+    let pid = run(Command::new("./prog").current_dir(&dir));
+    let e = agent.exec_of(pid);
+    assert_eq!(e["process"]["executable"], dir.join("prog").to_string_lossy().as_ref());
+    assert_eq!(e["process"]["working_directory"], dir.to_string_lossy().as_ref());
+    assert_eq!(args(&e), ["./prog"]);
+}
+
+#[test]
+fn forked_subshell_parent_carries_the_shell_image() {
+    let mut agent = Agent::start(false);
+    let dir = tempdir("sub");
+    fs::write(dir.join("a"), "x").unwrap();
+    // The parenthesised subshell forks; cp is not its last command, so it forks and execs.
+    let script = "(cp a b; true); exit 0";
+    let sh = run(Command::new("/bin/sh").arg("-c").arg(script).current_dir(&dir));
+    let e = agent
+        .wait_for(WAIT, |e| {
+            e["process"]["name"] == "cp" && e["process"]["working_directory"] == dir.to_string_lossy().as_ref()
+        })
+        .expect("cp event");
+    let parent = &e["process"]["parent"];
+    assert_ne!(parent["pid"], sh, "the subshell, not the shell, is the parent");
+    assert_eq!(parent["executable"], resolved("/bin/sh"));
+    assert_eq!(parent["args"][2], script);
+    assert_eq!(e["boot_copy"]["parent"]["source"], "kernel");
+}
+
+#[test]
+fn parent_started_before_the_agent() {
+    let dir = tempdir("before");
+    fs::write(dir.join("a"), "x").unwrap();
+    let mut sh = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("read go; cp a b")
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut agent = Agent::start(false);
+    sh.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    sh.wait().unwrap();
+    let e = agent
+        .wait_for(WAIT, |e| e["process"]["parent"]["pid"] == sh.id() && e["process"]["name"] == "cp")
+        .expect("cp event");
+    assert_eq!(e["process"]["parent"]["executable"], resolved("/bin/sh"));
+    assert_eq!(e["process"]["parent"]["args"][2], "read go; cp a b");
+    assert_eq!(e["boot_copy"]["parent"]["source"], "proc_seed");
+}
+
+#[test]
+fn parent_exited_before_the_event_was_read() {
+    let mut agent = Agent::start(false);
+    let dir = tempdir("gone");
+    fs::write(dir.join("a"), "x").unwrap();
+    agent.signal(nix::sys::signal::Signal::SIGSTOP);
+    let sh = run(Command::new("/bin/sh").arg("-c").arg("cp a b; exit 0").current_dir(&dir));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!Path::new(&format!("/proc/{sh}")).exists(), "shell has exited");
+    agent.signal(nix::sys::signal::Signal::SIGCONT);
+    let e = agent
+        .wait_for(WAIT, |e| e["process"]["parent"]["pid"] == sh)
+        .expect("cp event");
+    assert_eq!(e["process"]["parent"]["executable"], resolved("/bin/sh"));
+    assert_eq!(e["process"]["parent"]["args"][2], "cp a b; exit 0");
+    assert_eq!(e["boot_copy"]["parent"]["source"], "kernel");
+}
+
+#[test]
+fn cp_with_4000_sources_keeps_every_argument() {
+    let mut agent = Agent::start(false);
+    let dir = tempdir("many");
+    let dst = dir.join("dst");
+    fs::create_dir(&dst).unwrap();
+    let mut cmd = Command::new("cp");
+    cmd.current_dir(&dir);
+    for i in 0..4000 {
+        let name = format!("source-file-with-a-longish-name-{i:05}");
+        fs::write(dir.join(&name), "x").unwrap();
+        cmd.arg(name);
+    }
+    cmd.arg(&dst);
+    let pid = run(&mut cmd);
+    let e = agent.exec_of(pid);
+    let a = args(&e);
+    assert_eq!(a.len(), 4002);
+    assert_eq!(e["process"]["args_count"], 4002);
+    assert_eq!(a[4000], "source-file-with-a-longish-name-03999");
+    assert_eq!(a[4001], dst.to_string_lossy().as_ref());
+    assert_eq!(e["boot_copy"]["process"]["args_truncated"], false);
+}
+
+#[test]
+fn unwatched_128k_argument_is_truncated_and_flagged() {
+    let mut agent = Agent::start(true);
+    let big = "A".repeat(128 * 1024 - 1);
+    let pid = run(Command::new("/bin/true").arg(&big).arg("after"));
+    let e = agent.exec_of(pid);
+    assert_eq!(e["boot_copy"]["process"]["args_truncated"], true);
+    assert_eq!(e["process"]["args_count"], 3);
+    assert_eq!(e["boot_copy"]["process"]["args_bytes"], 10 + 128 * 1024 + 6);
+    let a = args(&e);
+    assert!(a.len() >= 2 && a[1].len() >= 20 * 1024 && a[1].len() < big.len());
+}
+
+#[test]
+fn hostile_bytes_stay_valid_json_and_flagged() {
+    let mut agent = Agent::start(false);
+    let raw = std::ffi::OsStr::from_bytes(b"bad\xff\xfe name");
+    let pid = run(Command::new("cp").arg("--version").arg(raw).arg("two\nlines \"quoted\" {\"json\":1}"));
+    let e = agent.exec_of(pid);
+    let a = args(&e);
+    assert_eq!(a[2], "bad\u{fffd}\u{fffd} name");
+    assert_eq!(a[3], "two\nlines \"quoted\" {\"json\":1}");
+    assert_eq!(e["boot_copy"]["process"]["text_altered"][0], "args");
+}
+
+#[test]
+fn stopped_consumer_drops_are_counted_and_reported() {
+    let mut agent = Agent::start(true);
+    agent.signal(nix::sys::signal::Signal::SIGSTOP);
+    for _ in 0..3000 {
+        run(&mut Command::new("/bin/true"));
+    }
+    agent.signal(nix::sys::signal::Signal::SIGCONT);
+    let loss = agent
+        .wait_for(WAIT, |e| e["event"]["action"] == "events-lost")
+        .expect("a loss record");
+    let drops = loss["boot_copy"]["loss"]["ringbuf_drops"].as_u64().unwrap();
+    assert!(drops > 0, "{loss}");
+    assert!(loss["boot_copy"]["counters"]["ringbuf_drops"].as_u64().unwrap() >= drops);
+    // The agent keeps going.
+    let pid = run(Command::new("cp").arg("--version").arg("after-the-storm"));
+    agent.exec_of(pid);
+}

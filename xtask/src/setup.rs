@@ -1,0 +1,113 @@
+//! `cargo xtask setup`: installs what the build and the tests need, only what is missing.
+use crate::status;
+use anyhow::{Context as _, bail};
+use std::process::Command;
+
+/// Debian packages: LLVM 22 for bpf-linker, clang-22 and libbpf headers for the CO-RE shim,
+/// bpftool for BPF run-time statistics, busybox/qemu/cpio for kernel-matrix guests, rsyslog and
+/// logrotate for the sink tests.
+const PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "clang-22",
+    "libbpf-dev",
+    "bpftool",
+    "python3-venv",
+];
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn run() -> anyhow::Result<()> {
+    apt_packages()?;
+    nightly_rust_src()?;
+    bpf_linker()?;
+    Ok(())
+}
+
+pub fn require_root(what: &str) -> anyhow::Result<()> {
+    if !nix_is_root() {
+        bail!("{what} needs root (the kernel programs are loaded into the running kernel): run it with sudo");
+    }
+    Ok(())
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
+}
+
+fn apt_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    require_root("installing Debian packages")?;
+    eprintln!("setup: installing {}", missing.join(" "));
+    status(Command::new("apt-get").args(["update", "-q"]))?;
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| o.stdout.ends_with(b"install ok installed"))
+        .unwrap_or(false)
+}
+
+fn nightly_rust_src() -> anyhow::Result<()> {
+    let out = Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .context("running rustup (the eBPF program builds with the nightly toolchain)")?;
+    if !out.status.success() {
+        eprintln!("setup: installing the nightly toolchain");
+        status(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+    }
+    if !String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("setup: adding rust-src to nightly");
+        status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    Ok(())
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let present = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        .unwrap_or(false);
+    if present {
+        return Ok(());
+    }
+    eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about 2 minutes)");
+    // Debian ships LLVM 22; bpf-linker's default feature wants LLVM 23.
+    status(
+        Command::new("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--locked",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ])
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
+    )
+}

@@ -1,0 +1,152 @@
+//! Running one kernel: a QEMU boot (TCG) whose serial console is the guest's stdout, or the
+//! scenario script natively on the host. Either way every line goes to a log file and to a
+//! callback, and the run is killed when it exceeds its timeout.
+use super::{binaries::Binaries, guest_script};
+use anyhow::Context as _;
+use std::{
+    fs,
+    io::{BufRead as _, BufReader, Read, Write as _},
+    os::unix::process::CommandExt as _,
+    path::Path,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc::{RecvTimeoutError, channel},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// What a run printed and how it ended.
+pub struct Run {
+    pub console: String,
+    /// `None` when the run was killed at its timeout.
+    pub status: Option<ExitStatus>,
+    pub elapsed: Duration,
+    pub timeout: Duration,
+}
+
+/// Boots `image` (an uncompressed PVH vmlinux or a bzImage).
+pub fn boot(
+    image: &Path,
+    initrd: &Path,
+    log: &Path,
+    timeout: Duration,
+    on_line: impl FnMut(&str),
+) -> anyhow::Result<Run> {
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2"])
+        .args([
+            "-nographic",
+            "-no-reboot",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+        ])
+        .arg("-kernel")
+        .arg(image)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", "console=ttyS0 panic=-1 oops=panic quiet"]);
+    run_logged(cmd, log, timeout, on_line)
+}
+
+/// The scenario script on the host kernel, natively, with the same static binaries.
+pub fn run_host(
+    bins: &Binaries,
+    log: &Path,
+    timeout: Duration,
+    on_line: impl FnMut(&str),
+) -> anyhow::Result<Run> {
+    let mut cmd = Command::new("sh");
+    cmd.arg(guest_script("scenarios.sh"))
+        .env("AGENT", &bins.agent)
+        .env("EVENTS_TEST", &bins.events_test)
+        .current_dir("/");
+    run_logged(cmd, log, timeout, on_line)
+}
+
+/// Runs `cmd` with stdout and stderr merged into `log` and passed line by line to `on_line`,
+/// killing it after `timeout`.
+fn run_logged(
+    mut cmd: Command,
+    log: &Path,
+    timeout: Duration,
+    mut on_line: impl FnMut(&str),
+) -> anyhow::Result<Run> {
+    let start = Instant::now();
+    let mut child = cmd
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let mut file = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let (tx, rx) = channel();
+    let readers = [
+        spawn_reader(child.stdout.take().expect("piped"), tx.clone()),
+        spawn_reader(child.stderr.take().expect("piped"), tx),
+    ];
+    let mut console = String::new();
+    let deadline = start + timeout;
+    let timed_out = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                writeln!(file, "{line}")?;
+                on_line(&line);
+                console.push_str(&line);
+                console.push('\n');
+            }
+            Err(RecvTimeoutError::Disconnected) => break false,
+            Err(RecvTimeoutError::Timeout) => break true,
+        }
+    };
+    let status = finish(&mut child, timed_out)?;
+    if !timed_out {
+        for r in readers {
+            let _ = r.join();
+        }
+    }
+    Ok(Run {
+        console,
+        status,
+        elapsed: start.elapsed(),
+        timeout,
+    })
+}
+
+fn finish(child: &mut Child, timed_out: bool) -> anyhow::Result<Option<ExitStatus>> {
+    if timed_out {
+        // The process group this run started (QEMU, or the script and its agents and tests).
+        let group = format!("-{}", child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = child.kill();
+        child.wait()?;
+        return Ok(None);
+    }
+    Ok(Some(child.wait()?))
+}
+
+/// Sends each line of `input` (serial output may hold CRs and stray bytes) to `tx`.
+fn spawn_reader(
+    input: impl Read + Send + 'static,
+    tx: std::sync::mpsc::Sender<String>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(input);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']).replace('\r', "");
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
