@@ -85,8 +85,10 @@ impl Agent {
     fn sync(&mut self) {
         let marker = format!("/boot/sentinel-{}", unique());
         in_boot_namespace(&format!("cp /etc/hostname {marker}"));
-        self.wait_for(WAIT, |r| r["event"]["kind"] == "alert" && has_arg(&r["process"]["args"], &marker))
-            .expect("sentinel alert");
+        self.wait_for(WAIT, |r| {
+            r["event"]["kind"] == "alert" && has_arg(&r["process"]["args"], &marker)
+        })
+        .expect("sentinel alert");
     }
 
     fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -120,7 +122,11 @@ impl Drop for Agent {
 fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn tempdir(tag: &str) -> PathBuf {
@@ -171,7 +177,10 @@ fn cp_and_mv_into_boot_alert_once_with_ecs_fields() {
     assert_eq!(a["process"]["parent"]["name"], "dash");
     assert_eq!(mv[0]["process"]["name"], "mv");
     let message = a["message"].as_str().unwrap();
-    assert!(message.contains(&cp_target) && message.contains("under dash"), "{message}");
+    assert!(
+        message.contains(&cp_target) && message.contains("under dash"),
+        "{message}"
+    );
     let schema = ecs_schema::Schema::load();
     for alert in [&cp[0], &mv[0]] {
         let problems = schema.violations(alert);
@@ -188,19 +197,35 @@ fn verdicts_follow_elastic_semantics() {
     let work = tempdir("verdict-work");
     let dash = fs::canonicalize("/bin/sh").unwrap();
     // Parents whose executables are really named like the rule's excluded tools.
-    for name in ["update-initramfs", "grub-mkconfig", "sudo", "update-grub-gfxpayload"] {
+    for name in [
+        "update-initramfs",
+        "grub-mkconfig",
+        "sudo",
+        "update-grub-gfxpayload",
+    ] {
         fs::copy(&dash, work.join(name)).unwrap();
     }
     // (script, expect an alert)
     let mut cases: Vec<(String, String, bool)> = Vec::new();
-    for name in ["update-initramfs", "grub-mkconfig", "sudo", "update-grub-gfxpayload"] {
+    for name in [
+        "update-initramfs",
+        "grub-mkconfig",
+        "sudo",
+        "update-grub-gfxpayload",
+    ] {
         let target = format!("/boot/{name}-{}", unique());
-        let script = format!("{} -c 'cp /etc/hostname {target}; true'", work.join(name).display());
+        let script = format!(
+            "{} -c 'cp /etc/hostname {target}; true'",
+            work.join(name).display()
+        );
         cases.push((script, target, false));
     }
     // `sudo sh -c 'cp …'`: the parent of cp is sh, not sudo.
     let target = format!("/boot/sudo-sh-{}", unique());
-    let script = format!("{} -c \"/bin/sh -c 'cp /etc/hostname {target}; true'\"", work.join("sudo").display());
+    let script = format!(
+        "{} -c \"/bin/sh -c 'cp /etc/hostname {target}; true'\"",
+        work.join("sudo").display()
+    );
     cases.push((script, target, true));
     // A maintainer script under /var/lib/dpkg/info/ (a private tmpfs there).
     let target = format!("/boot/postinst-{}", unique());
@@ -234,7 +259,11 @@ fn verdicts_follow_elastic_semantics() {
     for (script, target, expect) in &cases {
         let alerts = agent.alerts_with_arg(target);
         let want = usize::from(*expect);
-        assert_eq!(alerts.len(), want, "`{script}`: expected {want} alerts, got {alerts:#?}");
+        assert_eq!(
+            alerts.len(),
+            want,
+            "`{script}`: expected {want} alerts, got {alerts:#?}"
+        );
     }
     fs::remove_dir_all(&work).unwrap();
 }
@@ -249,7 +278,9 @@ entries = [{ field = "process.args", operator = "matches", value = "/boot/vmlinu
     let mut agent = Agent::start("exception", exception);
     let excepted = format!("/boot/vmlinuz-{}", unique());
     let other = format!("/boot/other-{}", unique());
-    in_boot_namespace(&format!("cp /etc/hostname {excepted}; cp /etc/hostname {other}"));
+    in_boot_namespace(&format!(
+        "cp /etc/hostname {excepted}; cp /etc/hostname {other}"
+    ));
     agent.sync();
     assert!(agent.alerts_with_arg(&excepted).is_empty());
     assert_eq!(agent.alerts_with_arg(&other).len(), 1);
@@ -257,20 +288,30 @@ entries = [{ field = "process.args", operator = "matches", value = "/boot/vmlinu
 
 #[test]
 fn alert_budget_suppresses_and_reports() {
-    let mut agent = Agent::start("budget", "[alert_budget]\nmax_alerts = 100\nwindow_seconds = 8\n");
+    let mut agent = Agent::start(
+        "budget",
+        "[alert_budget]\nmax_alerts = 100\nwindow_seconds = 8\n",
+    );
     let tag = unique();
     in_boot_namespace(&format!(
         "i=0; while [ $i -lt 150 ]; do cp /etc/hostname /boot/budget-{tag}-$i; i=$((i+1)); done"
     ));
     let record = agent
-        .wait_for(Duration::from_secs(30), |r| r["event"]["action"] == "alerts-suppressed")
+        .wait_for(Duration::from_secs(30), |r| {
+            r["event"]["action"] == "alerts-suppressed"
+        })
         .expect("suppression record");
     assert_eq!(record["boot_copy"]["suppressed"]["count"], 50);
     assert_eq!(record["rule"]["id"], "5bda8597-69a6-4b9e-87a2-69a7c963ea83");
     let alerts = agent
         .records()
         .into_iter()
-        .filter(|r| r["event"]["kind"] == "alert" && r["process"]["command_line"].as_str().is_some_and(|c| c.contains(&format!("budget-{tag}-"))))
+        .filter(|r| {
+            r["event"]["kind"] == "alert"
+                && r["process"]["command_line"]
+                    .as_str()
+                    .is_some_and(|c| c.contains(&format!("budget-{tag}-")))
+        })
         .count();
     assert_eq!(alerts, 100);
 }
@@ -281,17 +322,34 @@ fn records_are_numbered_and_health_is_reported() {
     std::thread::sleep(Duration::from_millis(2500));
     let (status, _, records) = agent.stop();
     assert!(status.success());
-    let seqs: Vec<u64> = records.iter().map(|r| r["boot_copy"]["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gapless sequence");
-    let actions: Vec<&str> = records.iter().map(|r| r["event"]["action"].as_str().unwrap()).collect();
+    let seqs: Vec<u64> = records
+        .iter()
+        .map(|r| r["boot_copy"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gapless sequence"
+    );
+    let actions: Vec<&str> = records
+        .iter()
+        .map(|r| r["event"]["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions.first(), Some(&"agent-started"));
     assert!(actions.contains(&"heartbeat"), "{actions:?}");
     assert_eq!(actions.last(), Some(&"agent-stopped"));
-    assert_eq!(records[0]["boot_copy"]["prefilter"], "process.name in (\"cp\", \"mv\")");
+    assert_eq!(
+        records[0]["boot_copy"]["prefilter"],
+        "process.name in (\"cp\", \"mv\")"
+    );
     let schema = ecs_schema::Schema::load();
     for r in &records {
         let problems = schema.violations(r);
-        assert!(problems.is_empty(), "{}: {problems:#?}", r["event"]["action"]);
+        assert!(
+            problems.is_empty(),
+            "{}: {problems:#?}",
+            r["event"]["action"]
+        );
     }
 }
 
@@ -326,7 +384,11 @@ fn unclean_stop_is_reported_at_the_next_start() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(second.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     second.wait().unwrap();
     let r = found.expect("unclean-stop record");
     assert_eq!(r["boot_copy"]["previous"]["pid"], agent.child.id());
@@ -345,7 +407,12 @@ fn bad_config_fails_before_attaching() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&config.display().to_string()) && err.contains("line 2") && err.contains("max_alerts"), "{err}");
+    assert!(
+        err.contains(&config.display().to_string())
+            && err.contains("line 2")
+            && err.contains("max_alerts"),
+        "{err}"
+    );
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -355,13 +422,24 @@ fn sighup_with_a_bad_rule_keeps_the_running_rules() {
     let config = agent.dir.join("config.toml");
     let rules = agent.dir.join("rules");
     fs::create_dir(&rules).unwrap();
-    fs::write(rules.join("broken.toml"), "[rule]\nquery = 'sequence [process where true]'\n").unwrap();
+    fs::write(
+        rules.join("broken.toml"),
+        "[rule]\nquery = 'sequence [process where true]'\n",
+    )
+    .unwrap();
     let text = fs::read_to_string(&config).unwrap();
-    fs::write(&config, format!("[rules]\npath = \"{}\"\n{text}", rules.display())).unwrap();
+    fs::write(
+        &config,
+        format!("[rules]\npath = \"{}\"\n{text}", rules.display()),
+    )
+    .unwrap();
     agent.signal(nix::sys::signal::Signal::SIGHUP);
     let failed = agent
         .wait_for(WAIT, |r| r["event"]["action"] == "reload-failed")
         .expect("reload-failed record");
-    assert!(failed["message"].as_str().unwrap().contains("broken.toml"), "{failed}");
+    assert!(
+        failed["message"].as_str().unwrap().contains("broken.toml"),
+        "{failed}"
+    );
     agent.sync(); // the bundled rule still alerts
 }

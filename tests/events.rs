@@ -130,7 +130,11 @@ fn has_arg(e: &Value, arg: &str) -> bool {
 }
 
 fn run(cmd: &mut Command) -> u32 {
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     child.wait().unwrap();
     pid
@@ -144,7 +148,10 @@ fn tempdir(tag: &str) -> PathBuf {
 }
 
 fn resolved(path: &str) -> String {
-    fs::canonicalize(path).unwrap().to_string_lossy().into_owned()
+    fs::canonicalize(path)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn args(e: &Value) -> Vec<String> {
@@ -167,7 +174,11 @@ fn binary_with_args() {
     let mut agent = Agent::start(false);
     let dir = tempdir("bin");
     fs::write(dir.join("a"), "x").unwrap();
-    let pid = run(Command::new("cp").arg("-p").arg(dir.join("a")).arg(dir.join("b")).current_dir(&dir));
+    let pid = run(Command::new("cp")
+        .arg("-p")
+        .arg(dir.join("a"))
+        .arg(dir.join("b"))
+        .current_dir(&dir));
     let e = agent.exec_of(pid);
     let me = std::process::id();
     assert_eq!(e["event"]["category"][0], "process");
@@ -181,11 +192,19 @@ fn binary_with_args() {
     assert_eq!(args(&e), ["cp", "-p", a.as_str(), b.as_str()]);
     assert_eq!(e["process"]["args_count"], 4);
     assert_eq!(e["process"]["command_line"], format!("cp -p {a} {b}"));
-    assert_eq!(e["process"]["working_directory"], dir.to_string_lossy().as_ref());
+    assert_eq!(
+        e["process"]["working_directory"],
+        dir.to_string_lossy().as_ref()
+    );
     assert_eq!(e["process"]["user"]["id"], "0");
     let problems = ecs_schema::Schema::load().violations(&e);
     assert!(problems.is_empty(), "not ECS 9.4.0: {problems:#?}");
-    assert!(e["process"]["entity_id"].as_str().unwrap().contains(&format!("-{pid}-")));
+    assert!(
+        e["process"]["entity_id"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("-{pid}-"))
+    );
     assert_eq!(e["process"]["parent"]["pid"], me);
     assert_eq!(
         e["process"]["parent"]["executable"],
@@ -195,8 +214,14 @@ fn binary_with_args() {
     let start = e["process"]["start"].as_str().unwrap();
     let ts = e["@timestamp"].as_str().unwrap();
     assert!(start <= ts, "start {start} after @timestamp {ts}");
-    let age = humantime::parse_rfc3339(ts).unwrap().elapsed().unwrap_or_default();
-    assert!(age < Duration::from_secs(60), "@timestamp {ts} is {age:?} old");
+    let age = humantime::parse_rfc3339(ts)
+        .unwrap()
+        .elapsed()
+        .unwrap_or_default();
+    assert!(
+        age < Duration::from_secs(60),
+        "@timestamp {ts} is {age:?} old"
+    );
 }
 
 #[test]
@@ -225,7 +250,10 @@ fn script_is_the_executable_with_spliced_args() {
     assert_eq!(e["process"]["name"], "grub-pc.postinst");
     assert_eq!(args(&e), ["/bin/sh", "-e", path.as_ref(), "configure"]);
     assert_eq!(e["boot_copy"]["process"]["interpreter"], "/bin/sh");
-    assert_eq!(e["boot_copy"]["process"]["interpreter_executable"], resolved("/bin/sh"));
+    assert_eq!(
+        e["boot_copy"]["process"]["interpreter_executable"],
+        resolved("/bin/sh")
+    );
 }
 
 #[test]
@@ -247,8 +275,14 @@ fn relative_exec_is_made_absolute_with_cwd() {
     fs::copy(resolved("/bin/true"), dir.join("prog")).unwrap();
     let pid = run(Command::new("./prog").current_dir(&dir));
     let e = agent.exec_of(pid);
-    assert_eq!(e["process"]["executable"], dir.join("prog").to_string_lossy().as_ref());
-    assert_eq!(e["process"]["working_directory"], dir.to_string_lossy().as_ref());
+    assert_eq!(
+        e["process"]["executable"],
+        dir.join("prog").to_string_lossy().as_ref()
+    );
+    assert_eq!(
+        e["process"]["working_directory"],
+        dir.to_string_lossy().as_ref()
+    );
     assert_eq!(args(&e), ["./prog"]);
 }
 
@@ -259,14 +293,21 @@ fn forked_subshell_parent_carries_the_shell_image() {
     fs::write(dir.join("a"), "x").unwrap();
     // The parenthesised subshell forks; cp is not its last command, so it forks and execs.
     let script = "(cp a b; true); exit 0";
-    let sh = run(Command::new("/bin/sh").arg("-c").arg(script).current_dir(&dir));
+    let sh = run(Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(&dir));
     let e = agent
         .wait_for(WAIT, |e| {
-            e["process"]["name"] == "cp" && e["process"]["working_directory"] == dir.to_string_lossy().as_ref()
+            e["process"]["name"] == "cp"
+                && e["process"]["working_directory"] == dir.to_string_lossy().as_ref()
         })
         .expect("cp event");
     let parent = &e["process"]["parent"];
-    assert_ne!(parent["pid"], sh, "the subshell, not the shell, is the parent");
+    assert_ne!(
+        parent["pid"], sh,
+        "the subshell, not the shell, is the parent"
+    );
     assert_eq!(parent["executable"], resolved("/bin/sh"));
     assert_eq!(parent["args"][2], script);
     assert_eq!(e["boot_copy"]["parent"]["source"], "kernel");
@@ -288,7 +329,9 @@ fn parent_started_before_the_agent() {
     sh.stdin.take().unwrap().write_all(b"go\n").unwrap();
     sh.wait().unwrap();
     let e = agent
-        .wait_for(WAIT, |e| e["process"]["parent"]["pid"] == sh.id() && e["process"]["name"] == "cp")
+        .wait_for(WAIT, |e| {
+            e["process"]["parent"]["pid"] == sh.id() && e["process"]["name"] == "cp"
+        })
         .expect("cp event");
     assert_eq!(e["process"]["parent"]["executable"], resolved("/bin/sh"));
     assert_eq!(e["process"]["parent"]["args"][2], "read go; cp a b");
@@ -301,9 +344,15 @@ fn parent_exited_before_the_event_was_read() {
     let dir = tempdir("gone");
     fs::write(dir.join("a"), "x").unwrap();
     agent.signal(nix::sys::signal::Signal::SIGSTOP);
-    let sh = run(Command::new("/bin/sh").arg("-c").arg("cp a b; exit 0").current_dir(&dir));
+    let sh = run(Command::new("/bin/sh")
+        .arg("-c")
+        .arg("cp a b; exit 0")
+        .current_dir(&dir));
     std::thread::sleep(Duration::from_millis(100));
-    assert!(!Path::new(&format!("/proc/{sh}")).exists(), "shell has exited");
+    assert!(
+        !Path::new(&format!("/proc/{sh}")).exists(),
+        "shell has exited"
+    );
     agent.signal(nix::sys::signal::Signal::SIGCONT);
     let e = agent
         .wait_for(WAIT, |e| e["process"]["parent"]["pid"] == sh)
@@ -354,7 +403,10 @@ fn unwatched_128k_argument_is_truncated_and_flagged() {
 fn hostile_bytes_stay_valid_json_and_flagged() {
     let mut agent = Agent::start(false);
     let raw = std::ffi::OsStr::from_bytes(b"bad\xff\xfe name");
-    let pid = run(Command::new("cp").arg("--version").arg(raw).arg("two\nlines \"quoted\" {\"json\":1}"));
+    let pid = run(Command::new("cp")
+        .arg("--version")
+        .arg(raw)
+        .arg("two\nlines \"quoted\" {\"json\":1}"));
     let e = agent.exec_of(pid);
     let a = args(&e);
     assert_eq!(a[2], "bad\u{fffd}\u{fffd} name");
@@ -375,7 +427,12 @@ fn stopped_consumer_drops_are_counted_and_reported() {
         .expect("a loss record");
     let drops = loss["boot_copy"]["loss"]["ringbuf_drops"].as_u64().unwrap();
     assert!(drops > 0, "{loss}");
-    assert!(loss["boot_copy"]["counters"]["ringbuf_drops"].as_u64().unwrap() >= drops);
+    assert!(
+        loss["boot_copy"]["counters"]["ringbuf_drops"]
+            .as_u64()
+            .unwrap()
+            >= drops
+    );
     // The agent keeps going.
     let pid = run(Command::new("cp").arg("--version").arg("after-the-storm"));
     agent.exec_of(pid);

@@ -46,7 +46,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("boot-copy-sensor-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("boot-copy-sensor-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         TempDir(dir.canonicalize().unwrap())
@@ -82,16 +83,25 @@ fn decode(raw: &[u8]) -> Rec {
     let (header, parent) = unsafe {
         (
             raw.as_ptr().cast::<ExecHeader>().read_unaligned(),
-            raw.as_ptr().add(offset_of!(ExecRecord, parent)).cast::<ProcImage>().read_unaligned(),
+            raw.as_ptr()
+                .add(offset_of!(ExecRecord, parent))
+                .cast::<ProcImage>()
+                .read_unaligned(),
         )
     };
     assert_eq!(header.kind, RECORD_EXEC);
     assert_eq!(raw.len(), ARGS_OFFSET + header.args_len as usize);
     let field = |off: usize, cap: usize| &raw[off..off + cap];
     Rec {
-        filename: cstr(field(offset_of!(ExecRecord, filename), PATH_CAP), header.filename_len),
+        filename: cstr(
+            field(offset_of!(ExecRecord, filename), PATH_CAP),
+            header.filename_len,
+        ),
         exe: cstr(field(offset_of!(ExecRecord, exe), PATH_CAP), header.exe_len),
-        interp: cstr(field(offset_of!(ExecRecord, interp), INTERP_CAP), header.interp_len),
+        interp: cstr(
+            field(offset_of!(ExecRecord, interp), INTERP_CAP),
+            header.interp_len,
+        ),
         cwd: cstr(field(offset_of!(ExecRecord, cwd), PATH_CAP), header.cwd_len),
         args: raw[ARGS_OFFSET..].to_vec(),
         header,
@@ -101,7 +111,11 @@ fn decode(raw: &[u8]) -> Rec {
 
 /// Drains until `want` matches a record (returned) or the wait expires; every drained record is
 /// appended to `seen`.
-fn wait_for(reader: &mut RingReader, seen: &mut Vec<Rec>, want: impl Fn(&Rec) -> bool) -> Option<usize> {
+fn wait_for(
+    reader: &mut RingReader,
+    seen: &mut Vec<Rec>,
+    want: impl Fn(&Rec) -> bool,
+) -> Option<usize> {
     let deadline = Instant::now() + WAIT;
     loop {
         reader.drain(|raw| seen.push(decode(raw)));
@@ -117,7 +131,11 @@ fn wait_for(reader: &mut RingReader, seen: &mut Vec<Rec>, want: impl Fn(&Rec) ->
 
 /// Runs a command to completion; returns its pid.
 fn run(cmd: &mut Command) -> u32 {
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     let status = child.wait().unwrap();
     assert!(status.success(), "{cmd:?}: {status}");
@@ -133,7 +151,11 @@ fn image_str(bytes: &[u8], len: u32) -> &[u8] {
 }
 
 fn realpath(p: &str) -> Vec<u8> {
-    Path::new(p).canonicalize().unwrap().into_os_string().into_encoded_bytes()
+    Path::new(p)
+        .canonicalize()
+        .unwrap()
+        .into_os_string()
+        .into_encoded_bytes()
 }
 
 /// A /proc-style image of this test process, so that its children have a parent entry.
@@ -204,7 +226,8 @@ fn symlink_script_and_shell_child() {
     fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
     fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let pid = run(Command::new(&script).arg("a b"));
-    let i = wait_for(&mut reader, &mut seen, |r| r.header.tgid == pid).expect("no record for script");
+    let i =
+        wait_for(&mut reader, &mut seen, |r| r.header.tgid == pid).expect("no record for script");
     let r = &seen[i];
     assert!(r.header.flags & exec_flags::SCRIPT != 0 && r.header.flags & exec_flags::WATCHED != 0);
     assert_eq!(r.filename, script.as_os_str().as_encoded_bytes());
@@ -216,22 +239,36 @@ fn symlink_script_and_shell_child() {
     // cp started by a shell: the parent context is the shell's exec image.
     let shell_cmd = format!("/bin/cp --version; cd {}; /bin/true", dir.0.display());
     let sh = run(Command::new("/bin/sh").arg("-c").arg(&shell_cmd));
-    let i = wait_for(&mut reader, &mut seen, |r| r.header.ppid == sh && r.filename == b"/bin/cp")
-        .expect("no record for cp under sh");
+    let i = wait_for(&mut reader, &mut seen, |r| {
+        r.header.ppid == sh && r.filename == b"/bin/cp"
+    })
+    .expect("no record for cp under sh");
     let r = &seen[i];
     assert!(r.header.flags & exec_flags::PARENT_FOUND != 0);
     let p = &r.parent;
     assert_eq!(p.tgid, sh);
     assert_eq!(image_str(&p.exe, p.exe_len), realpath("/bin/sh"));
-    assert_eq!(image_str(&p.args, p.args_len), argv(&["/bin/sh", "-c", &shell_cmd]));
+    assert_eq!(
+        image_str(&p.args, p.args_len),
+        argv(&["/bin/sh", "-c", &shell_cmd])
+    );
     assert_eq!(p.args_count, 3);
     assert_eq!(p.flags & (image_flags::FORKED | image_flags::FROM_PROC), 0);
-    assert_eq!(p.start_boottime_ns, seen.iter().find(|r| r.header.tgid == sh).map_or(p.start_boottime_ns, |r| r.header.start_boottime_ns));
+    assert_eq!(
+        p.start_boottime_ns,
+        seen.iter()
+            .find(|r| r.header.tgid == sh)
+            .map_or(p.start_boottime_ns, |r| r.header.start_boottime_ns)
+    );
 
     // Unwatched execs are not submitted.
     std::thread::sleep(Duration::from_millis(200));
     reader.drain(|raw| seen.push(decode(raw)));
-    assert!(!seen.iter().any(|r| r.filename == b"/bin/true" || r.header.tgid == sh));
+    assert!(
+        !seen
+            .iter()
+            .any(|r| r.filename == b"/bin/true" || r.header.tgid == sh)
+    );
 }
 
 #[test]
@@ -261,7 +298,10 @@ fn four_thousand_arguments_arrive_whole() {
     assert!(expected.len() > IMAGE_ARGS_CAP * 32);
     assert_eq!(r.header.args_count, 4002);
     assert_eq!(r.header.args_size as usize, expected.len());
-    assert_eq!(r.header.flags & (exec_flags::ARGS_TRUNCATED | exec_flags::ARGS_READ_FAILED), 0);
+    assert_eq!(
+        r.header.flags & (exec_flags::ARGS_TRUNCATED | exec_flags::ARGS_READ_FAILED),
+        0
+    );
     assert!(r.args == expected, "argument bytes differ");
 }
 
@@ -275,14 +315,21 @@ fn all_execs_wakeups_counters_and_table_lifecycle() {
 
     // An unwatched exec arrives in all-execs mode; `wait` returns within the poll interval.
     let pid = run(&mut Command::new("/bin/true"));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut seen = Vec::new();
     let deadline = Instant::now() + WAIT;
     while !seen.iter().any(|r: &Rec| r.header.tgid == pid) && Instant::now() < deadline {
-        rt.block_on(reader.wait(Duration::from_millis(100))).unwrap();
+        rt.block_on(reader.wait(Duration::from_millis(100)))
+            .unwrap();
         reader.drain(|raw| seen.push(decode(raw)));
     }
-    let r = seen.iter().find(|r| r.header.tgid == pid).expect("no record for /bin/true");
+    let r = seen
+        .iter()
+        .find(|r| r.header.tgid == pid)
+        .expect("no record for /bin/true");
     assert_eq!(r.header.flags & exec_flags::WATCHED, 0);
     assert_eq!(r.filename, b"/bin/true");
 
@@ -296,10 +343,16 @@ fn all_execs_wakeups_counters_and_table_lifecycle() {
         std::thread::sleep(Duration::from_millis(20));
         reader.drain(|raw| seen.push(decode(raw)));
     }
-    assert!(!sensor.seed(spid, &image).unwrap(), "exec'd process has no table entry");
+    assert!(
+        !sensor.seed(spid, &image).unwrap(),
+        "exec'd process has no table entry"
+    );
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
-    assert!(sensor.seed(spid, &image).unwrap(), "exited process kept its table entry");
+    assert!(
+        sensor.seed(spid, &image).unwrap(),
+        "exited process kept its table entry"
+    );
 
     let after = sensor.counters().unwrap();
     let delta = |c: u32| after[c as usize] - before[c as usize];
@@ -312,7 +365,10 @@ fn all_execs_wakeups_counters_and_table_lifecycle() {
 
 #[test]
 fn invalid_watched_name_is_rejected() {
-    let cfg = SensorConfig { watched: vec!["x".repeat(64)], ..SensorConfig::default() };
+    let cfg = SensorConfig {
+        watched: vec!["x".repeat(64)],
+        ..SensorConfig::default()
+    };
     match Sensor::start(&cfg) {
         Err(e @ SensorError::InvalidWatchedName { .. }) => assert!(e.to_string().contains("63")),
         Err(e) => panic!("unexpected error {e}"),
@@ -340,7 +396,9 @@ fn exec_cost() {
     let elapsed = t.elapsed();
     let after = sensor.program_stats().unwrap();
     let exec_id = after[0].id;
-    let bpftool = Command::new("bpftool").args(["prog", "show", "id", &exec_id.to_string()]).output();
+    let bpftool = Command::new("bpftool")
+        .args(["prog", "show", "id", &exec_id.to_string()])
+        .output();
     drop(stats_fd);
     for (b, a) in before.iter().zip(&after) {
         let runs = a.run_count - b.run_count;
@@ -352,7 +410,10 @@ fn exec_cost() {
             a.verified_insns
         );
     }
-    println!("{EXECS} execs in {elapsed:?} ({:?}/exec)", elapsed / EXECS as u32);
+    println!(
+        "{EXECS} execs in {elapsed:?} ({:?}/exec)",
+        elapsed / EXECS as u32
+    );
     if let Ok(out) = bpftool {
         print!("{}", String::from_utf8_lossy(&out.stdout));
     }

@@ -792,9 +792,11 @@ fn syslog_receiver_down_then_back_leaves_detection_and_the_log_alone() {
         sinks.send(&record(i, 50));
         slowest = slowest.max(t.elapsed());
     };
+    // Paced by the sink, so the small queue never overflows while rsyslog is up.
+    let drained = || stats_of(&sinks, "syslog").queued == 0;
     for i in 0..20 {
         send(i);
-        thread::sleep(Duration::from_millis(2));
+        wait_for("the syslog queue to drain", drained);
     }
     wait_for("first 20 over tcp", || rsyslog.counts("tcp").len() == 20);
 
@@ -813,9 +815,14 @@ fn syslog_receiver_down_then_back_leaves_detection_and_the_log_alone() {
     assert_eq!(stats_of(&sinks, "alert_log").failed, 0);
 
     rsyslog.run();
+    // The sink reconnects and delivers what waited in its queue.
+    wait_for("syslog to reconnect", || {
+        let s = stats_of(&sinks, "syslog");
+        s.healthy && s.queued == 0 && s.failing_since.is_none()
+    });
     for i in 220..240 {
         send(i);
-        thread::sleep(Duration::from_millis(2));
+        wait_for("the syslog queue to drain", drained);
     }
     wait_for("records after the restart", || {
         let c = rsyslog.counts("tcp");

@@ -153,7 +153,10 @@ impl Config {
         };
         let ring = self.sensor.ring_buffer_bytes;
         if !ring.is_power_of_two() || ring < (1 << 20) {
-            return Err(bad("sensor.ring_buffer_bytes", "must be a power of two of at least 1048576"));
+            return Err(bad(
+                "sensor.ring_buffer_bytes",
+                "must be a power of two of at least 1048576",
+            ));
         }
         if self.sensor.process_table_entries == 0 {
             return Err(bad("sensor.process_table_entries", "must be positive"));
@@ -164,10 +167,13 @@ impl Config {
         if self.health.heartbeat_seconds == 0 {
             return Err(bad("health.heartbeat_seconds", "must be positive"));
         }
-        if let Some(addr) = self.metrics.listen {
-            if !addr.ip().is_loopback() {
-                return Err(bad("metrics.listen", "must be a loopback address (127.0.0.0/8 or ::1)"));
-            }
+        if let Some(addr) = self.metrics.listen
+            && !addr.ip().is_loopback()
+        {
+            return Err(bad(
+                "metrics.listen",
+                "must be a loopback address (127.0.0.0/8 or ::1)",
+            ));
         }
         Ok(())
     }
@@ -184,7 +190,10 @@ pub fn require_root_owned(path: &Path) -> Result<(), ConfigError> {
         let problem = if meta.uid() != 0 {
             Some(format!("owned by uid {}", meta.uid()))
         } else if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
-            Some(format!("writable by group or others (mode {:o})", meta.mode() & 0o7777))
+            Some(format!(
+                "writable by group or others (mode {:o})",
+                meta.mode() & 0o7777
+            ))
         } else {
             None
         };
@@ -231,13 +240,19 @@ mod tests {
 
     #[test]
     fn invalid_values_name_the_key() {
-        let err = Config::parse("[metrics]\nlisten = \"0.0.0.0:9464\"\n", Path::new("c.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(
+            "[metrics]\nlisten = \"0.0.0.0:9464\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("metrics.listen"), "{err}");
-        let err = Config::parse("[sensor]\nring_buffer_bytes = 3000000\n", Path::new("c.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(
+            "[sensor]\nring_buffer_bytes = 3000000\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("sensor.ring_buffer_bytes"), "{err}");
     }
 
@@ -245,7 +260,10 @@ mod tests {
     fn missing_default_file_is_defaults_but_explicit_is_an_error() {
         let p = Path::new("/nonexistent/boot-copy.toml");
         assert!(Config::load(p, false).is_ok());
-        assert!(matches!(Config::load(p, true), Err(ConfigError::Read { .. })));
+        assert!(matches!(
+            Config::load(p, true),
+            Err(ConfigError::Read { .. })
+        ));
     }
 
     #[test]

@@ -90,13 +90,8 @@ pub fn decode(record: &[u8]) -> Result<Exec, DecodeError> {
     };
     let filename = field(offset_of!(ExecRecord, filename), PATH_CAP, h.filename_len);
     let exe = field(offset_of!(ExecRecord, exe), PATH_CAP, h.exe_len);
-    let interp = (h.flags & exec_flags::SCRIPT != 0).then(|| {
-        field(
-            offset_of!(ExecRecord, interp),
-            INTERP_CAP,
-            h.interp_len,
-        )
-    });
+    let interp = (h.flags & exec_flags::SCRIPT != 0)
+        .then(|| field(offset_of!(ExecRecord, interp), INTERP_CAP, h.interp_len));
     let cwd = (h.flags & exec_flags::CWD_MISSING == 0)
         .then(|| field(offset_of!(ExecRecord, cwd), PATH_CAP, h.cwd_len));
     let parent = (h.flags & exec_flags::PARENT_FOUND != 0).then(|| {
@@ -191,7 +186,10 @@ fn put_c_string(dst: &mut [u8], src: &[u8]) -> (u32, bool) {
 /// The bytes of a NUL-terminated string stored in `buf`, at most `len` long.
 fn c_string(buf: &[u8], len: usize) -> Vec<u8> {
     let bounded = &buf[..len.min(buf.len())];
-    let end = bounded.iter().position(|&b| b == 0).unwrap_or(bounded.len());
+    let end = bounded
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(bounded.len());
     bounded[..end].to_vec()
 }
 
@@ -232,7 +230,10 @@ mod tests {
         let exec = decode(&record(b"cp\0a b\0/boot/x\0", 0)).unwrap();
         assert_eq!(exec.pid, 42);
         assert_eq!(exec.filename, b"/bin/cp");
-        assert_eq!(exec.args, vec![b"cp".to_vec(), b"a b".to_vec(), b"/boot/x".to_vec()]);
+        assert_eq!(
+            exec.args,
+            vec![b"cp".to_vec(), b"a b".to_vec(), b"/boot/x".to_vec()]
+        );
         assert_eq!(exec.interp, None);
         assert_eq!(exec.cwd, Some(Vec::new()));
         assert_eq!(exec.parent, None);
@@ -240,7 +241,10 @@ mod tests {
 
     #[test]
     fn keeps_a_cut_final_argument_and_empty_arguments() {
-        assert_eq!(split_args(b"a\0\0b"), vec![b"a".to_vec(), vec![], b"b".to_vec()]);
+        assert_eq!(
+            split_args(b"a\0\0b"),
+            vec![b"a".to_vec(), vec![], b"b".to_vec()]
+        );
         assert!(split_args(b"").is_empty());
     }
 

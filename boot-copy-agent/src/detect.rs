@@ -125,7 +125,10 @@ fn message(rule: &Rule, e: &Value) -> String {
         .unwrap_or_else(|| format!("uid {}", text(&e["user"]["id"])));
     let mut command = text(&p["command_line"]);
     if command.len() > 200 {
-        let cut = (0..=200).rev().find(|i| command.is_char_boundary(*i)).unwrap_or(0);
+        let cut = (0..=200)
+            .rev()
+            .find(|i| command.is_char_boundary(*i))
+            .unwrap_or(0);
         command.truncate(cut);
         command.push('…');
     }
@@ -193,7 +196,10 @@ mod tests {
     #[test]
     fn merge_keeps_event_fields_and_overrides_kind() {
         let mut base = json!({"event": {"kind": "event", "category": ["process"]}, "a": 1});
-        merge(&mut base, json!({"event": {"kind": "alert", "severity": 21}, "b": 2}));
+        merge(
+            &mut base,
+            json!({"event": {"kind": "alert", "severity": 21}, "b": 2}),
+        );
         assert_eq!(
             base,
             json!({"event": {"kind": "alert", "category": ["process"], "severity": 21}, "a": 1, "b": 2})

@@ -16,7 +16,14 @@ pub struct Origin {
 
 impl Origin {
     /// A record of `kind`/`action` at `at` with `message`; `ours` goes under the namespace.
-    pub fn record(&self, kind: &str, action: &str, at: SystemTime, message: String, ours: Value) -> Value {
+    pub fn record(
+        &self,
+        kind: &str,
+        action: &str,
+        at: SystemTime,
+        message: String,
+        ours: Value,
+    ) -> Value {
         json!({
             "@timestamp": rfc3339(at),
             "ecs": { "version": ECS_VERSION },
@@ -39,7 +46,13 @@ pub fn counters_json(counters: &Counters) -> Value {
 }
 
 /// Something was lost between `from` and `to`: `losses` names each stage's new drops.
-pub fn loss(origin: &Origin, losses: &Counters, from: SystemTime, to: SystemTime, totals: &Counters) -> Value {
+pub fn loss(
+    origin: &Origin,
+    losses: &Counters,
+    from: SystemTime,
+    to: SystemTime,
+    totals: &Counters,
+) -> Value {
     let described: Vec<String> = losses
         .iter()
         .filter(|(_, n)| *n > 0)
@@ -95,7 +108,12 @@ impl LossTracker {
 
     /// A loss record if any of `losses` grew since the last call. `losses` must list the same
     /// counters in the same order every time.
-    pub fn check(&mut self, origin: &Origin, losses: &Counters, totals: &Counters) -> Option<Value> {
+    pub fn check(
+        &mut self,
+        origin: &Origin,
+        losses: &Counters,
+        totals: &Counters,
+    ) -> Option<Value> {
         let now = SystemTime::now();
         let new: Counters = losses
             .iter()
@@ -122,8 +140,18 @@ mod tests {
         };
         let t0 = SystemTime::UNIX_EPOCH;
         let t1 = t0 + std::time::Duration::from_secs(2);
-        let c = |v: &[(&str, u64)]| v.iter().map(|(k, n)| (k.to_string(), *n)).collect::<Counters>();
-        let r = loss(&origin, &c(&[("ringbuf_drops", 5), ("syslog_dropped", 0)]), t0, t1, &c(&[("ringbuf_drops", 9)]));
+        let c = |v: &[(&str, u64)]| {
+            v.iter()
+                .map(|(k, n)| (k.to_string(), *n))
+                .collect::<Counters>()
+        };
+        let r = loss(
+            &origin,
+            &c(&[("ringbuf_drops", 5), ("syslog_dropped", 0)]),
+            t0,
+            t1,
+            &c(&[("ringbuf_drops", 9)]),
+        );
         assert_eq!(r["event"]["kind"], "metric");
         assert_eq!(r["boot_copy"]["loss"]["ringbuf_drops"], 5);
         assert_eq!(r["boot_copy"]["counters"]["ringbuf_drops"], 9);

@@ -86,7 +86,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 boot_copy_agent::rules::Prefilter::All => Vec::new(),
             };
             let all = all || watched.is_empty();
-            runtime()?.block_on(commands::events::run(commands::events::Options { all, watched }))
+            runtime()?.block_on(commands::events::run(commands::events::Options {
+                all,
+                watched,
+            }))
         }
         Command::Replay { input, rules } => commands::offline::replay(&input, &with_rules(rules)?),
         Command::Check { rules } => commands::offline::check(&with_rules(rules)?),

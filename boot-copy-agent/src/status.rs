@@ -43,10 +43,11 @@ impl StatusFile {
 
     pub fn read(&self) -> anyhow::Result<Option<Status>> {
         match fs::read(&self.path) {
-            Ok(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes)
-                    .with_context(|| format!("parsing {}", self.path.display()))?,
-            )),
+            Ok(bytes) => {
+                Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                    format!("parsing {}", self.path.display())
+                })?))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", self.path.display())),
         }
@@ -122,7 +123,8 @@ mod tests {
         let prev = file.unclean_previous().unwrap().expect("unclean");
         assert_eq!(prev.seq, 7);
         assert_eq!(prev.counters["alerts"], 3);
-        file.write(&Status::new(SystemTime::now(), 8, &counters, true)).unwrap();
+        file.write(&Status::new(SystemTime::now(), 8, &counters, true))
+            .unwrap();
         assert!(file.unclean_previous().unwrap().is_none());
         let mut live = Status::new(SystemTime::now(), 1, &counters, false);
         live.pid = 1; // init is alive

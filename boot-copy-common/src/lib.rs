@@ -170,9 +170,11 @@ pub struct ExecRecord {
 /// Byte offset of the argument area in a submitted exec record.
 pub const ARGS_OFFSET: usize = core::mem::offset_of!(ExecRecord, args);
 
-const _: () = assert!(core::mem::size_of::<ProcImage>() == 32 + IMAGE_EXE_CAP + IMAGE_ARGS_CAP + IMAGE_CWD_CAP);
+const _: () = assert!(
+    core::mem::size_of::<ProcImage>() == 32 + IMAGE_EXE_CAP + IMAGE_ARGS_CAP + IMAGE_CWD_CAP
+);
 const _: () = assert!(core::mem::size_of::<ExecHeader>() == 96);
-const _: () = assert!(ARGS_OFFSET % 8 == 0);
+const _: () = assert!(ARGS_OFFSET.is_multiple_of(8));
 const _: () = assert!(ARGS_CAP_WATCHED.is_power_of_two() && ARGS_CAP_OTHER.is_power_of_two());
 
 #[cfg(feature = "user")]

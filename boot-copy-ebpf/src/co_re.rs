@@ -30,11 +30,15 @@ unsafe extern "C" {
     /// `&bprm->file->f_path` or null.
     pub fn bc_bprm_file_path(bprm: Binprm) -> KPath;
 
-    /// Zero-padded dentry name of `path` into `key` (`NAME_KEY_CAP` bytes); -1 if it does not fit.
+    /// Zero-padded dentry name of `path` into `key` (`NAME_KEY_CAP` bytes, always fully
+    /// written); -1 if it does not fit.
     pub fn bc_path_name_key(path: KPath, key: *mut u8) -> i32;
     /// Absolute path of `path` into `out`, built in `scratch` (see shim.c for the buffer rules).
     pub fn bc_path_resolve(path: KPath, scratch: *mut u8, out: *mut u8, truncated: *mut u32)
     -> u32;
-    /// Zero-padded basename of `buf[..len]` into `key`; -1 if empty or too long.
+    /// Zero-padded basename of `buf[..len]` into `key` (always fully written); -1 if empty or
+    /// too long.
     pub fn bc_basename_key(buf: *const u8, len: u32, key: *mut u8) -> i32;
+    /// Copies `min(len, cap)` bytes between map values (`cap` must be a constant); returns it.
+    pub fn bc_copy_prefix(dst: *mut u8, src: *const u8, len: u32, cap: u32) -> u32;
 }

@@ -1,9 +1,11 @@
 //! `sched_process_exec`: one exec record per exec (submitted when watched or when all execs are
 //! requested) and the process's new image in `PROC_TABLE`.
-use core::ffi::c_void;
+use core::{ffi::c_void, mem::MaybeUninit};
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
+    bindings::{
+        BPF_ANY, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE,
+    },
     helpers::generated::{
         bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
         bpf_probe_read_kernel_str, bpf_probe_read_user,
@@ -12,8 +14,7 @@ use aya_ebpf::{
 };
 use boot_copy_common::{
     ARGS_CAP_OTHER, ARGS_CAP_WATCHED, ARGS_OFFSET, ExecRecord, IMAGE_ARGS_CAP, INTERP_CAP,
-    NAME_KEY_CAP, PATH_CAP, ProcImage, RECORD_EXEC, config_flags, counter, exec_flags,
-    image_flags,
+    NAME_KEY_CAP, PATH_CAP, ProcImage, RECORD_EXEC, config_flags, counter, exec_flags, image_flags,
 };
 
 use crate::{
@@ -122,15 +123,19 @@ unsafe fn record(task: Task, bprm: Binprm, rec: *mut ExecRecord, img: *mut ProcI
         (*h).cwd_len = cwd_len;
 
         // Prefilter: the executable's basename (the script's, for a script).
-        let mut key = [0u8; NAME_KEY_CAP];
+        // (Zeroed by the shim: a Rust zero-initialisation becomes a call to a byte-loop memset.)
+        // 8-byte aligned, so that the zeroing is eight stores.
+        let mut key = MaybeUninit::<[u64; NAME_KEY_CAP / 8]>::uninit();
         let key_len = if script {
-            co_re::bc_basename_key(filename, filename_len, key.as_mut_ptr())
+            co_re::bc_basename_key(filename, filename_len, key.as_mut_ptr().cast())
         } else if !file_path.is_null() {
-            co_re::bc_path_name_key(file_path, key.as_mut_ptr())
+            co_re::bc_path_name_key(file_path, key.as_mut_ptr().cast())
         } else {
             -1
         };
-        let watched = key_len > 0 && WATCHED.get_ptr(&key).is_some();
+        // SAFETY: the shim functions write all NAME_KEY_CAP bytes when they return >= 0.
+        let key: &[u8; NAME_KEY_CAP] = &*key.as_ptr().cast();
+        let watched = key_len > 0 && WATCHED.get_ptr(key).is_some();
         if watched {
             flags |= exec_flags::WATCHED;
         }
@@ -164,20 +169,26 @@ unsafe fn record(task: Task, bprm: Binprm, rec: *mut ExecRecord, img: *mut ProcI
                 count(counter::ARGS_TRUNCATED);
             }
         }
-        (*h).args_size = if args_size > u32::MAX as u64 { u32::MAX } else { args_size as u32 };
+        (*h).args_size = if args_size > u32::MAX as u64 {
+            u32::MAX
+        } else {
+            args_size as u32
+        };
         (*h).args_len = args_len;
         if submit && flags & (exec_flags::EXE_TRUNCATED | exec_flags::CWD_TRUNCATED) != 0 {
             count(counter::PATH_TRUNCATIONS);
         }
 
-        // Parent context from the process table.
-        match PROC_TABLE.get_ptr(&ppid) {
+        // Parent context from the process table (copied only into records that are sent).
+        match PROC_TABLE.get_ptr(ppid) {
             Some(parent) => {
-                bpf_probe_read_kernel(
-                    (&raw mut (*rec).parent).cast(),
-                    size_of::<ProcImage>() as u32,
-                    parent.cast(),
-                );
+                if submit {
+                    bpf_probe_read_kernel(
+                        (&raw mut (*rec).parent).cast(),
+                        size_of::<ProcImage>() as u32,
+                        parent.cast(),
+                    );
+                }
                 flags |= exec_flags::PARENT_FOUND;
             }
             None => count(counter::PARENT_MISSES),
@@ -209,7 +220,9 @@ unsafe fn record(task: Task, bprm: Binprm, rec: *mut ExecRecord, img: *mut ProcI
             img_flags |= image::set_cwd(img, cwd, cwd_len, cwd_truncated);
         }
         (*img).flags = img_flags;
-        if PROC_TABLE.insert(&tgid, &*img, BPF_ANY as u64).is_err() {
+        // By reference: a by-value image would be copied to the 512-byte stack.
+        let image: &ProcImage = &*img;
+        if PROC_TABLE.insert(tgid, image, BPF_ANY as u64).is_err() {
             count(counter::TABLE_UPDATE_FAILURES);
         }
 
@@ -238,4 +251,3 @@ unsafe fn submit_record(rec: *const ExecRecord, args_len: u32, watched: bool) {
         Err(_) => count(counter::RINGBUF_DROPS),
     }
 }
-

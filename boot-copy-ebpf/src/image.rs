@@ -1,22 +1,21 @@
 //! Filling a `ProcImage` (a process-table entry) from an exec record's buffers.
 //!
-//! Copies are of the fixed field capacity (verifier-friendly); the length fields say how much is
-//! valid, and strings are NUL-terminated within their capacity.
-use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
+//! Only the valid bytes are copied (most paths and argument lists are far shorter than the
+//! capacities); strings are NUL-terminated within their capacity and bytes past a length are
+//! unspecified.
 use boot_copy_common::{IMAGE_ARGS_CAP, IMAGE_CWD_CAP, IMAGE_EXE_CAP, ProcImage, image_flags};
 
-/// Copies a NUL-terminated string prefix; returns the stored length and whether it was cut.
+use crate::co_re::bc_copy_prefix;
+
+/// Copies a string prefix of at most `CAP - 1` bytes plus a NUL (`CAP` a power of two); returns
+/// the stored length and whether it was cut.
 #[inline(always)]
 unsafe fn copy_str<const CAP: usize>(dst: *mut u8, src: *const u8, len: u32) -> (u32, bool) {
-    // SAFETY: dst has CAP bytes; src is a map value with at least CAP bytes.
+    // SAFETY: dst has CAP bytes and src at least min(len, CAP - 1), both in map values.
     unsafe {
-        bpf_probe_read_kernel(dst.cast(), CAP as u32, src.cast());
-        if len as usize >= CAP {
-            *dst.add(CAP - 1) = 0;
-            ((CAP - 1) as u32, true)
-        } else {
-            (len, false)
-        }
+        let n = bc_copy_prefix(dst, src, len, CAP as u32 - 1) & (CAP as u32 - 1);
+        *dst.add(n as usize) = 0;
+        (n, len as usize > CAP - 1)
     }
 }
 
@@ -27,7 +26,11 @@ pub unsafe fn set_exe(img: *mut ProcImage, src: *const u8, len: u32, src_truncat
     unsafe {
         let (n, cut) = copy_str::<IMAGE_EXE_CAP>((&raw mut (*img).exe).cast(), src, len);
         (*img).exe_len = n;
-        if cut || src_truncated { image_flags::EXE_TRUNCATED } else { 0 }
+        if cut || src_truncated {
+            image_flags::EXE_TRUNCATED
+        } else {
+            0
+        }
     }
 }
 
@@ -38,22 +41,30 @@ pub unsafe fn set_cwd(img: *mut ProcImage, src: *const u8, len: u32, src_truncat
     unsafe {
         let (n, cut) = copy_str::<IMAGE_CWD_CAP>((&raw mut (*img).cwd).cast(), src, len);
         (*img).cwd_len = n;
-        if cut || src_truncated { image_flags::CWD_TRUNCATED } else { 0 }
+        if cut || src_truncated {
+            image_flags::CWD_TRUNCATED
+        } else {
+            0
+        }
     }
 }
 
 /// Sets `args` from the captured argument bytes (`len` of a true `size`).
 #[inline(always)]
 pub unsafe fn set_args(img: *mut ProcImage, src: *const u8, len: u32, size: u64) -> u32 {
-    // SAFETY: img is a map value; src is the record's argument area (much larger than the cap).
+    // SAFETY: img is a map value; src is the record's argument area with at least `len` bytes.
     unsafe {
-        bpf_probe_read_kernel(
+        let n = bc_copy_prefix(
             (&raw mut (*img).args).cast(),
+            src,
+            len,
             IMAGE_ARGS_CAP as u32,
-            src.cast(),
         );
-        let n = if (len as usize) < IMAGE_ARGS_CAP { len } else { IMAGE_ARGS_CAP as u32 };
         (*img).args_len = n;
-        if (n as u64) < size { image_flags::ARGS_TRUNCATED } else { 0 }
+        if (n as u64) < size {
+            image_flags::ARGS_TRUNCATED
+        } else {
+            0
+        }
     }
 }

@@ -25,8 +25,7 @@ pub static PROC_TABLE: LruHashMap<u32, ProcImage> = LruHashMap::with_max_entries
 
 /// Executable basenames (zero-padded) whose execs are always submitted with full arguments.
 #[map]
-pub static WATCHED: HashMap<[u8; NAME_KEY_CAP], u8> =
-    HashMap::with_max_entries(WATCHED_ENTRIES, 0);
+pub static WATCHED: HashMap<[u8; NAME_KEY_CAP], u8> = HashMap::with_max_entries(WATCHED_ENTRIES, 0);
 
 /// Index 0: `config_flags`.
 #[map]

@@ -106,7 +106,10 @@ impl Drop for Agent {
 }
 
 fn nix_kill(pid: u32) -> std::io::Result<std::process::ExitStatus> {
-    Command::new("kill").arg("-TERM").arg(pid.to_string()).status()
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
 }
 
 /// Turns on kernel BPF run-time statistics for the benchmark and off again after (it is a
@@ -199,13 +202,25 @@ struct Report {
 impl Report {
     fn print(&self) {
         let row = |name: &str, s: &Summary| {
-            println!("{name:<34} median {:>9.1}  min {:>9.1}  max {:>9.1}", s.median, s.min, s.max)
+            println!(
+                "{name:<34} median {:>9.1}  min {:>9.1}  max {:>9.1}",
+                s.median, s.min, s.max
+            )
         };
         row("execs/s without agent", &self.baseline);
         row("execs/s with agent", &self.agent);
-        row("kernel ns per exec (all programs)", &self.kernel_ns_per_exec);
-        row("agent CPU ms per 1000 execs", &self.agent_cpu_ms_per_1000_execs);
-        println!("throughput ratio (median agent / median baseline): {:.3}", self.ratio());
+        row(
+            "kernel ns per exec (all programs)",
+            &self.kernel_ns_per_exec,
+        );
+        row(
+            "agent CPU ms per 1000 execs",
+            &self.agent_cpu_ms_per_1000_execs,
+        );
+        println!(
+            "throughput ratio (median agent / median baseline): {:.3}",
+            self.ratio()
+        );
     }
 
     fn ratio(&self) -> f64 {

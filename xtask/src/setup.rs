@@ -28,7 +28,9 @@ pub fn run() -> anyhow::Result<()> {
 
 pub fn require_root(what: &str) -> anyhow::Result<()> {
     if !nix_is_root() {
-        bail!("{what} needs root (the kernel programs are loaded into the running kernel): run it with sudo");
+        bail!(
+            "{what} needs root (the kernel programs are loaded into the running kernel): run it with sudo"
+        );
     }
     Ok(())
 }
@@ -76,11 +78,26 @@ fn nightly_rust_src() -> anyhow::Result<()> {
         .context("running rustup (the eBPF program builds with the nightly toolchain)")?;
     if !out.status.success() {
         eprintln!("setup: installing the nightly toolchain");
-        status(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        status(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
     }
-    if !String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("rust-src")) {
+    if !String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src"))
+    {
         eprintln!("setup: adding rust-src to nightly");
-        status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        status(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     }
     Ok(())
 }

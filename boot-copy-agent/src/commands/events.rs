@@ -112,7 +112,10 @@ impl<W: Write> Output<W> {
 fn losses<W: Write>(sensor: &Sensor, out: &Output<W>) -> anyhow::Result<(Counters, Counters)> {
     let kernel = sensor.counters()?;
     let losses = vec![
-        ("ringbuf_drops".to_owned(), kernel[counter::RINGBUF_DROPS as usize]),
+        (
+            "ringbuf_drops".to_owned(),
+            kernel[counter::RINGBUF_DROPS as usize],
+        ),
         ("decode_errors".to_owned(), out.decode_errors),
     ];
     let totals = counter::NAMES

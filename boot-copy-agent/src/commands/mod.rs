@@ -11,7 +11,9 @@ pub fn seed_process_table(sensor: &mut Sensor) -> usize {
     let mut seeded = 0;
     for pid in procfs::pids().unwrap_or_default() {
         // Kernel threads have no executable, and processes may exit meanwhile: skip those.
-        let Ok(image) = procfs::image(pid) else { continue };
+        let Ok(image) = procfs::image(pid) else {
+            continue;
+        };
         match sensor.seed(pid, &image_to_raw(&image)) {
             Ok(true) => seeded += 1,
             Ok(false) => {}

@@ -13,7 +13,11 @@ use std::{
 };
 
 /// The configuration, with `rules` (from the command line) replacing the configured rules.
-pub fn config_with_rules(config: &Path, explicit: bool, rules: Option<PathBuf>) -> anyhow::Result<Config> {
+pub fn config_with_rules(
+    config: &Path,
+    explicit: bool,
+    rules: Option<PathBuf>,
+) -> anyhow::Result<Config> {
     let mut config = Config::load(config, explicit)?;
     if rules.is_some() {
         config.rules.path = rules;
@@ -77,12 +81,22 @@ pub fn status(config: &Config) -> anyhow::Result<()> {
     } else {
         "not running (did not stop cleanly)"
     };
-    println!("boot-copy-agent {} (pid {}): {state}", status.version, status.pid);
-    println!("started {}, updated {}, last record #{}", status.started, status.updated, status.seq);
+    println!(
+        "boot-copy-agent {} (pid {}): {state}",
+        status.version, status.pid
+    );
+    println!(
+        "started {}, updated {}, last record #{}",
+        status.started, status.updated, status.seq
+    );
     if let Some(counters) = status.counters.as_object() {
         for (name, value) in counters {
             println!("  {name:<24} {value}");
         }
     }
-    if state == "running" { Ok(()) } else { bail!("the agent is not running") }
+    if state == "running" {
+        Ok(())
+    } else {
+        bail!("the agent is not running")
+    }
 }

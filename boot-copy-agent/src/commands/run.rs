@@ -108,10 +108,12 @@ impl Daemon {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
         let mut tick = tokio::time::interval(TICK);
-        let mut heartbeat = tokio::time::interval(Duration::from_secs(config.health.heartbeat_seconds));
+        let mut heartbeat =
+            tokio::time::interval(Duration::from_secs(config.health.heartbeat_seconds));
         heartbeat.tick().await; // the first tick is immediate; the start record covers it
         let watchdog = service::watchdog_interval();
-        let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+        let mut watchdog_tick =
+            tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
         loop {
             tokio::select! {
                 ready = reader.wait(POLL) => {
@@ -196,16 +198,28 @@ impl Daemon {
                 let names = rule_names(&rules);
                 self.detector.set_rules(rules);
                 if changed {
-                    tracing::warn!("the reloaded rules need a different kernel prefilter; restart the agent to apply it");
+                    tracing::warn!(
+                        "the reloaded rules need a different kernel prefilter; restart the agent to apply it"
+                    );
                 }
-                ("rules-reloaded", format!("boot-copy reloaded rules: {names}"), Severity::Info)
+                (
+                    "rules-reloaded",
+                    format!("boot-copy reloaded rules: {names}"),
+                    Severity::Info,
+                )
             }
             Err(e) => {
                 tracing::warn!(error = %e, "reload failed; keeping the running rules");
-                ("reload-failed", format!("boot-copy kept its running rules; reload failed: {e:#}"), Severity::Warning)
+                (
+                    "reload-failed",
+                    format!("boot-copy kept its running rules; reload failed: {e:#}"),
+                    Severity::Warning,
+                )
             }
         };
-        let record = self.origin.record("state", action, SystemTime::now(), message, json!({}));
+        let record = self
+            .origin
+            .record("state", action, SystemTime::now(), message, json!({}));
         self.emit_health(record, severity);
     }
 
@@ -213,8 +227,14 @@ impl Daemon {
     fn losses(&self) -> anyhow::Result<Counters> {
         let kernel = self.sensor.counters()?;
         let mut l = vec![
-            ("ringbuf_drops".to_owned(), kernel[counter::RINGBUF_DROPS as usize]),
-            ("decode_errors".to_owned(), self.detector.counts.decode_errors),
+            (
+                "ringbuf_drops".to_owned(),
+                kernel[counter::RINGBUF_DROPS as usize],
+            ),
+            (
+                "decode_errors".to_owned(),
+                self.detector.counts.decode_errors,
+            ),
         ];
         for s in self.sinks.stats() {
             l.push((format!("{}_dropped", s.sink), s.dropped));

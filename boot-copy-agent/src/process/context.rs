@@ -61,7 +61,9 @@ pub struct ExecContext {
 pub fn resolve(exec: Exec) -> ExecContext {
     let process = child(&exec);
     let (parent, parent_source) = match &exec.parent {
-        Some(image) if image.has(image_flags::FROM_PROC) => (from_image(image), ParentSource::ProcSeed),
+        Some(image) if image.has(image_flags::FROM_PROC) => {
+            (from_image(image), ParentSource::ProcSeed)
+        }
         Some(image) => (from_image(image), ParentSource::Kernel),
         None => from_proc(exec.ppid, exec.start_boottime_ns),
     };
@@ -160,7 +162,10 @@ mod tests {
     #[test]
     fn script_executable_is_the_script_made_absolute() {
         let ctx = resolve(exec(exec_flags::SCRIPT));
-        assert_eq!(ctx.process.executable.as_deref(), Some(&b"/tmp/w/run.sh"[..]));
+        assert_eq!(
+            ctx.process.executable.as_deref(),
+            Some(&b"/tmp/w/run.sh"[..])
+        );
         assert_eq!(ctx.process.name(), Some(&b"run.sh"[..]));
     }
 

@@ -65,7 +65,10 @@ mod tests {
         let text = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
         assert_eq!(os_release_value(text, "ID").as_deref(), Some("debian"));
         assert_eq!(os_release_value(text, "VERSION_ID").as_deref(), Some("12"));
-        assert_eq!(os_release_value(text, "NAME").as_deref(), Some("Debian GNU/Linux"));
+        assert_eq!(
+            os_release_value(text, "NAME").as_deref(),
+            Some("Debian GNU/Linux")
+        );
         assert_eq!(os_release_value(text, "ID_LIKE"), None);
     }
 
@@ -73,6 +76,14 @@ mod tests {
     fn reads_this_host() {
         let host = Host::read();
         assert!(!host.name.is_empty());
-        assert!(host.kernel.starts_with(&nix::sys::utsname::uname().unwrap().release().to_string_lossy().into_owned()));
+        assert!(
+            host.kernel.starts_with(
+                &nix::sys::utsname::uname()
+                    .unwrap()
+                    .release()
+                    .to_string_lossy()
+                    .into_owned()
+            )
+        );
     }
 }

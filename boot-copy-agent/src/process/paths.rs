@@ -47,14 +47,20 @@ mod tests {
     fn basename_of_paths() {
         assert_eq!(basename(b"/usr/bin/cp"), b"cp");
         assert_eq!(basename(b"cp"), b"cp");
-        assert_eq!(basename(b"/usr/sbin/update-grub-gfxpayload"), b"update-grub-gfxpayload");
+        assert_eq!(
+            basename(b"/usr/sbin/update-grub-gfxpayload"),
+            b"update-grub-gfxpayload"
+        );
     }
 
     #[test]
     fn absolute_normalizes_against_cwd() {
         assert_eq!(absolute(b"/tmp/x", b"./run.sh"), b"/tmp/x/run.sh");
         assert_eq!(absolute(b"/tmp/x", b"../y//z.sh"), b"/tmp/y/z.sh");
-        assert_eq!(absolute(b"/tmp", b"/var/lib/dpkg/info/a.postinst"), b"/var/lib/dpkg/info/a.postinst");
+        assert_eq!(
+            absolute(b"/tmp", b"/var/lib/dpkg/info/a.postinst"),
+            b"/var/lib/dpkg/info/a.postinst"
+        );
         assert_eq!(absolute(b"/", b".."), b"/");
     }
 }

@@ -33,8 +33,16 @@ pub fn stat(pid: u32) -> io::Result<(u32, u64)> {
 fn parse_stat(text: &[u8]) -> Option<(u32, u64)> {
     // The command name (field 2) may contain spaces and parentheses: skip to the last ')'.
     let rest = &text[text.iter().rposition(|&b| b == b')')? + 1..];
-    let fields: Vec<&[u8]> = rest.split(|&b| b == b' ').filter(|f| !f.is_empty()).collect();
-    let num = |i: usize| std::str::from_utf8(fields.get(i)?).ok()?.parse::<u64>().ok();
+    let fields: Vec<&[u8]> = rest
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty())
+        .collect();
+    let num = |i: usize| {
+        std::str::from_utf8(fields.get(i)?)
+            .ok()?
+            .parse::<u64>()
+            .ok()
+    };
     // After the name: state(3) ppid(4) ... starttime(22) → indexes 1 and 19 here.
     let ppid = num(1)? as u32;
     let start_ticks = num(19)?;
@@ -66,7 +74,8 @@ mod tests {
 
     #[test]
     fn parses_stat_with_awkward_names() {
-        let text = b"123 (a) b (c)) S 77 123 123 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 4242 1000 100";
+        let text =
+            b"123 (a) b (c)) S 77 123 123 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 4242 1000 100";
         let (ppid, start) = parse_stat(text).unwrap();
         assert_eq!(ppid, 77);
         assert_eq!(start, 4242 * (1_000_000_000 / ticks_per_second()));
@@ -76,7 +85,10 @@ mod tests {
     fn reads_own_image() {
         let me = std::process::id();
         let image = image(me).unwrap();
-        assert_eq!(image.exe, std::env::current_exe().unwrap().as_os_str().as_bytes());
+        assert_eq!(
+            image.exe,
+            std::env::current_exe().unwrap().as_os_str().as_bytes()
+        );
         assert_eq!(image.args.len() as u32, image.args_count);
         let (ppid, _) = stat(me).unwrap();
         assert_eq!(ppid, std::os::unix::process::parent_id());

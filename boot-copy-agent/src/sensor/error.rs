@@ -31,7 +31,11 @@ pub enum SensorError {
     KernelTooOld { release: String },
 
     #[error("the kernel verifier rejected program {program} ({error}); verifier log:\n{log}")]
-    VerifierRejected { program: String, error: io::Error, log: String },
+    VerifierRejected {
+        program: String,
+        error: io::Error,
+        log: String,
+    },
 
     #[error(
         "invalid watched name {name:?}: {reason} (a watched name is an executable's basename of \
@@ -50,16 +54,25 @@ pub enum SensorError {
     InvalidTableSize,
 
     #[error("reading {what}: {source}")]
-    Io { what: &'static str, source: io::Error },
+    Io {
+        what: &'static str,
+        source: io::Error,
+    },
 
     #[error("loading the eBPF object: {0}")]
     Load(#[from] aya::EbpfError),
 
     #[error("eBPF program {program}: {source}")]
-    Program { program: String, source: aya::programs::ProgramError },
+    Program {
+        program: String,
+        source: aya::programs::ProgramError,
+    },
 
     #[error("eBPF map {map}: {source}")]
-    Map { map: &'static str, source: aya::maps::MapError },
+    Map {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
 
     #[error("eBPF map {map} is missing from the object")]
     MissingMap { map: &'static str },

@@ -10,9 +10,7 @@ use aya::{
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, ProgramError},
 };
-use boot_copy_common::{
-    NAME_KEY_CAP, PROC_TABLE_ENTRIES, ProcImage, config_flags, counter,
-};
+use boot_copy_common::{NAME_KEY_CAP, PROC_TABLE_ENTRIES, ProcImage, config_flags, counter};
 
 pub use error::SensorError;
 pub use requirements::ensure_tracefs;
@@ -22,7 +20,11 @@ pub use ring::RingReader;
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/boot-copy"));
 
 /// The programs, by BTF tracepoint name (also their function names in the object).
-const PROGRAMS: [&str; 3] = ["sched_process_exec", "sched_process_fork", "sched_process_exit"];
+const PROGRAMS: [&str; 3] = [
+    "sched_process_exec",
+    "sched_process_fork",
+    "sched_process_exit",
+];
 
 /// `bpf_map_update_elem` flag: fail if the key exists.
 const BPF_NOEXIST: u64 = 1;
@@ -77,7 +79,9 @@ impl Sensor {
     pub fn start(cfg: &SensorConfig) -> Result<Sensor, SensorError> {
         let keys = watched_keys(&cfg.watched)?;
         if cfg.ring_bytes < (1 << 20) || !cfg.ring_bytes.is_power_of_two() {
-            return Err(SensorError::InvalidRingSize { bytes: cfg.ring_bytes });
+            return Err(SensorError::InvalidRingSize {
+                bytes: cfg.ring_bytes,
+            });
         }
         if cfg.table_entries == 0 {
             return Err(SensorError::InvalidTableSize);
@@ -99,30 +103,65 @@ impl Sensor {
 
         {
             let mut watched: HashMap<_, [u8; NAME_KEY_CAP], u8> =
-                HashMap::try_from(map_mut(&mut ebpf, "WATCHED")?)
-                    .map_err(|source| SensorError::Map { map: "WATCHED", source })?;
+                HashMap::try_from(map_mut(&mut ebpf, "WATCHED")?).map_err(|source| {
+                    SensorError::Map {
+                        map: "WATCHED",
+                        source,
+                    }
+                })?;
             for key in &keys {
                 watched
                     .insert(key, 1, 0)
-                    .map_err(|source| SensorError::Map { map: "WATCHED", source })?;
+                    .map_err(|source| SensorError::Map {
+                        map: "WATCHED",
+                        source,
+                    })?;
             }
             let mut config: Array<_, u64> = Array::try_from(map_mut(&mut ebpf, "CONFIG")?)
-                .map_err(|source| SensorError::Map { map: "CONFIG", source })?;
-            let flags = if cfg.all_execs { config_flags::ALL_EXECS } else { 0 };
-            config.set(0, flags, 0).map_err(|source| SensorError::Map { map: "CONFIG", source })?;
+                .map_err(|source| SensorError::Map {
+                    map: "CONFIG",
+                    source,
+                })?;
+            let flags = if cfg.all_execs {
+                config_flags::ALL_EXECS
+            } else {
+                0
+            };
+            config.set(0, flags, 0).map_err(|source| SensorError::Map {
+                map: "CONFIG",
+                source,
+            })?;
         }
 
         for name in PROGRAMS {
             attach(&mut ebpf, &btf, name)?;
         }
 
-        let table = HashMap::try_from(take_map(&mut ebpf, "PROC_TABLE")?)
-            .map_err(|source| SensorError::Map { map: "PROC_TABLE", source })?;
-        let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?)
-            .map_err(|source| SensorError::Map { map: "COUNTERS", source })?;
-        let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)
-            .map_err(|source| SensorError::Map { map: "EVENTS", source })?;
-        Ok(Sensor { table, counters, reader: Some(RingReader::new(ring)), ebpf })
+        let table = HashMap::try_from(take_map(&mut ebpf, "PROC_TABLE")?).map_err(|source| {
+            SensorError::Map {
+                map: "PROC_TABLE",
+                source,
+            }
+        })?;
+        let counters =
+            PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?).map_err(|source| {
+                SensorError::Map {
+                    map: "COUNTERS",
+                    source,
+                }
+            })?;
+        let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?).map_err(|source| {
+            SensorError::Map {
+                map: "EVENTS",
+                source,
+            }
+        })?;
+        Ok(Sensor {
+            table,
+            counters,
+            reader: Some(RingReader::new(ring)),
+            ebpf,
+        })
     }
 
     /// Inserts a /proc-derived image only if the kernel has no entry (BPF_NOEXIST). Ok(false) if
@@ -133,7 +172,10 @@ impl Sensor {
             Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {
                 Ok(false)
             }
-            Err(source) => Err(SensorError::Map { map: "PROC_TABLE", source }),
+            Err(source) => Err(SensorError::Map {
+                map: "PROC_TABLE",
+                source,
+            }),
         }
     }
 
@@ -144,7 +186,10 @@ impl Sensor {
             let values = self
                 .counters
                 .get(&(i as u32), 0)
-                .map_err(|source| SensorError::Map { map: "COUNTERS", source })?;
+                .map_err(|source| SensorError::Map {
+                    map: "COUNTERS",
+                    source,
+                })?;
             *total = values.iter().copied().fold(0u64, u64::wrapping_add);
         }
         Ok(totals)
@@ -155,8 +200,10 @@ impl Sensor {
         PROGRAMS
             .iter()
             .map(|&name| {
-                let program_error =
-                    |source| SensorError::Program { program: name.to_owned(), source };
+                let program_error = |source| SensorError::Program {
+                    program: name.to_owned(),
+                    source,
+                };
                 let info = self
                     .ebpf
                     .program(name)
@@ -185,7 +232,10 @@ fn watched_keys(names: &[String]) -> Result<Vec<[u8; NAME_KEY_CAP]>, SensorError
     names
         .iter()
         .map(|name| {
-            let invalid = |reason| SensorError::InvalidWatchedName { name: name.clone(), reason };
+            let invalid = |reason| SensorError::InvalidWatchedName {
+                name: name.clone(),
+                reason,
+            };
             let bytes = name.as_bytes();
             if bytes.is_empty() {
                 return Err(invalid("it is empty"));
@@ -203,7 +253,10 @@ fn watched_keys(names: &[String]) -> Result<Vec<[u8; NAME_KEY_CAP]>, SensorError
         .collect()
 }
 
-fn map_mut<'a>(ebpf: &'a mut Ebpf, map: &'static str) -> Result<&'a mut aya::maps::Map, SensorError> {
+fn map_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    map: &'static str,
+) -> Result<&'a mut aya::maps::Map, SensorError> {
     ebpf.map_mut(map).ok_or(SensorError::MissingMap { map })
 }
 
@@ -212,14 +265,20 @@ fn take_map(ebpf: &mut Ebpf, map: &'static str) -> Result<aya::maps::Map, Sensor
 }
 
 fn attach(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<(), SensorError> {
-    let program_error = |source| SensorError::Program { program: name.to_owned(), source };
+    let program_error = |source| SensorError::Program {
+        program: name.to_owned(),
+        source,
+    };
     let program: &mut BtfTracePoint = ebpf
         .program_mut(name)
         .ok_or_else(|| program_error(ProgramError::NotLoaded))?
         .try_into()
         .map_err(program_error)?;
     program.load(name, btf).map_err(|e| match e {
-        ProgramError::LoadError { io_error, verifier_log } => SensorError::VerifierRejected {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => SensorError::VerifierRejected {
             program: name.to_owned(),
             error: io_error,
             log: verifier_log.to_string(),
@@ -253,14 +312,28 @@ mod tests {
         for e in [
             SensorError::NoBtf,
             SensorError::NotPrivileged { cap_eff: 0 },
-            SensorError::KernelTooOld { release: "5.4.0".into() },
-            SensorError::TracefsUnavailable { source: std::io::Error::from_raw_os_error(1) },
+            SensorError::KernelTooOld {
+                release: "5.4.0".into(),
+            },
+            SensorError::TracefsUnavailable {
+                source: std::io::Error::from_raw_os_error(1),
+            },
         ] {
             let msg = e.to_string();
             assert!(!msg.contains('\n'), "{msg}");
         }
-        assert!(SensorError::NoBtf.to_string().contains("CONFIG_DEBUG_INFO_BTF"));
-        let tracefs = SensorError::TracefsUnavailable { source: std::io::Error::from_raw_os_error(1) };
-        assert!(tracefs.to_string().contains("mount -t tracefs nodev /sys/kernel/tracing"));
+        assert!(
+            SensorError::NoBtf
+                .to_string()
+                .contains("CONFIG_DEBUG_INFO_BTF")
+        );
+        let tracefs = SensorError::TracefsUnavailable {
+            source: std::io::Error::from_raw_os_error(1),
+        };
+        assert!(
+            tracefs
+                .to_string()
+                .contains("mount -t tracefs nodev /sys/kernel/tracing")
+        );
     }
 }

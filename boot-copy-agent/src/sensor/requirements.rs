@@ -23,14 +23,23 @@ pub fn check() -> Result<(), SensorError> {
 
 /// Needs root, or CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN implies both).
 pub fn check_privileges() -> Result<(), SensorError> {
-    let status = fs::read_to_string("/proc/self/status")
-        .map_err(|source| SensorError::Io { what: "/proc/self/status", source })?;
+    let status = fs::read_to_string("/proc/self/status").map_err(|source| SensorError::Io {
+        what: "/proc/self/status",
+        source,
+    })?;
     let cap_eff = parse_cap_eff(&status).unwrap_or(0);
-    if has_bpf_caps(cap_eff) { Ok(()) } else { Err(SensorError::NotPrivileged { cap_eff }) }
+    if has_bpf_caps(cap_eff) {
+        Ok(())
+    } else {
+        Err(SensorError::NotPrivileged { cap_eff })
+    }
 }
 
 fn parse_cap_eff(status: &str) -> Option<u64> {
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
     u64::from_str_radix(hex, 16).ok()
 }
 
@@ -40,12 +49,18 @@ fn has_bpf_caps(cap_eff: u64) -> bool {
 }
 
 pub fn check_btf() -> Result<(), SensorError> {
-    if Path::new("/sys/kernel/btf/vmlinux").exists() { Ok(()) } else { Err(SensorError::NoBtf) }
+    if Path::new("/sys/kernel/btf/vmlinux").exists() {
+        Ok(())
+    } else {
+        Err(SensorError::NoBtf)
+    }
 }
 
 pub fn check_kernel_version() -> Result<(), SensorError> {
-    let uts = nix::sys::utsname::uname()
-        .map_err(|e| SensorError::Io { what: "uname", source: e.into() })?;
+    let uts = nix::sys::utsname::uname().map_err(|e| SensorError::Io {
+        what: "uname",
+        source: e.into(),
+    })?;
     let release = uts.release().to_string_lossy().into_owned();
     match parse_release(&release) {
         Some(v) if v >= MIN_KERNEL => Ok(()),
@@ -66,9 +81,14 @@ fn parse_release(release: &str) -> Option<(u32, u32)> {
 /// Makes sure tracefs is mounted, mounting it at /sys/kernel/tracing if needed. The BTF
 /// tracepoints the sensor attaches do not need it; tools and classic tracepoints do.
 pub fn ensure_tracefs() -> Result<(), SensorError> {
-    let mounts = fs::read_to_string("/proc/self/mounts")
-        .map_err(|source| SensorError::Io { what: "/proc/self/mounts", source })?;
-    if mounts.lines().any(|l| l.split_whitespace().nth(2) == Some("tracefs")) {
+    let mounts = fs::read_to_string("/proc/self/mounts").map_err(|source| SensorError::Io {
+        what: "/proc/self/mounts",
+        source,
+    })?;
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("tracefs"))
+    {
         return Ok(());
     }
     let target = CString::new(TRACEFS).expect("no NUL");
@@ -76,18 +96,29 @@ pub fn ensure_tracefs() -> Result<(), SensorError> {
     let source = CString::new("nodev").expect("no NUL");
     // SAFETY: valid NUL-terminated strings; no data argument.
     let rc = unsafe {
-        libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc == 0 {
         Ok(())
     } else {
-        Err(SensorError::TracefsUnavailable { source: io::Error::last_os_error() })
+        Err(SensorError::TracefsUnavailable {
+            source: io::Error::last_os_error(),
+        })
     }
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones ignore it.
 pub fn raise_memlock() {
-    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: plain syscall with a valid pointer.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
         tracing::debug!(error = %io::Error::last_os_error(), "raising RLIMIT_MEMLOCK");
@@ -97,12 +128,16 @@ pub fn raise_memlock() {
 /// Highest possible CPU id + 1 (the slots a per-CPU-indexed array needs).
 pub fn possible_cpu_slots() -> Result<u32, SensorError> {
     const POSSIBLE: &str = "/sys/devices/system/cpu/possible";
-    let text = fs::read_to_string(POSSIBLE)
-        .map_err(|source| SensorError::Io { what: POSSIBLE, source })?;
-    parse_max_cpu(&text).map(|max| max + 1).ok_or_else(|| SensorError::Io {
+    let text = fs::read_to_string(POSSIBLE).map_err(|source| SensorError::Io {
         what: POSSIBLE,
-        source: io::Error::new(io::ErrorKind::InvalidData, format!("unparsable: {text:?}")),
-    })
+        source,
+    })?;
+    parse_max_cpu(&text)
+        .map(|max| max + 1)
+        .ok_or_else(|| SensorError::Io {
+            what: POSSIBLE,
+            source: io::Error::new(io::ErrorKind::InvalidData, format!("unparsable: {text:?}")),
+        })
 }
 
 /// "0-3,8-11\n" → 11.
@@ -110,8 +145,14 @@ fn parse_max_cpu(text: &str) -> Option<u32> {
     text.trim()
         .split(',')
         .filter(|r| !r.is_empty())
-        .map(|r| r.rsplit('-').next().and_then(|n| n.trim().parse::<u32>().ok()))
-        .try_fold(None, |max: Option<u32>, n| n.map(|n| Some(max.map_or(n, |m| m.max(n)))))?
+        .map(|r| {
+            r.rsplit('-')
+                .next()
+                .and_then(|n| n.trim().parse::<u32>().ok())
+        })
+        .try_fold(None, |max: Option<u32>, n| {
+            n.map(|n| Some(max.map_or(n, |m| m.max(n))))
+        })?
 }
 
 #[cfg(test)]

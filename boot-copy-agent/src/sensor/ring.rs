@@ -19,7 +19,9 @@ enum State {
 
 impl RingReader {
     pub(super) fn new(ring: RingBuf<MapData>) -> Self {
-        Self { state: State::Plain(ring) }
+        Self {
+            state: State::Plain(ring),
+        }
     }
 
     /// Waits until the ring is readable or `poll_interval` elapses. Unwatched records are

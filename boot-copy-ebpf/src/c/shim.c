@@ -233,6 +233,7 @@ SHIM struct path *bc_bprm_file_path(struct linux_binprm *bprm)
 // Returns the name length, or -1 when it does not fit a key (key left zeroed).
 SHIM int bc_path_name_key(struct path *path, char *key)
 {
+	__builtin_memset(key, 0, NAME_KEY_CAP);
 	struct dentry *dentry = BPF_CORE_READ(path, dentry);
 	__u32 len = BPF_CORE_READ(dentry, d_name.len);
 	const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
@@ -328,11 +329,26 @@ SHIM __u32 bc_path_resolve(struct path *path, char *scratch, char *out, __u32 *t
 	return (PATH_CAP - 1 - pos) & PATH_MASK;
 }
 
+// Copies min(len, cap) bytes from map-value memory to map-value memory, where cap is a constant
+// after inlining (the verifier sees the clamp). Returns the bytes copied.
+SHIM __u32 bc_copy_prefix(char *dst, const char *src, __u32 len, __u32 cap)
+{
+	if (len > cap)
+		len = cap;
+	barrier_var(len);
+	if (len > cap)
+		return 0;
+	if (len)
+		bpf_probe_read_kernel(dst, len, src);
+	return len;
+}
+
 // Zero-padded basename of the string buf[0..len) into key[NAME_KEY_CAP].
 // Returns the basename length, or -1 when it is empty or does not fit a key.
 // buf must be map-value memory with at least PATH_CAP + NAME_KEY_CAP bytes.
 SHIM int bc_basename_key(const char *buf, __u32 len, char *key)
 {
+	__builtin_memset(key, 0, NAME_KEY_CAP);
 	__u32 start = 0;
 	int found = 0;
 

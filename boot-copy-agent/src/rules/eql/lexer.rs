@@ -387,9 +387,12 @@ impl Lexer<'_> {
         let end = self.offset();
         let text = &self.src[start..end];
         if is_float {
-            text.parse()
-                .map(Tok::Float)
-                .map_err(|_| EqlError::new(pos, format!("malformed number `{text}`")))
+            // As Elasticsearch's parser: a number too large for a double is an error.
+            match text.parse::<f64>() {
+                Ok(n) if n.is_finite() => Ok(Tok::Float(n)),
+                Ok(_) => Err(EqlError::new(pos, format!("number `{text}` is too large"))),
+                Err(_) => Err(EqlError::new(pos, format!("malformed number `{text}`"))),
+            }
         } else {
             // Like Elasticsearch: an integer too large for a long is read as a double.
             match text.parse::<i64>() {
@@ -553,7 +556,7 @@ mod tests {
         );
         assert_eq!(
             toks("9223372036854775808"),
-            vec![Tok::Float(9.223372036854775808e18), Tok::Eof]
+            vec![Tok::Float(2f64.powi(63)), Tok::Eof]
         );
     }
 
