@@ -363,6 +363,31 @@ fn all_execs_wakeups_counters_and_table_lifecycle() {
     assert_eq!(delta(counter::RINGBUF_DROPS), 0);
 }
 
+/// Needs nothing from the host but this binary: the smoke test for other kernels (QEMU guests).
+#[test]
+fn all_execs_sees_any_exec() {
+    if !is_root() {
+        return;
+    }
+    let (_sensor, mut reader) = start(&[], true);
+    let exe = std::env::current_exe().unwrap().canonicalize().unwrap();
+    let args = ["--list", "--format", "terse"];
+    let pid = run(Command::new(&exe).args(args).current_dir("/"));
+    let mut seen = Vec::new();
+    let i = wait_for(&mut reader, &mut seen, |r| r.header.tgid == pid).expect("no record");
+    let r = &seen[i];
+    let exe = exe.as_os_str().as_encoded_bytes();
+    assert_eq!(r.header.ppid, std::process::id());
+    assert_eq!(r.filename, exe);
+    assert_eq!(r.exe, exe);
+    assert_eq!(r.cwd, b"/");
+    let mut expected = exe.to_vec();
+    expected.push(0);
+    expected.extend(argv(&args));
+    assert_eq!(r.args, expected);
+    assert_eq!(r.header.flags & exec_flags::WATCHED, 0);
+}
+
 #[test]
 fn invalid_watched_name_is_rejected() {
     let cfg = SensorConfig {

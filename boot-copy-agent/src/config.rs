@@ -16,7 +16,7 @@ pub const DEFAULT_PATH: &str = "/etc/boot-copy/config.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -106,40 +106,17 @@ impl Detector {
     }
 }
 
-/// The exec's event, turned into an alert of `rule`: the event's fields with `event.kind`
-/// `alert`, the rule's identity, scoring and ATT&CK mapping, and a one-line summary.
+/// The exec's event as an alert of `rule`: the rule's alert document plus this agent's own
+/// fields (`ecs`, `agent`, and the `boot_copy` namespace of the event).
 pub fn alert_doc(rule: &Rule, event: &Value) -> Value {
-    let mut doc = event.clone();
-    merge(&mut doc, Value::Object(alert::rule_fields(rule)));
-    doc["message"] = message(rule, event).into();
-    doc
-}
-
-/// Who did what under which parent, on one line.
-fn message(rule: &Rule, e: &Value) -> String {
-    let p = &e["process"];
-    let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
-    let user = e["user"]["name"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("uid {}", text(&e["user"]["id"])));
-    let mut command = text(&p["command_line"]);
-    if command.len() > 200 {
-        let cut = (0..=200)
-            .rev()
-            .find(|i| command.is_char_boundary(*i))
-            .unwrap_or(0);
-        command.truncate(cut);
-        command.push('…');
+    let empty = serde_json::Map::new();
+    let mut doc = alert::build(rule, event.as_object().unwrap_or(&empty));
+    for key in ["ecs", "agent", crate::ecs::NAMESPACE] {
+        if let Some(v) = event.get(key) {
+            doc.insert(key.to_owned(), v.clone());
+        }
     }
-    format!(
-        "{}: {user} ran `{command}` (pid {}) under {} (pid {}, {})",
-        rule.name,
-        p["pid"],
-        text(&p["parent"]["name"]),
-        p["parent"]["pid"],
-        text(&p["parent"]["executable"]),
-    )
+    Value::Object(doc)
 }
 
 fn severity(rule: &Rule) -> Severity {
@@ -147,23 +124,6 @@ fn severity(rule: &Rule) -> Severity {
         "low" => Severity::Notice,
         "critical" => Severity::Err,
         _ => Severity::Warning,
-    }
-}
-
-/// Adds `overlay`'s fields to `base`, merging objects and replacing everything else.
-fn merge(base: &mut Value, overlay: Value) {
-    match (base, overlay) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                match b.get_mut(&k) {
-                    Some(existing) => merge(existing, v),
-                    None => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (b, o) => *b = o,
     }
 }
 
@@ -194,19 +154,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn merge_keeps_event_fields_and_overrides_kind() {
-        let mut base = json!({"event": {"kind": "event", "category": ["process"]}, "a": 1});
-        merge(
-            &mut base,
-            json!({"event": {"kind": "alert", "severity": 21}, "b": 2}),
-        );
-        assert_eq!(
-            base,
-            json!({"event": {"kind": "alert", "category": ["process"], "severity": 21}, "a": 1, "b": 2})
-        );
-    }
-
-    #[test]
     fn alert_of_the_bundled_rule() {
         let rule = crate::rules::bundled().remove(0);
         let event = json!({
@@ -221,7 +168,7 @@ mod tests {
         assert_eq!(a["rule"]["id"], "5bda8597-69a6-4b9e-87a2-69a7c963ea83");
         assert_eq!(
             a["message"],
-            "Boot File Copy: root ran `cp a /boot/x` (pid 10) under bash (pid 9, /usr/bin/bash)"
+            "Boot File Copy: root ran `cp a /boot/x` (pid 10) under bash (/usr/bin/bash, pid 9)"
         );
         assert_eq!(severity(&rule), Severity::Notice);
     }

@@ -109,35 +109,117 @@ fn threat_fields(rule: &Rule) -> Option<Value> {
     Some(Value::Object(threat))
 }
 
-/// A complete alert for `rule` raised by the JSON `event`.
+/// A complete alert for `rule` raised by the JSON `event`: the event's `@timestamp`,
+/// `process.*`, `host.*`, `user.*`, `group.*` and `event.*` fields unchanged (nested or dotted),
+/// except that `event.kind` and the scoring become the rule's; then the rule's fields and a
+/// one-line `message`.
 pub fn build(rule: &Rule, event: &Map<String, Value>) -> Map<String, Value> {
     let mut out = Map::new();
     for (key, value) in event {
         let top = key.split('.').next().unwrap_or(key);
         if CARRIED.contains(&top) {
             out.insert(key.clone(), value.clone());
+        } else if top == "event" {
+            carry_event_fields(&mut out, key, value);
         }
     }
-    let summary = summary(event);
-    out.extend(rule_fields(rule));
-    let message = match summary {
-        Some(s) => format!("{}: {s}", rule.name),
-        None => rule.name.clone(),
-    };
+    let message = message(rule, event);
+    for (key, value) in rule_fields(rule) {
+        match (out.get_mut(&key), value) {
+            (Some(Value::Object(mine)), Value::Object(theirs)) => mine.extend(theirs),
+            (_, value) => {
+                out.insert(key, value);
+            }
+        }
+    }
     out.insert("message".into(), Value::String(message));
     out
 }
 
-/// `process.command_line` (or executable) of the event, nested or dotted.
-fn summary(event: &Map<String, Value>) -> Option<String> {
-    for field in ["command_line", "executable", "name"] {
-        let nested = event.get("process").and_then(|p| p.get(field));
-        let dotted = event.get(&format!("process.{field}"));
-        if let Some(Value::String(s)) = nested.or(dotted) {
-            return Some(s.clone());
+/// `event.*` fields the rule sets itself (its kind and scoring replace the source's).
+const RULE_EVENT_FIELDS: &[&str] = &["kind", "severity", "risk_score"];
+
+fn carry_event_fields(out: &mut Map<String, Value>, key: &str, value: &Value) {
+    match (key, value) {
+        ("event", Value::Object(fields)) => {
+            let kept: Map<String, Value> = fields
+                .iter()
+                .filter(|(k, _)| !RULE_EVENT_FIELDS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            out.insert("event".into(), Value::Object(kept));
+        }
+        (dotted, v)
+            if !RULE_EVENT_FIELDS
+                .iter()
+                .any(|f| dotted == format!("event.{f}")) =>
+        {
+            out.insert(dotted.to_owned(), v.clone());
+        }
+        _ => {}
+    }
+}
+
+/// Who ran what, under which parent: "Boot File Copy: root ran `cp a /boot/x` (pid 10) under
+/// bash (/usr/bin/bash, pid 9)". Parts the event lacks are left out.
+fn message(rule: &Rule, e: &Map<String, Value>) -> String {
+    let text = |path: &str| lookup(e, path).and_then(Value::as_str);
+    let number = |path: &str| lookup(e, path).filter(|v| v.is_number());
+    let mut m = format!("{}:", rule.name);
+    if let Some(user) = text("user.name") {
+        m.push_str(&format!(" {user}"));
+    } else if let Some(id) = text("user.id") {
+        m.push_str(&format!(" uid {id}"));
+    }
+    let command = ["process.command_line", "process.executable", "process.name"]
+        .iter()
+        .find_map(|p| text(p));
+    if let Some(command) = command {
+        m.push_str(&format!(" ran `{}`", shorten(command, 200)));
+    }
+    if let Some(pid) = number("process.pid") {
+        m.push_str(&format!(" (pid {pid})"));
+    }
+    let parent_exe = text("process.parent.executable");
+    let parent_name = text("process.parent.name")
+        .or_else(|| parent_exe.map(|x| x.rsplit('/').next().unwrap_or(x)));
+    if let Some(name) = parent_name {
+        m.push_str(&format!(" under {name}"));
+        let pid = number("process.parent.pid").map(|p| format!("pid {p}"));
+        let details: Vec<String> = parent_exe
+            .map(str::to_owned)
+            .into_iter()
+            .chain(pid)
+            .collect();
+        if !details.is_empty() {
+            m.push_str(&format!(" ({})", details.join(", ")));
         }
     }
-    None
+    m
+}
+
+/// At most `max` bytes of `s` (on a character boundary), marked when cut.
+fn shorten(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let cut = (0..=max)
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!("{}…", &s[..cut])
+}
+
+/// A field of `obj` by dotted path, whether the event spells it nested, dotted or mixed.
+fn lookup<'a>(obj: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if let Some(v) = obj.get(path) {
+        return Some(v);
+    }
+    path.match_indices('.')
+        .find_map(|(i, _)| match obj.get(&path[..i]) {
+            Some(Value::Object(inner)) => lookup(inner, &path[i + 1..]),
+            _ => None,
+        })
 }
 
 #[cfg(test)]
@@ -214,6 +296,30 @@ mod tests {
         assert_eq!(a["@timestamp"], event["@timestamp"]);
         assert!(a.get("file").is_none());
         assert_eq!(a["event"]["kind"], "alert");
-        assert_eq!(a["message"], "Boot File Copy: cp a /boot/b");
+        assert_eq!(a["message"], "Boot File Copy: root ran `cp a /boot/b`");
+    }
+
+    #[test]
+    fn keeps_event_category_and_describes_the_parent() {
+        let rule = &crate::rules::bundled()[0];
+        let event = json!({
+            "event": {"kind": "event", "category": ["process"], "severity": 3},
+            "event.action": "exec",
+            "event.kind": "event",
+            "user.id": "0",
+            "process": {"pid": 10, "command_line": "cp a /boot/x", "parent.pid": 9, "parent": {"executable": "/usr/bin/bash"}},
+        });
+        let a = Value::Object(build(rule, event.as_object().unwrap()));
+        assert_eq!(
+            a["event"],
+            json!({"category": ["process"], "kind": "alert", "severity": 21, "risk_score": 21})
+        );
+        assert_eq!(a["event.action"], "exec");
+        assert!(a.get("event.kind").is_none());
+        assert_eq!(
+            a["message"],
+            "Boot File Copy: uid 0 ran `cp a /boot/x` (pid 10) under bash (/usr/bin/bash, pid 9)"
+        );
+        assert_eq!(shorten("aé", 2), "a…");
     }
 }

@@ -394,16 +394,16 @@ fn open_log(dir: &Path, name: &OsStr, path: &Path) -> Result<OpenLog, SinkError>
         e => SinkError::Open {
             what: "alert log",
             path: path.into(),
-            source: e.into(),
+            error: e.into(),
             fix: "run as root, or set [sinks.alert_log] path to a writable location",
         },
     })?;
     // SAFETY: `fd` was just returned by openat and is owned by nobody else.
     let file = unsafe { File::from_raw_fd(fd) };
-    let meta = file.metadata().map_err(|source| SinkError::Open {
+    let meta = file.metadata().map_err(|error| SinkError::Open {
         what: "alert log",
         path: path.into(),
-        source,
+        error,
         fix: "check the file system",
     })?;
     if !meta.is_file() {
@@ -416,10 +416,10 @@ fn open_log(dir: &Path, name: &OsStr, path: &Path) -> Result<OpenLog, SinkError>
     let mode = meta.mode() & 0o7777;
     if mode & !FILE_MODE != 0 {
         file.set_permissions(Permissions::from_mode(mode & FILE_MODE))
-            .map_err(|source| SinkError::Open {
+            .map_err(|error| SinkError::Open {
                 what: "alert log",
                 path: path.into(),
-                source,
+                error,
                 fix: "make the file owned by the agent's user",
             })?;
     }
@@ -434,10 +434,10 @@ fn open_log(dir: &Path, name: &OsStr, path: &Path) -> Result<OpenLog, SinkError>
 
 /// Opens the log directory, creating it 0750 if missing; a symlink there is refused.
 fn open_dir(dir: &Path) -> Result<OwnedFd, SinkError> {
-    let open_err = |source: io::Error| SinkError::Open {
+    let open_err = |error: io::Error| SinkError::Open {
         what: "alert log directory",
         path: dir.into(),
-        source,
+        error,
         fix: "run as root, or set [sinks.alert_log] path to a writable location",
     };
     let created = match fs::symlink_metadata(dir) {

@@ -112,11 +112,11 @@ pub struct SinksConfig {
 
 #[derive(Debug, Error)]
 pub enum SinkError {
-    #[error("cannot open {what} {path}: {source}; {fix}")]
+    #[error("cannot open {what} {path}: {error}; {fix}")]
     Open {
         what: &'static str,
         path: PathBuf,
-        source: io::Error,
+        error: io::Error,
         fix: &'static str,
     },
     #[error(
@@ -133,10 +133,10 @@ pub enum SinkError {
     Config { key: &'static str, message: String },
     #[error("syslog address {address}: {message}")]
     Address { address: String, message: String },
-    #[error("cannot start the {sink} sink thread: {source}")]
+    #[error("cannot start the {sink} sink thread: {error}")]
     Spawn {
         sink: &'static str,
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -412,7 +412,7 @@ impl Sinks {
                 run(worker, rx, &thread_shared);
                 let _ = done_tx.send(());
             })
-            .map_err(|source| SinkError::Spawn { sink: name, source })?;
+            .map_err(|error| SinkError::Spawn { sink: name, error })?;
         self.handles.push(Handle { tx, shared, done });
         Ok(())
     }
