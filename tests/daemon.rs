@@ -28,10 +28,15 @@ impl Agent {
     fn start(tag: &str, extra: &str) -> Agent {
         let dir = tempdir(tag);
         let log = dir.join("log/alerts.ndjson");
+        let state_dir = format!("state_dir = \"{}/log\"\n", dir.display());
+        let health = if extra.contains("[health]\n") {
+            extra.replace("[health]\n", &format!("[health]\n{state_dir}"))
+        } else {
+            format!("{extra}\n[health]\n{state_dir}")
+        };
         let config = format!(
-            "[health]\nstate_dir = \"{d}/log\"\n\n[sinks.alert_log]\npath = \"{l}\"\n\n{extra}\n",
-            d = dir.display(),
-            l = log.display()
+            "[sinks.alert_log]\npath = \"{}\"\n\n{health}",
+            log.display()
         );
         let config_path = dir.join("config.toml");
         fs::write(&config_path, config).unwrap();

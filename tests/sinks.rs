@@ -2,8 +2,8 @@
 //! tmpfs, logrotate) and a private rsyslogd receiving over the local socket, UDP and TCP.
 //! Needs root (tmpfs mounts, rsyslogd) and installs rsyslog and logrotate if missing.
 use boot_copy_agent::sink::{
-    AlertLogConfig, Record, Severity, SinkError, SinkStats, Sinks, SinksConfig, SyslogConfig,
-    SyslogTransport,
+    AlertLogConfig, Record, Severity, SinkError, SinkStats, Sinks, SinksConfig, StdoutConfig,
+    SyslogConfig, SyslogTransport,
 };
 use regex::Regex;
 use serde_json::{Value, json};
@@ -83,6 +83,15 @@ fn log_only(path: &Path) -> SinksConfig {
             path: path.into(),
             ..Default::default()
         },
+        stdout: no_stdout(),
+        ..Default::default()
+    }
+}
+
+/// Tests read what the sinks wrote, not the test binary's stdout.
+fn no_stdout() -> StdoutConfig {
+    StdoutConfig {
+        enabled: false,
         ..Default::default()
     }
 }
@@ -99,6 +108,7 @@ fn syslog_only(transport: SyslogTransport, address: String) -> SinksConfig {
             address: Some(address),
             ..Default::default()
         },
+        stdout: no_stdout(),
         ..Default::default()
     }
 }

@@ -6,6 +6,7 @@
 #   AGENT        the statically linked boot-copy-agent
 #   EVENTS_TEST  the statically linked `events` integration test (tests/events.rs)
 #   SCENARIO_TIMEOUT  seconds one scenario may take (default 180)
+#   VMTEST_ONLY  optional shell glob: run only the scenarios whose names match it
 # Scenarios: agent-loads (the programs load and events flow; on failure the agent's error, with
 # any verifier log, is printed in full), requirement-missing-btf (with the kernel BTF hidden the
 # agent exits non-zero naming BTF), then every test of the events binary, one process each.
@@ -95,6 +96,11 @@ events_test() {
 scenario() {
     name=$1
     shift
+    # shellcheck disable=SC2254 # VMTEST_ONLY is a glob on purpose.
+    case $name in
+    ${VMTEST_ONLY:-*}) ;;
+    *) return ;;
+    esac
     echo "VMTEST-START $name"
     start=$(date +%s)
     "$@"
@@ -112,7 +118,7 @@ scenario requirement-missing-btf requirement_missing_btf
 tests=$("$EVENTS_TEST" --list 2>/dev/null | sed -n 's/: test$//p')
 [ -n "$tests" ] || { echo "no tests listed by $EVENTS_TEST"; failed=$((failed + 1)); }
 for t in $tests; do
-    if [ "$loads" -ne 0 ]; then
+    if [ "$loads" -ne 0 ] && [ -z "${VMTEST_ONLY:-}" ]; then
         result "events/$t" SKIP "$(date +%s)"
     else
         scenario "events/$t" events_test "$t"

@@ -492,7 +492,7 @@ mod tests {
         let cfg: SinksConfig = toml::from_str("").unwrap();
         assert_eq!(cfg, SinksConfig::default());
         assert!(cfg.alert_log.enabled);
-        assert!(!cfg.stdout.enabled);
+        assert!(cfg.stdout.enabled);
         assert!(!cfg.syslog.enabled);
     }
 

@@ -7,7 +7,7 @@ use std::io::Write;
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StdoutConfig {
-    /// Default false.
+    /// Default true: alerts on the terminal, and in the journal under systemd.
     pub enabled: bool,
     /// Default 4096 records.
     pub queue_capacity: usize,
@@ -16,7 +16,7 @@ pub struct StdoutConfig {
 impl Default for StdoutConfig {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
         }
     }

@@ -127,21 +127,27 @@ struct linux_binprm {
 } __attribute__((preserve_access_index));
 
 // ---------------------------------------------------------------------------------------------
-// task_struct
+// task_struct and linux_binprm
+//
+// These take the BTF-typed pointers a tp_btf program receives (and pointers loaded from them),
+// so fields are read with plain loads: the verifier knows the pointee types from the kernel's
+// BTF and turns each load into a fault-tolerant one (a NULL or bad pointer reads as 0). That is
+// much cheaper than a bpf_probe_read_kernel call per field. Pointers that are computed rather
+// than loaded (struct mount, in the path walk) lose the type and use BPF_CORE_READ.
 
 SHIM __u32 bc_task_pid(struct task_struct *task)
 {
-	return BPF_CORE_READ(task, pid);
+	return task->pid;
 }
 
 SHIM __u32 bc_task_tgid(struct task_struct *task)
 {
-	return BPF_CORE_READ(task, tgid);
+	return task->tgid;
 }
 
 SHIM __u32 bc_task_ppid(struct task_struct *task)
 {
-	return BPF_CORE_READ(task, real_parent, tgid);
+	return task->real_parent->tgid;
 }
 
 // 0 on kernels without the field (before 5.5 it was real_start_time).
@@ -149,17 +155,17 @@ SHIM __u64 bc_task_start_boottime(struct task_struct *task)
 {
 	if (!bpf_core_field_exists(task->start_boottime))
 		return 0;
-	return BPF_CORE_READ(task, start_boottime);
+	return task->start_boottime;
 }
 
 // uid, euid, gid, egid into out[0..4].
 SHIM void bc_task_creds(struct task_struct *task, __u32 *out)
 {
-	struct cred *cred = BPF_CORE_READ(task, cred);
-	out[0] = BPF_CORE_READ(cred, uid.val);
-	out[1] = BPF_CORE_READ(cred, euid.val);
-	out[2] = BPF_CORE_READ(cred, gid.val);
-	out[3] = BPF_CORE_READ(cred, egid.val);
+	struct cred *cred = task->cred;
+	out[0] = cred->uid.val;
+	out[1] = cred->euid.val;
+	out[2] = cred->gid.val;
+	out[3] = cred->egid.val;
 }
 
 // Copies the 16-byte comm into out.
@@ -171,12 +177,12 @@ SHIM void bc_task_comm(struct task_struct *task, char *out)
 // Start of argv in user memory; *size gets arg_end - arg_start (0 without an mm).
 SHIM __u64 bc_task_args(struct task_struct *task, __u64 *size)
 {
-	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	struct mm_struct *mm = task->mm;
 	*size = 0;
 	if (!mm)
 		return 0;
-	__u64 start = BPF_CORE_READ(mm, arg_start);
-	__u64 end = BPF_CORE_READ(mm, arg_end);
+	__u64 start = mm->arg_start;
+	__u64 end = mm->arg_end;
 	if (end > start)
 		*size = end - start;
 	return start;
@@ -187,43 +193,40 @@ SHIM int bc_task_live(struct task_struct *task)
 {
 	if (!bpf_core_field_exists(((struct signal_struct *)0)->live))
 		return -1;
-	struct signal_struct *signal = BPF_CORE_READ(task, signal);
+	struct signal_struct *signal = task->signal;
 	if (!signal)
 		return -1;
-	return BPF_CORE_READ(signal, live.counter);
+	return signal->live.counter;
 }
 
 // &task->fs->pwd, or NULL without an fs (kernel threads, exiting tasks).
 SHIM struct path *bc_task_pwd(struct task_struct *task)
 {
-	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	struct fs_struct *fs = task->fs;
 	if (!fs)
 		return 0;
 	return &fs->pwd;
 }
 
-// ---------------------------------------------------------------------------------------------
-// linux_binprm
-
 SHIM const char *bc_bprm_filename(struct linux_binprm *bprm)
 {
-	return BPF_CORE_READ(bprm, filename);
+	return bprm->filename;
 }
 
 SHIM const char *bc_bprm_interp(struct linux_binprm *bprm)
 {
-	return BPF_CORE_READ(bprm, interp);
+	return bprm->interp;
 }
 
 SHIM __u32 bc_bprm_argc(struct linux_binprm *bprm)
 {
-	return BPF_CORE_READ(bprm, argc);
+	return bprm->argc;
 }
 
 // &bprm->file->f_path, or NULL.
 SHIM struct path *bc_bprm_file_path(struct linux_binprm *bprm)
 {
-	struct file *file = BPF_CORE_READ(bprm, file);
+	struct file *file = bprm->file;
 	if (!file)
 		return 0;
 	return &file->f_path;

@@ -157,11 +157,15 @@ fn install_scripts(root: &Path, bins: &Binaries) -> anyhow::Result<()> {
         &guest_script("scenarios.sh"),
         &root.join("vmtest/scenarios.sh"),
     )?;
-    let env = format!(
+    let mut env = format!(
         "export AGENT='{}'\nexport EVENTS_TEST='{}'\n",
         bins.agent.display(),
         bins.events_test.display()
     );
+    // A scenario filter given to the xtask applies inside the guests too.
+    if let Ok(only) = std::env::var("VMTEST_ONLY") {
+        env.push_str(&format!("export VMTEST_ONLY='{only}'\n"));
+    }
     fs::write(root.join("vmtest/env"), env)?;
     Ok(())
 }
