@@ -448,3 +448,85 @@ fn sighup_with_a_bad_rule_keeps_the_running_rules() {
     );
     agent.sync(); // the bundled rule still alerts
 }
+
+#[test]
+fn status_and_metrics_show_the_live_counters() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut agent = Agent::start(
+        "status",
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    agent.sync();
+    std::thread::sleep(Duration::from_millis(1500)); // the status file is rewritten every second
+    let out = Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"))
+        .args(["status", "--config"])
+        .arg(agent.dir.join("config.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("(pid {}): running", agent.child.id())),
+        "{text}"
+    );
+    let alerts_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("alerts "))
+        .unwrap();
+    assert!(
+        alerts_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1,
+        "{text}"
+    );
+
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap();
+    assert!(body.contains("boot_copy_alerts_total "), "{body}");
+    assert!(body.contains("boot_copy_ringbuf_drops_total 0"), "{body}");
+    let promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .output_with_stdin(body.as_bytes());
+    let said =
+        String::from_utf8_lossy(&promtool.stdout) + String::from_utf8_lossy(&promtool.stderr);
+    assert!(
+        promtool.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
+}
+
+/// `Command::output` with bytes on stdin.
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output;
+}
+
+impl OutputWithStdin for Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = self
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawns");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}

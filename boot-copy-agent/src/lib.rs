@@ -12,6 +12,7 @@ pub mod decode;
 pub mod detect;
 pub mod ecs;
 pub mod health;
+pub mod metrics;
 pub mod process;
 pub mod rules;
 pub mod sensor;

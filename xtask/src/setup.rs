@@ -4,8 +4,8 @@ use anyhow::{Context as _, bail};
 use std::process::Command;
 
 /// Debian packages: LLVM 22 for bpf-linker, clang-22 and libbpf headers for the CO-RE shim,
-/// bpftool for BPF run-time statistics, busybox/qemu/cpio for kernel-matrix guests, rsyslog and
-/// logrotate for the sink tests.
+/// bpftool for BPF run-time statistics, python3-venv for the EQL differential test, rsyslog and
+/// logrotate for the sink tests, prometheus for promtool.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -15,6 +15,9 @@ const PACKAGES: &[&str] = &[
     "libbpf-dev",
     "bpftool",
     "python3-venv",
+    "rsyslog",
+    "logrotate",
+    "prometheus",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -7,6 +7,7 @@ use crate::{
     detect::{Detector, Emit},
     ecs::Describer,
     health::{Counters, LossTracker, Origin, Sequencer, counters_json},
+    metrics,
     process::{clock::BootEpoch, host::Host},
     rules::{Prefilter, RuleSet, check::load_ruleset},
     sensor::{RingReader, Sensor, SensorConfig},
@@ -63,7 +64,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         started: SystemTime::now(),
         config_path: opts.config,
         explicit: opts.explicit,
+        metrics: metrics::Page::default(),
     };
+    if let Some(addr) = config.metrics.listen {
+        metrics::serve(addr, daemon.metrics.clone())
+            .await
+            .with_context(|| format!("serving metrics on {addr}"))?;
+    }
     daemon.loss = Some(LossTracker::new(&daemon.losses()?));
     if let Some(prev) = previous {
         daemon.emit_health(unclean_record(&daemon.origin, &prev), Severity::Warning);
@@ -100,6 +107,7 @@ struct Daemon {
     started: SystemTime,
     config_path: PathBuf,
     explicit: bool,
+    metrics: metrics::Page,
 }
 
 impl Daemon {
@@ -286,8 +294,11 @@ impl Daemon {
         ))
     }
 
+    /// The status file and the metrics page, from the same counters.
     fn write_status(&self, stopped: bool) -> anyhow::Result<()> {
-        let status = Status::new(self.started, self.seq.last(), &self.counters()?, stopped);
+        let counters = self.counters()?;
+        self.metrics.update(&counters);
+        let status = Status::new(self.started, self.seq.last(), &counters, stopped);
         self.status.write(&status)
     }
 
