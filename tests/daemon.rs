@@ -177,6 +177,11 @@ fn cp_and_mv_into_boot_alert_once_with_ecs_fields() {
     assert_eq!(a["rule"]["id"], "5bda8597-69a6-4b9e-87a2-69a7c963ea83");
     assert_eq!(a["rule"]["name"], "Boot File Copy");
     assert_eq!(a["rule"]["version"], "2");
+    assert_eq!(a["rule"]["uuid"], a["rule"]["id"]);
+    assert_eq!(a["rule"]["ruleset"], "boot-copy");
+    assert_eq!(a["rule"]["license"], "Elastic License v2");
+    assert_eq!(a["agent"]["type"], "boot-copy");
+    assert_eq!(a["ecs"]["version"], "9.4.0");
     assert_eq!(a["threat"]["tactic"]["id"][0], "TA0003");
     assert_eq!(a["process"]["name"], "cp");
     assert_eq!(a["process"]["parent"]["name"], "dash");

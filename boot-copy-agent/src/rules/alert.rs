@@ -5,6 +5,9 @@ use serde_json::{Map, Value, json};
 
 use super::rulefile::Rule;
 
+/// `rule.ruleset` of every alert: the rules this agent loads.
+pub const RULESET: &str = "boot-copy";
+
 /// Top-level source-event fields an alert carries over unchanged (nested or dotted spelling).
 const CARRIED: &[&str] = &["@timestamp", "process", "host", "user", "group"];
 
@@ -15,6 +18,9 @@ const CARRIED: &[&str] = &["@timestamp", "process", "host", "user", "group"];
 pub fn rule_fields(rule: &Rule) -> Map<String, Value> {
     let mut rule_obj = Map::new();
     rule_obj.insert("id".into(), json!(rule.id));
+    // Elastic gives a rule a uuid per installation; a file-based rule's stable id is its rule_id.
+    rule_obj.insert("uuid".into(), json!(rule.id));
+    rule_obj.insert("ruleset".into(), json!(RULESET));
     rule_obj.insert("name".into(), json!(rule.name));
     rule_obj.insert("version".into(), json!(rule.version.to_string()));
     rule_obj.insert("description".into(), json!(rule.description.trim()));

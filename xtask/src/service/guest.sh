@@ -1,0 +1,236 @@
+#!/bin/sh
+# The guest side of `cargo xtask service-test`: runs as a systemd service (servicetest.service)
+# of a Debian bookworm guest whose PID 1 is systemd, installs the boot-copy-agent package and
+# checks what the service does. Prints `SERVICETEST <name> PASS|FAIL [detail]` for every check
+# on the console, then `SERVICETEST done`, and powers the guest off.
+#
+# Alerts are made inside private mount namespaces with a tmpfs over /boot, so the guest's own
+# /boot is never touched.
+
+DEB=/root/boot-copy-agent.deb
+UNIT=boot-copy-agent.service
+LOG=/var/log/boot-copy/alerts.ndjson
+RULE=5bda8597-69a6-4b9e-87a2-69a7c963ea83
+# Seconds to wait for an alert or a state change (the guest is emulated, and slow).
+WAIT=${SERVICETEST_WAIT:-90}
+
+say() { echo "SERVICETEST $*"; }
+pass() { say "$1 PASS${2:+ $2}"; }
+fail() {
+    say "$1 FAIL${2:+ $2}"
+    FAILED=1
+}
+FAILED=0
+
+show() { systemctl show -p "$1" --value "$UNIT"; }
+
+# wait_for SECONDS COMMAND...: true once COMMAND succeeds, false at the deadline.
+wait_for() {
+    _n=$(($1 * 2))
+    shift
+    while [ "$_n" -gt 0 ]; do
+        if "$@"; then return 0; fi
+        sleep 0.5
+        _n=$((_n - 1))
+    done
+    return 1
+}
+
+# A copy into /boot, in a private mount namespace with a tmpfs over /boot.
+copy_to_boot() {
+    unshare -m sh -c "mount -t tmpfs bootcopy /boot && cp /etc/hostname /boot/$1"
+}
+
+# Lines of the alert log (current file only, or all rotated files too) naming /boot/$1.
+alerts_for() { cat "$LOG" 2>/dev/null | grep -F "\"/boot/$1\"" | grep -F "$RULE" | grep -c '"alert"'; }
+alerts_all_for() { cat "$LOG"* 2>/dev/null | grep -F "\"/boot/$1\"" | grep -F "$RULE" | grep -c '"alert"'; }
+has_alert() { [ "$(alerts_for "$1")" -ge 1 ]; }
+in_journal() { journalctl -q -u "$UNIT" -o cat --no-pager | grep -F "\"/boot/$1\"" | grep -qF "$RULE"; }
+active() { [ "$(show ActiveState)" = active ] && [ "$(show SubState)" = running ]; }
+restarted_from() { active && _p=$(show MainPID) && [ "$_p" != 0 ] && [ "$_p" != "$1" ]; }
+# A record with event.action ACTION naming TEXT somewhere (e.g. a pid).
+record() { grep -F "\"$1\"" "$LOG" 2>/dev/null | grep -qF "$2"; }
+
+say "start kernel $(uname -r), systemd $(systemctl --version | head -n 1 | cut -d' ' -f2)"
+
+# --- a parent that exists before the agent: described from /proc when the agent starts (seeded);
+# reading /proc/PID/exe of a root process holding all capabilities needs CAP_SYS_PTRACE.
+mkfifo /run/servicetest-go
+unshare -m sh -c 'mount -t tmpfs bootcopy /boot && read go < /run/servicetest-go && cp /etc/hostname /boot/preexisting' &
+PRE=$!
+
+# --- install
+START=$(date +%s.%N)
+if dpkg -i "$DEB"; then
+    pass install "dpkg -i (including the start) took $(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $START }")s"
+else
+    fail install "dpkg -i failed"
+fi
+
+# --- the service: enabled, active, READY (Type=notify: active/running only after READY=1)
+if wait_for "$WAIT" active; then
+    pass active "$(systemctl show -p ActiveState,SubState,Type,NotifyAccess,MainPID,StatusText "$UNIT" | tr '\n' ' ')"
+else
+    fail active "$(systemctl show -p ActiveState,SubState,Result,MainPID "$UNIT" | tr '\n' ' ')"
+    systemctl status --no-pager "$UNIT"
+    journalctl -u "$UNIT" --no-pager | tail -n 40
+fi
+[ "$(systemctl is-enabled "$UNIT")" = enabled ] && pass enabled || fail enabled "$(systemctl is-enabled "$UNIT")"
+if grep -qF agent-started "$LOG"; then
+    pass start-record
+else
+    fail start-record "no agent-started record in $LOG"
+fi
+ls -ld /var/log/boot-copy "$LOG"
+MODES="$(stat -c %a /var/log/boot-copy) $(stat -c %a "$LOG" 2>/dev/null)"
+[ "$MODES" = "750 640" ] && pass log-modes "$MODES" || fail log-modes "$MODES (want 750 640)"
+
+# --- the unit: systemd-analyze verify is clean, and the exposure score
+OUT=$(systemd-analyze verify --man=no "/lib/systemd/system/$UNIT" 2>&1)
+[ -z "$OUT" ] && pass verify || fail verify "$(echo "$OUT" | tr '\n' ' ')"
+SCORE=$(systemd-analyze security "$UNIT" 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+systemd-analyze security --no-pager "$UNIT" 2>&1 | grep -F '✗'
+if [ -n "$SCORE" ] && [ "$(echo "$SCORE" | tr -d .)" -le 25 ]; then
+    pass exposure "$SCORE"
+else
+    fail exposure "${SCORE:-unknown} (want <= 2.5)"
+fi
+
+# --- capabilities: exactly the bounded set, effective in the agent
+PID=$(show MainPID)
+CAPS=$(sed -n 's/^CapEff:\t*//p' "/proc/$PID/status")
+BND=$(sed -n 's/^CapBnd:\t*//p' "/proc/$PID/status")
+# CAP_SYS_PTRACE (19), CAP_PERFMON (38), CAP_BPF (39)
+if [ "$CAPS" = 000000c000080000 ] && [ "$BND" = 000000c000080000 ]; then
+    pass capabilities "CapEff=$CAPS CapBnd=$BND uid=$(stat -c %u "/proc/$PID")"
+else
+    fail capabilities "CapEff=$CAPS CapBnd=$BND (want 000000c000080000)"
+fi
+
+# --- an alert in the log and in the journal
+copy_to_boot first
+if wait_for "$WAIT" has_alert first; then
+    pass alert-log "$(alerts_for first) alert(s) for /boot/first"
+else
+    fail alert-log "no alert for /boot/first in $LOG"
+    tail -n 5 "$LOG"
+fi
+if wait_for 20 in_journal first; then
+    pass alert-journal
+else
+    fail alert-journal "no alert for /boot/first in journalctl -u $UNIT"
+    journalctl -u "$UNIT" --no-pager | tail -n 20
+fi
+
+# --- the parent that predates the agent
+echo go > /run/servicetest-go
+wait "$PRE"
+if wait_for "$WAIT" has_alert preexisting; then
+    LINE=$(grep -F '"/boot/preexisting"' "$LOG" | head -n 1)
+    pass preexisting-parent "$(echo "$LINE" | grep -o '"source":"[a-z_]*"' | head -n 1)"
+else
+    fail preexisting-parent "no alert for a cp whose parent started before the agent"
+fi
+
+# --- kill -9: systemd restarts the agent, which records the gap
+OLD=$(show MainPID)
+NR0=$(show NRestarts)
+kill -9 "$OLD"
+if wait_for "$WAIT" restarted_from "$OLD"; then
+    pass restart-after-kill "pid $OLD -> $(show MainPID), NRestarts $NR0 -> $(show NRestarts)"
+else
+    fail restart-after-kill "$(systemctl show -p ActiveState,SubState,MainPID,NRestarts,Result "$UNIT" | tr '\n' ' ')"
+fi
+if wait_for 20 record previous-run-unclean "\"pid\":$OLD"; then
+    pass unclean-record "$(grep -F previous-run-unclean "$LOG" | grep -o '"message":"[^"]*"' | tail -n 1)"
+else
+    fail unclean-record "no previous-run-unclean record naming pid $OLD"
+    tail -n 3 "$LOG"
+fi
+copy_to_boot after-restart
+wait_for "$WAIT" has_alert after-restart && pass alert-after-restart || fail alert-after-restart
+
+# --- logrotate, then reload: alerts made before, during and after the rotation all arrive,
+# exactly once, and the new ones land in the new file.
+N=12
+i=1
+while [ $i -le $N ]; do
+    copy_to_boot "rot-$i"
+    if [ $i -eq 6 ]; then
+        logrotate -f /etc/logrotate.d/boot-copy
+        systemctl reload "$UNIT"
+    fi
+    i=$((i + 1))
+done
+all_rotated_arrived() { [ "$(cat "$LOG"* | grep -F "$RULE" | grep -c '"/boot/rot-')" -ge $N ]; }
+wait_for "$WAIT" all_rotated_arrived
+LOST=""
+DUP=""
+i=1
+while [ $i -le $N ]; do
+    c=$(alerts_all_for "rot-$i")
+    [ "$c" -eq 0 ] && LOST="$LOST rot-$i"
+    [ "$c" -gt 1 ] && DUP="$DUP rot-$i"
+    i=$((i + 1))
+done
+ls -l /var/log/boot-copy/
+if [ -e "$LOG.1" ] && [ -z "$LOST$DUP" ]; then
+    pass logrotate-no-loss "$N alerts across $(ls "$LOG"* | tr '\n' ' ')"
+else
+    fail logrotate-no-loss "lost:${LOST:- none} duplicated:${DUP:- none} rotated file: $(ls "$LOG.1" 2>&1)"
+fi
+copy_to_boot after-reload
+if wait_for "$WAIT" has_alert after-reload && [ "$(grep -cF '"/boot/after-reload"' "$LOG.1")" -eq 0 ]; then
+    pass reload-new-file "$(grep -c . "$LOG") lines in the new $LOG"
+else
+    fail reload-new-file "the alert after the reload is not (only) in the new file"
+fi
+record rules-reloaded boot-copy && pass reload-record || fail reload-record "no rules-reloaded record"
+
+# --- a clean stop: exit 0 and a stop record; the next start records no gap
+systemctl stop "$UNIT"
+RESULT="$(show Result) $(show ExecMainStatus)"
+if [ "$RESULT" = "success 0" ] && grep -qF agent-stopped "$LOG"; then
+    pass clean-stop "$RESULT"
+else
+    fail clean-stop "Result/ExecMainStatus $RESULT"
+fi
+UNCLEAN=$(cat "$LOG"* | grep -cF previous-run-unclean)
+systemctl start "$UNIT"
+wait_for "$WAIT" active
+[ "$(cat "$LOG"* | grep -cF previous-run-unclean)" -eq "$UNCLEAN" ] && pass clean-restart || fail clean-restart "an unclean record after a clean stop"
+
+# --- an upgrade (the same package again) restarts the service
+OLD=$(show MainPID)
+if dpkg -i "$DEB" && wait_for "$WAIT" restarted_from "$OLD"; then
+    pass upgrade-restarts "pid $OLD -> $(show MainPID)"
+else
+    fail upgrade-restarts "$(systemctl show -p ActiveState,MainPID "$UNIT" | tr '\n' ' ')"
+fi
+
+# --- removal stops and disables the service; config and logs stay
+PID=$(show MainPID)
+apt-get remove -y -q boot-copy-agent
+stopped() { ! [ -e "/proc/$PID" ] && [ "$(show ActiveState)" != active ]; }
+if wait_for 30 stopped && [ ! -e /usr/bin/boot-copy-agent ]; then
+    pass remove-stops "ActiveState=$(show ActiveState) LoadState=$(show LoadState)"
+else
+    fail remove-stops "agent pid $PID still there, or ActiveState=$(show ActiveState)"
+fi
+WANTS=/etc/systemd/system/multi-user.target.wants/$UNIT
+if [ ! -e "$WANTS" ] && [ ! -L "$WANTS" ]; then pass remove-disables; else fail remove-disables "$WANTS remains"; fi
+if [ -e /etc/boot-copy/config.toml ] && [ -e "$LOG" ]; then
+    pass remove-keeps-config
+else
+    fail remove-keeps-config "config or logs gone after remove"
+fi
+
+# --- purge removes configuration and logs
+dpkg --purge boot-copy-agent
+if [ ! -e /etc/boot-copy ] && [ ! -e /var/log/boot-copy ] && ! dpkg -s boot-copy-agent >/dev/null 2>&1; then
+    pass purge
+else
+    fail purge "left: $(ls -d /etc/boot-copy /var/log/boot-copy 2>/dev/null | tr '\n' ' ')"
+fi
+
+say "done failed=$FAILED"
