@@ -12,7 +12,7 @@
 //! Needs python3 with venv (installed by `cargo xtask setup`) and PyPI the first time.
 use boot_copy_agent::rules::eql::{
     self,
-    ast::{CmpOp, Expr, Literal, LogicOp, MatchOp, Query},
+    ast::{Expr, Literal, LogicOp, MatchOp, Query},
 };
 use serde_json::{Value, json};
 use std::{
@@ -494,7 +494,7 @@ fn norm(e: &Expr) -> Value {
                 std::mem::swap(&mut l, &mut r);
                 op = op.mirror();
             }
-            json!({"cmp": cmp_str(op), "left": l, "right": r})
+            json!({"cmp": op.as_str(), "left": l, "right": r})
         }
         Expr::In {
             expr,
@@ -539,10 +539,6 @@ fn number(n: f64) -> Value {
     } else {
         json!(n)
     }
-}
-
-fn cmp_str(op: CmpOp) -> &'static str {
-    op.as_str()
 }
 
 /// `not`, with a double negation removed (as normalize.py does).

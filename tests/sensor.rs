@@ -129,6 +129,18 @@ fn wait_for(
     }
 }
 
+/// Runs a command to completion whatever its exit status; returns its pid.
+fn run_any(cmd: &mut Command) -> u32 {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
 /// Runs a command to completion; returns its pid.
 fn run(cmd: &mut Command) -> u32 {
     let mut child = cmd
@@ -361,6 +373,63 @@ fn all_execs_wakeups_counters_and_table_lifecycle() {
     assert!(delta(counter::FORKS) >= 2);
     assert!(delta(counter::EXITS) >= 2);
     assert_eq!(delta(counter::RINGBUF_DROPS), 0);
+}
+
+/// Paths crossing a mount point resolve to absolute paths; a path deeper than the walk's bound
+/// is flagged truncated and keeps its deepest components.
+#[test]
+fn paths_cross_mounts_and_flag_depth() {
+    if !is_root() {
+        return;
+    }
+    let (_sensor, mut reader) = start(&["cp"], false);
+    let dir = TempDir::new("mounts");
+    let mnt = dir.0.join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let target = std::ffi::CString::new(mnt.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated strings.
+    let rc = unsafe {
+        libc::mount(
+            c"none".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+    struct Unmount(std::ffi::CString);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            // SAFETY: valid NUL-terminated string.
+            unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+    let _unmount = Unmount(target);
+
+    let cwd = mnt.join("a/b");
+    fs::create_dir_all(&cwd).unwrap();
+    let cp = mnt.join("a/cp");
+    fs::copy("/bin/cp", &cp).unwrap();
+    // (Exit status not checked: busybox, in test guests, has no --version.)
+    let pid = run_any(Command::new(&cp).arg("--version").current_dir(&cwd));
+    let mut seen = Vec::new();
+    let i = wait_for(&mut reader, &mut seen, |r| r.header.tgid == pid).expect("no record");
+    assert_eq!(seen[i].exe, cp.as_os_str().as_encoded_bytes());
+    assert_eq!(seen[i].cwd, cwd.as_os_str().as_encoded_bytes());
+    assert_eq!(seen[i].header.flags & exec_flags::CWD_TRUNCATED, 0);
+
+    // 70 levels below the mount: more components than the walk follows (64).
+    let mut deep = cwd.clone();
+    for _ in 0..70 {
+        deep.push("d");
+    }
+    fs::create_dir_all(&deep).unwrap();
+    let pid = run_any(Command::new(&cp).arg("--version").current_dir(&deep));
+    let i = wait_for(&mut reader, &mut seen, |r| r.header.tgid == pid).expect("no deep record");
+    let r = &seen[i];
+    assert!(r.header.flags & exec_flags::CWD_TRUNCATED != 0);
+    assert_eq!(r.cwd, "/d".repeat(64).as_bytes());
 }
 
 /// Needs nothing from the host but this binary: the smoke test for other kernels (QEMU guests).

@@ -42,11 +42,23 @@ pub struct Config {
     pub sinks: SinksConfig,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RulesConfig {
     /// A rule file or a directory of `*.toml` rule files; the bundled rules when absent.
     pub path: Option<PathBuf>,
+    /// Bundle the strict companion rule "Boot File Copy (strict)" with the published one
+    /// (only when `path` is absent). Default true.
+    pub strict: bool,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            path: None,
+            strict: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

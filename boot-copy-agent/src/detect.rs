@@ -34,6 +34,8 @@ pub struct Emit {
 pub struct Detector {
     describer: Describer,
     rules: RuleSet,
+    /// The strict rule's analysis, and which execs need any work at all.
+    gate: crate::strict::Gate,
     budget: Budget,
     pub counts: DetectCounts,
 }
@@ -42,6 +44,7 @@ impl Detector {
     pub fn new(describer: Describer, rules: RuleSet, budget: BudgetConfig) -> Self {
         Self {
             describer,
+            gate: crate::strict::Gate::new(rules.rules()),
             rules,
             budget: Budget::new(budget),
             counts: DetectCounts::default(),
@@ -50,6 +53,7 @@ impl Detector {
 
     /// Replaces the rules (SIGHUP reload). Budget windows carry over.
     pub fn set_rules(&mut self, rules: RuleSet) {
+        self.gate = crate::strict::Gate::new(rules.rules());
         self.rules = rules;
     }
 
@@ -72,9 +76,16 @@ impl Detector {
                 return;
             }
         };
+        let (strict, admitted) = self.gate.admit(&exec);
+        if !admitted {
+            return;
+        }
         self.counts.candidates += 1;
         let ctx = context::resolve(exec);
-        let event = self.describer.exec_event(&ctx);
+        let mut event = self.describer.exec_event(&ctx);
+        if let Some(a) = strict {
+            event[crate::ecs::NAMESPACE]["strict"] = a.fields();
+        }
         let doc = Document::from_json(&event);
         for rule in self.rules.evaluate(&doc) {
             let (admitted, closed) = self.budget.admit(&rule.id, now);

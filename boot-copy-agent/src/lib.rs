@@ -19,3 +19,4 @@ pub mod sensor;
 pub mod service;
 pub mod sink;
 pub mod status;
+pub mod strict;

@@ -30,9 +30,6 @@ unsafe extern "C" {
     /// `&bprm->file->f_path` or null.
     pub fn bc_bprm_file_path(bprm: Binprm) -> KPath;
 
-    /// Zero-padded dentry name of `path` into `key` (`NAME_KEY_CAP` bytes, always fully
-    /// written); -1 if it does not fit.
-    pub fn bc_path_name_key(path: KPath, key: *mut u8) -> i32;
     /// Absolute path of `path` into `out`, built in `scratch` (see shim.c for the buffer rules).
     pub fn bc_path_resolve(path: KPath, scratch: *mut u8, out: *mut u8, truncated: *mut u32)
     -> u32;

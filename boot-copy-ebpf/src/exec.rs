@@ -122,17 +122,16 @@ unsafe fn record(task: Task, bprm: Binprm, rec: *mut ExecRecord, img: *mut ProcI
         }
         (*h).cwd_len = cwd_len;
 
-        // Prefilter: the executable's basename (the script's, for a script).
+        // Prefilter: the basename of the resolved executable (of the filename, for a script).
         // (Zeroed by the shim: a Rust zero-initialisation becomes a call to a byte-loop memset.)
         // 8-byte aligned, so that the zeroing is eight stores.
         let mut key = MaybeUninit::<[u64; NAME_KEY_CAP / 8]>::uninit();
-        let key_len = if script {
-            co_re::bc_basename_key(filename, filename_len, key.as_mut_ptr().cast())
-        } else if !file_path.is_null() {
-            co_re::bc_path_name_key(file_path, key.as_mut_ptr().cast())
+        let (name_src, name_len) = if script {
+            (filename, filename_len)
         } else {
-            -1
+            (exe, exe_len)
         };
+        let key_len = co_re::bc_basename_key(name_src, name_len, key.as_mut_ptr().cast());
         // SAFETY: the shim functions write all NAME_KEY_CAP bytes when they return >= 0.
         let key: &[u8; NAME_KEY_CAP] = &*key.as_ptr().cast();
         let watched = key_len > 0 && WATCHED.get_ptr(key).is_some();

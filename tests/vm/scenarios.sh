@@ -4,14 +4,16 @@
 # Prints one `VMTEST <name> PASS|FAIL|SKIP <seconds>s` line per scenario and a final
 # `VMTEST-DONE passed=N failed=M skipped=K`. Needs root and, in the environment:
 #   AGENT        the statically linked boot-copy-agent
-#   EVENTS_TEST  the statically linked `events` integration test (tests/events.rs)
+#   TESTS        the statically linked end-to-end tests as NAME=PATH words, e.g.
+#                `events=/…/deps/events-HASH daemon=/…/deps/daemon-HASH` (tests/NAME.rs)
 #   SCENARIO_TIMEOUT  seconds one scenario may take (default 180)
 #   VMTEST_ONLY  optional shell glob: run only the scenarios whose names match it
 # Scenarios: agent-loads (the programs load and events flow; on failure the agent's error, with
 # any verifier log, is printed in full), requirement-missing-btf (with the kernel BTF hidden the
-# agent exits non-zero naming BTF), then every test of the events binary, one process each.
+# agent exits non-zero naming BTF), then every test of each TESTS binary, one process each, as
+# scenario NAME/TEST.
 : "${AGENT:?AGENT must name the agent binary}"
-: "${EVENTS_TEST:?EVENTS_TEST must name the events test binary}"
+: "${TESTS:?TESTS must list the test binaries}"
 : "${SCENARIO_TIMEOUT:=180}"
 work=$(mktemp -d "${TMPDIR:-/tmp}/vmtest.XXXXXX")
 passed=0
@@ -82,10 +84,10 @@ requirement_missing_btf() {
     [ $rc -ne 0 ] && grep -q 'BTF' "$err"
 }
 
-# Runs one test of the events binary; PASS needs exit status 0 and `1 passed`.
-events_test() {
+# test_case BINARY TEST: runs one test; PASS needs exit status 0 and `1 passed`.
+test_case() {
     out=$work/test.out
-    timeout "$SCENARIO_TIMEOUT" "$EVENTS_TEST" --exact "$1" --test-threads=1 >"$out" 2>&1
+    timeout "$SCENARIO_TIMEOUT" "$1" --exact "$2" --test-threads=1 >"$out" 2>&1
     rc=$?
     cat "$out"
     [ $rc -eq 0 ] || return 1
@@ -115,14 +117,18 @@ echo "VMTEST-KERNEL $(uname -r)"
 scenario agent-loads agent_loads
 loads=$failed
 scenario requirement-missing-btf requirement_missing_btf
-tests=$("$EVENTS_TEST" --list 2>/dev/null | sed -n 's/: test$//p')
-[ -n "$tests" ] || { echo "no tests listed by $EVENTS_TEST"; failed=$((failed + 1)); }
-for t in $tests; do
-    if [ "$loads" -ne 0 ] && [ -z "${VMTEST_ONLY:-}" ]; then
-        result "events/$t" SKIP "$(date +%s)"
-    else
-        scenario "events/$t" events_test "$t"
-    fi
+for entry in $TESTS; do
+    suite=${entry%%=*}
+    binary=${entry#*=}
+    cases=$("$binary" --list 2>/dev/null | sed -n 's/: test$//p')
+    [ -n "$cases" ] || { echo "no tests listed by $binary"; result "$suite" FAIL "$(date +%s)"; }
+    for t in $cases; do
+        if [ "$loads" -ne 0 ] && [ -z "${VMTEST_ONLY:-}" ]; then
+            result "$suite/$t" SKIP "$(date +%s)"
+        else
+            scenario "$suite/$t" test_case "$binary" "$t"
+        fi
+    done
 done
 rm -rf "$work"
 echo "VMTEST-DONE passed=$passed failed=$failed skipped=$skipped"

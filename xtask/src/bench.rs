@@ -12,8 +12,62 @@ use std::{
 const BLOCKS: usize = 5;
 const BLOCK: Duration = Duration::from_secs(3);
 
-pub fn run() -> anyhow::Result<()> {
-    setup::require_root("benchmarks")?;
+/// Runs the named benchmarks (`exec`, `replay`), or all of them.
+pub fn run(names: &[String]) -> anyhow::Result<()> {
+    let all = names.is_empty();
+    let wants = |n: &str| all || names.iter().any(|x| x == n);
+    if let Some(unknown) = names
+        .iter()
+        .find(|n| !["exec", "replay"].contains(&n.as_str()))
+    {
+        bail!("unknown benchmark {unknown}: choose exec or replay");
+    }
+    if wants("replay") {
+        replay()?;
+    }
+    if wants("exec") {
+        exec_overhead()?;
+    }
+    Ok(())
+}
+
+/// Rule evaluation throughput on one core (the `replay_bench` example).
+fn replay() -> anyhow::Result<()> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "--package",
+            "boot-copy-agent",
+            "--example",
+            "replay_bench",
+        ])
+        .current_dir(workspace_root())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the replay benchmark")?;
+    if !out.status.success() {
+        bail!("replay benchmark failed: {}", out.status);
+    }
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    for (k, v) in result.as_object().into_iter().flatten() {
+        println!("{k:<44} {:>12.0}", v.as_f64().unwrap_or(0.0));
+    }
+    write_result("replay", &serde_json::to_string_pretty(&result)?)
+}
+
+fn write_result(name: &str, json: &str) -> anyhow::Result<()> {
+    let dir = workspace_root().join("target/bench");
+    fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}.json"));
+    fs::write(&path, json)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+fn exec_overhead() -> anyhow::Result<()> {
+    setup::require_root("the exec benchmark")?;
     cargo(&["build", "--release", "--package", "boot-copy-agent"])?;
     let agent_bin = workspace_root().join("target/release/boot-copy-agent");
     let mut baseline = Vec::new();
@@ -50,11 +104,7 @@ pub fn run() -> anyhow::Result<()> {
         agent_cpu_ms_per_1000_execs: Summary::of(&agent_cpu_per_k),
     };
     report.print();
-    let dir = workspace_root().join("target/bench");
-    fs::create_dir_all(&dir)?;
-    fs::write(dir.join("exec-overhead.json"), report.json())?;
-    eprintln!("wrote {}", dir.join("exec-overhead.json").display());
-    Ok(())
+    write_result("exec-overhead", &report.json())
 }
 
 /// fork+exec of /bin/true on one worker for `dur`; execs per second.

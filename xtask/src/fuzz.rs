@@ -19,14 +19,20 @@ pub const BRIEF_SECONDS: u64 = 20;
 
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
-/// A short run of every target (`BRIEF_SECONDS` each), for the test suite.
+/// A short run of every target (`BRIEF_SECONDS` each), for the test suite. It starts from the
+/// seeds and whatever `cargo xtask fuzz` has learnt, and keeps nothing new (the saved corpus only
+/// grows from long runs).
 pub fn brief() -> anyhow::Result<()> {
-    long(BRIEF_SECONDS)
+    fuzz_all(BRIEF_SECONDS, false)
 }
 
-/// Runs every target for `seconds` each; fails listing every target that found a crash, with
-/// the crashing input's path.
+/// Runs every target for `seconds` each, adding what it learns to `fuzz/corpus/`.
 pub fn long(seconds: u64) -> anyhow::Result<()> {
+    fuzz_all(seconds, true)
+}
+
+/// Fails listing every target that found a crash, with the crashing input's path.
+fn fuzz_all(seconds: u64, keep_corpus: bool) -> anyhow::Result<()> {
     ensure_cargo_fuzz()?;
     let root = workspace_root();
     let started = Instant::now();
@@ -36,7 +42,7 @@ pub fn long(seconds: u64) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for target in TARGETS {
         eprintln!("fuzz: {target} for {seconds} s");
-        if let Err(e) = run_target(&root, target, seconds) {
+        if let Err(e) = run_target(&root, target, seconds, keep_corpus) {
             failures.push(format!("{target}: {e:#}"));
         }
     }
@@ -54,19 +60,32 @@ pub fn long(seconds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_target(root: &Path, target: &str, seconds: u64) -> anyhow::Result<()> {
+fn run_target(root: &Path, target: &str, seconds: u64, keep_corpus: bool) -> anyhow::Result<()> {
     let corpus = root.join("fuzz/corpus").join(target);
     let seeds = root.join("fuzz/seeds").join(target);
     let artifacts = root.join("fuzz/artifacts").join(target);
     let dict = root.join("fuzz/dicts").join(format!("{target}.dict"));
-    std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
+    // libFuzzer writes new inputs into the first corpus directory and only reads the others;
+    // a brief run writes into a scratch directory that the next brief run empties.
+    let first = if keep_corpus {
+        corpus.clone()
+    } else {
+        let scratch = root.join("fuzz/target/brief-corpus").join(target);
+        let _ = std::fs::remove_dir_all(&scratch);
+        scratch
+    };
+    std::fs::create_dir_all(&first).with_context(|| format!("creating {}", first.display()))?;
+    let mut inputs = vec![first];
+    if !keep_corpus && corpus.is_dir() {
+        inputs.push(corpus);
+    }
+    inputs.push(seeds);
     std::fs::create_dir_all(&artifacts)
         .with_context(|| format!("creating {}", artifacts.display()))?;
     let before = crash_files(&artifacts);
     let mut cmd = cargo_fuzz(root);
     cmd.args(["run", "--sanitizer", "none", target])
-        .arg(&corpus)
-        .arg(&seeds)
+        .args(&inputs)
         .arg("--")
         .arg(format!("-max_total_time={seconds}"))
         // An input that takes this long is a hang (e.g. runaway wildcard backtracking).

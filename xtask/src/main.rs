@@ -1,6 +1,9 @@
 //! Project tasks. `cargo xtask setup|run|test` — see the README.
 mod bench;
 mod ecs;
+mod fuzz;
+mod package;
+mod service;
 mod setup;
 mod test;
 mod vm;
@@ -28,13 +31,23 @@ enum Task {
     },
     /// Set up and run the whole test suite (needs root: tests load the kernel programs).
     Test,
-    /// Benchmarks: exec throughput with and without the agent, kernel cost per exec.
-    Bench,
+    /// Benchmarks: `exec` (throughput with and without the agent, kernel cost per exec) and
+    /// `replay` (rule evaluation throughput); all when none is named.
+    Bench { names: Vec<String> },
+    /// Fuzz the rule engine's inputs (cargo-fuzz, nightly) for SECONDS per target.
+    Fuzz {
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+    },
     /// Regenerate tests/data/ecs_fields.tsv from the official ECS schema.
     EcsExtract {
         /// ecs_flat.yml (default: ../shared/ecs/ecs_flat.yml beside the workspace).
         schema: Option<PathBuf>,
     },
+    /// Build the Debian package into target/debian/ and check it with lintian.
+    Package,
+    /// Boot Debian with systemd as PID 1 under QEMU, install the package, test the service.
+    ServiceTest,
     /// Run the scenario set on Debian kernels under QEMU and on the host (see xtask/src/vm.rs).
     VmTest {
         /// 5.10, 6.1, 6.12, host, or a bzImage path (default: 5.10 6.1 6.12 host).
@@ -53,12 +66,18 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             test::run()
         }
-        Task::Bench => {
+        Task::Bench { names } => {
             setup::run()?;
-            bench::run()
+            bench::run(&names)
+        }
+        Task::Fuzz { seconds } => {
+            setup::run()?;
+            fuzz::long(seconds)
         }
         Task::EcsExtract { schema } => ecs::run(schema.as_deref()),
         Task::VmTest { kernels } => vm::run(&kernels),
+        Task::Package => package::run().map(|_| ()),
+        Task::ServiceTest => service::run(),
     }
 }
 

@@ -1,9 +1,32 @@
-//! `cargo xtask test`: the whole suite. Kernel tests load the real programs into the running
-//! kernel, so this needs root.
-use crate::{cargo, setup};
+//! `cargo xtask test`: the whole suite — the workspace's tests (unit, rule engine, sinks, and the
+//! end-to-end tests that load the real programs into the running kernel, so this needs root),
+//! a brief fuzzing run, the kernel matrix under QEMU, and the packaged service under a real
+//! systemd. Every stage runs; the last line counts stages passed and failed.
+use crate::{cargo, fuzz, service, setup, vm};
 
 pub fn run() -> anyhow::Result<()> {
     setup::require_root("the test suite")?;
-    // Kernel tests share the host's exec stream; one test at a time keeps their timing honest.
-    cargo(&["test", "--workspace", "--", "--test-threads=1"])
+    let stages: [(&str, fn() -> anyhow::Result<()>); 4] = [
+        // Kernel tests share the host's exec stream; one test at a time keeps timing honest.
+        ("cargo test", || {
+            cargo(&["test", "--workspace", "--", "--test-threads=1"])
+        }),
+        ("fuzz (brief)", fuzz::brief),
+        ("kernel matrix", || vm::run(&[])),
+        ("service under systemd", service::run),
+    ];
+    let mut failed = Vec::new();
+    for (name, stage) in stages {
+        eprintln!("==> {name}");
+        if let Err(e) = stage() {
+            eprintln!("==> {name} FAILED: {e:#}");
+            failed.push(name);
+        }
+    }
+    let passed = stages.len() - failed.len();
+    println!("stages: {passed} passed, {} failed", failed.len());
+    if !failed.is_empty() {
+        anyhow::bail!("failed stages: {}", failed.join(", "));
+    }
+    Ok(())
 }

@@ -5,8 +5,9 @@
 //!
 //! KERNEL is `5.10` (Debian bullseye), `6.1`, `6.12` (bookworm), `host`, or a path to a bzImage;
 //! none means all four. Kernel packages are cached in `/var/cache/boot-copy-vm` (override with
-//! `BOOT_COPY_VM_CACHE`); `BOOT_COPY_VM_TIMEOUT` (seconds, default 600) bounds each kernel.
-mod binaries;
+//! `BOOT_COPY_VM_CACHE`); `BOOT_COPY_VM_TIMEOUT` (seconds, default 900) bounds each kernel;
+//! `VMTEST_ONLY` (a shell glob) selects scenarios by name.
+pub mod binaries;
 mod cpio;
 mod initramfs;
 mod kernels;
@@ -18,66 +19,43 @@ use kernels::Target;
 use report::Report;
 use std::{
     path::{Path, PathBuf},
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    thread,
     time::{Duration, Instant},
 };
 
 /// The kernels run when none are named.
 pub const DEFAULT_KERNELS: [&str; 4] = ["5.10", "6.1", "6.12", "host"];
 
-/// Runs the scenario set on each kernel (all of [`DEFAULT_KERNELS`] when `kernels` is empty) and
-/// fails unless every scenario passed on every kernel.
+/// Runs the scenario set on each kernel (all of [`DEFAULT_KERNELS`] when `kernels` is empty),
+/// the kernels concurrently, and fails unless every scenario passed on every kernel.
 pub fn run(kernels: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
-    let names: Vec<String> = if kernels.is_empty() {
-        DEFAULT_KERNELS.iter().map(|k| k.to_string()).collect()
-    } else {
-        kernels.to_vec()
-    };
-    let targets = names
-        .iter()
-        .map(|n| Target::parse(n))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if targets.iter().any(|t| matches!(t, Target::Host)) {
-        crate::setup::require_root("vm-test on the host kernel")?;
-    }
-
-    let step = Instant::now();
+    let targets = parse_targets(kernels)?;
     let cache = kernels::cache_dir()?;
-    let mut prepared = Vec::new();
-    for target in targets {
-        prepared.push(target.prepare(&cache)?);
-    }
-    eprintln!(
-        "vm-test: kernels ready in {:.1?} (cache {})",
-        step.elapsed(),
-        cache.display()
-    );
-
-    let step = Instant::now();
-    let bins = binaries::build_static()?;
-    eprintln!("vm-test: static binaries built in {:.1?}", step.elapsed());
-
+    let prepared = timed("kernels ready", || {
+        targets
+            .iter()
+            .map(|t| t.prepare(&cache))
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    let bins = timed("static binaries built", binaries::build_static)?;
     let work = crate::workspace_root().join("target/vm-test");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let needs_initrd = prepared.iter().any(|k| k.image.is_some());
-    let initrd = if needs_initrd {
-        let step = Instant::now();
-        let initrd = initramfs::build(&bins, &work)?;
-        eprintln!(
-            "vm-test: initramfs {} built in {:.1?}",
-            initrd.display(),
-            step.elapsed()
-        );
-        Some(initrd)
-    } else {
-        None
+    let initrd = match prepared.iter().any(|k| k.image.is_some()) {
+        true => Some(timed("initramfs built", || initramfs::build(&bins, &work))?),
+        false => None,
     };
-
-    let timeout = kernel_timeout()?;
-    let mut reports = Vec::new();
-    for kernel in &prepared {
-        reports.push(run_one(kernel, &bins, initrd.as_deref(), &work, timeout)?);
+    let runs = run_all(&prepared, &bins, initrd.as_deref(), &work)?;
+    for (report, run) in &runs {
+        if !report.ok() {
+            report.print_failure(run);
+        }
     }
+    let reports: Vec<Report> = runs.into_iter().map(|(report, _)| report).collect();
     report::print_matrix(&reports);
     eprintln!("vm-test: whole matrix took {:.1?}", started.elapsed());
     let failed: Vec<&str> = reports
@@ -91,6 +69,59 @@ pub fn run(kernels: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_targets(kernels: &[String]) -> anyhow::Result<Vec<Target>> {
+    let targets = match kernels.is_empty() {
+        true => DEFAULT_KERNELS.iter().map(|k| Target::parse(k)).collect(),
+        false => kernels
+            .iter()
+            .map(|k| Target::parse(k))
+            .collect::<anyhow::Result<Vec<_>>>(),
+    }?;
+    if targets.iter().any(|t| matches!(t, Target::Host)) {
+        crate::setup::require_root("vm-test on the host kernel")?;
+    }
+    Ok(targets)
+}
+
+/// Runs `step`, printing how long it took.
+fn timed<T>(what: &str, step: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let start = Instant::now();
+    let out = step()?;
+    eprintln!("vm-test: {what} in {:.1?}", start.elapsed());
+    Ok(out)
+}
+
+/// Runs every kernel, `BOOT_COPY_VM_JOBS` at a time (default: all at once — a TCG guest mostly
+/// keeps one host core busy, so running them side by side roughly halves the wall time).
+fn run_all(
+    kernels: &[kernels::Prepared],
+    bins: &binaries::Binaries,
+    initrd: Option<&Path>,
+    work: &Path,
+) -> anyhow::Result<Vec<(Report, qemu::Run)>> {
+    let timeout = env_number("BOOT_COPY_VM_TIMEOUT", 900)?;
+    let jobs = env_number("BOOT_COPY_VM_JOBS", kernels.len() as u64)?.max(1) as usize;
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new((0..kernels.len()).map(|_| None).collect::<Vec<_>>());
+    thread::scope(|scope| {
+        for _ in 0..jobs.min(kernels.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(kernel) = kernels.get(i) else { break };
+                    let result = run_one(kernel, bins, initrd, work, Duration::from_secs(timeout));
+                    results.lock().unwrap()[i] = Some(result);
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    results
+        .into_iter()
+        .map(|r| r.expect("every kernel ran"))
+        .collect()
+}
+
 /// Boots (or, for the host, runs natively) one kernel and parses what it printed.
 fn run_one(
     kernel: &kernels::Prepared,
@@ -98,7 +129,7 @@ fn run_one(
     initrd: Option<&Path>,
     work: &Path,
     timeout: Duration,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<(Report, qemu::Run)> {
     let log = work.join(format!("console-{}.log", kernel.label));
     eprintln!(
         "vm-test: [{}] {} (log {})",
@@ -106,31 +137,30 @@ fn run_one(
         kernel.describe(),
         log.display()
     );
-    let label = kernel.label.clone();
+    let label = &kernel.label;
     let echo = |line: &str| {
-        if line.starts_with("VMTEST") {
+        if line.starts_with("VMTEST") && !line.starts_with("VMTEST-START") {
             eprintln!("vm-test: [{label}] {line}");
         }
     };
     let run = match (&kernel.image, initrd) {
-        (Some(image), Some(initrd)) => qemu::boot(image, initrd, &log, timeout, echo)?,
+        (Some(image), Some(base)) => {
+            let initrd = work.join(format!("initramfs-{}.cpio", kernel.label));
+            initramfs::with_modules(base, &kernel.modules, &initrd)?;
+            qemu::boot(image, &initrd, &log, timeout, echo)?
+        }
         _ => qemu::run_host(bins, &log, timeout, echo)?,
     };
-    let report = Report::parse(&kernel.label, &kernel.describe(), &run);
-    if !report.ok() {
-        report.print_failure(&run);
-    }
-    Ok(report)
+    Ok((Report::parse(&kernel.label, &kernel.describe(), &run), run))
 }
 
-fn kernel_timeout() -> anyhow::Result<Duration> {
-    let secs = match std::env::var("BOOT_COPY_VM_TIMEOUT") {
+fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
+    match std::env::var(name) {
         Ok(v) => v
             .parse()
-            .with_context(|| format!("BOOT_COPY_VM_TIMEOUT={v}"))?,
-        Err(_) => 600,
-    };
-    Ok(Duration::from_secs(secs))
+            .with_context(|| format!("{name}={v} is not a number")),
+        Err(_) => Ok(default),
+    }
 }
 
 /// The guest-side scripts in `tests/vm`.

@@ -47,7 +47,11 @@ pub fn replay(input: &Path, config: &Config) -> anyhow::Result<()> {
 
 /// `check`: every problem with the config, rules and exceptions.
 pub fn check(config: &Config) -> anyhow::Result<()> {
-    let problems = check::check(config.rules.path.as_deref(), &config.exceptions);
+    let problems = check::check_with(
+        config.rules.path.as_deref(),
+        config.rules.strict,
+        &config.exceptions,
+    );
     if problems.is_empty() {
         println!("configuration, rules and exceptions are valid");
         return Ok(());

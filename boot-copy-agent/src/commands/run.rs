@@ -9,7 +9,7 @@ use crate::{
     health::{Counters, LossTracker, Origin, Sequencer, counters_json},
     metrics,
     process::{clock::BootEpoch, host::Host},
-    rules::{Prefilter, RuleSet, check::load_ruleset},
+    rules::{Prefilter, RuleSet, check::load_ruleset_with},
     sensor::{RingReader, Sensor, SensorConfig},
     service,
     sink::{Record, Severity, Sinks},
@@ -36,7 +36,12 @@ pub struct Options {
 
 /// Loads rules and exceptions as the config says, listing every problem on failure.
 pub fn load_rules(config: &Config) -> anyhow::Result<RuleSet> {
-    load_ruleset(config.rules.path.as_deref(), &config.exceptions).map_err(|problems| {
+    load_ruleset_with(
+        config.rules.path.as_deref(),
+        config.rules.strict,
+        &config.exceptions,
+    )
+    .map_err(|problems| {
         let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("invalid rules or exceptions:\n  {}", list.join("\n  "))
     })
@@ -49,7 +54,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let previous = status.unclean_previous()?;
     let sinks = Sinks::start(&config.sinks).context("opening the sinks")?;
     let prefilter = rules.prefilter();
-    let mut sensor = Sensor::start(&sensor_config(&config, &prefilter))?;
+    let mut sensor = Sensor::start(&sensor_config(&config, &rules))?;
     let seeded = seed_process_table(&mut sensor);
     let mut reader = sensor.take_reader()?;
     let describer = Describer::new(Host::read(), BootEpoch::now()?);
@@ -83,11 +88,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     daemon.shutdown(&mut reader).await
 }
 
-fn sensor_config(config: &Config, prefilter: &Prefilter) -> SensorConfig {
-    let (watched, all_execs) = match prefilter {
-        Prefilter::All => (Vec::new(), true),
-        Prefilter::Names(names) => (names.iter().cloned().collect(), false),
-    };
+fn sensor_config(config: &Config, rules: &RuleSet) -> SensorConfig {
+    let (watched, all_execs) = crate::strict::kernel_watch(rules.rules());
     SensorConfig {
         watched,
         all_execs,

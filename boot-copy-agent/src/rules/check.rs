@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use super::exceptions::Exceptions;
-use super::rulefile::{Rule, bundled, load_rules};
+use super::rulefile::{Rule, bundled, bundled_strict, load_rules};
 use super::ruleset::RuleSet;
 
 /// One problem found by [`check`]: where (a file, possibly with a position, or `exceptions`) and
@@ -23,13 +23,29 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Loads the rules (`rules_path`, or the bundled rules when `None`) and pairs them with
+/// Loads the rules (`rules_path`, or the bundled published rule when `None`) and pairs them with
 /// `exceptions`, reporting every problem.
 pub fn load_ruleset(
     rules_path: Option<&Path>,
     exceptions: &Exceptions,
 ) -> Result<RuleSet, Vec<Problem>> {
+    load_ruleset_with(rules_path, false, exceptions)
+}
+
+/// [`load_ruleset`], with the bundled strict companion rule added to the bundled rules when
+/// `strict` (config `rules.strict`). A `rules_path` is taken as it is: add
+/// `rules/boot-file-copy-strict.toml` to it to use the strict rule there.
+pub fn load_ruleset_with(
+    rules_path: Option<&Path>,
+    strict: bool,
+    exceptions: &Exceptions,
+) -> Result<RuleSet, Vec<Problem>> {
     let rules: Vec<Rule> = match rules_path {
+        None if strict => {
+            let mut rules = bundled();
+            rules.push(bundled_strict());
+            rules
+        }
         None => bundled(),
         Some(path) => {
             if !path.exists() {
@@ -74,7 +90,16 @@ pub fn load_ruleset(
 
 /// Every problem with the rules and exceptions (empty when all is well).
 pub fn check(rules_path: Option<&Path>, exceptions: &Exceptions) -> Vec<Problem> {
-    match load_ruleset(rules_path, exceptions) {
+    check_with(rules_path, false, exceptions)
+}
+
+/// [`check`] with the strict companion rule as [`load_ruleset_with`] adds it.
+pub fn check_with(
+    rules_path: Option<&Path>,
+    strict: bool,
+    exceptions: &Exceptions,
+) -> Vec<Problem> {
+    match load_ruleset_with(rules_path, strict, exceptions) {
         Ok(_) => Vec::new(),
         Err(problems) => problems,
     }

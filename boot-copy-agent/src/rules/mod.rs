@@ -25,5 +25,5 @@ pub use document::{Document, Value};
 pub use eql::{CompiledQuery, EqlError};
 pub use exceptions::Exceptions;
 pub use prefilter::Prefilter;
-pub use rulefile::{Rule, RuleError, Threat, bundled, load_rules};
+pub use rulefile::{Rule, RuleError, Threat, bundled, bundled_strict, load_rules};
 pub use ruleset::RuleSet;

@@ -167,6 +167,19 @@ pub fn bundled() -> Vec<Rule> {
     }
 }
 
+/// The bundled strict companion rule file (Boot File Copy (strict), over `boot_copy.strict.*`).
+pub const BUNDLED_BOOT_FILE_COPY_STRICT: &str =
+    include_str!("../../../rules/boot-file-copy-strict.toml");
+
+/// The bundled strict companion rule (see `crate::strict`).
+pub fn bundled_strict() -> Rule {
+    let path = Path::new("bundled:rules/boot-file-copy-strict.toml");
+    match parse_rule(BUNDLED_BOOT_FILE_COPY_STRICT, path) {
+        Ok(rule) => rule,
+        Err(errors) => panic!("the bundled strict rule is invalid (a test pins this): {errors:?}"),
+    }
+}
+
 /// Loads one rule file, or every `*.toml` in a directory (in name order). Every problem in every
 /// file is reported, not just the first.
 pub fn load_rules(path: &Path) -> Result<Vec<Rule>, Vec<RuleError>> {

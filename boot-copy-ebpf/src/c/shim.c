@@ -242,27 +242,52 @@ static __always_inline void zero_key(char *key)
 		k[i] = 0;
 }
 
-// Zero-padded basename of the executable file (its dentry name) into key[NAME_KEY_CAP] (8-byte aligned).
-// Returns the name length, or -1 when it does not fit a key (key left zeroed).
-SHIM int bc_path_name_key(struct path *path, char *key)
-{
-	zero_key(key);
-	struct dentry *dentry = BPF_CORE_READ(path, dentry);
-	__u32 len = BPF_CORE_READ(dentry, d_name.len);
-	const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
-	if (len == 0 || len > NAME_KEY_CAP - 1)
-		return -1;
-	barrier_var(len);
-	bpf_probe_read_kernel(key, len & NAME_KEY_MASK, name);
-	return len;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Path walk
 
 static __always_inline struct mount *real_mount(struct vfsmount *mnt)
 {
 	return (struct mount *)((char *)mnt - bpf_core_field_offset(struct mount, mnt));
+}
+
+// A dentry's parent and name, read with one helper call where the running kernel has d_parent
+// directly followed by d_name (every kernel so far); field by field otherwise. The condition is
+// a constant once the loader has applied the CO-RE relocations, and the verifier drops the dead
+// branch.
+struct dentry_link {
+	struct dentry *parent;
+	__u64 hash_len; // little-endian qstr: hash in the low half, len in the high half
+	const unsigned char *name;
+};
+
+static __always_inline void read_dentry_link(struct dentry *dentry, struct dentry_link *link)
+{
+	if (bpf_core_field_offset(struct dentry, d_name) ==
+		    bpf_core_field_offset(struct dentry, d_parent) + 8 &&
+	    bpf_core_field_offset(struct qstr, name) == 8 && bpf_core_field_size(struct qstr, hash_len) == 8) {
+		bpf_probe_read_kernel(link, sizeof(*link), &dentry->d_parent);
+	} else {
+		link->parent = BPF_CORE_READ(dentry, d_parent);
+		link->hash_len = (__u64)BPF_CORE_READ(dentry, d_name.len) << 32;
+		link->name = BPF_CORE_READ(dentry, d_name.name);
+	}
+}
+
+// A mount's parent and mount point, likewise (mnt_parent is followed by mnt_mountpoint).
+struct mount_link {
+	struct mount *parent;
+	struct dentry *mountpoint;
+};
+
+static __always_inline void read_mount_link(struct mount *mnt, struct mount_link *link)
+{
+	if (bpf_core_field_offset(struct mount, mnt_mountpoint) ==
+	    bpf_core_field_offset(struct mount, mnt_parent) + 8) {
+		bpf_probe_read_kernel(link, sizeof(*link), &mnt->mnt_parent);
+	} else {
+		link->parent = BPF_CORE_READ(mnt, mnt_parent);
+		link->mountpoint = BPF_CORE_READ(mnt, mnt_mountpoint);
+	}
 }
 
 // Writes the absolute path of `path` into out (NUL-terminated, at most PATH_CAP bytes with the
@@ -274,6 +299,9 @@ static __always_inline struct mount *real_mount(struct vfsmount *mnt)
 // against the whole value).
 // Returns the path length (without the NUL); *truncated is set to 1 when components were
 // dropped (too deep or too long), in which case out holds the deepest part of the path.
+//
+// Cost: two helper calls per component (its parent and name, then the name's bytes) and one per
+// mount crossed (including the final check for the namespace root).
 //
 // Verifier cost: the write position lives in map memory (scratch[2 * PATH_CAP]) and is reloaded
 // and masked every iteration, so every path through an iteration (and every exit of the loop)
@@ -287,6 +315,7 @@ SHIM __u32 bc_path_resolve(struct path *path, char *scratch, char *out, __u32 *t
 	struct dentry *dentry = BPF_CORE_READ(path, dentry);
 	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
 	struct mount *mnt = real_mount(vfsmnt);
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 
 	*posp = PATH_CAP - 1;
 	*completep = 0;
@@ -294,38 +323,39 @@ SHIM __u32 bc_path_resolve(struct path *path, char *scratch, char *out, __u32 *t
 
 #pragma clang loop unroll(disable)
 	for (int i = 0; i < PATH_MAX_DEPTH; i++) {
-		struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
-		struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
-
 		if (dentry == mnt_root) {
-			struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
-			if (mnt_parent == mnt || !mnt_parent) {
+			struct mount_link up;
+			read_mount_link(mnt, &up);
+			if (up.parent == mnt || !up.parent) {
 				*completep = 1;
 				break;
 			}
-			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-			mnt = mnt_parent;
-			vfsmnt = &mnt_parent->mnt;
+			dentry = up.mountpoint;
+			mnt = up.parent;
+			vfsmnt = &up.parent->mnt;
+			mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 			continue;
 		}
+
+		struct dentry_link link;
+		read_dentry_link(dentry, &link);
 		// A filesystem root that is not a mount root: detached or internal (pipe:, anon).
-		if (dentry == parent || !parent) {
+		if (link.parent == dentry || !link.parent) {
 			*completep = 1;
 			break;
 		}
 
-		__u32 len = BPF_CORE_READ(dentry, d_name.len);
-		const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+		__u32 len = link.hash_len >> 32;
 		__u32 pos = *posp & PATH_MASK;
 		if (len > COMPONENT_MASK || len + 1 > pos)
 			break;
 		pos -= len + 1;
 		barrier_var(len);
 		barrier_var(pos);
-		bpf_probe_read_kernel(scratch + ((pos + 1) & PATH_MASK), len & COMPONENT_MASK, name);
+		bpf_probe_read_kernel(scratch + ((pos + 1) & PATH_MASK), len & COMPONENT_MASK, link.name);
 		scratch[pos & PATH_MASK] = '/';
 		*posp = pos;
-		dentry = parent;
+		dentry = link.parent;
 	}
 
 	__u32 pos = *posp & PATH_MASK;

@@ -1,7 +1,8 @@
-//! The statically linked agent and `events` test binary the guests run. One
-//! `cargo test --no-run` builds both (the test needs the agent as `CARGO_BIN_EXE_boot-copy-agent`,
-//! an absolute path under target/x86_64-unknown-linux-gnu/release that the initramfs reproduces).
-//! With an explicit `--target`, RUSTFLAGS apply to target code only, not build scripts.
+//! The statically linked agent and end-to-end test binaries the guests run. One
+//! `cargo test --no-run` builds them all (the tests run the agent as
+//! `CARGO_BIN_EXE_boot-copy-agent`, an absolute path under target/x86_64-unknown-linux-gnu/release
+//! that the initramfs reproduces). With an explicit `--target`, RUSTFLAGS apply to target code
+//! only, not to build scripts or proc macros.
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 use std::{
@@ -12,63 +13,88 @@ use std::{
 
 pub const TRIPLE: &str = "x86_64-unknown-linux-gnu";
 const AGENT: &str = "boot-copy-agent";
-const EVENTS_TEST: &str = "events";
+/// The agent package's end-to-end tests (tests/*.rs) that make up the scenario set: exec events
+/// with their fields, and the daemon's alerts with their verdicts.
+pub const E2E_TESTS: [&str; 2] = ["events", "daemon"];
+
+/// RUSTFLAGS of the static build: the caller's own plus crt-static. A host test run with these
+/// RUSTFLAGS, `--release` and `--target TRIPLE` shares its build with vm-test.
+pub fn static_rustflags() -> String {
+    let own = std::env::var("RUSTFLAGS").unwrap_or_default();
+    format!("{own} -C target-feature=+crt-static")
+        .trim()
+        .to_string()
+}
 
 pub struct Binaries {
     pub agent: PathBuf,
-    pub events_test: PathBuf,
+    /// (test name, executable), in [`E2E_TESTS`] order.
+    pub tests: Vec<(String, PathBuf)>,
+}
+
+impl Binaries {
+    /// The scenario script's TESTS value: `NAME=PATH` words.
+    pub fn tests_env(&self) -> String {
+        let words: Vec<String> = self
+            .tests
+            .iter()
+            .map(|(name, exe)| format!("{name}={}", exe.display()))
+            .collect();
+        words.join(" ")
+    }
 }
 
 pub fn build_static() -> anyhow::Result<Binaries> {
-    if let Ok(v) = std::env::var("TMP_STUB") {
-        let (a, t) = v.split_once(':').unwrap();
-        return Ok(Binaries {
-            agent: a.into(),
-            events_test: t.into(),
-        });
-    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
-    rustflags.push_str(" -C target-feature=+crt-static");
     let mut cmd = Command::new(cargo);
-    cmd.args(["test", "--no-run", "--release", "--target", TRIPLE])
-        .args(["--package", AGENT, "--test", EVENTS_TEST])
-        .arg("--message-format=json-render-diagnostics")
-        .env("RUSTFLAGS", rustflags.trim())
+    cmd.args([
+        "test",
+        "--no-run",
+        "--release",
+        "--target",
+        TRIPLE,
+        "--package",
+        AGENT,
+    ]);
+    for test in E2E_TESTS {
+        cmd.args(["--test", test]);
+    }
+    cmd.arg("--message-format=json-render-diagnostics")
+        .env("RUSTFLAGS", static_rustflags())
         .current_dir(crate::workspace_root())
         .stdout(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("running {cmd:?}"))?;
     let stdout = child.stdout.take().expect("piped");
-    let (mut agent, mut events_test) = (None, None);
+    let mut agent = None;
+    let mut tests = Vec::new();
     for line in BufReader::new(stdout).lines() {
-        let msg: Value = match serde_json::from_str(&line?) {
-            Ok(v) => v,
-            Err(_) => continue,
+        let Ok(msg) = serde_json::from_str::<Value>(&line?) else {
+            continue;
         };
-        if let Some((kind, exe)) = artifact(&msg) {
-            match kind {
-                Artifact::Agent => agent = Some(exe),
-                Artifact::EventsTest => events_test = Some(exe),
-            }
+        match artifact(&msg) {
+            Some(Artifact::Agent(exe)) => agent = Some(exe),
+            Some(Artifact::Test(name, exe)) => tests.push((name, exe)),
+            None => {}
         }
     }
     let st = child.wait()?;
     if !st.success() {
         bail!("static build failed: {cmd:?}: {st}");
     }
-    match (agent, events_test) {
-        (Some(agent), Some(events_test)) => Ok(Binaries { agent, events_test }),
-        _ => bail!("{cmd:?} reported no {AGENT} binary or {EVENTS_TEST} test executable"),
+    tests.sort_by_key(|(name, _)| E2E_TESTS.iter().position(|t| t == name));
+    match agent {
+        Some(agent) if tests.len() == E2E_TESTS.len() => Ok(Binaries { agent, tests }),
+        _ => bail!("{cmd:?} did not report the {AGENT} binary and every test executable"),
     }
 }
 
 enum Artifact {
-    Agent,
-    EventsTest,
+    Agent(PathBuf),
+    Test(String, PathBuf),
 }
 
-/// Which binary a `compiler-artifact` message is about, and its executable.
-fn artifact(msg: &Value) -> Option<(Artifact, PathBuf)> {
+/// The binary a `compiler-artifact` message is about, if it is one we need.
+fn artifact(msg: &Value) -> Option<Artifact> {
     if msg["reason"] != "compiler-artifact" {
         return None;
     }
@@ -81,9 +107,12 @@ fn artifact(msg: &Value) -> Option<(Artifact, PathBuf)> {
     };
     // A bin's own unit-test harness has the bin's name and kind too.
     let harness = msg["profile"]["test"] == true;
-    match target["name"].as_str()? {
-        AGENT if is("bin") && !harness => Some((Artifact::Agent, exe)),
-        EVENTS_TEST if is("test") => Some((Artifact::EventsTest, exe)),
-        _ => None,
+    let name = target["name"].as_str()?;
+    if name == AGENT && is("bin") && !harness {
+        Some(Artifact::Agent(exe))
+    } else if is("test") && E2E_TESTS.contains(&name) {
+        Some(Artifact::Test(name.to_string(), exe))
+    } else {
+        None
     }
 }

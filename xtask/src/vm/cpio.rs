@@ -54,6 +54,11 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    /// One entry with full `mode` (type and permissions) and contents.
+    pub fn add_file(&mut self, name: &str, mode: u32, data: &[u8]) -> io::Result<()> {
+        self.entry(name, mode, 0, data)
+    }
+
     /// A character device node `name` (e.g. `dev/console`, 5:1).
     pub fn add_char_device(&mut self, name: &str, major: u32, minor: u32) -> io::Result<()> {
         self.entry(name, S_IFCHR | 0o600, (major << 8) | minor, &[])

@@ -2,6 +2,8 @@
 //! the host's real coreutils `cp`, `mv`, `true` and `dash` as /bin/sh (the scenarios assert
 //! `process.name == "cp"`, which a busybox applet would not give) with their shared libraries,
 //! and the static agent and test binaries at the absolute paths the test binary has compiled in.
+//! One base archive serves every kernel; each kernel's modules (overlayfs, which Debian builds
+//! as a module) go in a second archive appended to it — the kernel unpacks concatenated cpios.
 use super::{binaries::Binaries, cpio, guest_script};
 use anyhow::{Context as _, bail};
 use std::{
@@ -12,16 +14,19 @@ use std::{
     process::Command,
 };
 
-/// Busybox applets the init and scenario scripts use (never cp, mv, true or sh).
+/// Busybox applets the init script, the scenario script and the tests' shell snippets use
+/// (never cp, mv, true or sh: those must be the real programs).
 const APPLETS: &[&str] = &[
-    "cat", "date", "dmesg", "grep", "head", "hostname", "kill", "ls", "mkdir", "mktemp", "mount",
-    "poweroff", "rm", "sed", "sleep", "sync", "tail", "tee", "timeout", "umount", "uname",
-    "unshare", "wc",
+    "cat", "chmod", "date", "dmesg", "env", "grep", "head", "hostname", "id", "insmod", "ip",
+    "kill", "ln", "ls", "mkdir", "mktemp", "mount", "poweroff", "printf", "rm", "sed", "sleep",
+    "sync", "tail", "tee", "timeout", "touch", "umount", "uname", "unshare", "wc",
 ];
 /// Real programs from the host, with their libraries.
 const HOST_PROGRAMS: &[&str] = &["/bin/cp", "/bin/mv", "/bin/true", "/bin/dash"];
+/// Host programs some tests use when present (the daemon's metrics test runs promtool).
+const OPTIONAL_HOST_PROGRAMS: &[&str] = &["/usr/bin/promtool"];
 
-/// Builds `work/initramfs.cpio` (uncompressed: TCG is slow at gunzip) and returns its path.
+/// Builds the base archive `work/initramfs.cpio` (uncompressed: TCG is slow at gunzip).
 pub fn build(bins: &Binaries, work: &Path) -> anyhow::Result<PathBuf> {
     let root = work.join("rootfs");
     if root.exists() {
@@ -31,6 +36,13 @@ pub fn build(bins: &Binaries, work: &Path) -> anyhow::Result<PathBuf> {
     install_busybox(&root)?;
     for program in HOST_PROGRAMS {
         install_host_program(&root, Path::new(program))?;
+    }
+    for program in OPTIONAL_HOST_PROGRAMS
+        .iter()
+        .map(Path::new)
+        .filter(|p| p.exists())
+    {
+        install_host_program(&root, program)?;
     }
     symlink("dash", root.join("usr/bin/sh"))?;
     install_test_binaries(&root, bins)?;
@@ -53,10 +65,20 @@ fn skeleton(root: &Path) -> anyhow::Result<()> {
     ] {
         fs::create_dir_all(root.join(dir))?;
     }
-    for dir in ["tmp", "run", "root", "vmtest"] {
+    for dir in [
+        "tmp",
+        "run",
+        "root",
+        "vmtest",
+        "boot",
+        "var/tmp",
+        "var/lib/dpkg/info",
+    ] {
         fs::create_dir_all(root.join(dir))?;
     }
-    fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777))?;
+    for dir in ["tmp", "var/tmp"] {
+        fs::set_permissions(root.join(dir), fs::Permissions::from_mode(0o1777))?;
+    }
     for (link, target) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib")] {
         symlink(target, root.join(link))?;
     }
@@ -130,7 +152,8 @@ fn shared_libraries(program: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// `CARGO_BIN_EXE_boot-copy-agent`), plus the data the tests read through
 /// `CARGO_MANIFEST_DIR/../tests/data`.
 fn install_test_binaries(root: &Path, bins: &Binaries) -> anyhow::Result<()> {
-    for bin in [&bins.agent, &bins.events_test] {
+    let tests = bins.tests.iter().map(|(_, exe)| exe);
+    for bin in std::iter::once(&bins.agent).chain(tests) {
         if !is_static(bin)? {
             bail!(
                 "{} is dynamically linked; the static build did not take",
@@ -158,9 +181,9 @@ fn install_scripts(root: &Path, bins: &Binaries) -> anyhow::Result<()> {
         &root.join("vmtest/scenarios.sh"),
     )?;
     let mut env = format!(
-        "export AGENT='{}'\nexport EVENTS_TEST='{}'\n",
+        "export AGENT='{}'\nexport TESTS='{}'\n",
         bins.agent.display(),
-        bins.events_test.display()
+        bins.tests_env()
     );
     // A scenario filter given to the xtask applies inside the guests too.
     if let Ok(only) = std::env::var("VMTEST_ONLY") {
@@ -176,6 +199,25 @@ fn write_cpio(root: &Path, out: &Path) -> anyhow::Result<()> {
     w.add_tree(root)?;
     // Without /dev/console in the initramfs, init starts with no stdout.
     w.add_char_device("dev/console", 5, 1)?;
+    w.finish()?;
+    Ok(())
+}
+
+/// `base` followed by an archive holding `modules` as /vmtest/modules/NAME, written to `out`.
+pub fn with_modules(base: &Path, modules: &[PathBuf], out: &Path) -> anyhow::Result<()> {
+    fs::copy(base, out)
+        .with_context(|| format!("copying {} to {}", base.display(), out.display()))?;
+    let file = fs::OpenOptions::new().append(true).open(out)?;
+    let mut w = cpio::Writer::new(BufWriter::new(file));
+    w.add_file("vmtest/modules", 0o040_755, &[])?;
+    for module in modules {
+        let name = module
+            .file_name()
+            .context("module without a name")?
+            .to_string_lossy();
+        let data = fs::read(module).with_context(|| format!("reading {}", module.display()))?;
+        w.add_file(&format!("vmtest/modules/{name}"), 0o100_644, &data)?;
+    }
     w.finish()?;
     Ok(())
 }

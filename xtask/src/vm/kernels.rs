@@ -50,11 +50,13 @@ pub enum Target {
     Image(PathBuf),
 }
 
-/// A target ready to run: `image` (what QEMU's -kernel gets) is `None` for the host kernel.
+/// A target ready to run: `image` (what QEMU's -kernel gets) is `None` for the host kernel;
+/// `modules` are loaded in the guest before the scenarios.
 pub struct Prepared {
     pub label: String,
     pub package: Option<String>,
     pub image: Option<PathBuf>,
+    pub modules: Vec<PathBuf>,
 }
 
 impl Target {
@@ -83,20 +85,22 @@ impl Target {
                 label: "host".into(),
                 package: None,
                 image: None,
+                modules: Vec::new(),
             },
             Target::Image(path) => Prepared {
                 label: file_label(path),
                 package: None,
                 image: Some(path.clone()),
+                modules: Vec::new(),
             },
             Target::Series(series) => {
                 let package = series.resolve(cache)?;
-                let vmlinuz = fetch(cache, &package, series.bullseye)?;
-                let image = uncompressed(&vmlinuz)?;
+                let entry = fetch(cache, &package, series.bullseye)?;
                 Prepared {
                     label: series.name.into(),
+                    image: Some(uncompressed(&entry.join("vmlinuz"))?),
+                    modules: modules(&entry)?,
                     package: Some(package),
-                    image: Some(image),
                 }
             }
         })
@@ -179,19 +183,22 @@ fn cached_packages(cache: &Path) -> anyhow::Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry?;
-        if entry.path().join("vmlinuz").is_file() {
+        if entry.path().join("vmlinuz").is_file() && entry.path().join("modules").is_dir() {
             names.push(entry.file_name().to_string_lossy().into_owned());
         }
     }
     Ok(names)
 }
 
-/// The vmlinuz of `package`, downloaded and extracted unless already cached.
+/// Modules the scenarios need that Debian does not build in (daemon tests mount overlayfs).
+const MODULES: [&str; 1] = ["overlay"];
+
+/// The cache entry of `package` (`vmlinuz` and `modules/*.ko`), downloaded and extracted unless
+/// already cached.
 fn fetch(cache: &Path, package: &str, bullseye: bool) -> anyhow::Result<PathBuf> {
     let dest = cache.join("kernels").join(package);
-    let vmlinuz = dest.join("vmlinuz");
-    if vmlinuz.is_file() {
-        return Ok(vmlinuz);
+    if dest.join("vmlinuz").is_file() && dest.join("modules").is_dir() {
+        return Ok(dest);
     }
     eprintln!("vm-test: downloading {package} into {}", cache.display());
     let tmp = cache.join(format!("download-{}", std::process::id()));
@@ -200,14 +207,36 @@ fn fetch(cache: &Path, package: &str, bullseye: bool) -> anyhow::Result<PathBuf>
     let mut cmd = apt(cache, "apt-get", bullseye);
     crate::status(cmd.arg("download").arg(package).current_dir(&tmp))?;
     let deb = find_deb(&tmp, package)?;
-    let image = extract_vmlinuz(&deb, &tmp)?;
-    let staged = tmp.join("vmlinuz");
-    fs::rename(&image, &staged)?;
-    fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
-    // Renamed into place last: a cached vmlinuz is always complete.
-    fs::rename(&staged, &vmlinuz).with_context(|| format!("storing {}", vmlinuz.display()))?;
+    let unpacked = tmp.join("root");
+    extract(&deb, &unpacked)?;
+    let entry = tmp.join("entry");
+    fs::create_dir_all(entry.join("modules"))?;
+    fs::rename(find_vmlinuz(&unpacked)?, entry.join("vmlinuz"))?;
+    for module in MODULES {
+        match find_module(&unpacked, module)? {
+            Some(ko) => {
+                decompress_module(&ko, &entry.join("modules").join(format!("{module}.ko")))?
+            }
+            None => eprintln!("vm-test: {package} has no {module} module"),
+        }
+    }
+    // Moved into place last: a cache entry is always complete.
+    let _ = fs::remove_dir_all(&dest);
+    fs::create_dir_all(dest.parent().expect("under the cache"))?;
+    fs::rename(&entry, &dest).with_context(|| format!("storing {}", dest.display()))?;
     fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
-    Ok(vmlinuz)
+    Ok(dest)
+}
+
+/// The modules of a cache entry.
+fn modules(entry: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = entry.join("modules");
+    let mut found = Vec::new();
+    for e in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        found.push(e?.path());
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// Compressed payloads a bzImage may carry: magic and the command that decompresses it.
@@ -282,8 +311,10 @@ fn find_deb(dir: &Path, package: &str) -> anyhow::Result<PathBuf> {
     )
 }
 
-/// Extracts only `boot/vmlinuz-*` from `deb` into `dir` (not the ~400 MB of modules).
-fn extract_vmlinuz(deb: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+/// Extracts from `deb` into `dir` only `boot/vmlinuz-*` and the wanted modules (not the
+/// ~400 MB of all modules).
+fn extract(deb: &Path, dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir)?;
     let mut unpack = Command::new("dpkg-deb")
         .arg("--fsys-tarfile")
         .arg(deb)
@@ -291,24 +322,70 @@ fn extract_vmlinuz(deb: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
         .spawn()
         .context("running dpkg-deb")?;
     let tar_input = unpack.stdout.take().expect("piped");
-    let tar = Command::new("tar")
+    let patterns = MODULES.iter().map(|m| format!("./lib/modules/*/{m}.ko*"));
+    // tar fails when a pattern matches nothing; a missing module is reported by the caller.
+    let _ = Command::new("tar")
         .args(["-x", "--wildcards", "./boot/vmlinuz-*"])
+        .args(patterns)
         .current_dir(dir)
         .stdin(tar_input)
+        .stderr(Stdio::null())
         .status()
         .context("running tar")?;
     let dpkg = unpack.wait()?;
-    if !tar.success() || !dpkg.success() {
-        bail!(
-            "extracting vmlinuz from {} failed (dpkg-deb {dpkg}, tar {tar})",
-            deb.display()
-        );
+    if !dpkg.success() {
+        bail!("dpkg-deb --fsys-tarfile {} failed: {dpkg}", deb.display());
     }
-    let boot = dir.join("boot");
-    let entry = fs::read_dir(&boot)?
+    Ok(())
+}
+
+fn find_vmlinuz(unpacked: &Path) -> anyhow::Result<PathBuf> {
+    let boot = unpacked.join("boot");
+    let entry = fs::read_dir(&boot)
+        .with_context(|| format!("no boot/ in the package ({})", boot.display()))?
         .next()
-        .ok_or_else(|| anyhow!("no vmlinuz in {}", deb.display()))??;
+        .ok_or_else(|| anyhow!("no vmlinuz in {}", boot.display()))??;
     Ok(entry.path())
+}
+
+/// `lib/modules/*/**/NAME.ko[.xz|.zst]` under `unpacked`.
+fn find_module(unpacked: &Path, name: &str) -> anyhow::Result<Option<PathBuf>> {
+    fn walk(dir: &Path, name: &str) -> std::io::Result<Option<PathBuf>> {
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                if let Some(found) = walk(&path, name)? {
+                    return Ok(Some(found));
+                }
+            } else if path.file_name().is_some_and(|f| {
+                let f = f.to_string_lossy();
+                f == format!("{name}.ko") || f.starts_with(&format!("{name}.ko."))
+            }) {
+                return Ok(Some(path));
+            }
+        }
+        Ok(None)
+    }
+    let root = unpacked.join("lib/modules");
+    if !root.is_dir() {
+        return Ok(None);
+    }
+    Ok(walk(&root, name)?)
+}
+
+/// Copies a module to `out`, decompressed (busybox insmod takes plain `.ko` files only).
+fn decompress_module(ko: &Path, out: &Path) -> anyhow::Result<()> {
+    let tool = match ko.extension().and_then(|e| e.to_str()) {
+        Some("xz") => "xz",
+        Some("zst") => "zstd",
+        Some("gz") => "gzip",
+        _ => {
+            fs::copy(ko, out)?;
+            return Ok(());
+        }
+    };
+    let file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    crate::status(Command::new(tool).arg("-dc").arg(ko).stdout(file))
 }
 
 /// An apt command; with `bullseye`, on the private state under `cache/apt-bullseye`.

@@ -59,7 +59,7 @@ pub fn run_host(
     let mut cmd = Command::new("sh");
     cmd.arg(guest_script("scenarios.sh"))
         .env("AGENT", &bins.agent)
-        .env("EVENTS_TEST", &bins.events_test)
+        .env("TESTS", bins.tests_env())
         .current_dir("/");
     run_logged(cmd, log, timeout, on_line)
 }

@@ -1,0 +1,387 @@
+//! The strict companion rule's view of an exec: which copy tool it runs (by name, as a
+//! busybox/coreutils applet, or by file identity), which paths it writes (options parsed,
+//! operands resolved against the working directory and normalized), whether any lies in
+//! `/boot` (lexically, through a symlink, or on `/boot`'s filesystem), and the evasive forms used.
+//!
+//! The result is added to the exec's event as `boot_copy.strict.*` fields, which the bundled rule
+//! `rules/boot-file-copy-strict.toml` reads:
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `boot_copy.strict.tool` | `cp`, `mv`, `install` or `rsync` |
+//! | `boot_copy.strict.identified_by` | `name`, `applet` (busybox/coreutils) or `file` (same inode or content as the system's cp/mv) |
+//! | `boot_copy.strict.targets` | destinations, absolute and normalized (for `mv`, sources too: moving a file away modifies its directory) |
+//! | `boot_copy.strict.boot_paths` | those of them that lie in `/boot` (canonical when reached through a symlink or another mount) |
+//! | `boot_copy.strict.into_boot` | whether `boot_paths` is non-empty |
+//! | `boot_copy.strict.evasion` | forms that hide the write from the published rule (absent when none) |
+//!
+//! Only execs of a recognised copy tool get these fields.
+
+pub mod identity;
+pub mod mounts;
+pub mod options;
+pub mod paths;
+
+use boot_copy_common::exec_flags;
+use serde_json::{Value, json};
+
+use crate::decode::Exec;
+use crate::rules::{
+    Prefilter, Rule,
+    eql::ast::{CmpOp, Expr, Literal},
+};
+
+/// The rule id of the bundled strict rule.
+pub const RULE_ID: &str = "995bf1fa-2bb9-4ac5-b686-73a539902f99";
+
+/// What the analysis found for one exec of a copy tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Analysis {
+    pub tool: &'static str,
+    pub how: identity::How,
+    pub targets: Vec<String>,
+    pub boot_paths: Vec<String>,
+    pub evasion: Vec<&'static str>,
+}
+
+impl Analysis {
+    /// The `boot_copy.strict` object.
+    pub fn fields(&self) -> Value {
+        let mut v = json!({
+            "tool": self.tool,
+            "identified_by": match self.how {
+                identity::How::Name => "name",
+                identity::How::Applet => "applet",
+                identity::How::File => "file",
+            },
+            "targets": self.targets,
+            "boot_paths": self.boot_paths,
+            "into_boot": !self.boot_paths.is_empty(),
+        });
+        if !self.evasion.is_empty() {
+            v["evasion"] = json!(self.evasion);
+        }
+        v
+    }
+}
+
+/// The analyser: the system's cp/mv identities and `/boot`'s device, taken at start.
+#[derive(Debug, Default)]
+pub struct Analyzer {
+    identity: identity::Identity,
+    boot: mounts::Boot,
+}
+
+fn push(v: &mut Vec<&'static str>, tag: &'static str) {
+    if !v.contains(&tag) {
+        v.push(tag);
+    }
+}
+
+impl Analyzer {
+    pub fn system() -> Analyzer {
+        Analyzer {
+            identity: identity::Identity::system(),
+            boot: mounts::Boot::system(),
+        }
+    }
+
+    /// The analysis of an exec of `executable` (the resolved binary) with `args`, in `cwd`;
+    /// `None` when it is not a copy tool.
+    pub fn analyse(&mut self, executable: &str, args: &[String], cwd: &str) -> Option<Analysis> {
+        let tool = self.identity.identify(executable, args)?;
+        let mut evasion = Vec::new();
+        match tool.how {
+            identity::How::Applet => push(&mut evasion, "multicall_applet"),
+            identity::How::File => push(&mut evasion, "renamed_binary"),
+            identity::How::Name if !matches!(tool.name, "cp" | "mv") => {
+                push(&mut evasion, "other_copy_tool")
+            }
+            identity::How::Name => {}
+        }
+        let parsed = options::parse(tool.name, args.get(tool.first_arg..).unwrap_or(&[]));
+        let mut written: Vec<(String, options::Form)> = parsed.destination.into_iter().collect();
+        if tool.name == "mv" {
+            written.extend(
+                parsed
+                    .sources
+                    .into_iter()
+                    .map(|s| (s, options::Form::Operand)),
+            );
+        }
+        let mut targets = Vec::new();
+        let mut boot_paths = Vec::new();
+        for (raw, form) in written {
+            let n = paths::normalize(cwd, &raw);
+            let in_boot = if paths::under_boot(&n.path) {
+                Some(n.path.clone())
+            } else {
+                self.boot.locate(&n.path).map(|(canon, tag)| {
+                    push(&mut evasion, tag);
+                    canon
+                })
+            };
+            if let Some(p) = in_boot {
+                for f in &n.forms {
+                    push(&mut evasion, f);
+                }
+                match form.evasion() {
+                    Some(tag) => push(&mut evasion, tag),
+                    None if n.forms.is_empty()
+                        && n.path == "/boot"
+                        && !paths::published_sees(&raw) =>
+                    {
+                        push(&mut evasion, "no_trailing_slash")
+                    }
+                    None => {}
+                }
+                boot_paths.push(p);
+            }
+            targets.push(n.path);
+        }
+        if boot_paths.is_empty() {
+            evasion.clear();
+        }
+        Some(Analysis {
+            tool: tool.name,
+            how: tool.how,
+            targets,
+            boot_paths,
+            evasion,
+        })
+    }
+
+    /// [`Analyzer::analyse`] of a decoded exec.
+    pub fn analyse_exec(&mut self, exec: &Exec) -> Option<Analysis> {
+        let exe = String::from_utf8_lossy(&exec.exe);
+        let args: Vec<String> = exec
+            .args
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let cwd = exec
+            .cwd
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or("/".into());
+        self.analyse(&exe, &args, &cwd)
+    }
+}
+
+/// Whether a rule can only match execs the analysis recognised: one of its top-level conjuncts
+/// is `boot_copy.strict.into_boot == true`.
+pub fn gated(rule: &Rule) -> bool {
+    rule.query.ast().condition.conjuncts().iter().any(|c| {
+        matches!(c, Expr::Compare { op: CmpOp::Eq, left, right, .. }
+            if matches!(&**left, Expr::Field { field, .. } if field.name == "boot_copy.strict.into_boot")
+            && matches!(&**right, Expr::Literal { value: Literal::Bool(true), .. }))
+    })
+}
+
+/// What the kernel must report for `rules`: the names it watches (reported with the full
+/// argument capacity and an immediate wake-up) and whether it reports every other exec too.
+/// A strict-gated rule needs every exec (a renamed binary has no name known in advance), but the
+/// published rule's names and the strict analysis's own names (`cp`, `mv`, `install`, `rsync`,
+/// `busybox`, `coreutils`) stay watched, so their arguments are not cut at 32 KiB.
+pub fn kernel_watch(rules: &[Rule]) -> (Vec<String>, bool) {
+    let others: Vec<Rule> = rules.iter().filter(|r| !gated(r)).cloned().collect();
+    let mut names = match Prefilter::from_rules(&others) {
+        Prefilter::All => return (Vec::new(), true),
+        Prefilter::Names(n) => n,
+    };
+    let any_gated = others.len() != rules.len();
+    if any_gated {
+        names.extend(
+            identity::TOOLS
+                .iter()
+                .chain(&identity::MULTICALL)
+                .map(|n| n.to_string()),
+        );
+    }
+    (names.into_iter().collect(), any_gated)
+}
+
+/// Which execs the detection path must describe and evaluate. The kernel reports every exec when
+/// a strict-gated rule is loaded (a renamed binary has no name known in advance); this gate drops,
+/// before any further work, those that neither another rule's names nor the analysis admit.
+#[derive(Debug)]
+pub struct Gate {
+    /// What the rules other than the strict-gated ones need.
+    others: Prefilter,
+    /// The analyser, when a strict-gated rule is loaded.
+    pub analyzer: Option<Analyzer>,
+}
+
+impl Gate {
+    pub fn new(rules: &[Rule]) -> Gate {
+        let others: Vec<Rule> = rules.iter().filter(|r| !gated(r)).cloned().collect();
+        let any = others.len() != rules.len();
+        Gate {
+            others: Prefilter::from_rules(&others),
+            analyzer: any.then(Analyzer::system),
+        }
+    }
+
+    /// The analysis of `exec` (when a strict rule is loaded) and whether the exec must be
+    /// evaluated at all.
+    pub fn admit(&mut self, exec: &Exec) -> (Option<Analysis>, bool) {
+        let analysis = self.analyzer.as_mut().and_then(|a| a.analyse_exec(exec));
+        if analysis.is_some() {
+            return (analysis, true);
+        }
+        let named = if exec.has(exec_flags::SCRIPT) {
+            &exec.filename
+        } else {
+            &exec.exe
+        };
+        let name = String::from_utf8_lossy(crate::process::paths::basename(named));
+        (None, self.others.admits(&name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(exe: &str, line: &str, cwd: &str) -> Option<(Vec<String>, bool, Vec<&'static str>)> {
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        Analyzer::default()
+            .analyse(exe, &args, cwd)
+            .map(|r| (r.targets, !r.boot_paths.is_empty(), r.evasion))
+    }
+
+    #[test]
+    fn evasions() {
+        let cp = "/usr/bin/cp";
+        let ev = |exe, line, cwd| a(exe, line, cwd).unwrap().2;
+        assert_eq!(ev(cp, "cp x .", "/boot"), ["relative_path", "dot_segment"]);
+        assert_eq!(ev(cp, "cp x /boot", "/"), ["no_trailing_slash"]);
+        assert_eq!(ev(cp, "cp x //boot/x", "/"), ["double_slash"]);
+        assert_eq!(ev(cp, "cp x /./boot/x", "/"), ["dot_segment"]);
+        assert_eq!(ev(cp, "cp x /tmp/../boot/x", "/"), ["dotdot"]);
+        assert_eq!(ev(cp, "cp -t/boot x", "/"), ["joined_target_option"]);
+        assert_eq!(
+            ev(cp, "cp --target-directory=/boot x", "/"),
+            ["long_target_option"]
+        );
+        assert_eq!(
+            ev("/usr/bin/busybox", "busybox cp x /boot/y", "/"),
+            ["multicall_applet"]
+        );
+        assert_eq!(ev(cp, "cp x /boot/y", "/"), Vec::<&str>::new());
+        assert_eq!(ev(cp, "cp x /tmp/y", "/"), Vec::<&str>::new());
+        assert_eq!(
+            ev("/usr/bin/mv", "mv boot/vmlinuz /tmp", "/"),
+            ["relative_path"]
+        );
+        assert_eq!(
+            a(cp, "cp x /tmp/y", "/").unwrap(),
+            (vec!["/tmp/y".to_owned()], false, vec![])
+        );
+        assert_eq!(a("/usr/bin/ls", "ls /boot", "/"), None);
+    }
+
+    #[test]
+    fn kernel_watch_keeps_names_watched() {
+        let published = crate::rules::bundled();
+        assert_eq!(
+            kernel_watch(&published),
+            (vec!["cp".into(), "mv".into()], false)
+        );
+        let mut both = published;
+        both.push(crate::rules::bundled_strict());
+        assert!(gated(&both[1]) && !gated(&both[0]));
+        let (names, all) = kernel_watch(&both);
+        assert!(all);
+        assert_eq!(
+            names,
+            ["busybox", "coreutils", "cp", "install", "mv", "rsync"]
+        );
+    }
+
+    #[test]
+    fn strict_rule_fires_only_where_the_published_rule_does_not() {
+        let rules = crate::rules::RuleSet::from_rules(vec![
+            crate::rules::bundled().remove(0),
+            crate::rules::bundled_strict(),
+        ]);
+        let verdict = |exe: &str, line: &str, cwd: &str, parent: &str| -> Vec<String> {
+            let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+            let mut event = json!({
+                "event": {"kind": "event", "category": ["process"], "type": ["start"], "action": "exec"},
+                "host": {"os": {"type": "linux"}},
+                "process": {"name": exe.rsplit('/').next().unwrap(), "executable": exe, "args": args,
+                    "parent": {"name": parent, "executable": format!("/usr/sbin/{parent}")}},
+            });
+            if let Some(a) = Analyzer::default().analyse(exe, &args, cwd) {
+                event["boot_copy"] = json!({"strict": a.fields()});
+            }
+            let doc = crate::rules::Document::from_json(&event);
+            rules.evaluate(&doc).map(|r| r.name.clone()).collect()
+        };
+        let strict = vec!["Boot File Copy (strict)".to_owned()];
+        let published = vec!["Boot File Copy".to_owned()];
+        assert_eq!(
+            verdict("/usr/bin/cp", "cp x /boot/y", "/", "bash"),
+            published
+        );
+        assert_eq!(verdict("/usr/bin/cp", "cp x /boot", "/", "bash"), strict);
+        assert_eq!(verdict("/usr/bin/cp", "cp x .", "/boot", "bash"), strict);
+        assert_eq!(
+            verdict("/usr/bin/busybox", "cp x /boot/y", "/", "bash"),
+            strict
+        );
+        assert_eq!(
+            verdict("/usr/bin/cp", "cp x /tmp/y", "/", "bash"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            verdict("/usr/bin/cp", "cp x .", "/boot", "update-initramfs"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            verdict("/usr/bin/cp", "cp x /boot/y", "/", "dracut"),
+            Vec::<String>::new()
+        );
+    }
+
+    /// `cargo test --release -p boot-copy-agent --lib strict::tests::cost -- --ignored --nocapture`:
+    /// the strict analysis's userspace cost on an exec that is not a copy tool (what every exec
+    /// pays once the kernel reports all execs).
+    #[test]
+    #[ignore]
+    fn cost() {
+        let mut an = Analyzer::system();
+        let args: Vec<String> = vec!["true".into(), "--version".into()];
+        for exe in ["/usr/bin/true", "/usr/bin/dash", "/nonexistent/bin/x"] {
+            let n = 200_000;
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                assert!(
+                    an.analyse(std::hint::black_box(exe), &args, "/tmp")
+                        .is_none()
+                );
+            }
+            eprintln!(
+                "{exe}: {:.0} ns per exec",
+                t.elapsed().as_nanos() as f64 / n as f64
+            );
+        }
+    }
+
+    #[test]
+    fn fields_of_an_analysis() {
+        let r = Analyzer::default()
+            .analyse(
+                "/usr/bin/cp",
+                &["cp".into(), "x".into(), "/boot".into()],
+                "/",
+            )
+            .unwrap();
+        assert_eq!(
+            r.fields(),
+            json!({"tool": "cp", "identified_by": "name", "targets": ["/boot"],
+                   "boot_paths": ["/boot"], "into_boot": true, "evasion": ["no_trailing_slash"]})
+        );
+    }
+}
