@@ -84,7 +84,7 @@ fn log_only(path: &Path) -> SinksConfig {
             ..Default::default()
         },
         stdout: no_stdout(),
-        ..Default::default()
+        syslog: SyslogConfig::default(),
     }
 }
 
@@ -109,7 +109,6 @@ fn syslog_only(transport: SyslogTransport, address: String) -> SinksConfig {
             ..Default::default()
         },
         stdout: no_stdout(),
-        ..Default::default()
     }
 }
 

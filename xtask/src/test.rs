@@ -4,9 +4,11 @@
 //! systemd. Every stage runs; the last line counts stages passed and failed.
 use crate::{cargo, fuzz, service, setup, vm};
 
+type Stage = (&'static str, fn() -> anyhow::Result<()>);
+
 pub fn run() -> anyhow::Result<()> {
     setup::require_root("the test suite")?;
-    let stages: [(&str, fn() -> anyhow::Result<()>); 4] = [
+    let stages: [Stage; 4] = [
         // Kernel tests share the host's exec stream; one test at a time keeps timing honest.
         ("cargo test", || {
             cargo(&["test", "--workspace", "--", "--test-threads=1"])
