@@ -17,7 +17,7 @@ use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 
 /// `tp_btf/sched_process_exec` (task, old_pid, bprm).
 #[btf_tracepoint(function = "sched_process_exec")]
-pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
+pub fn boot_copy_exec(ctx: BtfTracePointContext) -> u32 {
     match exec::handle(&ctx) {
         Ok(r) | Err(r) => r,
     }
@@ -25,7 +25,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
 
 /// `tp_btf/sched_process_fork` (parent, child).
 #[btf_tracepoint(function = "sched_process_fork")]
-pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
+pub fn boot_copy_fork(ctx: BtfTracePointContext) -> u32 {
     match fork::handle(&ctx) {
         Ok(r) | Err(r) => r,
     }
@@ -33,7 +33,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
 
 /// `tp_btf/sched_process_exit` (task, ...).
 #[btf_tracepoint(function = "sched_process_exit")]
-pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
+pub fn boot_copy_exit(ctx: BtfTracePointContext) -> u32 {
     match exit::handle(&ctx) {
         Ok(r) | Err(r) => r,
     }

@@ -198,7 +198,7 @@ fn prog_stats() -> anyhow::Result<Vec<ProgStat>> {
         .flatten()
         .filter_map(|p| {
             let name = p["name"].as_str()?;
-            name.starts_with("boot_copy").then(|| ProgStat {
+            name.starts_with("boot_copy_").then(|| ProgStat {
                 name: name.to_owned(),
                 run_time_ns: p["run_time_ns"].as_u64().unwrap_or(0),
                 run_cnt: p["run_cnt"].as_u64().unwrap_or(0),

@@ -19,11 +19,12 @@ pub use ring::RingReader;
 /// The eBPF object built by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/boot-copy"));
 
-/// The programs, by BTF tracepoint name (also their function names in the object).
-const PROGRAMS: [&str; 3] = [
-    "sched_process_exec",
-    "sched_process_fork",
-    "sched_process_exit",
+/// The programs: function name in the object (what `bpftool prog` shows) and the BTF
+/// tracepoint each attaches to.
+const PROGRAMS: [(&str, &str); 3] = [
+    ("boot_copy_exec", "sched_process_exec"),
+    ("boot_copy_fork", "sched_process_fork"),
+    ("boot_copy_exit", "sched_process_exit"),
 ];
 
 /// `bpf_map_update_elem` flag: fail if the key exists.
@@ -133,8 +134,8 @@ impl Sensor {
             })?;
         }
 
-        for name in PROGRAMS {
-            attach(&mut ebpf, &btf, name)?;
+        for (name, tracepoint) in PROGRAMS {
+            attach(&mut ebpf, &btf, name, tracepoint)?;
         }
 
         let table = HashMap::try_from(take_map(&mut ebpf, "PROC_TABLE")?).map_err(|source| {
@@ -199,7 +200,7 @@ impl Sensor {
     pub fn program_stats(&self) -> Result<Vec<ProgramStats>, SensorError> {
         PROGRAMS
             .iter()
-            .map(|&name| {
+            .map(|&(name, _)| {
                 let program_error = |source| SensorError::Program {
                     program: name.to_owned(),
                     source,
@@ -264,7 +265,7 @@ fn take_map(ebpf: &mut Ebpf, map: &'static str) -> Result<aya::maps::Map, Sensor
     ebpf.take_map(map).ok_or(SensorError::MissingMap { map })
 }
 
-fn attach(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<(), SensorError> {
+fn attach(ebpf: &mut Ebpf, btf: &Btf, name: &str, tracepoint: &str) -> Result<(), SensorError> {
     let program_error = |source| SensorError::Program {
         program: name.to_owned(),
         source,
@@ -274,7 +275,7 @@ fn attach(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<(), SensorError> {
         .ok_or_else(|| program_error(ProgramError::NotLoaded))?
         .try_into()
         .map_err(program_error)?;
-    program.load(name, btf).map_err(|e| match e {
+    program.load(tracepoint, btf).map_err(|e| match e {
         ProgramError::LoadError {
             io_error,
             verifier_log,
