@@ -20,12 +20,11 @@ use boot_copy_common::{
 
 const WAIT: Duration = Duration::from_secs(5);
 
+/// These tests load programs into the running kernel: without root they fail, they do not skip.
 fn is_root() -> bool {
     // SAFETY: plain syscall.
     let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("skipped: needs root");
-    }
+    assert!(root, "the sensor tests need root (run `cargo xtask test`)");
     root
 }
 
@@ -455,6 +454,41 @@ fn all_execs_sees_any_exec() {
     expected.extend(argv(&args));
     assert_eq!(r.args, expected);
     assert_eq!(r.header.flags & exec_flags::WATCHED, 0);
+}
+
+#[test]
+fn watched_size_catches_a_renamed_copy() {
+    if !is_root() {
+        return;
+    }
+    let dir = TempDir::new("size");
+    let renamed = dir.0.join("not-a-watched-name");
+    fs::copy(
+        realpath("/bin/true")
+            .iter()
+            .map(|&b| b as char)
+            .collect::<String>(),
+        &renamed,
+    )
+    .unwrap();
+    let size = fs::metadata(&renamed).unwrap().len();
+    let cfg = SensorConfig {
+        watched: vec!["cp".into()],
+        watched_sizes: vec![size],
+        table_entries: 4096,
+        ..SensorConfig::default()
+    };
+    let mut sensor = Sensor::start(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let mut reader = sensor.take_reader().unwrap();
+    let pid = run(&mut Command::new(&renamed));
+    let other = run(&mut Command::new("/bin/sh").arg("-c").arg("exit 0"));
+    let mut seen = Vec::new();
+    let i = wait_for(&mut reader, &mut seen, |r| r.header.tgid == pid).expect("no record");
+    assert_ne!(seen[i].header.flags & exec_flags::WATCHED, 0);
+    assert!(
+        !seen.iter().any(|r| r.header.tgid == other),
+        "an unwatched size arrived"
+    );
 }
 
 #[test]

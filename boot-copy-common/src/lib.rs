@@ -23,6 +23,8 @@ pub const NAME_KEY_CAP: usize = 64;
 pub const PROC_TABLE_ENTRIES: u32 = 16384;
 /// Maximum number of watched names.
 pub const WATCHED_ENTRIES: u32 = 256;
+/// Maximum number of watched executable sizes.
+pub const WATCHED_SIZE_ENTRIES: u32 = 64;
 
 /// Record kinds (first `u32` of every ring-buffer record).
 pub const RECORD_EXEC: u32 = 1;

@@ -27,6 +27,7 @@ unsafe extern "C" {
     pub fn bc_bprm_filename(bprm: Binprm) -> *const u8;
     pub fn bc_bprm_interp(bprm: Binprm) -> *const u8;
     pub fn bc_bprm_argc(bprm: Binprm) -> u32;
+    pub fn bc_bprm_file_size(bprm: Binprm) -> u64;
     /// `&bprm->file->f_path` or null.
     pub fn bc_bprm_file_path(bprm: Binprm) -> KPath;
 

@@ -20,7 +20,7 @@ use boot_copy_common::{
 use crate::{
     co_re::{self, Binprm, Task},
     image,
-    maps::{self, EVENTS, IMAGE_SCRATCH, PROC_TABLE, SCRATCH, WATCHED, count},
+    maps::{self, EVENTS, IMAGE_SCRATCH, PROC_TABLE, SCRATCH, WATCHED, WATCHED_SIZES, count},
     path,
 };
 
@@ -134,7 +134,10 @@ unsafe fn record(task: Task, bprm: Binprm, rec: *mut ExecRecord, img: *mut ProcI
         let key_len = co_re::bc_basename_key(name_src, name_len, key.as_mut_ptr().cast());
         // SAFETY: the shim functions write all NAME_KEY_CAP bytes when they return >= 0.
         let key: &[u8; NAME_KEY_CAP] = &*key.as_ptr().cast();
-        let watched = key_len > 0 && WATCHED.get_ptr(key).is_some();
+        let watched = (key_len > 0 && WATCHED.get_ptr(key).is_some())
+            || WATCHED_SIZES
+                .get_ptr(&co_re::bc_bprm_file_size(bprm))
+                .is_some();
         if watched {
             flags |= exec_flags::WATCHED;
         }

@@ -4,7 +4,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use boot_copy_common::{ExecRecord, NAME_KEY_CAP, ProcImage, WATCHED_ENTRIES, counter};
+use boot_copy_common::{
+    ExecRecord, NAME_KEY_CAP, ProcImage, WATCHED_ENTRIES, WATCHED_SIZE_ENTRIES, counter,
+};
 
 /// Exec records for the agent. The loader sets the size (default 8 MiB).
 #[map]
@@ -26,6 +28,11 @@ pub static PROC_TABLE: LruHashMap<u32, ProcImage> = LruHashMap::with_max_entries
 /// Executable basenames (zero-padded) whose execs are always submitted with full arguments.
 #[map]
 pub static WATCHED: HashMap<[u8; NAME_KEY_CAP], u8> = HashMap::with_max_entries(WATCHED_ENTRIES, 0);
+
+/// Executable file sizes whose execs are submitted like watched names: the agent confirms the
+/// identity (a renamed or copied cp/mv) in userspace. A size matches few other binaries.
+#[map]
+pub static WATCHED_SIZES: HashMap<u64, u8> = HashMap::with_max_entries(WATCHED_SIZE_ENTRIES, 0);
 
 /// Index 0: `config_flags`.
 #[map]

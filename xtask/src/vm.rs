@@ -1,10 +1,11 @@
 //! `cargo xtask vm-test [KERNEL...]`: the kernel matrix. Boots Debian's own kernels under QEMU
 //! (TCG: KVM does not work for nested guests on these machines) with an initramfs holding
-//! busybox, real coreutils and the statically linked agent and `events` test binary, and runs
-//! `tests/vm/scenarios.sh` in each guest; `host` runs the same script natively on this kernel.
+//! busybox, real coreutils and the statically linked agent and end-to-end test binaries
+//! (tests/events.rs, tests/daemon.rs), and runs `tests/vm/scenarios.sh` in each guest; `host`
+//! runs the same script with the same binaries natively on this kernel.
 //!
-//! KERNEL is `5.10` (Debian bullseye), `6.1`, `6.12` (bookworm), `host`, or a path to a bzImage;
-//! none means all four. Kernel packages are cached in `/var/cache/boot-copy-vm` (override with
+//! KERNEL is `5.10` (Debian bullseye), `6.1`, `6.12` (bookworm), `host`, or a path to a kernel
+//! image (bzImage, or a vmlinux with a PVH entry); none means all four. Kernel packages are cached in `/var/cache/boot-copy-vm` (override with
 //! `BOOT_COPY_VM_CACHE`); `BOOT_COPY_VM_TIMEOUT` (seconds, default 900) bounds each kernel;
 //! `VMTEST_ONLY` (a shell glob) selects scenarios by name.
 pub mod binaries;

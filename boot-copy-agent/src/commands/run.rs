@@ -92,6 +92,7 @@ fn sensor_config(config: &Config, rules: &RuleSet) -> SensorConfig {
     let (watched, all_execs) = crate::strict::kernel_watch(rules.rules());
     SensorConfig {
         watched,
+        watched_sizes: Vec::new(),
         all_execs,
         ring_bytes: config.sensor.ring_buffer_bytes,
         table_entries: config.sensor.process_table_entries,

@@ -34,6 +34,8 @@ const BPF_NOEXIST: u64 = 1;
 pub struct SensorConfig {
     /// Executable basenames whose execs are always submitted, with up to 512 KiB of arguments.
     pub watched: Vec<String>,
+    /// Executable file sizes submitted like watched names (the agent confirms what they are).
+    pub watched_sizes: Vec<u64>,
     /// Submit every exec (up to 32 KiB of arguments for unwatched names).
     pub all_execs: bool,
     /// Ring-buffer size: a power of two of at least 1 MiB.
@@ -46,6 +48,7 @@ impl Default for SensorConfig {
     fn default() -> Self {
         Self {
             watched: Vec::new(),
+            watched_sizes: Vec::new(),
             all_execs: false,
             ring_bytes: 8 << 20,
             table_entries: PROC_TABLE_ENTRIES,
@@ -115,6 +118,21 @@ impl Sensor {
                     .insert(key, 1, 0)
                     .map_err(|source| SensorError::Map {
                         map: "WATCHED",
+                        source,
+                    })?;
+            }
+            let mut sizes: HashMap<_, u64, u8> =
+                HashMap::try_from(map_mut(&mut ebpf, "WATCHED_SIZES")?).map_err(|source| {
+                    SensorError::Map {
+                        map: "WATCHED_SIZES",
+                        source,
+                    }
+                })?;
+            for size in &cfg.watched_sizes {
+                sizes
+                    .insert(size, 1, 0)
+                    .map_err(|source| SensorError::Map {
+                        map: "WATCHED_SIZES",
                         source,
                     })?;
             }

@@ -83,8 +83,13 @@ struct path {
 	struct dentry *dentry;
 } __attribute__((preserve_access_index));
 
+struct inode {
+	long long i_size;
+} __attribute__((preserve_access_index));
+
 struct file {
 	struct path f_path;
+	struct inode *f_inode;
 } __attribute__((preserve_access_index));
 
 struct fs_struct {
@@ -221,6 +226,13 @@ SHIM const char *bc_bprm_interp(struct linux_binprm *bprm)
 SHIM __u32 bc_bprm_argc(struct linux_binprm *bprm)
 {
 	return bprm->argc;
+}
+
+// Size in bytes of the file the kernel runs (0 if unknown): the second prefilter key, which
+// catches renamed or copied cp/mv binaries whose name is not watched.
+SHIM __u64 bc_bprm_file_size(struct linux_binprm *bprm)
+{
+	return BPF_CORE_READ(bprm, file, f_inode, i_size);
 }
 
 // &bprm->file->f_path, or NULL.

@@ -200,6 +200,11 @@ systemctl start "$UNIT"
 wait_for "$WAIT" active
 [ "$(cat "$LOG"* | grep -cF previous-run-unclean)" -eq "$UNCLEAN" ] && pass clean-restart || fail clean-restart "an unclean record after a clean stop"
 
+# --- not checks: what the agent said on stderr (JSON lines are its records), and boot timing
+echo "agent diagnostics (journal, non-record lines):"
+journalctl -q -u "$UNIT" -o cat --no-pager | grep -v '^{' | tail -n 20
+systemd-analyze time 2>&1 | head -n 1
+
 # --- an upgrade (the same package again) restarts the service
 OLD=$(show MainPID)
 if dpkg -i "$DEB" && wait_for "$WAIT" restarted_from "$OLD"; then

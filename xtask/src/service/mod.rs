@@ -13,7 +13,8 @@
 //! system as an uncompressed cpio archive in `service-rootfs/` (the kernel unpacks it faster
 //! than a compressed one under emulation) and the kernel in `kernels/`, shared with
 //! `cargo xtask vm-test`. `BOOT_COPY_SERVICE_TIMEOUT` (seconds, default 900) bounds the boot;
-//! `BOOT_COPY_DEBIAN_MIRROR` replaces http://deb.debian.org/debian.
+//! `BOOT_COPY_DEBIAN_MIRROR` replaces http://deb.debian.org/debian; `BOOT_COPY_SERVICE_KERNEL`
+//! boots another kernel image (bzImage or PVH vmlinux) instead of Debian's 6.1.
 mod guest;
 mod kernel;
 mod qemu;
@@ -65,7 +66,10 @@ pub fn run() -> anyhow::Result<()> {
 
     let cache = cache_dir()?;
     let step = Instant::now();
-    let kernel = kernel::debian_6_1(&cache)?;
+    let kernel = match std::env::var_os("BOOT_COPY_SERVICE_KERNEL") {
+        Some(image) => PathBuf::from(image),
+        None => kernel::debian_6_1(&cache)?,
+    };
     let base = rootfs::base(&cache)?;
     eprintln!(
         "service-test: kernel {} and root file system {} ready in {:.1?}",
