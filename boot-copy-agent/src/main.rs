@@ -81,9 +81,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events { all } => {
             let config = with_rules(None)?;
             let rules = commands::run::load_rules(&config)?;
-            // Without --all: the names the rules watch (with the strict rule, also install, rsync,
-            // busybox and coreutils; renamed binaries need --all).
-            let (watched, _) = boot_copy_agent::strict::kernel_watch(rules.rules());
+            let watched = match rules.prefilter() {
+                boot_copy_agent::rules::Prefilter::Names(names) => names.into_iter().collect(),
+                boot_copy_agent::rules::Prefilter::All => Vec::new(),
+            };
             let all = all || watched.is_empty();
             runtime()?.block_on(commands::events::run(commands::events::Options {
                 all,

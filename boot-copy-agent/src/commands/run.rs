@@ -89,10 +89,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 }
 
 fn sensor_config(config: &Config, rules: &RuleSet) -> SensorConfig {
-    let (watched, all_execs) = crate::strict::kernel_watch(rules.rules());
+    let (watched, all_execs) = match rules.prefilter() {
+        Prefilter::All => (Vec::new(), true),
+        Prefilter::Names(names) => (names.into_iter().collect(), false),
+    };
     SensorConfig {
         watched,
-        watched_sizes: Vec::new(),
+        // Renamed copies of cp and mv, for the strict rule (empty without it).
+        watched_sizes: crate::strict::watched_sizes(rules.rules()),
         all_execs,
         ring_bytes: config.sensor.ring_buffer_bytes,
         table_entries: config.sensor.process_table_entries,

@@ -5,6 +5,7 @@
 //! `process.name in ("x", ...)` (the exact, case-sensitive forms), only those names can match it.
 //! Case-insensitive forms (`in~`, `:`, `like~`) and wildcards do not give a finite set, so a rule
 //! without an exact conjunct needs every exec: the prefilter is then [`Prefilter::All`].
+//! A rule gated on the strict analysis needs the names of the copy tools the analysis knows.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -24,6 +25,13 @@ impl Prefilter {
     pub fn from_rules(rules: &[Rule]) -> Prefilter {
         let mut names = BTreeSet::new();
         for rule in rules {
+            // A rule over the strict analysis (`boot_copy.strict.into_boot == true`) needs the
+            // copy tools' names; renamed copies are caught by executable size (see
+            // `crate::strict::watched_sizes`).
+            if crate::strict::gated(rule) {
+                names.extend(crate::strict::NAMES.iter().map(|n| n.to_string()));
+                continue;
+            }
             match names_of(&rule.query.ast().condition) {
                 Some(n) => names.extend(n),
                 None => return Prefilter::All,

@@ -24,6 +24,17 @@ const REFERENCES: [(&str, &str); 4] = [
     ("mv", "/bin/mv"),
 ];
 
+/// The sizes of the system's cp and mv (what the kernel's size prefilter watches).
+pub fn reference_sizes() -> Vec<u64> {
+    let mut sizes: Vec<u64> = REFERENCES
+        .iter()
+        .filter_map(|(_, p)| std::fs::metadata(p).ok().map(|m| m.size()))
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+}
+
 /// How the tool was recognised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum How {

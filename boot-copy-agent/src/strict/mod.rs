@@ -178,27 +178,19 @@ pub fn gated(rule: &Rule) -> bool {
     })
 }
 
-/// What the kernel must report for `rules`: the names it watches (reported with the full
-/// argument capacity and an immediate wake-up) and whether it reports every other exec too.
-/// A strict-gated rule needs every exec (a renamed binary has no name known in advance), but the
-/// published rule's names and the strict analysis's own names (`cp`, `mv`, `install`, `rsync`,
-/// `busybox`, `coreutils`) stay watched, so their arguments are not cut at 32 KiB.
-pub fn kernel_watch(rules: &[Rule]) -> (Vec<String>, bool) {
-    let others: Vec<Rule> = rules.iter().filter(|r| !gated(r)).cloned().collect();
-    let mut names = match Prefilter::from_rules(&others) {
-        Prefilter::All => return (Vec::new(), true),
-        Prefilter::Names(n) => n,
-    };
-    let any_gated = others.len() != rules.len();
-    if any_gated {
-        names.extend(
-            identity::TOOLS
-                .iter()
-                .chain(&identity::MULTICALL)
-                .map(|n| n.to_string()),
-        );
+/// The executable names a strict-gated rule needs the kernel to report: the copy tools and the
+/// multi-call binaries.
+pub const NAMES: [&str; 6] = ["cp", "mv", "install", "rsync", "busybox", "coreutils"];
+
+/// The executable file sizes the kernel must also report when a strict-gated rule is loaded:
+/// those of the system's cp and mv, so that a renamed or hard-linked copy (which has their size)
+/// reaches the analysis, which confirms it by content. Empty when no such rule is loaded.
+pub fn watched_sizes(rules: &[Rule]) -> Vec<u64> {
+    if rules.iter().any(gated) {
+        identity::reference_sizes()
+    } else {
+        Vec::new()
     }
-    (names.into_iter().collect(), any_gated)
 }
 
 /// Which execs the detection path must describe and evaluate. The kernel reports every exec when
@@ -282,20 +274,20 @@ mod tests {
     }
 
     #[test]
-    fn kernel_watch_keeps_names_watched() {
+    fn prefilter_and_sizes_of_the_strict_rule() {
         let published = crate::rules::bundled();
-        assert_eq!(
-            kernel_watch(&published),
-            (vec!["cp".into(), "mv".into()], false)
-        );
+        assert!(watched_sizes(&published).is_empty());
         let mut both = published;
         both.push(crate::rules::bundled_strict());
         assert!(gated(&both[1]) && !gated(&both[0]));
-        let (names, all) = kernel_watch(&both);
-        assert!(all);
         assert_eq!(
-            names,
-            ["busybox", "coreutils", "cp", "install", "mv", "rsync"]
+            Prefilter::from_rules(&both).to_string(),
+            "process.name in (\"busybox\", \"coreutils\", \"cp\", \"install\", \"mv\", \"rsync\")"
+        );
+        let cp = std::fs::metadata("/usr/bin/cp").map(|m| m.len()).ok();
+        assert_eq!(
+            watched_sizes(&both).contains(&cp.unwrap_or(0)),
+            cp.is_some()
         );
     }
 
