@@ -314,6 +314,7 @@ fn alert_budget_suppresses_and_reports() {
     let record = agent
         .wait_for(Duration::from_secs(30), |r| {
             r["event"]["action"] == "alerts-suppressed"
+                && r["rule"]["id"] == "5bda8597-69a6-4b9e-87a2-69a7c963ea83"
         })
         .expect("suppression record");
     assert_eq!(record["boot_copy"]["suppressed"]["count"], 50);
