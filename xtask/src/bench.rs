@@ -1,32 +1,43 @@
-//! `cargo xtask bench`: exec overhead of the agent, measured in one run with alternating
-//! baseline/agent blocks so that machine noise hits both sides alike.
+//! `cargo xtask bench [exec|alerts|replay]`: benchmarks whose figures are ratios or latencies
+//! measured in one run, so machine noise hits every variant alike. Results go to
+//! `target/bench/*.json`; BENCHMARKS.md quotes them.
 use crate::{cargo, setup, workspace_root};
 use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
 use std::{
     fs,
+    io::{BufRead, BufReader, Seek},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 const BLOCKS: usize = 5;
 const BLOCK: Duration = Duration::from_secs(3);
+const NAMES: [&str; 3] = ["exec", "alerts", "replay"];
 
-/// Runs the named benchmarks (`exec`, `replay`), or all of them.
+/// Runs the named benchmarks, or all of them.
 pub fn run(names: &[String]) -> anyhow::Result<()> {
-    let all = names.is_empty();
-    let wants = |n: &str| all || names.iter().any(|x| x == n);
-    if let Some(unknown) = names
-        .iter()
-        .find(|n| !["exec", "replay"].contains(&n.as_str()))
-    {
-        bail!("unknown benchmark {unknown}: choose exec or replay");
+    if let Some(unknown) = names.iter().find(|n| !NAMES.contains(&n.as_str())) {
+        bail!(
+            "unknown benchmark {unknown}: choose from {}",
+            NAMES.join(", ")
+        );
     }
+    let wants = |n: &str| names.is_empty() || names.iter().any(|x| x == n);
     if wants("replay") {
         replay()?;
     }
+    if wants("exec") || wants("alerts") {
+        setup::require_root("the exec and alert benchmarks")?;
+        cargo(&["build", "--release", "--package", "boot-copy-agent"])?;
+    }
     if wants("exec") {
         exec_overhead()?;
+    }
+    if wants("alerts") {
+        alert_latency()?;
     }
     Ok(())
 }
@@ -40,9 +51,8 @@ fn replay() -> anyhow::Result<()> {
             "--release",
             "--package",
             "boot-copy-agent",
-            "--example",
-            "replay_bench",
         ])
+        .args(["--example", "replay_bench"])
         .current_dir(workspace_root())
         .stderr(Stdio::inherit())
         .output()
@@ -50,61 +60,134 @@ fn replay() -> anyhow::Result<()> {
     if !out.status.success() {
         bail!("replay benchmark failed: {}", out.status);
     }
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let result: Value = serde_json::from_slice(&out.stdout)?;
     for (k, v) in result.as_object().into_iter().flatten() {
         println!("{k:<44} {:>12.0}", v.as_f64().unwrap_or(0.0));
     }
-    write_result("replay", &serde_json::to_string_pretty(&result)?)
+    write_result("replay", &result)
 }
 
-fn write_result(name: &str, json: &str) -> anyhow::Result<()> {
+/// Exec throughput of a fork+exec storm that triggers no rule: without the agent, with the
+/// agent as shipped (`run`, strict rule on), and with the strict rule off — alternating blocks.
+fn exec_overhead() -> anyhow::Result<()> {
+    let variants: [(&str, Option<bool>); 3] = [
+        ("baseline", None),
+        ("agent", Some(true)),
+        ("agent_strict_off", Some(false)),
+    ];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut kernel_ns = Vec::new();
+    let mut cpu_ms_per_k = Vec::new();
+    let _stats = BpfStats::enable()?;
+    for block in 0..BLOCKS {
+        for (i, (name, strict)) in variants.iter().enumerate() {
+            let Some(strict) = strict else {
+                rates[i].push(exec_rate(BLOCK));
+                continue;
+            };
+            let agent = Agent::start(*strict)?;
+            let (stats0, cpu0) = (prog_stats()?, agent.cpu_ticks()?);
+            let start = Instant::now();
+            let rate = exec_rate(BLOCK);
+            let execs = rate * start.elapsed().as_secs_f64();
+            let (stats1, cpu1) = (prog_stats()?, agent.cpu_ticks()?);
+            rates[i].push(rate);
+            if *strict {
+                let (_, exec_runs) = delta(&stats0, &stats1, "exec");
+                kernel_ns.push(delta_all(&stats0, &stats1) as f64 / exec_runs.max(1) as f64);
+                cpu_ms_per_k.push(ticks_ms(cpu1 - cpu0) / execs * 1000.0);
+            }
+            eprintln!("block {block}: {name} {rate:.0} execs/s");
+        }
+        eprintln!("block {block}: baseline {:.0} execs/s", rates[0][block]);
+    }
+    let s: Vec<Summary> = rates.iter().map(|r| Summary::of(r)).collect();
+    let result = json!({
+        "workload": "fork+exec of /bin/true, one worker, 3 s blocks alternating",
+        "blocks": BLOCKS,
+        "execs_per_second": {
+            "baseline": s[0].json(), "agent": s[1].json(), "agent_strict_off": s[2].json(),
+        },
+        "throughput_ratio_agent": s[1].median / s[0].median,
+        "throughput_ratio_agent_strict_off": s[2].median / s[0].median,
+        "kernel_ns_per_exec_all_programs": Summary::of(&kernel_ns).json(),
+        "agent_cpu_ms_per_1000_execs": Summary::of(&cpu_ms_per_k).json(),
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    write_result("exec-overhead", &result)
+}
+
+/// Exec → alert-line latency and agent CPU per alert at a steady rate of triggering execs
+/// (`cp` into a tmpfs `/boot` in a private mount namespace, 20 per second).
+fn alert_latency() -> anyhow::Result<()> {
+    const ALERTS: usize = 300;
+    let agent = Agent::start(true)?;
+    let cpu0 = agent.cpu_ticks()?;
+    let mut log = fs::File::open(&agent.log)?;
+    log.seek(std::io::SeekFrom::End(0))?;
+    let script = format!(
+        "mount -t tmpfs bench /boot && i=0; while [ $i -lt {ALERTS} ]; do cp /etc/hostname /boot/bench-$i; sleep 0.05; i=$((i+1)); done"
+    );
+    let mut storm = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "/bin/sh", "-c", &script])
+        .spawn()
+        .context("starting the trigger loop")?;
+    let mut latencies_ms = Vec::new();
+    let mut reader = BufReader::new(log);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while latencies_ms.len() < ALERTS && Instant::now() < deadline {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || !line.ends_with('\n') {
+            thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        let arrived = SystemTime::now();
+        let record: Value = serde_json::from_str(&line)?;
+        if record["event"]["kind"] != "alert" {
+            continue;
+        }
+        let stamped = humantime::parse_rfc3339(record["@timestamp"].as_str().unwrap_or_default())
+            .context("alert @timestamp")?;
+        latencies_ms.push(
+            arrived
+                .duration_since(stamped)
+                .unwrap_or_default()
+                .as_secs_f64()
+                * 1e3,
+        );
+    }
+    storm.wait()?;
+    let cpu_ms = ticks_ms(agent.cpu_ticks()? - cpu0);
+    if latencies_ms.len() < ALERTS {
+        bail!("only {} of {ALERTS} alerts arrived", latencies_ms.len());
+    }
+    latencies_ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies_ms[((latencies_ms.len() - 1) as f64 * p) as usize];
+    let result = json!({
+        "workload": "cp into a tmpfs /boot, 20 per second, agent `run` with default rules",
+        "alerts": ALERTS,
+        "latency_ms": { "p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0) },
+        "agent_cpu_us_per_alert": cpu_ms * 1e3 / ALERTS as f64,
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    write_result("alert-latency", &result)
+}
+
+fn humantime_parse(s: &str) -> anyhow::Result<SystemTime> {
+    let out = Command::new("date")
+        .args(["-u", "-d", s, "+%s.%N"])
+        .output()?;
+    let secs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs))
+}
+
+fn write_result(name: &str, result: &Value) -> anyhow::Result<()> {
     let dir = workspace_root().join("target/bench");
     fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{name}.json"));
-    fs::write(&path, json)?;
+    fs::write(&path, serde_json::to_string_pretty(result)?)?;
     eprintln!("wrote {}", path.display());
     Ok(())
-}
-
-fn exec_overhead() -> anyhow::Result<()> {
-    setup::require_root("the exec benchmark")?;
-    cargo(&["build", "--release", "--package", "boot-copy-agent"])?;
-    let agent_bin = workspace_root().join("target/release/boot-copy-agent");
-    let mut baseline = Vec::new();
-    let mut with_agent = Vec::new();
-    let mut kernel_ns = Vec::new();
-    let mut agent_cpu_per_k = Vec::new();
-    let _stats = BpfStats::enable()?;
-    for block in 0..BLOCKS {
-        baseline.push(exec_rate(BLOCK));
-        let agent = Agent::start(&agent_bin)?;
-        let before = prog_stats()?;
-        let cpu0 = agent.cpu_ticks()?;
-        let start = Instant::now();
-        let rate = exec_rate(BLOCK);
-        let execs = rate * start.elapsed().as_secs_f64();
-        let after = prog_stats()?;
-        let cpu1 = agent.cpu_ticks()?;
-        with_agent.push(rate);
-        let (runtime, count) = delta(&before, &after, "exec");
-        let per_exec_all = delta_all(&before, &after) as f64 / count.max(1) as f64;
-        kernel_ns.push(per_exec_all);
-        agent_cpu_per_k.push((cpu1 - cpu0) as f64 * 10.0 / execs * 1000.0);
-        eprintln!(
-            "block {block}: baseline {:.0}/s, agent {rate:.0}/s, exec prog {:.0} ns/exec, all progs {per_exec_all:.0} ns/exec",
-            baseline[block],
-            runtime as f64 / count.max(1) as f64
-        );
-        drop(agent);
-    }
-    let report = Report {
-        baseline: Summary::of(&baseline),
-        agent: Summary::of(&with_agent),
-        kernel_ns_per_exec: Summary::of(&kernel_ns),
-        agent_cpu_ms_per_1000_execs: Summary::of(&agent_cpu_per_k),
-    };
-    report.print();
-    write_result("exec-overhead", &report.json())
 }
 
 /// fork+exec of /bin/true on one worker for `dur`; execs per second.
@@ -118,30 +201,58 @@ fn exec_rate(dur: Duration) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-struct Agent(Child);
+/// Clock ticks (USER_HZ, 100 on Linux) in milliseconds.
+fn ticks_ms(ticks: u64) -> f64 {
+    ticks as f64 * 10.0
+}
+
+/// `boot-copy-agent run` (release) with its files in a scratch directory.
+struct Agent {
+    child: Child,
+    dir: PathBuf,
+    log: PathBuf,
+}
 
 impl Agent {
-    fn start(bin: &std::path::Path) -> anyhow::Result<Self> {
-        let child = Command::new(bin)
-            .arg("events")
+    fn start(strict: bool) -> anyhow::Result<Self> {
+        let dir = PathBuf::from(format!("/tmp/boot-copy-bench-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        let log = dir.join("log/alerts.ndjson");
+        let config = dir.join("config.toml");
+        fs::write(
+            &config,
+            format!(
+                "[rules]\nstrict = {strict}\n[alert_budget]\nmax_alerts = 100000\n[health]\nstate_dir = \"{d}/log\"\n[sinks.stdout]\nenabled = false\n[sinks.alert_log]\npath = \"{l}\"\n",
+                d = dir.display(),
+                l = log.display()
+            ),
+        )?;
+        let child = Command::new(workspace_root().join("target/release/boot-copy-agent"))
+            .args(["run", "--config"])
+            .arg(&config)
             .stdout(Stdio::null())
             .spawn()
             .context("starting the agent")?;
-        // Wait until the exec program is attached.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let agent = Self { child, dir, log };
+        agent.wait_started()?;
+        Ok(agent)
+    }
+
+    fn wait_started(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if prog_stats()?.iter().any(|p| p.name.contains("exec")) {
-                thread::sleep(Duration::from_millis(300));
-                return Ok(Self(child));
+            if fs::read_to_string(&self.log).is_ok_and(|t| t.contains("agent-started")) {
+                return Ok(());
             }
             thread::sleep(Duration::from_millis(50));
         }
-        bail!("the agent did not attach within 10 s")
+        bail!("the agent did not start within 20 s")
     }
 
     /// utime + stime of the agent, in clock ticks.
     fn cpu_ticks(&self) -> anyhow::Result<u64> {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.0.id()))?;
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
         let rest = &stat[stat.rfind(')').context("stat")? + 2..];
         let f: Vec<&str> = rest.split(' ').collect();
         Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
@@ -150,16 +261,13 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let _ = nix_kill(self.0.id());
-        let _ = self.0.wait();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
     }
-}
-
-fn nix_kill(pid: u32) -> std::io::Result<std::process::ExitStatus> {
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
 }
 
 /// Turns on kernel BPF run-time statistics for the benchmark and off again after (it is a
@@ -191,7 +299,7 @@ fn prog_stats() -> anyhow::Result<Vec<ProgStat>> {
         .args(["prog", "show", "--json"])
         .output()
         .context("running bpftool")?;
-    let progs: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let progs: Value = serde_json::from_slice(&out.stdout)?;
     Ok(progs
         .as_array()
         .into_iter()
@@ -207,6 +315,7 @@ fn prog_stats() -> anyhow::Result<Vec<ProgStat>> {
         .collect())
 }
 
+/// (run time, runs) of the programs whose name contains `name`, between two snapshots.
 fn delta(before: &[ProgStat], after: &[ProgStat], name: &str) -> (u64, u64) {
     let sum = |v: &[ProgStat]| {
         v.iter()
@@ -215,13 +324,13 @@ fn delta(before: &[ProgStat], after: &[ProgStat], name: &str) -> (u64, u64) {
     };
     let (t0, c0) = sum(before);
     let (t1, c1) = sum(after);
-    (t1 - t0, c1 - c0)
+    (t1.saturating_sub(t0), c1.saturating_sub(c0))
 }
 
-/// Run time of all our programs (exec, fork, exit) over the interval.
+/// Run time of all our programs (exec, fork, exit) between two snapshots.
 fn delta_all(before: &[ProgStat], after: &[ProgStat]) -> u64 {
     let total = |v: &[ProgStat]| v.iter().map(|p| p.run_time_ns).sum::<u64>();
-    total(after) - total(before)
+    total(after).saturating_sub(total(before))
 }
 
 struct Summary {
@@ -240,56 +349,8 @@ impl Summary {
             max: s[s.len() - 1],
         }
     }
-}
 
-struct Report {
-    baseline: Summary,
-    agent: Summary,
-    kernel_ns_per_exec: Summary,
-    agent_cpu_ms_per_1000_execs: Summary,
-}
-
-impl Report {
-    fn print(&self) {
-        let row = |name: &str, s: &Summary| {
-            println!(
-                "{name:<34} median {:>9.1}  min {:>9.1}  max {:>9.1}",
-                s.median, s.min, s.max
-            )
-        };
-        row("execs/s without agent", &self.baseline);
-        row("execs/s with agent", &self.agent);
-        row(
-            "kernel ns per exec (all programs)",
-            &self.kernel_ns_per_exec,
-        );
-        row(
-            "agent CPU ms per 1000 execs",
-            &self.agent_cpu_ms_per_1000_execs,
-        );
-        println!(
-            "throughput ratio (median agent / median baseline): {:.3}",
-            self.ratio()
-        );
-    }
-
-    fn ratio(&self) -> f64 {
-        self.agent.median / self.baseline.median
-    }
-
-    fn json(&self) -> String {
-        let s = |s: &Summary| serde_json::json!({ "median": s.median, "min": s.min, "max": s.max });
-        serde_json::to_string_pretty(&serde_json::json!({
-            "benchmark": "exec-overhead",
-            "blocks": BLOCKS,
-            "block_seconds": BLOCK.as_secs(),
-            "workload": "fork+exec of /bin/true, one worker",
-            "execs_per_second_baseline": s(&self.baseline),
-            "execs_per_second_agent": s(&self.agent),
-            "throughput_ratio": self.ratio(),
-            "kernel_ns_per_exec": s(&self.kernel_ns_per_exec),
-            "agent_cpu_ms_per_1000_execs": s(&self.agent_cpu_ms_per_1000_execs),
-        }))
-        .expect("serializable")
+    fn json(&self) -> Value {
+        json!({ "median": self.median, "min": self.min, "max": self.max })
     }
 }

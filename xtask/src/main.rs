@@ -31,8 +31,9 @@ enum Task {
     },
     /// Set up and run the whole test suite (needs root: tests load the kernel programs).
     Test,
-    /// Benchmarks: `exec` (throughput with and without the agent, kernel cost per exec) and
-    /// `replay` (rule evaluation throughput); all when none is named.
+    /// Benchmarks: `exec` (throughput with and without the agent, kernel cost per exec),
+    /// `alerts` (exec → alert latency, CPU per alert), `replay` (rule evaluation throughput);
+    /// all when none is named.
     Bench { names: Vec<String> },
     /// Fuzz the rule engine's inputs (cargo-fuzz, nightly) for SECONDS per target.
     Fuzz {
