@@ -173,14 +173,6 @@ fn alert_latency() -> anyhow::Result<()> {
     write_result("alert-latency", &result)
 }
 
-fn humantime_parse(s: &str) -> anyhow::Result<SystemTime> {
-    let out = Command::new("date")
-        .args(["-u", "-d", s, "+%s.%N"])
-        .output()?;
-    let secs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
-    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs))
-}
-
 fn write_result(name: &str, result: &Value) -> anyhow::Result<()> {
     let dir = workspace_root().join("target/bench");
     fs::create_dir_all(&dir)?;

@@ -569,7 +569,7 @@ mod tests {
             }
             let literal = default.starts_with('`') && default.ends_with('`') && default.len() > 2;
             let want = default.trim_matches('`').trim_matches('"');
-            let packaged = config.contains(&format!("PACKAGED")) && table == "rules";
+            let packaged = PACKAGED.contains(&name);
             if literal && !packaged && !found.iter().any(|(_, _, v)| v.trim_matches('"') == want) {
                 problems.push(format!(
                     "{name}: README says {default}, config has {found:?}"

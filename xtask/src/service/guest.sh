@@ -10,6 +10,7 @@
 DEB=/root/boot-copy-agent.deb
 UNIT=boot-copy-agent.service
 LOG=/var/log/boot-copy/alerts.ndjson
+# Elastic's published Boot File Copy rule; alerts are matched on `"id":"$RULE"` (rule.id).
 RULE=5bda8597-69a6-4b9e-87a2-69a7c963ea83
 # Seconds to wait for an alert or a state change (the guest is emulated, and slow).
 WAIT=${SERVICETEST_WAIT:-90}
@@ -42,10 +43,10 @@ copy_to_boot() {
 }
 
 # Lines of the alert log (current file only, or all rotated files too) naming /boot/$1.
-alerts_for() { cat "$LOG" 2>/dev/null | grep -F "\"/boot/$1\"" | grep -F "$RULE" | grep -c '"alert"'; }
-alerts_all_for() { cat "$LOG"* 2>/dev/null | grep -F "\"/boot/$1\"" | grep -F "$RULE" | grep -c '"alert"'; }
+alerts_for() { cat "$LOG" 2>/dev/null | grep -F "\"/boot/$1\"" | grep -F "\"id\":\"$RULE\"" | grep -c '"alert"'; }
+alerts_all_for() { cat "$LOG"* 2>/dev/null | grep -F "\"/boot/$1\"" | grep -F "\"id\":\"$RULE\"" | grep -c '"alert"'; }
 has_alert() { [ "$(alerts_for "$1")" -ge 1 ]; }
-in_journal() { journalctl -q -u "$UNIT" -o cat --no-pager | grep -F "\"/boot/$1\"" | grep -qF "$RULE"; }
+in_journal() { journalctl -q -u "$UNIT" -o cat --no-pager | grep -F "\"/boot/$1\"" | grep -qF "\"id\":\"$RULE\""; }
 active() { [ "$(show ActiveState)" = active ] && [ "$(show SubState)" = running ]; }
 restarted_from() { active && _p=$(show MainPID) && [ "$_p" != 0 ] && [ "$_p" != "$1" ]; }
 # A record with event.action ACTION naming TEXT somewhere (e.g. a pid).
@@ -122,12 +123,18 @@ else
     journalctl -u "$UNIT" --no-pager | tail -n 20
 fi
 
-# --- the parent that predates the agent
+# --- the parent that predates the agent: Elastic's rule needs process.parent.executable, which
+# for such a parent comes from /proc (CAP_SYS_PTRACE); without it the published rule is blind.
 echo go > /run/servicetest-go
 wait "$PRE"
 if wait_for "$WAIT" has_alert preexisting; then
-    LINE=$(grep -F '"/boot/preexisting"' "$LOG" | head -n 1)
-    pass preexisting-parent "$(echo "$LINE" | grep -o '"source":"[a-z_]*"' | head -n 1)"
+    LINE=$(grep -F '"/boot/preexisting"' "$LOG" | grep -F "\"id\":\"$RULE\"" | head -n 1)
+    SRC=$(echo "$LINE" | grep -o '"source":"[a-z_]*"' | head -n 1)
+    if [ "$SRC" = '"source":"proc_seed"' ] && echo "$LINE" | grep -qF '"executable":"/usr/bin/dash"'; then
+        pass preexisting-parent "parent /usr/bin/dash, $SRC"
+    else
+        fail preexisting-parent "parent not described from /proc: $SRC"
+    fi
 else
     fail preexisting-parent "no alert for a cp whose parent started before the agent"
 fi
@@ -162,7 +169,7 @@ while [ $i -le $N ]; do
     fi
     i=$((i + 1))
 done
-all_rotated_arrived() { [ "$(cat "$LOG"* | grep -F "$RULE" | grep -c '"/boot/rot-')" -ge $N ]; }
+all_rotated_arrived() { [ "$(cat "$LOG"* | grep -F "\"id\":\"$RULE\"" | grep -c '"/boot/rot-')" -ge $N ]; }
 wait_for "$WAIT" all_rotated_arrived
 LOST=""
 DUP=""

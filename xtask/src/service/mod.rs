@@ -250,7 +250,7 @@ mod tests {
         let err = Outcome::parse(&console).verdict(&run(true)).unwrap_err();
         let err = err.to_string();
         assert!(err.contains("timed out"), "{err}");
-        assert!(err.contains("no result: log-modes"), "{err}");
+        assert!(err.contains("no result: start-record"), "{err}");
     }
 
     #[test]

@@ -220,10 +220,15 @@ fn fetch(cache: &Path, package: &str, bullseye: bool) -> anyhow::Result<PathBuf>
             None => eprintln!("vm-test: {package} has no {module} module"),
         }
     }
-    // Moved into place last: a cache entry is always complete.
-    let _ = fs::remove_dir_all(&dest);
-    fs::create_dir_all(dest.parent().expect("under the cache"))?;
-    fs::rename(&entry, &dest).with_context(|| format!("storing {}", dest.display()))?;
+    // Each part is renamed into place whole, vmlinuz before modules/ (the mark of a complete
+    // entry); parts already there stay, as other runs may be using them.
+    fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+    for part in ["vmlinuz", "modules"] {
+        if !dest.join(part).exists() {
+            fs::rename(entry.join(part), dest.join(part))
+                .with_context(|| format!("storing {}", dest.join(part).display()))?;
+        }
+    }
     fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     Ok(dest)
 }

@@ -33,14 +33,11 @@ pub fn boot(
 ) -> anyhow::Result<Run> {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2"])
-        .args([
-            "-nographic",
-            "-no-reboot",
-            "-monitor",
-            "none",
-            "-serial",
-            "stdio",
-        ])
+        // Serial console on stdout; no monitor, display or network (no iPXE probe at boot).
+        .args(["-nographic", "-monitor", "none", "-nic", "none"])
+        .args(["-serial", "stdio"])
+        // A guest reboot (panic=-1 turns a panic into one) ends QEMU.
+        .arg("-no-reboot")
         .arg("-kernel")
         .arg(image)
         .arg("-initrd")

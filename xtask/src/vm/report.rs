@@ -18,6 +18,8 @@ pub struct Report {
     pub elapsed_secs: f64,
 }
 
+const VERIFIER: &str = "BPF verifier rejected a program (the agent's error, with the verifier log, is in the console above)";
+
 /// Console text that fails a kernel even when every scenario line says PASS.
 const KERNEL_TROUBLE: &[(&str, &str)] = &[
     ("Kernel panic", "kernel panic"),
@@ -27,14 +29,9 @@ const KERNEL_TROUBLE: &[(&str, &str)] = &[
         "general protection fault",
         "kernel general protection fault",
     ),
-    (
-        "Verifier output",
-        "BPF verifier rejected a program (the agent's error, with the verifier log, is in the console above)",
-    ),
-    (
-        "verifier log",
-        "BPF verifier rejected a program (the agent's error, with the verifier log, is in the console above)",
-    ),
+    // The agent's SensorError::VerifierRejected, and aya's own wording.
+    ("verifier rejected", VERIFIER),
+    ("Verifier output", VERIFIER),
 ];
 
 impl Report {
@@ -209,7 +206,9 @@ mod tests {
         assert!(!Report::parse("k", "p", &run(GOOD, false)).ok());
         let cut = GOOD.replace("VMTEST-DONE", "VMTEST-D0NE");
         assert!(!Report::parse("k", "p", &run(&cut, true)).ok());
-        let verifier = format!("{GOOD}boot-copy-agent: loading: Verifier output: R1 invalid\n");
+        let verifier = format!(
+            "{GOOD}boot-copy-agent: the kernel verifier rejected program exec (x); verifier log:\n"
+        );
         assert!(!Report::parse("k", "p", &run(&verifier, true)).ok());
     }
 }
