@@ -2,7 +2,7 @@
 //! rewritten every second while the agent runs, marked stopped at a clean stop. `status` reads
 //! it; the next start reads it to tell whether the previous run stopped cleanly.
 use crate::health::{Counters, counters_json};
-use crate::process::clock::rfc3339;
+use crate::process::{clock::rfc3339, procfs};
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use std::{
@@ -16,6 +16,12 @@ use std::{
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     pub pid: u32,
+    /// The kernel's boot id and the process's start time (boot clock, ns): a pid alone may
+    /// belong to another process after a reboot or pid reuse.
+    #[serde(default)]
+    pub boot_id: String,
+    #[serde(default)]
+    pub start_ns: u64,
     pub version: String,
     pub started: String,
     pub updated: String,
@@ -62,7 +68,7 @@ impl StatusFile {
         if prev.stopped {
             return Ok(None);
         }
-        if prev.pid != std::process::id() && alive(prev.pid) {
+        if prev.pid != std::process::id() && running(&prev) {
             bail!(
                 "another boot-copy-agent (pid {}) is running with state in {}; stop it first",
                 prev.pid,
@@ -92,6 +98,8 @@ impl Status {
     pub fn new(started: SystemTime, seq: u64, counters: &Counters, stopped: bool) -> Self {
         Self {
             pid: std::process::id(),
+            boot_id: boot_id(),
+            start_ns: procfs::stat(std::process::id()).map_or(0, |(_, start)| start),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started: rfc3339(started),
             updated: rfc3339(SystemTime::now()),
@@ -102,9 +110,16 @@ impl Status {
     }
 }
 
-/// Whether a process with this pid exists.
-pub fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+/// Whether the agent that wrote `status` still runs: same boot, and its pid is the same process.
+pub fn running(status: &Status) -> bool {
+    status.boot_id == boot_id()
+        && procfs::stat(status.pid).is_ok_and(|(_, start)| start == status.start_ns)
+}
+
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -126,10 +141,18 @@ mod tests {
         file.write(&Status::new(SystemTime::now(), 8, &counters, true))
             .unwrap();
         assert!(file.unclean_previous().unwrap().is_none());
+        let mut reused = Status::new(SystemTime::now(), 1, &counters, false);
+        reused.pid = 1; // alive, but not the process that wrote the file
+        file.write(&reused).unwrap();
+        assert!(file.unclean_previous().unwrap().is_some());
         let mut live = Status::new(SystemTime::now(), 1, &counters, false);
-        live.pid = 1; // init is alive
+        live.pid = 1;
+        live.start_ns = procfs::stat(1).unwrap().1;
         file.write(&live).unwrap();
-        assert!(file.unclean_previous().is_err());
+        assert!(
+            file.unclean_previous().is_err(),
+            "a running agent is refused"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

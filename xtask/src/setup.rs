@@ -5,7 +5,9 @@ use std::process::Command;
 
 /// Debian packages: LLVM 22 for bpf-linker, clang-22 and libbpf headers for the CO-RE shim,
 /// bpftool for BPF run-time statistics, python3-venv for the EQL differential test, rsyslog and
-/// logrotate for the sink tests, prometheus for promtool.
+/// logrotate for the sink tests, prometheus for promtool; debootstrap, lintian, dpkg-dev,
+/// binutils, man-db, qemu, cpio and busybox-static for the package, the service test under a
+/// real systemd and the kernel matrix.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -18,6 +20,14 @@ const PACKAGES: &[&str] = &[
     "rsyslog",
     "logrotate",
     "prometheus",
+    "debootstrap",
+    "lintian",
+    "dpkg-dev",
+    "binutils",
+    "man-db",
+    "qemu-system-x86",
+    "cpio",
+    "busybox-static",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -3,7 +3,7 @@ use crate::{
     commands::run::load_rules,
     config::Config,
     rules::{check, replay},
-    status::{StatusFile, alive},
+    status::{StatusFile, running},
 };
 use anyhow::{Context as _, bail};
 use std::{
@@ -80,7 +80,7 @@ pub fn status(config: &Config) -> anyhow::Result<()> {
     };
     let state = if status.stopped {
         "stopped cleanly"
-    } else if alive(status.pid) {
+    } else if running(&status) {
         "running"
     } else {
         "not running (did not stop cleanly)"
