@@ -15,7 +15,15 @@ use std::{
 #[path = "support/ecs_schema.rs"]
 mod ecs_schema;
 
-const WAIT: Duration = Duration::from_secs(20);
+/// How long to wait for the agent, scaled by `BOOT_COPY_TEST_SLOWDOWN` (the kernel matrix sets
+/// it: under QEMU's emulation the verifier alone takes seconds).
+static WAIT: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| {
+    let factor = std::env::var("BOOT_COPY_TEST_SLOWDOWN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    Duration::from_secs(20) * factor
+});
 
 /// A running `boot-copy-agent events` whose stdout lines arrive on a channel.
 struct Agent {
@@ -59,7 +67,7 @@ impl Agent {
 
     /// Execs a marker `cp` until its event shows up: the programs are attached.
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + *WAIT;
         let marker = format!("ready-{}", std::process::id());
         while Instant::now() < deadline {
             let _ = Command::new("cp").arg("--version").arg(&marker).output();
@@ -70,7 +78,7 @@ impl Agent {
                 return;
             }
         }
-        panic!("agent did not report a marker exec within {WAIT:?}");
+        panic!("agent did not report a marker exec within {:?}", *WAIT);
     }
 
     /// The first event (already seen or arriving within `timeout`) satisfying `pred`.
@@ -96,7 +104,7 @@ impl Agent {
 
     /// The exec event of process `pid`.
     fn exec_of(&mut self, pid: u32) -> Value {
-        self.wait_for(WAIT, |e| {
+        self.wait_for(*WAIT, |e| {
             e["event"]["action"] == "exec" && e["process"]["pid"] == pid
         })
         .unwrap_or_else(|| panic!("no exec event for pid {pid}"))
@@ -298,7 +306,7 @@ fn forked_subshell_parent_carries_the_shell_image() {
         .arg(script)
         .current_dir(&dir));
     let e = agent
-        .wait_for(WAIT, |e| {
+        .wait_for(*WAIT, |e| {
             e["process"]["name"] == "cp"
                 && e["process"]["working_directory"] == dir.to_string_lossy().as_ref()
         })
@@ -329,7 +337,7 @@ fn parent_started_before_the_agent() {
     sh.stdin.take().unwrap().write_all(b"go\n").unwrap();
     sh.wait().unwrap();
     let e = agent
-        .wait_for(WAIT, |e| {
+        .wait_for(*WAIT, |e| {
             e["process"]["parent"]["pid"] == sh.id() && e["process"]["name"] == "cp"
         })
         .expect("cp event");
@@ -355,7 +363,7 @@ fn parent_exited_before_the_event_was_read() {
     );
     agent.signal(nix::sys::signal::Signal::SIGCONT);
     let e = agent
-        .wait_for(WAIT, |e| e["process"]["parent"]["pid"] == sh)
+        .wait_for(*WAIT, |e| e["process"]["parent"]["pid"] == sh)
         .expect("cp event");
     assert_eq!(e["process"]["parent"]["executable"], resolved("/bin/sh"));
     assert_eq!(e["process"]["parent"]["args"][2], "cp a b; exit 0");
@@ -423,7 +431,7 @@ fn stopped_consumer_drops_are_counted_and_reported() {
     }
     agent.signal(nix::sys::signal::Signal::SIGCONT);
     let loss = agent
-        .wait_for(WAIT, |e| e["event"]["action"] == "events-lost")
+        .wait_for(*WAIT, |e| e["event"]["action"] == "events-lost")
         .expect("a loss record");
     let drops = loss["boot_copy"]["loss"]["ringbuf_drops"].as_u64().unwrap();
     assert!(drops > 0, "{loss}");

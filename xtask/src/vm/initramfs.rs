@@ -186,8 +186,10 @@ fn install_scripts(root: &Path, bins: &Binaries) -> anyhow::Result<()> {
         bins.tests_env()
     );
     // A scenario filter given to the xtask applies inside the guests too.
-    if let Ok(only) = std::env::var("VMTEST_ONLY") {
-        env.push_str(&format!("export VMTEST_ONLY='{only}'\n"));
+    for var in ["VMTEST_ONLY", "VMTEST_SET"] {
+        if let Ok(value) = std::env::var(var) {
+            env.push_str(&format!("export {var}='{value}'\n"));
+        }
     }
     fs::write(root.join("vmtest/env"), env)?;
     Ok(())
