@@ -996,7 +996,7 @@ fn shipped_logrotate_snippet_rotates_and_the_hook_reopens() {
             &path.display().to_string(),
         )
         .replace(
-            "systemctl kill --signal=HUP boot-copy.service",
+            "systemctl kill --signal=HUP boot-copy-agent.service",
             &format!("touch {}", hook.display()),
         );
     assert_ne!(conf, snippet);

@@ -20,7 +20,13 @@ pub fn run() -> anyhow::Result<()> {
     let stages: [Stage; 4] = [
         // Kernel tests share the host's exec stream; one test at a time keeps timing honest.
         ("cargo test", || {
-            cargo(&["test", "--workspace", "--", "--test-threads=1"])
+            cargo(&[
+                "test",
+                "--workspace",
+                "--no-fail-fast",
+                "--",
+                "--test-threads=1",
+            ])
         }),
         ("fuzz (brief)", fuzz::brief),
         ("kernel matrix", kernel_matrix),
