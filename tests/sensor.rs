@@ -481,7 +481,7 @@ fn watched_size_catches_a_renamed_copy() {
     let mut sensor = Sensor::start(&cfg).unwrap_or_else(|e| panic!("{e}"));
     let mut reader = sensor.take_reader().unwrap();
     let pid = run(&mut Command::new(&renamed));
-    let other = run(&mut Command::new("/bin/sh").arg("-c").arg("exit 0"));
+    let other = run(Command::new("/bin/sh").arg("-c").arg("exit 0"));
     let mut seen = Vec::new();
     let i = wait_for(&mut reader, &mut seen, |r| r.header.tgid == pid).expect("no record");
     assert_ne!(seen[i].header.flags & exec_flags::WATCHED, 0);
