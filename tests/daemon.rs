@@ -175,6 +175,16 @@ fn in_boot_namespace(script: &str) {
 #[test]
 fn cp_and_mv_into_boot_alert_once_with_ecs_fields() {
     let mut agent = Agent::start("basic", "");
+    cp_and_mv_alert_once(&mut agent);
+    let (status, took, _) = agent.stop();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        took < Duration::from_secs(2) * slowdown(),
+        "SIGTERM took {took:?}"
+    );
+}
+
+fn cp_and_mv_alert_once(agent: &mut Agent) {
     let cp_target = format!("/boot/cp-{}", unique());
     let mv_target = format!("/boot/mv-{}", unique());
     in_boot_namespace(&format!(
@@ -212,17 +222,14 @@ fn cp_and_mv_into_boot_alert_once_with_ecs_fields() {
         let problems = schema.violations(alert);
         assert!(problems.is_empty(), "alert is not ECS 9.4.0: {problems:#?}");
     }
-    let (status, took, _) = agent.stop();
-    assert!(status.success(), "exit status {status}");
-    assert!(
-        took < Duration::from_secs(2) * slowdown(),
-        "SIGTERM took {took:?}"
-    );
 }
 
 #[test]
 fn verdicts_follow_elastic_semantics() {
-    let mut agent = Agent::start("verdicts", "");
+    verdicts(&mut Agent::start("verdicts", ""));
+}
+
+fn verdicts(agent: &mut Agent) {
     let work = tempdir("verdict-work");
     let dash = fs::canonicalize("/bin/sh").unwrap();
     // Parents whose executables are really named like the rule's excluded tools.
@@ -297,14 +304,28 @@ fn verdicts_follow_elastic_semantics() {
     fs::remove_dir_all(&work).unwrap();
 }
 
-#[test]
-fn configured_exception_suppresses_its_case() {
-    let exception = r#"
+const EXCEPTION: &str = r#"
 [[exceptions."5bda8597-69a6-4b9e-87a2-69a7c963ea83"]]
 name = "kernel installer"
 entries = [{ field = "process.args", operator = "matches", value = "/boot/vmlinuz-*" }]
 "#;
-    let mut agent = Agent::start("exception", exception);
+
+#[test]
+fn configured_exception_suppresses_its_case() {
+    exception_suppresses(&mut Agent::start("exception", EXCEPTION));
+}
+
+/// The alert scenarios in turn against one agent: the kernel matrix runs this, since under
+/// emulation loading the programs costs seconds per agent.
+#[test]
+fn alert_scenarios_on_one_agent() {
+    let mut agent = Agent::start("matrix", EXCEPTION);
+    cp_and_mv_alert_once(&mut agent);
+    verdicts(&mut agent);
+    exception_suppresses(&mut agent);
+}
+
+fn exception_suppresses(agent: &mut Agent) {
     let excepted = format!("/boot/vmlinuz-{}", unique());
     let other = format!("/boot/other-{}", unique());
     in_boot_namespace(&format!(

@@ -177,9 +177,7 @@ fn make_executable(path: &Path, text: &str) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-#[test]
-fn binary_with_args() {
-    let mut agent = Agent::start(false);
+fn binary_with_args(agent: &mut Agent) {
     let dir = tempdir("bin");
     fs::write(dir.join("a"), "x").unwrap();
     let pid = run(Command::new("cp")
@@ -232,9 +230,7 @@ fn binary_with_args() {
     );
 }
 
-#[test]
-fn symlinked_binary_reports_resolved_executable_and_invoked_argv0() {
-    let mut agent = Agent::start(false);
+fn symlinked_binary_reports_resolved_executable_and_invoked_argv0(agent: &mut Agent) {
     let dir = tempdir("link");
     let link = dir.join("mv");
     symlink(resolved("/bin/cp"), &link).unwrap();
@@ -245,9 +241,7 @@ fn symlinked_binary_reports_resolved_executable_and_invoked_argv0() {
     assert_eq!(args(&e)[0], link.to_string_lossy().as_ref());
 }
 
-#[test]
-fn script_is_the_executable_with_spliced_args() {
-    let mut agent = Agent::start(true);
+fn script_is_the_executable_with_spliced_args(agent: &mut Agent) {
     let dir = tempdir("script");
     let script = dir.join("grub-pc.postinst");
     make_executable(&script, "#!/bin/sh -e\nexit 0\n");
@@ -264,9 +258,7 @@ fn script_is_the_executable_with_spliced_args() {
     );
 }
 
-#[test]
-fn long_name_is_not_cut_like_comm() {
-    let mut agent = Agent::start(true);
+fn long_name_is_not_cut_like_comm(agent: &mut Agent) {
     let dir = tempdir("long");
     let prog = dir.join("update-grub-gfxpayload");
     fs::copy(resolved("/bin/true"), &prog).unwrap();
@@ -276,9 +268,7 @@ fn long_name_is_not_cut_like_comm() {
     assert_eq!(e["boot_copy"]["process"]["comm"], "update-grub-gfx");
 }
 
-#[test]
-fn relative_exec_is_made_absolute_with_cwd() {
-    let mut agent = Agent::start(true);
+fn relative_exec_is_made_absolute_with_cwd(agent: &mut Agent) {
     let dir = tempdir("rel");
     fs::copy(resolved("/bin/true"), dir.join("prog")).unwrap();
     let pid = run(Command::new("./prog").current_dir(&dir));
@@ -294,9 +284,7 @@ fn relative_exec_is_made_absolute_with_cwd() {
     assert_eq!(args(&e), ["./prog"]);
 }
 
-#[test]
-fn forked_subshell_parent_carries_the_shell_image() {
-    let mut agent = Agent::start(false);
+fn forked_subshell_parent_carries_the_shell_image(agent: &mut Agent) {
     let dir = tempdir("sub");
     fs::write(dir.join("a"), "x").unwrap();
     // The parenthesised subshell forks; cp is not its last command, so it forks and execs.
@@ -321,34 +309,49 @@ fn forked_subshell_parent_carries_the_shell_image() {
     assert_eq!(e["boot_copy"]["parent"]["source"], "kernel");
 }
 
-#[test]
-fn parent_started_before_the_agent() {
-    let dir = tempdir("before");
-    fs::write(dir.join("a"), "x").unwrap();
-    let mut sh = Command::new("/bin/sh")
-        .arg("-c")
-        .arg("read go; cp a b")
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let mut agent = Agent::start(false);
-    sh.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    sh.wait().unwrap();
-    let e = agent
-        .wait_for(*WAIT, |e| {
-            e["process"]["parent"]["pid"] == sh.id() && e["process"]["name"] == "cp"
-        })
-        .expect("cp event");
-    assert_eq!(e["process"]["parent"]["executable"], resolved("/bin/sh"));
-    assert_eq!(e["process"]["parent"]["args"][2], "read go; cp a b");
-    assert_eq!(e["boot_copy"]["parent"]["source"], "proc_seed");
+/// A shell started before the agent, waiting to run `cp`: its image must come from the
+/// agent's seeding of the process table from /proc.
+struct EarlyParent {
+    sh: Child,
+}
+
+impl EarlyParent {
+    fn spawn() -> EarlyParent {
+        let dir = tempdir("before");
+        fs::write(dir.join("a"), "x").unwrap();
+        let sh = Command::new("/bin/sh")
+            .arg("-c")
+            .arg("read go; cp a b")
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        EarlyParent { sh }
+    }
+
+    fn check(mut self, agent: &mut Agent) {
+        self.sh.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        self.sh.wait().unwrap();
+        let sh = self.sh.id();
+        let e = agent
+            .wait_for(*WAIT, |e| {
+                e["process"]["parent"]["pid"] == sh && e["process"]["name"] == "cp"
+            })
+            .expect("cp event");
+        assert_eq!(e["process"]["parent"]["executable"], resolved("/bin/sh"));
+        assert_eq!(e["process"]["parent"]["args"][2], "read go; cp a b");
+        assert_eq!(e["boot_copy"]["parent"]["source"], "proc_seed");
+    }
 }
 
 #[test]
-fn parent_exited_before_the_event_was_read() {
-    let mut agent = Agent::start(false);
+fn parent_started_before_the_agent() {
+    let early = EarlyParent::spawn();
+    early.check(&mut Agent::start(false));
+}
+
+fn parent_exited_before_the_event_was_read(agent: &mut Agent) {
     let dir = tempdir("gone");
     fs::write(dir.join("a"), "x").unwrap();
     agent.signal(nix::sys::signal::Signal::SIGSTOP);
@@ -370,18 +373,15 @@ fn parent_exited_before_the_event_was_read() {
     assert_eq!(e["boot_copy"]["parent"]["source"], "kernel");
 }
 
-#[test]
-fn cp_with_4000_sources_keeps_every_argument() {
-    let mut agent = Agent::start(false);
+fn cp_with_4000_sources_keeps_every_argument(agent: &mut Agent) {
     let dir = tempdir("many");
     let dst = dir.join("dst");
     fs::create_dir(&dst).unwrap();
     let mut cmd = Command::new("cp");
     cmd.current_dir(&dir);
+    // The sources need not exist: the exec event is the same (cp fails after it).
     for i in 0..4000 {
-        let name = format!("source-file-with-a-longish-name-{i:05}");
-        fs::write(dir.join(&name), "x").unwrap();
-        cmd.arg(name);
+        cmd.arg(format!("source-file-with-a-longish-name-{i:05}"));
     }
     cmd.arg(&dst);
     let pid = run(&mut cmd);
@@ -394,9 +394,7 @@ fn cp_with_4000_sources_keeps_every_argument() {
     assert_eq!(e["boot_copy"]["process"]["args_truncated"], false);
 }
 
-#[test]
-fn unwatched_128k_argument_is_truncated_and_flagged() {
-    let mut agent = Agent::start(true);
+fn unwatched_128k_argument_is_truncated_and_flagged(agent: &mut Agent) {
     let big = "A".repeat(128 * 1024 - 1);
     let pid = run(Command::new("/bin/true").arg(&big).arg("after"));
     let e = agent.exec_of(pid);
@@ -407,9 +405,7 @@ fn unwatched_128k_argument_is_truncated_and_flagged() {
     assert!(a.len() >= 2 && a[1].len() >= 20 * 1024 && a[1].len() < big.len());
 }
 
-#[test]
-fn hostile_bytes_stay_valid_json_and_flagged() {
-    let mut agent = Agent::start(false);
+fn hostile_bytes_stay_valid_json_and_flagged(agent: &mut Agent) {
     let raw = std::ffi::OsStr::from_bytes(b"bad\xff\xfe name");
     let pid = run(Command::new("cp")
         .arg("--version")
@@ -422,12 +418,17 @@ fn hostile_bytes_stay_valid_json_and_flagged() {
     assert_eq!(e["boot_copy"]["process"]["text_altered"][0], "args");
 }
 
-#[test]
-fn stopped_consumer_drops_are_counted_and_reported() {
-    let mut agent = Agent::start(true);
+fn stopped_consumer_drops_are_counted_and_reported(agent: &mut Agent) {
+    // Only a loss record from this storm counts.
+    agent.seen.clear();
     agent.signal(nix::sys::signal::Signal::SIGSTOP);
-    for _ in 0..3000 {
-        run(&mut Command::new("/bin/true"));
+    // Watched execs carry up to 512 KiB of arguments: 50 records of 300 KiB are nearly twice
+    // the default 8 MiB ring, in few enough execs to stay quick under emulation.
+    let padding = "P".repeat(100 * 1024);
+    for _ in 0..50 {
+        run(Command::new("cp")
+            .arg("--version")
+            .args([&padding, &padding, &padding]));
     }
     agent.signal(nix::sys::signal::Signal::SIGCONT);
     let loss = agent
@@ -444,4 +445,48 @@ fn stopped_consumer_drops_are_counted_and_reported() {
     // The agent keeps going.
     let pid = run(Command::new("cp").arg("--version").arg("after-the-storm"));
     agent.exec_of(pid);
+}
+
+/// Each scenario as its own test, with its own agent (`events --all`).
+macro_rules! own_agent_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                super::$name(&mut super::Agent::start(true));
+            }
+        )*
+        /// Every scenario in turn against one agent: the kernel matrix runs this, since under
+        /// emulation loading the programs costs seconds per agent.
+        pub const ALL: &[(&str, fn(&mut super::Agent))] = &[$((stringify!($name), super::$name)),*];
+    };
+}
+
+mod one_agent_each {
+    own_agent_tests!(
+        binary_with_args,
+        symlinked_binary_reports_resolved_executable_and_invoked_argv0,
+        script_is_the_executable_with_spliced_args,
+        long_name_is_not_cut_like_comm,
+        relative_exec_is_made_absolute_with_cwd,
+        forked_subshell_parent_carries_the_shell_image,
+        parent_exited_before_the_event_was_read,
+        cp_with_4000_sources_keeps_every_argument,
+        unwatched_128k_argument_is_truncated_and_flagged,
+        hostile_bytes_stay_valid_json_and_flagged,
+        // Last: it clears what the agent has seen.
+        stopped_consumer_drops_are_counted_and_reported,
+    );
+}
+
+#[test]
+fn every_scenario_on_one_agent() {
+    let early = EarlyParent::spawn();
+    let mut agent = Agent::start(true);
+    early.check(&mut agent);
+    for (name, scenario) in one_agent_each::ALL {
+        let start = Instant::now();
+        scenario(&mut agent);
+        eprintln!("scenario {name} passed in {:.1?}", start.elapsed());
+    }
 }

@@ -18,7 +18,15 @@ mod ecs_schema;
 const PUBLISHED: &str = "5bda8597-69a6-4b9e-87a2-69a7c963ea83";
 const STRICT: &str = "995bf1fa-2bb9-4ac5-b686-73a539902f99";
 
-const WAIT: Duration = Duration::from_secs(20);
+/// How long to wait for the agent, scaled by `BOOT_COPY_TEST_SLOWDOWN` (the kernel matrix sets it:
+/// under QEMU's emulation the verifier alone takes seconds).
+static WAIT: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| {
+    let factor = std::env::var("BOOT_COPY_TEST_SLOWDOWN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    Duration::from_secs(20) * factor
+});
 
 /// A running `boot-copy-agent run` writing to an alert log in its own directory.
 struct Agent {
@@ -54,7 +62,7 @@ impl Agent {
             .expect("agent starts");
         let mut agent = Agent { child, dir, log };
         agent
-            .wait_for(WAIT, |r| r["event"]["action"] == "agent-started")
+            .wait_for(*WAIT, |r| r["event"]["action"] == "agent-started")
             .expect("start record");
         agent
     }
@@ -95,7 +103,7 @@ impl Agent {
     fn sync(&mut self) {
         let marker = format!("/boot/sentinel-{}", unique());
         in_boot_namespace(&format!("cp /etc/hostname {marker}"));
-        self.wait_for(WAIT, |r| {
+        self.wait_for(*WAIT, |r| {
             r["event"]["kind"] == "alert" && has_arg(&r["process"]["args"], &marker)
         })
         .expect("sentinel alert");
@@ -113,7 +121,7 @@ impl Agent {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return (status, start.elapsed(), self.records());
             }
-            assert!(start.elapsed() < WAIT, "agent ignores SIGTERM");
+            assert!(start.elapsed() < *WAIT, "agent ignores SIGTERM");
             std::thread::sleep(Duration::from_millis(10));
         }
     }

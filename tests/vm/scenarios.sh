@@ -7,11 +7,12 @@
 #   TESTS        the statically linked end-to-end tests as NAME=PATH words, e.g.
 #                `events=/…/deps/events-HASH daemon=/…/deps/daemon-HASH` (tests/NAME.rs)
 #   SCENARIO_TIMEOUT  seconds one scenario may take (default 180)
+#   VMTEST_SET   `all`: every test of each binary (one agent each) instead of the shared set
 #   VMTEST_ONLY  optional shell glob: run only the scenarios whose names match it
 # Scenarios: agent-loads (the programs load and events flow; on failure the agent's error, with
 # any verifier log, is printed in full), requirement-missing-btf (with the kernel BTF hidden the
-# agent exits non-zero naming BTF), then every test of each TESTS binary, one process each, as
-# scenario NAME/TEST.
+# agent exits non-zero naming BTF), then the tests of each TESTS binary in $SHARED (or all of
+# them), one process each, as scenario NAME/TEST.
 : "${AGENT:?AGENT must name the agent binary}"
 : "${TESTS:?TESTS must list the test binaries}"
 : "${SCENARIO_TIMEOUT:=180}"
@@ -87,7 +88,7 @@ requirement_missing_btf() {
 # test_case BINARY TEST: runs one test; PASS needs exit status 0 and `1 passed`.
 test_case() {
     out=$work/test.out
-    timeout "$SCENARIO_TIMEOUT" "$1" --exact "$2" --test-threads=1 >"$out" 2>&1
+    timeout "$SCENARIO_TIMEOUT" "$1" --exact "$2" --test-threads=1 --nocapture >"$out" 2>&1
     rc=$?
     cat "$out"
     [ $rc -eq 0 ] || return 1
@@ -113,7 +114,10 @@ scenario() {
     esac
 }
 
-CORE="events/binary_with_args events/script_is_the_executable_with_spliced_args events/forked_subshell_parent_carries_the_shell_image events/cp_with_4000_sources_keeps_every_argument events/parent_exited_before_the_event_was_read daemon/cp_and_mv_into_boot_alert_once_with_ecs_fields daemon/verdicts_follow_elastic_semantics"
+# The scenario set: every events scenario, every alert verdict and exception scenario, and every
+# strict-rule evasion, each suite against one agent (under TCG loading the programs takes about
+# ten seconds per agent). VMTEST_SET=all runs every test of the binaries instead, one agent each.
+SHARED="events/every_scenario_on_one_agent daemon/alert_scenarios_on_one_agent strict/each_evasion_alerts_once_under_the_strict_rule"
 
 echo "VMTEST-KERNEL $(uname -r)"
 scenario agent-loads agent_loads
@@ -125,10 +129,8 @@ for entry in $TESTS; do
     cases=$("$binary" --list 2>/dev/null | sed -n 's/: test$//p')
     [ -n "$cases" ] || { echo "no tests listed by $binary"; result "$suite" FAIL "$(date +%s)"; }
     for t in $cases; do
-        # VMTEST_SET=core (the test command's matrix): one scenario per kind of fact the tests
-        # pin down, since every test starts its own agent and the verifier is slow under TCG.
-        if [ "${VMTEST_SET:-}" = core ]; then
-            case " $CORE " in
+        if [ "${VMTEST_SET:-}" != all ]; then
+            case " $SHARED " in
             *" $suite/$t "*) ;;
             *) continue ;;
             esac

@@ -8,6 +8,7 @@
 //! image (bzImage, or a vmlinux with a PVH entry); none means all four. Kernel packages are cached in `/var/cache/boot-copy-vm` (override with
 //! `BOOT_COPY_VM_CACHE`); `BOOT_COPY_VM_TIMEOUT` (seconds, default 900) bounds each kernel;
 //! `BOOT_COPY_VM_JOBS` runs that many kernels at once (default: one per two host cores);
+//! `VMTEST_SET=all` runs every test with its own agent instead of the shared scenario set;
 //! `VMTEST_ONLY` (a shell glob) selects scenarios by name.
 pub mod binaries;
 mod cpio;
