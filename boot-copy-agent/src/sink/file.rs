@@ -25,8 +25,8 @@ const DIR_MODE: u32 = 0o750;
 const FILE_MODE: u32 = 0o640;
 /// How long to wait before retrying to open the log, or to rotate it, after a failure.
 const RETRY: Duration = Duration::from_secs(1);
-/// How long a log moved away from its path (and not recreated there by logrotate) keeps
-/// receiving records before we recreate it.
+/// How long a record waits for a log moved away from its path to be recreated there (by
+/// logrotate) before we recreate it.
 const MOVE_GRACE: Duration = Duration::from_secs(1);
 
 /// `[sinks.alert_log]`.
@@ -89,8 +89,6 @@ pub(super) struct AlertLog {
     last_sync: Instant,
     open_retry_at: Instant,
     rotate_retry_at: Instant,
-    /// When the file was first seen moved away from its path.
-    moved_at: Option<Instant>,
 }
 
 struct OpenLog {
@@ -121,15 +119,25 @@ impl AlertLog {
             last_sync: now,
             open_retry_at: now,
             rotate_retry_at: now,
-            moved_at: None,
         })
+    }
+
+    /// Waits up to [`MOVE_GRACE`] for a file to appear at the path; false if none did.
+    fn wait_for_replacement(&self) -> bool {
+        let deadline = Instant::now() + MOVE_GRACE;
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+            if fs::symlink_metadata(&self.path).is_ok() {
+                return true;
+            }
+        }
+        false
     }
 
     /// Closes the current file (fsync'ed per policy) and opens the one at the path.
     fn reopen_now(&mut self, shared: &Shared) {
         self.sync();
         self.log = None;
-        self.moved_at = None;
         match open_log(&self.dir, &self.name, &self.path) {
             Ok(log) => {
                 self.log = Some(log);
@@ -264,7 +272,7 @@ impl Worker for AlertLog {
             Err(_) => 1,
         };
         match fs::symlink_metadata(&self.path) {
-            Ok(m) if m.dev() == log.dev && m.ino() == log.ino => self.moved_at = None,
+            Ok(m) if m.dev() == log.dev && m.ino() == log.ino => {}
             Ok(_) => {
                 tracing::info!(
                     "alert log {} was replaced (rotated); reopening",
@@ -279,28 +287,24 @@ impl Worker for AlertLog {
                 );
                 self.reopen_now(shared);
             }
-            // Moved: logrotate creates the new file right after its rename, and creating it
-            // ourselves first would make logrotate move ours aside as a `.backup`. Meanwhile
-            // records still land in the moved file, so nothing is lost by waiting.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.moved_at {
-                None => self.moved_at = Some(Instant::now()),
-                Some(t) if t.elapsed() >= MOVE_GRACE => {
+            // Moved away: logrotate creates the new file right after its rename (creating it
+            // ourselves first would make logrotate move ours aside as a `.backup`). Wait for it
+            // instead of writing into the moved file, which a shipper stops reading soon after
+            // the rename; past the grace, recreate it ourselves.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !self.wait_for_replacement() {
                     tracing::warn!(
                         "alert log {} was moved away; recreating it",
                         self.path.display()
                     );
-                    self.reopen_now(shared);
                 }
-                Some(_) => {}
-            },
+                self.reopen_now(shared);
+            }
             Err(e) => tracing::debug!("stat of alert log {}: {e}", self.path.display()),
         }
     }
 
-    fn tick(&mut self, shared: &Shared) {
-        if self.moved_at.is_some() {
-            self.check(shared);
-        }
+    fn tick(&mut self, _shared: &Shared) {
         if let FsyncPolicy::IntervalMs(ms) = self.fsync
             && self.last_sync.elapsed() >= Duration::from_millis(ms)
         {
