@@ -577,3 +577,39 @@ impl OutputWithStdin for Command {
         child.wait_with_output().unwrap()
     }
 }
+
+/// A reload whose rules watch another process name updates the kernel prefilter: the new
+/// name's execs reach the rule without a restart.
+#[test]
+fn sighup_with_new_process_names_updates_the_kernel_prefilter() {
+    let bundled = fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/boot-file-copy.toml"),
+    )
+    .unwrap();
+    let names = r#"process.name in ("cp", "mv")"#;
+    assert!(bundled.contains(names));
+    let dir = tempdir("prefilter-rules");
+    let rule = dir.join("boot-file-copy.toml");
+    fs::write(&rule, &bundled).unwrap();
+    let mut agent = Agent::start(
+        "prefilter",
+        &format!("[rules]\npath = \"{}\"\n", rule.display()),
+    );
+    let before = format!("/boot/touch-{}", unique());
+    in_boot_namespace(&format!("touch {before}"));
+    fs::write(
+        &rule,
+        bundled.replace(names, r#"process.name in ("cp", "mv", "touch")"#),
+    )
+    .unwrap();
+    agent.signal(nix::sys::signal::Signal::SIGHUP);
+    agent
+        .wait_for(*WAIT, |r| r["event"]["action"] == "rules-reloaded")
+        .expect("rules-reloaded record");
+    let after = format!("/boot/touch-{}", unique());
+    in_boot_namespace(&format!("touch {after}"));
+    agent.sync();
+    assert!(agent.alerts_with_arg(&before).is_empty());
+    assert_eq!(agent.alerts_with_arg(&after).len(), 1);
+    fs::remove_dir_all(&dir).unwrap();
+}

@@ -206,17 +206,22 @@ impl Daemon {
         self.sinks.reopen();
         let loaded = Config::load(&self.config_path, self.explicit)
             .map_err(anyhow::Error::from)
-            .and_then(|config| load_rules(&config));
+            .and_then(|config| {
+                let rules = load_rules(&config)?;
+                let prefilter = sensor_config(&config, &rules).prefilter()?;
+                Ok((rules, prefilter))
+            })
+            // The kernel submits the new rules' candidates before the new rules evaluate them.
+            .and_then(|(rules, prefilter)| {
+                self.sensor
+                    .set_prefilter(&prefilter)
+                    .context("updating the kernel prefilter")?;
+                Ok(rules)
+            });
         let (action, message, severity) = match loaded {
             Ok(rules) => {
-                let changed = rules.prefilter() != self.detector.rules().prefilter();
                 let names = rule_names(&rules);
                 self.detector.set_rules(rules);
-                if changed {
-                    tracing::warn!(
-                        "the reloaded rules need a different kernel prefilter; restart the agent to apply it"
-                    );
-                }
                 (
                     "rules-reloaded",
                     format!("boot-copy reloaded rules: {names}"),

@@ -2,17 +2,19 @@
 //! and fills its maps, attaches the exec/fork/exit programs, and hands out the ring-buffer
 //! reader. Records are `boot_copy_common::ExecRecord`s truncated after their argument bytes.
 mod error;
+mod prefilter;
 pub mod requirements;
 mod ring;
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, ProgramError},
 };
-use boot_copy_common::{NAME_KEY_CAP, PROC_TABLE_ENTRIES, ProcImage, config_flags, counter};
+use boot_copy_common::{NAME_KEY_CAP, PROC_TABLE_ENTRIES, ProcImage, counter};
 
 pub use error::SensorError;
+pub use prefilter::Prefilter;
 pub use requirements::ensure_tracefs;
 pub use ring::RingReader;
 
@@ -42,6 +44,17 @@ pub struct SensorConfig {
     pub ring_bytes: u32,
     /// Process-table capacity (LRU beyond it).
     pub table_entries: u32,
+}
+
+impl SensorConfig {
+    /// The prefilter maps' contents; errors name an unusable watched name.
+    pub fn prefilter(&self) -> Result<Prefilter, SensorError> {
+        Ok(Prefilter {
+            names: watched_keys(&self.watched)?,
+            sizes: self.watched_sizes.clone(),
+            all_execs: self.all_execs,
+        })
+    }
 }
 
 impl Default for SensorConfig {
@@ -81,7 +94,7 @@ impl Sensor {
     /// Checks requirements, mounts tracefs if needed, loads, sizes maps, fills WATCHED/CONFIG,
     /// attaches all three programs.
     pub fn start(cfg: &SensorConfig) -> Result<Sensor, SensorError> {
-        let keys = watched_keys(&cfg.watched)?;
+        let prefilter = cfg.prefilter()?;
         if cfg.ring_bytes < (1 << 20) || !cfg.ring_bytes.is_power_of_two() {
             return Err(SensorError::InvalidRingSize {
                 bytes: cfg.ring_bytes,
@@ -105,52 +118,7 @@ impl Sensor {
             .map_max_entries("PROC_TABLE", cfg.table_entries)
             .load(EBPF_OBJECT)?;
 
-        {
-            let mut watched: HashMap<_, [u8; NAME_KEY_CAP], u8> =
-                HashMap::try_from(map_mut(&mut ebpf, "WATCHED")?).map_err(|source| {
-                    SensorError::Map {
-                        map: "WATCHED",
-                        source,
-                    }
-                })?;
-            for key in &keys {
-                watched
-                    .insert(key, 1, 0)
-                    .map_err(|source| SensorError::Map {
-                        map: "WATCHED",
-                        source,
-                    })?;
-            }
-            let mut sizes: HashMap<_, u64, u8> =
-                HashMap::try_from(map_mut(&mut ebpf, "WATCHED_SIZES")?).map_err(|source| {
-                    SensorError::Map {
-                        map: "WATCHED_SIZES",
-                        source,
-                    }
-                })?;
-            for size in &cfg.watched_sizes {
-                sizes
-                    .insert(size, 1, 0)
-                    .map_err(|source| SensorError::Map {
-                        map: "WATCHED_SIZES",
-                        source,
-                    })?;
-            }
-            let mut config: Array<_, u64> = Array::try_from(map_mut(&mut ebpf, "CONFIG")?)
-                .map_err(|source| SensorError::Map {
-                    map: "CONFIG",
-                    source,
-                })?;
-            let flags = if cfg.all_execs {
-                config_flags::ALL_EXECS
-            } else {
-                0
-            };
-            config.set(0, flags, 0).map_err(|source| SensorError::Map {
-                map: "CONFIG",
-                source,
-            })?;
-        }
+        prefilter::apply(&mut ebpf, &prefilter)?;
 
         for (name, tracepoint) in PROGRAMS {
             attach(&mut ebpf, &btf, name, tracepoint)?;
@@ -181,6 +149,11 @@ impl Sensor {
             reader: Some(RingReader::new(ring)),
             ebpf,
         })
+    }
+
+    /// Replaces what the kernel submits (a rules reload), while the programs run.
+    pub fn set_prefilter(&mut self, prefilter: &Prefilter) -> Result<(), SensorError> {
+        prefilter::apply(&mut self.ebpf, prefilter)
     }
 
     /// Inserts a /proc-derived image only if the kernel has no entry (BPF_NOEXIST). Ok(false) if
