@@ -14,7 +14,7 @@ pub mod binaries;
 mod cpio;
 mod initramfs;
 mod kernels;
-mod qemu;
+pub mod qemu;
 mod report;
 
 use anyhow::{Context as _, bail};
@@ -152,7 +152,7 @@ fn run_one(
         (Some(image), Some(base)) => {
             let initrd = work.join(format!("initramfs-{}.cpio", kernel.label));
             initramfs::with_modules(base, &kernel.modules, &initrd)?;
-            qemu::boot(image, &initrd, &log, timeout, echo)?
+            qemu::boot(image, &initrd, &qemu::MATRIX, &log, timeout, echo)?
         }
         _ => qemu::run_host(bins, &log, timeout, echo)?,
     };

@@ -17,9 +17,9 @@
 //! boots another kernel image (bzImage or PVH vmlinux) instead of Debian's 6.1.
 mod guest;
 mod kernel;
-mod qemu;
 mod rootfs;
 
+use crate::vm::qemu::{self, Machine};
 use anyhow::{Context as _, bail};
 use std::{
     collections::BTreeMap,
@@ -29,6 +29,12 @@ use std::{
 };
 
 /// The checks `guest.sh` makes, in its order; each must report PASS.
+/// A Debian root file system unpacked into memory (about 200 MB), systemd as PID 1.
+const MACHINE: Machine = Machine {
+    memory_mb: 2048,
+    append: "rdinit=/sbin/init systemd.show_status=error",
+};
+
 const CHECKS: &[&str] = &[
     "install",
     "active",
@@ -89,7 +95,7 @@ pub fn run() -> anyhow::Result<()> {
         "service-test: booting Debian bookworm with systemd as PID 1 (console {})",
         log.display()
     );
-    let run = qemu::boot(&kernel, &initrd, &log, timeout()?, |line| {
+    let run = qemu::boot(&kernel, &initrd, &MACHINE, &log, timeout()?, |line| {
         if let Some(at) = line.find("SERVICETEST ") {
             eprintln!("service-test: {}", &line[at..]);
         }
@@ -165,7 +171,7 @@ impl Outcome {
             .filter(|name| !CHECKS.contains(name))
             .collect();
         let mut problems = Vec::new();
-        if run.timed_out {
+        if run.timed_out() {
             problems.push(format!("the guest timed out after {:.0?}", run.timeout));
         }
         if !failed.is_empty() {
@@ -180,7 +186,7 @@ impl Outcome {
                 unknown.join(", ")
             ));
         }
-        if !self.done && !run.timed_out {
+        if !self.done && !run.timed_out() {
             problems.push("the guest script did not finish".to_owned());
         }
         if problems.is_empty() {
@@ -214,9 +220,10 @@ mod tests {
     use super::*;
 
     fn run(timed_out: bool) -> qemu::Run {
+        use std::os::unix::process::ExitStatusExt as _;
         qemu::Run {
             console: String::new(),
-            timed_out,
+            status: (!timed_out).then(|| std::process::ExitStatus::from_raw(0)),
             elapsed: Duration::ZERO,
             timeout: Duration::from_secs(1),
         }

@@ -23,16 +23,37 @@ pub struct Run {
     pub timeout: Duration,
 }
 
+impl Run {
+    pub fn timed_out(&self) -> bool {
+        self.status.is_none()
+    }
+}
+
+/// A guest's memory and kernel command line.
+pub struct Machine<'a> {
+    pub memory_mb: u32,
+    /// Kernel command line, after `console=ttyS0 panic=-1 quiet`.
+    pub append: &'a str,
+}
+
+/// The kernel matrix's guests: an initramfs-only system.
+pub const MATRIX: Machine = Machine {
+    memory_mb: 1024,
+    append: "oops=panic",
+};
+
 /// Boots `image` (an uncompressed PVH vmlinux or a bzImage).
 pub fn boot(
     image: &Path,
     initrd: &Path,
+    machine: &Machine,
     log: &Path,
     timeout: Duration,
     on_line: impl FnMut(&str),
 ) -> anyhow::Result<Run> {
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2"])
+    let memory = machine.memory_mb.to_string();
+    cmd.args(["-accel", "tcg", "-cpu", "max", "-m", &memory, "-smp", "2"])
         // Serial console on stdout; no monitor, display or network (no iPXE probe at boot).
         .args(["-nographic", "-monitor", "none", "-nic", "none"])
         .args(["-serial", "stdio"])
@@ -42,7 +63,8 @@ pub fn boot(
         .arg(image)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", "console=ttyS0 panic=-1 oops=panic quiet"]);
+        .arg("-append")
+        .arg(format!("console=ttyS0 panic=-1 quiet {}", machine.append));
     run_logged(cmd, log, timeout, on_line)
 }
 
