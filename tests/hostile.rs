@@ -246,3 +246,66 @@ fn hostile_execs_alert_once_each_as_valid_json_with_their_fields() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     fs::remove_dir_all(&work).unwrap();
 }
+
+/// Runs `./cp f /boot/NAME` from `levels` nested directories named `component`, built and
+/// entered one relative step at a time on a tmpfs over `work` (no absolute path that long
+/// could be passed to a system call; `cd -P` changes directory by the relative name). Returns the pid of the cp and its real path.
+fn cp_from_deep_tree(work: &Path, component: &str, levels: usize, target: &str) -> (u32, String) {
+    let script = format!(
+        "mount -t tmpfs boot-copy-test /boot && mount -t tmpfs deep {w} && cd {w} && \
+         i=0; while [ $i -lt {levels} ]; do mkdir {component} && cd -P {component} || exit 1; i=$((i+1)); done; \
+         cp /usr/bin/cp ./cp && echo x > f && exec ./cp f {target}",
+        w = work.display()
+    );
+    let mut child = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "/bin/sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert!(child.wait().unwrap().success(), "{script}");
+    let dir = format!(
+        "{}{}",
+        work.display(),
+        format!("/{component}").repeat(levels)
+    );
+    (pid, format!("{dir}/cp"))
+}
+
+#[test]
+fn paths_beyond_the_capture_limits_alert_with_the_deepest_part_flagged() {
+    let mut agent = Agent::start("deep", "");
+    let work = tempdir("deep-work");
+    let tag = unique();
+    // Longer than PATH_MAX (4096 bytes), and deeper than the 64 directory levels walked.
+    let long = cp_from_deep_tree(&work, &"L".repeat(200), 24, &format!("/boot/long-{tag}"));
+    let deep = cp_from_deep_tree(&work, "d", 80, &format!("/boot/deep-{tag}"));
+    agent.sync();
+    for ((pid, real), target) in [
+        (long, format!("/boot/long-{tag}")),
+        (deep, format!("/boot/deep-{tag}")),
+    ] {
+        let alerts = agent.alerts_for_pid(pid);
+        assert_eq!(alerts.len(), 1, "{real}: {alerts:#?}");
+        let a = &alerts[0];
+        let p = &a["process"];
+        assert_eq!(a["rule"]["id"], PUBLISHED);
+        assert_eq!(p["name"], "cp");
+        assert_eq!(p["args"], serde_json::json!(["./cp", "f", target]));
+        assert_eq!(a["boot_copy"]["process"]["path_truncated"], true);
+        // The deepest part of each path is kept, and it is a true suffix of the real path.
+        let exe = p["executable"].as_str().unwrap();
+        let cwd = p["working_directory"].as_str().unwrap();
+        let real_cwd = real.strip_suffix("/cp").unwrap();
+        assert!(real.ends_with(exe) && exe.len() < real.len(), "{exe}");
+        assert!(exe.ends_with("/cp") && exe.len() < 4096, "{exe}");
+        assert!(
+            real_cwd.ends_with(cwd) && cwd.len() < real_cwd.len(),
+            "{cwd}"
+        );
+    }
+    let (_, _, records) = agent.stop();
+    let stopped = records.last().unwrap();
+    assert_eq!(stopped["event"]["action"], "agent-stopped");
+    assert!(stopped["boot_copy"]["counters"]["path_truncations"].as_u64() >= Some(2));
+    fs::remove_dir_all(&work).unwrap();
+}
