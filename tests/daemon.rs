@@ -4,173 +4,16 @@
 use serde_json::Value;
 use std::{
     fs,
-    os::unix::fs::PermissionsExt,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::{Duration, SystemTime},
 };
 
+#[path = "support/daemon.rs"]
+mod daemon;
 #[path = "support/ecs_schema.rs"]
 mod ecs_schema;
 
-/// How much slower than native this runs: the kernel matrix sets `BOOT_COPY_TEST_SLOWDOWN` (under
-/// QEMU's emulation the verifier alone takes seconds).
-fn slowdown() -> u32 {
-    std::env::var("BOOT_COPY_TEST_SLOWDOWN")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-}
-
-/// How long to wait for the agent.
-static WAIT: std::sync::LazyLock<Duration> =
-    std::sync::LazyLock::new(|| Duration::from_secs(20) * slowdown());
-
-/// A running `boot-copy-agent run` writing to an alert log in its own directory.
-struct Agent {
-    child: Child,
-    dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Agent {
-    /// Starts the agent with `extra` appended to a config that points every file it writes into
-    /// a fresh directory, and waits for its start record.
-    fn start(tag: &str, extra: &str) -> Agent {
-        let dir = tempdir(tag);
-        let log = dir.join("log/alerts.ndjson");
-        let state_dir = format!("state_dir = \"{}/log\"\n", dir.display());
-        let health = if extra.contains("[health]\n") {
-            extra.replace("[health]\n", &format!("[health]\n{state_dir}"))
-        } else {
-            format!("{extra}\n[health]\n{state_dir}")
-        };
-        let config = format!(
-            "[sinks.alert_log]\npath = \"{}\"\n\n{health}",
-            log.display()
-        );
-        let config_path = dir.join("config.toml");
-        fs::write(&config_path, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"))
-            .arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("agent starts");
-        let mut agent = Agent { child, dir, log };
-        agent
-            .wait_for(*WAIT, |r| r["event"]["action"] == "agent-started")
-            .expect("start record");
-        agent
-    }
-
-    fn records(&self) -> Vec<Value> {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line ({e}): {l}")))
-            .collect()
-    }
-
-    fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(r) = self.records().into_iter().find(|r| pred(r)) {
-                return Some(r);
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("agent exited: {status}");
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Alerts of the published rule whose `process.args` contain `arg` (the strict companion
-    /// rule's alerts are tested in `tests/strict.rs`).
-    fn alerts_with_arg(&self, arg: &str) -> Vec<Value> {
-        self.records()
-            .into_iter()
-            .filter(|r| {
-                r["event"]["kind"] == "alert"
-                    && r["rule"]["id"] == "5bda8597-69a6-4b9e-87a2-69a7c963ea83"
-                    && has_arg(&r["process"]["args"], arg)
-            })
-            .collect()
-    }
-
-    /// Runs a sentinel copy that must alert and waits for its alert: every exec before it has
-    /// then been processed, so an absent alert is a verdict, not a race.
-    fn sync(&mut self) {
-        let marker = format!("/boot/sentinel-{}", unique());
-        in_boot_namespace(&format!("cp /etc/hostname {marker}"));
-        self.wait_for(*WAIT, |r| {
-            r["event"]["kind"] == "alert" && has_arg(&r["process"]["args"], &marker)
-        })
-        .expect("sentinel alert");
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
-    }
-
-    /// SIGTERM; returns the exit status, how long the agent took to exit, and every record.
-    fn stop(mut self) -> (std::process::ExitStatus, Duration, Vec<Value>) {
-        let start = Instant::now();
-        self.signal(nix::sys::signal::Signal::SIGTERM);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, start.elapsed(), self.records());
-            }
-            assert!(start.elapsed() < *WAIT, "agent ignores SIGTERM");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn unique() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let dir = PathBuf::from(format!("/tmp/boot-copy-daemon-{tag}-{}", unique()));
-    fs::create_dir_all(&dir).unwrap();
-    // The agent refuses configuration in directories others can write.
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
-fn has_arg(args: &Value, arg: &str) -> bool {
-    args.as_array().is_some_and(|a| a.iter().any(|x| x == arg))
-}
-
-/// Runs `script` with /bin/sh in a private mount namespace where /boot is an empty tmpfs.
-fn in_boot_namespace(script: &str) {
-    let full = format!("mount -t tmpfs boot-copy-test /boot && {script}");
-    let status = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "/bin/sh", "-c", &full])
-        .status()
-        .expect("unshare runs");
-    assert!(status.success(), "scenario failed: {script}");
-}
+use daemon::{Agent, PUBLISHED, WAIT, in_boot_namespace, slowdown, tempdir, unique};
 
 #[test]
 fn cp_and_mv_into_boot_alert_once_with_ecs_fields() {
@@ -191,8 +34,8 @@ fn cp_and_mv_alert_once(agent: &mut Agent) {
         "cp /etc/hostname {cp_target} && cp /etc/hostname /tmp/mv-src-$$ && mv /tmp/mv-src-$$ {mv_target}"
     ));
     agent.sync();
-    let cp = agent.alerts_with_arg(&cp_target);
-    let mv = agent.alerts_with_arg(&mv_target);
+    let cp = agent.alerts_of(PUBLISHED, &cp_target);
+    let mv = agent.alerts_of(PUBLISHED, &mv_target);
     assert_eq!(cp.len(), 1, "{cp:#?}");
     assert_eq!(mv.len(), 1, "{mv:#?}");
     let a = &cp[0];
@@ -293,7 +136,7 @@ fn verdicts(agent: &mut Agent) {
     }
     agent.sync();
     for (script, target, expect) in &cases {
-        let alerts = agent.alerts_with_arg(target);
+        let alerts = agent.alerts_of(PUBLISHED, target);
         let want = usize::from(*expect);
         assert_eq!(
             alerts.len(),
@@ -332,8 +175,8 @@ fn exception_suppresses(agent: &mut Agent) {
         "cp /etc/hostname {excepted}; cp /etc/hostname {other}"
     ));
     agent.sync();
-    assert!(agent.alerts_with_arg(&excepted).is_empty());
-    assert_eq!(agent.alerts_with_arg(&other).len(), 1);
+    assert!(agent.alerts_of(PUBLISHED, &excepted).is_empty());
+    assert_eq!(agent.alerts_of(PUBLISHED, &other).len(), 1);
 }
 
 #[test]
@@ -407,44 +250,64 @@ fn records_are_numbered_and_health_is_reported() {
 
 #[test]
 fn unclean_stop_is_reported_at_the_next_start() {
-    let agent = Agent::start("unclean", "");
-    let config = agent.dir.join("config.toml");
-    let dir = agent.dir.clone();
-    let mut agent = agent;
-    agent.child.kill().unwrap();
-    agent.child.wait().unwrap();
-    let mut second = Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let log = dir.join("log/alerts.ndjson");
-    let deadline = Instant::now() + *WAIT;
-    let found = loop {
-        let text = fs::read_to_string(&log).unwrap_or_default();
-        if let Some(r) = text
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .find(|r| r["event"]["action"] == "previous-run-unclean")
-        {
-            break Some(r);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
+    use nix::sys::signal::Signal;
+    let mut agent = Agent::start("unclean", "");
+    agent.sync();
+    // The status file is rewritten every second: let it catch up with the last record.
+    let last_seq = agent.records().last().unwrap()["boot_copy"]["seq"].clone();
+    let status = agent.dir.join("log/status.json");
+    let deadline = std::time::Instant::now() + *WAIT;
+    while fs::read_to_string(&status)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .is_none_or(|v| v["seq"] != last_seq)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status.json lags behind seq {last_seq}: {:?}",
+            fs::read_to_string(&status)
+        );
         std::thread::sleep(Duration::from_millis(50));
-    };
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(second.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    second.wait().unwrap();
-    let r = found.expect("unclean-stop record");
-    assert_eq!(r["boot_copy"]["previous"]["pid"], agent.child.id());
-    assert!(r["event"]["start"].is_string());
+    }
+    let first_pid = agent.pid();
+    let killed_at = SystemTime::now();
+    agent.restart(Signal::SIGKILL);
+    let restarted_at = SystemTime::now();
+    let unclean: Vec<Value> = agent
+        .records()
+        .into_iter()
+        .filter(|r| r["event"]["action"] == "previous-run-unclean")
+        .collect();
+    assert_eq!(unclean.len(), 1, "{unclean:#?}");
+    let r = &unclean[0];
+    assert_eq!(r["event"]["kind"], "state");
+    assert_eq!(r["boot_copy"]["previous"]["pid"], first_pid);
+    assert_eq!(r["boot_copy"]["previous"]["last_seq"], last_seq);
+    assert_eq!(r["boot_copy"]["seq"], 1, "the new run's first record");
+    // Nothing was watched from the previous run's last sign of life until this start.
+    let time = |v: &Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
+    let (start, end) = (time(&r["event"]["start"]), time(&r["event"]["end"]));
+    assert!(
+        start <= killed_at && killed_at.duration_since(start).unwrap() < Duration::from_secs(2),
+        "span starts at the last status write before the kill: {r}"
+    );
+    assert!(end >= killed_at && end <= restarted_at, "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("(pid {first_pid}) did not stop cleanly")),
+        "{r}"
+    );
+    agent.sync(); // the new run detects
+    // A clean stop is not reported as unclean at the next start.
+    agent.restart(Signal::SIGTERM);
+    let unclean = agent
+        .records()
+        .iter()
+        .filter(|r| r["event"]["action"] == "previous-run-unclean")
+        .count();
+    assert_eq!(unclean, 1);
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod fuzz;
 mod package;
 mod service;
 mod setup;
+mod stress;
 mod test;
 mod vm;
 
@@ -35,6 +36,12 @@ enum Task {
     /// `alerts` (exec → alert latency, CPU per alert), `replay` (rule evaluation throughput);
     /// all when none is named.
     Bench { names: Vec<String> },
+    /// Fault scenarios longer than the test suite's: repeated ring-buffer overflows with the
+    /// syslog receiver down, every exec accounted for, the heap bounded (see xtask/src/stress.rs).
+    Stress {
+        #[arg(long, default_value_t = 5)]
+        cycles: usize,
+    },
     /// Fuzz the rule engine's inputs (cargo-fuzz, nightly) for SECONDS per target.
     Fuzz {
         #[arg(long, default_value_t = 300)]
@@ -70,6 +77,10 @@ fn main() -> anyhow::Result<()> {
         Task::Bench { names } => {
             setup::run()?;
             bench::run(&names)
+        }
+        Task::Stress { cycles } => {
+            setup::run()?;
+            stress::run(cycles)
         }
         Task::Fuzz { seconds } => {
             setup::run()?;

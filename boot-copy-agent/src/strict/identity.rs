@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::hash::Hasher;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 /// The tools the strict rule knows.
 pub const TOOLS: [&str; 4] = ["cp", "mv", "install", "rsync"];
@@ -85,7 +86,7 @@ fn basename(path: &str) -> &str {
 
 /// A content hash (SipHash of the bytes): equality of binaries, not a defence against a binary
 /// altered on purpose (an altered binary is a different program).
-fn hash_file(path: &str) -> Option<u64> {
+fn hash_file(path: &Path) -> Option<u64> {
     let bytes = std::fs::read(path).ok()?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     h.write(&bytes);
@@ -103,7 +104,7 @@ impl Identity {
             if refs.iter().any(|r| r.dev == md.dev() && r.ino == md.ino()) {
                 continue;
             }
-            if let Some(hash) = hash_file(path) {
+            if let Some(hash) = hash_file(Path::new(path)) {
                 refs.push(Reference {
                     tool,
                     dev: md.dev(),
@@ -119,9 +120,14 @@ impl Identity {
         }
     }
 
-    /// The copy tool `executable` (absolute, symlinks resolved) runs with `args`, if any.
-    pub fn identify(&mut self, executable: &str, args: &[String]) -> Option<Tool> {
-        let name = basename(executable);
+    /// The copy tool `executable` (absolute, symlinks resolved) runs with `args`, if any. The
+    /// path is the kernel's bytes, not text: a name that is not UTF-8 must still find the file.
+    pub fn identify(&mut self, executable: impl AsRef<Path>, args: &[String]) -> Option<Tool> {
+        let executable = executable.as_ref();
+        let name = executable
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if let Some(t) = tool_named(name) {
             return Some(Tool {
                 name: t,
@@ -139,7 +145,7 @@ impl Identity {
         })
     }
 
-    fn by_file(&mut self, executable: &str) -> Option<&'static str> {
+    fn by_file(&mut self, executable: &Path) -> Option<&'static str> {
         if self.refs.is_empty() {
             return None;
         }
@@ -247,6 +253,12 @@ mod tests {
         std::fs::copy("/usr/bin/cp", &copy).unwrap();
         let copy = copy.to_str().unwrap();
         let tool = id.identify(copy, &args("xyz a b")).unwrap();
+        assert_eq!((tool.name, tool.how), ("cp", How::File));
+        // A name that is not UTF-8 (the path is opened as the kernel's bytes).
+        use std::os::unix::ffi::OsStrExt;
+        let odd = dir.join(std::ffi::OsStr::from_bytes(b"c\np\xff"));
+        std::fs::copy("/usr/bin/cp", &odd).unwrap();
+        let tool = id.identify(&odd, &args("x a b")).unwrap();
         assert_eq!((tool.name, tool.how), ("cp", How::File));
         // Same size, other content: not cp.
         let mut bytes = std::fs::read(copy).unwrap();

@@ -88,7 +88,12 @@ impl Analyzer {
 
     /// The analysis of an exec of `executable` (the resolved binary) with `args`, in `cwd`;
     /// `None` when it is not a copy tool.
-    pub fn analyse(&mut self, executable: &str, args: &[String], cwd: &str) -> Option<Analysis> {
+    pub fn analyse(
+        &mut self,
+        executable: impl AsRef<std::path::Path>,
+        args: &[String],
+        cwd: &str,
+    ) -> Option<Analysis> {
         let tool = self.identity.identify(executable, args)?;
         let mut evasion = Vec::new();
         match tool.how {
@@ -153,7 +158,9 @@ impl Analyzer {
 
     /// [`Analyzer::analyse`] of a decoded exec.
     pub fn analyse_exec(&mut self, exec: &Exec) -> Option<Analysis> {
-        let exe = String::from_utf8_lossy(&exec.exe);
+        use std::os::unix::ffi::OsStrExt;
+        // The executable is opened (to identify renamed copies): its path stays bytes.
+        let exe = std::path::Path::new(std::ffi::OsStr::from_bytes(&exec.exe));
         let args: Vec<String> = exec
             .args
             .iter()
@@ -164,7 +171,7 @@ impl Analyzer {
             .as_deref()
             .map(String::from_utf8_lossy)
             .unwrap_or("/".into());
-        self.analyse(&exe, &args, &cwd)
+        self.analyse(exe, &args, &cwd)
     }
 }
 

@@ -370,6 +370,24 @@ SHIM __u32 bc_path_resolve(struct path *path, char *scratch, char *out, __u32 *t
 		dentry = link.parent;
 	}
 
+	// The root of an internal filesystem that is not its mount's root is a file with no path
+	// above it (a memfd, an anonymous file): name it by its dentry, as /proc/PID/exe does
+	// (without the " (deleted)" suffix of d_path), rather than "/".
+	if (*completep && *posp == PATH_CAP - 1 && dentry != mnt_root) {
+		struct dentry_link self;
+		read_dentry_link(dentry, &self);
+		__u32 len = self.hash_len >> 32;
+		if (len > 0 && len <= COMPONENT_MASK) {
+			__u32 pos = PATH_CAP - 2 - len;
+			barrier_var(len);
+			barrier_var(pos);
+			bpf_probe_read_kernel(scratch + ((pos + 1) & PATH_MASK), len & COMPONENT_MASK,
+					      self.name);
+			scratch[pos & PATH_MASK] = '/';
+			*posp = pos;
+		}
+	}
+
 	__u32 pos = *posp & PATH_MASK;
 	if (pos == PATH_CAP - 1) {
 		pos -= 1;
