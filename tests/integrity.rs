@@ -651,3 +651,66 @@ fn detaching_a_program_is_reported() {
     assert!(!show.status.success(), "link {link_id} still exists");
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The id of the agent's map named `name` (another agent's maps have the same names).
+fn map_id_of(pid: i32, name: &str) -> u64 {
+    for entry in fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let info = fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        let Some(id) = info.lines().find_map(|l| l.strip_prefix("map_id:")) else {
+            continue;
+        };
+        let id = id.trim();
+        let out = Command::new("bpftool")
+            .args(["-j", "map", "show", "id", id])
+            .output()
+            .unwrap();
+        let show: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if show["name"] == name {
+            return id.parse().unwrap();
+        }
+    }
+    panic!("the agent holds no map named {name}");
+}
+
+#[test]
+fn changed_prefilter_maps_are_reported_and_restored() {
+    let dir = tempdir("maps");
+    let config = write_config(&dir, "");
+    let mut agent = Agent::start(&dir, &config);
+    let start = agent
+        .wait_for(|r| r["event"]["action"] == "agent-started")
+        .unwrap();
+    assert_eq!(
+        start["boot_copy"]["guarded_maps"],
+        serde_json::json!(["WATCHED", "WATCHED_SIZES", "CONFIG"])
+    );
+    let watched = map_id_of(agent.pid(), "WATCHED").to_string();
+    // `cp` as the kernel's key: the name, zero-padded to 64 bytes.
+    let mut key = vec!["hex".to_owned(), "63".to_owned(), "70".to_owned()];
+    key.extend(std::iter::repeat_n("00".to_owned(), 62));
+    let bpftool = |args: &[&str]| {
+        let out = Command::new("bpftool").args(args).output().unwrap();
+        assert!(out.status.success(), "bpftool {args:?}: {out:?}");
+    };
+    let key: Vec<&str> = key.iter().map(String::as_str).collect();
+    bpftool(&[&["map", "delete", "id", &watched, "key"], &key[..]].concat());
+    let record = agent
+        .wait_for(|r| r["event"]["action"] == "maps-tampered")
+        .expect("maps-tampered record");
+    assert_eq!(
+        record["boot_copy"]["tampered"],
+        serde_json::json!([{ "map": "WATCHED", "removed": ["cp"], "added": [], "restored": true }])
+    );
+    assert_eq!(record["event"]["kind"], "state");
+    // Restored: the key is back, and a copy alerts again.
+    bpftool(&[&["map", "lookup", "id", &watched, "key"], &key[..]].concat());
+    agent.alert_on_copy();
+    let heartbeat = agent
+        .wait_for(|r| {
+            r["event"]["action"] == "heartbeat" && r["boot_copy"]["counters"]["maps_tampered"] == 1
+        })
+        .expect("heartbeat counting the change");
+    assert!(heartbeat["boot_copy"]["seq"].as_u64() > record["boot_copy"]["seq"].as_u64());
+    agent.stop();
+    fs::remove_dir_all(&dir).unwrap();
+}

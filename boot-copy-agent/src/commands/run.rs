@@ -10,6 +10,7 @@ use crate::{
     integrity::{
         attachment::{Attachments, Link},
         chain::{Chain, Key},
+        maps::{MapGuard, Tampering},
     },
     metrics, privilege,
     process::{clock::BootEpoch, host::Host},
@@ -77,6 +78,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let seeded = seed_process_table(&mut sensor);
     let mut reader = sensor.take_reader()?;
     let attachments = Attachments::snapshot().context("listing the attached programs")?;
+    let maps = MapGuard::snapshot().context("reading the sensor's maps")?;
     let page = metrics::Page::default();
     if let Some(addr) = config.metrics.listen {
         metrics::serve(addr, page.clone())
@@ -96,6 +98,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         chain: key.map(|key| Chain::new(key, prior.as_ref().and_then(chain_link))),
         attachments,
         detached: 0,
+        maps,
+        tampered: 0,
         loss: None,
         status,
         started: SystemTime::now(),
@@ -150,6 +154,10 @@ struct Daemon {
     attachments: Attachments,
     /// Programs found detached so far.
     detached: u64,
+    /// The prefilter maps, checked (and restored) every tick.
+    maps: MapGuard,
+    /// Map changes found so far.
+    tampered: u64,
     loss: Option<LossTracker>,
     status: StatusFile,
     started: SystemTime,
@@ -212,7 +220,20 @@ impl Daemon {
         }
         self.report_losses()?;
         self.report_detached();
+        self.report_tampering();
         self.write_status(false)
+    }
+
+    /// A prefilter map changed by someone else: reported, and already written back.
+    fn report_tampering(&mut self) {
+        let found = self.maps.check();
+        if found.is_empty() {
+            return;
+        }
+        self.tampered += found.len() as u64;
+        let record = tampered_record(&self.origin, &found);
+        tracing::error!("{}", record["message"]);
+        self.emit_health(record, Severity::Err);
     }
 
     /// A link closed or replaced by someone else: that program no longer runs. The main loop
@@ -336,6 +357,7 @@ impl Daemon {
             ("alerts".to_owned(), d.alerts),
             ("suppressed".to_owned(), d.suppressed),
             ("programs_detached".to_owned(), self.detached),
+            ("maps_tampered".to_owned(), self.tampered),
         ]);
         for s in self.sinks.stats() {
             c.push((format!("{}_written", s.sink), s.written));
@@ -451,6 +473,7 @@ fn start_record(
             "capabilities": capabilities,
             "programs": d.attachments.links().iter().map(link_json).collect::<Vec<_>>(),
             "chained": d.chain.is_some(),
+            "guarded_maps": d.maps.guarded(),
         }),
     )
 }
@@ -497,5 +520,40 @@ fn detached_record(origin: &Origin, gone: &[Link], attached: &[Link]) -> Value {
             "detached": gone.iter().map(link_json).collect::<Vec<_>>(),
             "attached": attached.iter().map(link_json).collect::<Vec<_>>(),
         }),
+    )
+}
+
+fn tampered_record(origin: &Origin, found: &[Tampering]) -> Value {
+    let described: Vec<String> = found
+        .iter()
+        .map(|t| {
+            let mut parts = Vec::new();
+            if !t.removed.is_empty() {
+                parts.push(format!("removed {}", t.removed.join(", ")));
+            }
+            if !t.added.is_empty() {
+                parts.push(format!("added {}", t.added.join(", ")));
+            }
+            let outcome = if t.restored {
+                "restored"
+            } else {
+                "NOT restored"
+            };
+            format!("{} ({}; {outcome})", t.map, parts.join("; "))
+        })
+        .collect();
+    let details: Vec<Value> = found
+        .iter()
+        .map(|t| json!({ "map": t.map, "removed": t.removed, "added": t.added, "restored": t.restored }))
+        .collect();
+    origin.record(
+        "state",
+        "maps-tampered",
+        SystemTime::now(),
+        format!(
+            "boot-copy's kernel maps were changed by another process: {}",
+            described.join(", ")
+        ),
+        json!({ "tampered": details }),
     )
 }
