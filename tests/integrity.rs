@@ -255,8 +255,10 @@ fn running_agent_keeps_only_bpf_and_ptrace_and_still_detects_and_reloads() {
         .expect("rules-reloaded after the drop");
     assert_eq!(
         reloaded["message"],
-        "boot-copy reloaded rules: Boot File Copy v2"
+        "boot-copy reloaded rules: Boot File Copy v2; watching process.name in (\"cp\", \"mv\")"
     );
+    // The kernel's watch list followed, written through the descriptor kept open.
+    assert_eq!(watched_names(agent.pid()), ["cp", "mv"]);
     agent.alert_on_copy();
     agent.stop();
     let status: Value =
@@ -684,6 +686,10 @@ fn changed_prefilter_maps_are_reported_and_restored() {
         start["boot_copy"]["guarded_maps"],
         serde_json::json!(["WATCHED", "WATCHED_SIZES", "CONFIG"])
     );
+    assert_eq!(
+        watched_names(agent.pid()),
+        ["busybox", "coreutils", "cp", "install", "mv", "rsync"]
+    );
     let watched = map_id_of(agent.pid(), "WATCHED").to_string();
     // `cp` as the kernel's key: the name, zero-padded to 64 bytes.
     let mut key = vec!["hex".to_owned(), "63".to_owned(), "70".to_owned()];
@@ -713,4 +719,33 @@ fn changed_prefilter_maps_are_reported_and_restored() {
     assert!(heartbeat["boot_copy"]["seq"].as_u64() > record["boot_copy"]["seq"].as_u64());
     agent.stop();
     fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The names in the agent's WATCHED map, sorted.
+fn watched_names(pid: i32) -> Vec<String> {
+    let id = map_id_of(pid, "WATCHED").to_string();
+    let out = Command::new("bpftool")
+        .args(["-j", "map", "dump", "id", &id])
+        .output()
+        .unwrap();
+    let entries: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut names: Vec<String> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let bytes: Vec<u8> = e["key"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| {
+                    u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+                })
+                .take_while(|&b| b != 0)
+                .collect();
+            String::from_utf8(bytes).unwrap()
+        })
+        .collect();
+    names.sort();
+    names
 }

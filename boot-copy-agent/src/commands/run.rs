@@ -290,20 +290,22 @@ impl Daemon {
         self.sinks.reopen();
         let loaded = Config::load(&self.config_path, self.explicit)
             .map_err(anyhow::Error::from)
-            .and_then(|config| load_daemon_rules(&config));
+            .and_then(|config| {
+                let rules = load_daemon_rules(&config)?;
+                // The kernel's prefilter follows the rules, through the maps' open descriptors.
+                self.maps
+                    .apply(&sensor_config(&config, &rules))
+                    .context("updating the kernel prefilter")?;
+                Ok(rules)
+            });
         let (action, message, severity) = match loaded {
             Ok(rules) => {
-                let changed = rules.prefilter() != self.detector.rules().prefilter();
+                let prefilter = rules.prefilter();
                 let names = rule_names(&rules);
                 self.detector.set_rules(rules);
-                if changed {
-                    tracing::warn!(
-                        "the reloaded rules need a different kernel prefilter; restart the agent to apply it"
-                    );
-                }
                 (
                     "rules-reloaded",
-                    format!("boot-copy reloaded rules: {names}"),
+                    format!("boot-copy reloaded rules: {names}; watching {prefilter}"),
                     Severity::Info,
                 )
             }

@@ -4,11 +4,12 @@
 //! removes `cp` from what the kernel reports, without touching the programs). The agent
 //! remembers their contents once filled, compares every tick, reports a change and writes the
 //! remembered contents back through its own descriptors.
+use crate::sensor::{SensorConfig, SensorError, watched_keys};
 use aya::{
     Pod,
     maps::{Array, HashMap, Map, MapData, MapError},
 };
-use boot_copy_common::NAME_KEY_CAP;
+use boot_copy_common::{NAME_KEY_CAP, config_flags};
 use std::{
     collections::BTreeMap,
     fs,
@@ -75,7 +76,32 @@ impl MapGuard {
         .collect()
     }
 
-    /// Changes since the snapshot, each written back.
+    /// Makes the kernel report what `cfg` says (a reload's rules), through the descriptors
+    /// already open: no privilege beyond CAP_BPF is needed. The new contents are the ones
+    /// guarded from now on.
+    pub fn apply(&mut self, cfg: &SensorConfig) -> Result<(), SensorError> {
+        let map_error = |map| move |source| SensorError::Map { map, source };
+        if let Some(names) = &mut self.names {
+            let keys = watched_keys(&cfg.watched)?;
+            names.expected = keys.into_iter().map(|k| (k, 1)).collect();
+            names.sync().map_err(map_error("WATCHED"))?;
+        }
+        if let Some(sizes) = &mut self.sizes {
+            sizes.expected = cfg.watched_sizes.iter().map(|&s| (s, 1)).collect();
+            sizes.sync().map_err(map_error("WATCHED_SIZES"))?;
+        }
+        if let Some((array, flags)) = &mut self.config {
+            *flags = if cfg.all_execs {
+                config_flags::ALL_EXECS
+            } else {
+                0
+            };
+            array.set(0, *flags, 0).map_err(map_error("CONFIG"))?;
+        }
+        Ok(())
+    }
+
+    /// Changes since the snapshot (or the last [`apply`](Self::apply)), each written back.
     pub fn check(&mut self) -> Vec<Tampering> {
         let mut found = Vec::new();
         if let Some(names) = &mut self.names {
@@ -115,39 +141,54 @@ impl<K: Pod + Ord> Guarded<K> {
     }
 
     fn repair(&mut self, map: &'static str, name: impl Fn(&K) -> String) -> Option<Tampering> {
-        let now: BTreeMap<K, u8> = match self.map.iter().collect() {
-            Ok(now) => now,
+        let (removed, added) = match self.differences() {
+            Ok(d) => d,
             Err(e) => {
                 tracing::warn!(map, error = %e, "reading a guarded map");
                 return None;
             }
         };
-        let removed: Vec<&K> = self
-            .expected
-            .iter()
-            .filter(|(k, v)| now.get(k) != Some(v))
-            .map(|(k, _)| k)
-            .collect();
-        let added: Vec<&K> = now
-            .keys()
-            .filter(|k| !self.expected.contains_key(k))
-            .collect();
         if removed.is_empty() && added.is_empty() {
             return None;
         }
-        let mut restored = true;
-        for k in &removed {
-            restored &= self.map.insert(*k, self.expected[*k], 0).is_ok();
-        }
-        for k in &added {
-            restored &= self.map.remove(*k).is_ok();
-        }
         Some(Tampering {
             map,
-            removed: removed.into_iter().map(&name).collect(),
-            added: added.into_iter().map(&name).collect(),
-            restored,
+            removed: removed.iter().map(&name).collect(),
+            added: added.iter().map(&name).collect(),
+            restored: self.write(&removed, &added).is_ok(),
         })
+    }
+
+    /// Writes the expected contents.
+    fn sync(&mut self) -> Result<(), MapError> {
+        let (removed, added) = self.differences()?;
+        self.write(&removed, &added)
+    }
+
+    /// Expected entries missing or different, and entries not expected.
+    fn differences(&self) -> Result<(Vec<K>, Vec<K>), MapError> {
+        let now: BTreeMap<K, u8> = self.map.iter().collect::<Result<_, _>>()?;
+        let removed = self
+            .expected
+            .iter()
+            .filter(|(k, v)| now.get(k) != Some(v))
+            .map(|(k, _)| *k)
+            .collect();
+        let added = now
+            .into_keys()
+            .filter(|k| !self.expected.contains_key(k))
+            .collect();
+        Ok((removed, added))
+    }
+
+    fn write(&mut self, missing: &[K], extra: &[K]) -> Result<(), MapError> {
+        for k in missing {
+            self.map.insert(k, self.expected[k], 0)?;
+        }
+        for k in extra {
+            self.map.remove(k)?;
+        }
+        Ok(())
     }
 }
 

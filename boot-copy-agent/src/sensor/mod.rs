@@ -247,7 +247,7 @@ impl Sensor {
 }
 
 /// Zero-padded keys of the watched names; rejects names the kernel could never match.
-fn watched_keys(names: &[String]) -> Result<Vec<[u8; NAME_KEY_CAP]>, SensorError> {
+pub fn watched_keys(names: &[String]) -> Result<Vec<[u8; NAME_KEY_CAP]>, SensorError> {
     names
         .iter()
         .map(|name| {
