@@ -203,7 +203,14 @@ fn privileges(status: &str) -> Vec<(String, u64)> {
 fn running_agent_keeps_only_bpf_and_ptrace_and_still_detects_and_reloads() {
     let dir = tempdir("caps");
     let config = write_config(&dir, "");
+    // A log left world-readable (and group-writable) by someone else is tightened at start.
+    fs::create_dir(dir.join("log")).unwrap();
+    let log = dir.join("log/alerts.ndjson");
+    fs::write(&log, "").unwrap();
+    chmod(&log, 0o666);
     let mut agent = Agent::start(&dir, &config);
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&log), 0o640);
     let expected: Vec<(String, u64)> = [
         ("CapInh", 0),
         ("CapPrm", KEPT_CAPS),
@@ -249,10 +256,16 @@ fn running_agent_keeps_only_bpf_and_ptrace_and_still_detects_and_reloads() {
         format!("[rules]\npath = \"{}\"\n{text}", rules.display()),
     )
     .unwrap();
+    // What logrotate's `create 0644 root root` leaves: a new file that SIGHUP must reopen and
+    // tighten, without the capabilities the agent dropped.
+    fs::rename(&log, dir.join("log/alerts.ndjson.1")).unwrap();
+    fs::write(&log, "").unwrap();
+    chmod(&log, 0o644);
     agent.signal(nix::sys::signal::Signal::SIGHUP);
     let reloaded = agent
         .wait_for(|r| r["event"]["action"] == "rules-reloaded")
-        .expect("rules-reloaded after the drop");
+        .expect("rules-reloaded after the drop, in the reopened log");
+    assert_eq!(mode(&log), 0o640);
     assert_eq!(
         reloaded["message"],
         "boot-copy reloaded rules: Boot File Copy v2; watching process.name in (\"cp\", \"mv\")"
@@ -261,9 +274,11 @@ fn running_agent_keeps_only_bpf_and_ptrace_and_still_detects_and_reloads() {
     assert_eq!(watched_names(agent.pid()), ["cp", "mv"]);
     agent.alert_on_copy();
     agent.stop();
-    let status: Value =
-        serde_json::from_str(&fs::read_to_string(dir.join("log/status.json")).unwrap()).unwrap();
+    let status_file = dir.join("log/status.json");
+    let status: Value = serde_json::from_str(&fs::read_to_string(&status_file).unwrap()).unwrap();
     assert_eq!(status["stopped"], true);
+    // Nothing the agent writes is world-readable.
+    assert_eq!(mode(&status_file), 0o640);
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -423,6 +438,9 @@ fn hmac_chain_verifies_a_real_log_and_names_each_kind_of_tampering() {
     agent.stop();
 
     let log = dir.join("log/alerts.ndjson");
+    // Created by the agent: neither the directory nor the log is open to others.
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!((mode(&dir.join("log")), mode(&log)), (0o750, 0o640));
     let text = fs::read_to_string(&log).unwrap();
     let lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let (ok, out) = verify(&key, &[&log]);
