@@ -317,8 +317,9 @@ fn assert_refused(dir: &Path, config: &Path, culprit: &Path, why: &str) {
 #[test]
 fn config_rules_and_key_that_others_can_change_or_read_are_refused() {
     let dir = tempdir("strictmodes");
-    let rules = dir.join("rules");
-    fs::create_dir(&rules).unwrap();
+    let etc = dir.join("etc");
+    let rules = etc.join("rules");
+    fs::create_dir_all(&rules).unwrap();
     let rule = rules.join("boot-file-copy.toml");
     fs::copy(
         concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/boot-file-copy.toml"),
@@ -354,6 +355,10 @@ fn config_rules_and_key_that_others_can_change_or_read_are_refused() {
     chmod(&rules, 0o775);
     assert_refused(&dir, &config, &rules, &group_writable(0o775));
     chmod(&rules, 0o755);
+    // Any directory on the way: whoever can rename `etc` can swap the rules.
+    chmod(&etc, 0o777);
+    assert_refused(&dir, &config, &etc, &group_writable(0o777));
+    chmod(&etc, 0o755);
 
     chmod(&key, 0o640);
     assert_refused(

@@ -205,22 +205,22 @@ impl Config {
 }
 
 /// Like sshd's StrictModes: a file that decides what the sensor reports must be owned by root
-/// and not writable by group or others, nor may its directory be.
+/// and not writable by group or others, nor may any directory above it be (whoever can
+/// rename a directory on the way can replace the file).
 pub fn require_root_owned(path: &Path) -> Result<(), ConfigError> {
-    let insecure = |p: &Path, problem| ConfigError::Insecure {
-        path: p.to_owned(),
-        problem,
-    };
-    if let Some(problem) = write_problem(path)? {
-        return Err(insecure(path, problem));
+    let absolute = std::path::absolute(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    for p in absolute.ancestors() {
+        if let Some(problem) = write_problem(p)? {
+            return Err(ConfigError::Insecure {
+                path: p.to_owned(),
+                problem,
+            });
+        }
     }
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => match write_problem(dir)? {
-            Some(problem) => Err(insecure(dir, problem)),
-            None => Ok(()),
-        },
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 /// [`require_root_owned`] for a rule file, or a rule directory and every `*.toml` in it.
