@@ -27,7 +27,7 @@ use std::{
     path::PathBuf,
     time::{Duration, Instant, SystemTime},
 };
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 const POLL: Duration = Duration::from_millis(100);
 const TICK: Duration = Duration::from_secs(1);
@@ -60,7 +60,26 @@ pub fn load_rules(config: &Config) -> anyhow::Result<RuleSet> {
     })
 }
 
+/// The signals the daemon handles, registered before anything is written: a signal that comes
+/// as soon as the start record is visible must not hit the default action (termination).
+struct Signals {
+    term: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    fn register() -> anyhow::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 pub async fn run(opts: Options) -> anyhow::Result<()> {
+    let mut signals = Signals::register().context("registering signal handlers")?;
     let config = Config::load(&opts.config, opts.explicit)?;
     let rules = load_daemon_rules(&config)?;
     let key = config
@@ -117,7 +136,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     daemon.emit_health(start, Severity::Info);
     daemon.write_status(false)?;
     service::notify("READY=1");
-    daemon.main_loop(&mut reader, &config).await?;
+    daemon.main_loop(&mut reader, &config, &mut signals).await?;
     daemon.shutdown(&mut reader).await
 }
 
@@ -167,10 +186,12 @@ struct Daemon {
 }
 
 impl Daemon {
-    async fn main_loop(&mut self, reader: &mut RingReader, config: &Config) -> anyhow::Result<()> {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut hangup = signal(SignalKind::hangup())?;
+    async fn main_loop(
+        &mut self,
+        reader: &mut RingReader,
+        config: &Config,
+        signals: &mut Signals,
+    ) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(TICK);
         let mut heartbeat =
             tokio::time::interval(Duration::from_secs(config.health.heartbeat_seconds));
@@ -195,9 +216,9 @@ impl Daemon {
                     self.emit_health(record, Severity::Info);
                 }
                 _ = watchdog_tick.tick(), if watchdog.is_some() => service::notify("WATCHDOG=1"),
-                _ = hangup.recv() => self.reload(),
-                _ = term.recv() => return Ok(()),
-                _ = interrupt.recv() => return Ok(()),
+                _ = signals.hangup.recv() => self.reload(),
+                _ = signals.term.recv() => return Ok(()),
+                _ = signals.interrupt.recv() => return Ok(()),
             }
         }
     }
