@@ -2,9 +2,10 @@
 //! CAP_PERFMON; once they are attached and their maps and ring buffer are open, the agent keeps
 //! only what the rest of the run uses:
 //!
-//! - CAP_BPF: the bpf(2) calls on maps already open (counters, the process table's /proc
-//!   fallback). Kernels before 6.5 refuse every bpf(2) command without it when unprivileged BPF
-//!   is disabled, as Debian does by default (`kernel.unprivileged_bpf_disabled = 2`);
+//! - CAP_BPF: the bpf(2) calls on maps already open (counters, the prefilter maps on reload).
+//!   Older kernels (5.10 and 6.1 among them) refuse every bpf(2) command without it when
+//!   unprivileged BPF is disabled, as Debian does by default (`kernel.unprivileged_bpf_disabled
+//!   = 2`);
 //! - CAP_SYS_PTRACE: /proc/PID/exe and cwd of other users' processes, and of root processes
 //!   holding capabilities the agent no longer has, for parents the kernel table does not know
 //!   and for the strict rule's target resolution.
