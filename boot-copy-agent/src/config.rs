@@ -27,6 +27,10 @@ pub enum ConfigError {
         "{path} is {problem}: refusing it (a file that non-root users can change would let them blind the sensor); fix with `chown root:root {path} && chmod go-w {path}`"
     )]
     Insecure { path: PathBuf, problem: String },
+    #[error(
+        "{path} is {problem}: refusing it (a key others can read lets them forge records); fix with `chown root:root {path} && chmod 0600 {path}`"
+    )]
+    KeyExposed { path: PathBuf, problem: String },
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -40,6 +44,7 @@ pub struct Config {
     pub health: HealthSettings,
     pub metrics: MetricsSettings,
     pub sinks: SinksConfig,
+    pub integrity: IntegritySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +137,14 @@ pub struct MetricsSettings {
     pub listen: Option<SocketAddr>,
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntegritySettings {
+    /// Key of the HMAC chain over every record (off when absent). Must be root's, mode 0600 or
+    /// 0400, in a directory only root can write.
+    pub key_file: Option<PathBuf>,
+}
+
 impl Config {
     /// Parses configuration text; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
@@ -192,36 +205,78 @@ impl Config {
 }
 
 /// Like sshd's StrictModes: a file that decides what the sensor reports must be owned by root
-/// and not writable by group or others, nor may its directory be.
+/// and not writable by group or others, nor may any directory above it be (whoever can
+/// rename a directory on the way can replace the file).
 pub fn require_root_owned(path: &Path) -> Result<(), ConfigError> {
-    let check = |p: &Path| -> Result<(), ConfigError> {
-        let meta = fs::metadata(p).map_err(|source| ConfigError::Read {
-            path: p.to_owned(),
-            source,
-        })?;
-        let problem = if meta.uid() != 0 {
-            Some(format!("owned by uid {}", meta.uid()))
-        } else if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
-            Some(format!(
-                "writable by group or others (mode {:o})",
-                meta.mode() & 0o7777
-            ))
-        } else {
-            None
-        };
-        match problem {
-            Some(problem) => Err(ConfigError::Insecure {
+    let absolute = std::path::absolute(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    for p in absolute.ancestors() {
+        if let Some(problem) = write_problem(p)? {
+            return Err(ConfigError::Insecure {
                 path: p.to_owned(),
                 problem,
-            }),
-            None => Ok(()),
+            });
         }
-    };
-    check(path)?;
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => check(dir),
-        _ => Ok(()),
     }
+    Ok(())
+}
+
+/// [`require_root_owned`] for a rule file, or a rule directory and every `*.toml` in it.
+pub fn require_root_owned_rules(path: &Path) -> Result<(), ConfigError> {
+    require_root_owned(path)?;
+    if !path.is_dir() {
+        return Ok(());
+    }
+    let read = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    for entry in fs::read_dir(path).map_err(read)? {
+        let file = entry.map_err(read)?.path();
+        if file.extension().is_some_and(|x| x == "toml") {
+            require_root_owned(&file)?;
+        }
+    }
+    Ok(())
+}
+
+/// A secret (the HMAC key): root's, readable by root alone (0600 or 0400), in a directory
+/// only root can change.
+pub fn require_root_only(path: &Path) -> Result<(), ConfigError> {
+    require_root_owned(path)?;
+    let mode = stat(path)?.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::KeyExposed {
+            path: path.to_owned(),
+            problem: format!("accessible to group or others (mode {mode:o})"),
+        });
+    }
+    Ok(())
+}
+
+fn stat(p: &Path) -> Result<fs::Metadata, ConfigError> {
+    fs::metadata(p).map_err(|source| ConfigError::Read {
+        path: p.to_owned(),
+        source,
+    })
+}
+
+/// Why non-root users could change `p`, if they could (a sticky directory like /tmp is fine:
+/// others cannot replace root's files in it).
+fn write_problem(p: &Path) -> Result<Option<String>, ConfigError> {
+    let meta = stat(p)?;
+    Ok(if meta.uid() != 0 {
+        Some(format!("owned by uid {}", meta.uid()))
+    } else if meta.mode() & 0o022 != 0 && !(meta.is_dir() && meta.mode() & 0o1000 != 0) {
+        Some(format!(
+            "writable by group or others (mode {:o})",
+            meta.mode() & 0o7777
+        ))
+    } else {
+        None
+    })
 }
 
 #[cfg(test)]

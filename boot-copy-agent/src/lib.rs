@@ -4,7 +4,8 @@
 //! exec events) → `process` (host, clock, parent context) → `ecs` (events as ECS documents) →
 //! `rules` (EQL rule files, exceptions, prefilter) → `budget` (alerts per rule and window) →
 //! `health` (the agent's own records) → `commands` (what the CLI runs). `config` is the TOML
-//! configuration.
+//! configuration; `privilege` drops capabilities after attaching; `integrity` holds the HMAC
+//! chain, its verifier and the watches on the programs' links and the prefilter maps.
 pub mod budget;
 pub mod commands;
 pub mod config;
@@ -12,7 +13,9 @@ pub mod decode;
 pub mod detect;
 pub mod ecs;
 pub mod health;
+pub mod integrity;
 pub mod metrics;
+pub mod privilege;
 pub mod process;
 pub mod rules;
 pub mod sensor;

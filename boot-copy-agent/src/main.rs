@@ -48,6 +48,16 @@ enum Command {
     },
     /// Show the running agent's counters.
     Status,
+    /// Check the HMAC chain of alert logs (rotated files oldest first, e.g. alerts.ndjson.2
+    /// alerts.ndjson.1 alerts.ndjson); name the first line removed, reordered, edited or
+    /// inserted.
+    Verify {
+        /// The chain key (`integrity.key_file`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[arg(value_name = "LOG", required = true)]
+        logs: Vec<PathBuf>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -80,7 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         })),
         Command::Events { all } => {
             let config = with_rules(None)?;
-            let rules = commands::run::load_rules(&config)?;
+            let rules = commands::run::load_daemon_rules(&config)?;
             let watched = match rules.prefilter() {
                 boot_copy_agent::rules::Prefilter::Names(names) => names.into_iter().collect(),
                 boot_copy_agent::rules::Prefilter::All => Vec::new(),
@@ -95,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { rules } => commands::offline::check(&with_rules(rules)?),
         Command::Rules { rules } => commands::offline::list_rules(&with_rules(rules)?),
         Command::Status => commands::offline::status(&with_rules(None)?),
+        Command::Verify { key, logs } => commands::offline::verify(&key, &logs),
     }
 }
 

@@ -27,6 +27,9 @@ pub struct Status {
     pub updated: String,
     pub stopped: bool,
     pub seq: u64,
+    /// HMAC of record `seq`, when records are chained: the next run's first record names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_hmac: Option<String>,
     pub counters: serde_json::Value,
 }
 
@@ -105,6 +108,7 @@ impl Status {
             updated: rfc3339(SystemTime::now()),
             stopped,
             seq,
+            chain_hmac: None,
             counters: counters_json(counters),
         }
     }

@@ -1,7 +1,11 @@
 //! Subcommands that need no kernel: `replay`, `check`, `rules`, `status`.
 use crate::{
     commands::run::load_rules,
-    config::Config,
+    config::{Config, require_root_owned_rules},
+    integrity::{
+        chain::Key,
+        verify::{Line, verify as verify_chain},
+    },
     rules::{check, replay},
     status::{StatusFile, running},
 };
@@ -47,11 +51,21 @@ pub fn replay(input: &Path, config: &Config) -> anyhow::Result<()> {
 
 /// `check`: every problem with the config, rules and exceptions.
 pub fn check(config: &Config) -> anyhow::Result<()> {
-    let problems = check::check_with(
+    let mut problems: Vec<String> = check::check_with(
         config.rules.path.as_deref(),
         config.rules.strict,
         &config.exceptions,
-    );
+    )
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    // What `run` refuses besides invalid rules: files others could change, an exposed key.
+    if let Some(Err(e)) = config.rules.path.as_deref().map(require_root_owned_rules) {
+        problems.push(e.to_string());
+    }
+    if let Some(Err(e)) = config.integrity.key_file.as_deref().map(Key::load) {
+        problems.push(format!("{e:#}"));
+    }
     if problems.is_empty() {
         println!("configuration, rules and exceptions are valid");
         return Ok(());
@@ -102,5 +116,41 @@ pub fn status(config: &Config) -> anyhow::Result<()> {
         Ok(())
     } else {
         bail!("the agent is not running")
+    }
+}
+
+/// `verify --key FILE LOG...`: the HMAC chain across `logs`, in order.
+pub fn verify(key: &Path, logs: &[PathBuf]) -> anyhow::Result<()> {
+    // Not Key::load: a verifier may hold a copy of the key on another host, under another user.
+    let bytes = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+    let key = Key::from_bytes(bytes).map_err(|len| {
+        anyhow::anyhow!("{} holds {len} bytes, too short for a key", key.display())
+    })?;
+    let mut lines = Vec::new();
+    for log in logs {
+        let file = File::open(log).with_context(|| format!("opening {}", log.display()))?;
+        for (i, text) in BufReader::new(file).lines().enumerate() {
+            let text = text.with_context(|| format!("reading {}", log.display()))?;
+            lines.push(Line {
+                file: log.clone(),
+                number: i + 1,
+                text,
+            });
+        }
+    }
+    match verify_chain(&key, &lines) {
+        Ok(summary) => {
+            let anchor = summary.anchored_at.map_or(String::new(), |seq| {
+                format!(
+                    " (the input begins mid-run: its first record, seq {seq}, is taken as given)"
+                )
+            });
+            println!(
+                "OK: {} records from {} runs of the agent, chain intact{anchor}",
+                summary.records, summary.runs
+            );
+            Ok(())
+        }
+        Err(failure) => bail!("{}", failure.describe(&lines)),
     }
 }

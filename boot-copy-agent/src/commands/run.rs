@@ -3,11 +3,16 @@
 //! sinks. SIGHUP reloads rules and exceptions and reopens the alert log; SIGTERM drains and exits.
 use crate::{
     commands::seed_process_table,
-    config::Config,
+    config::{Config, require_root_owned_rules},
     detect::{Detector, Emit},
     ecs::Describer,
     health::{Counters, LossTracker, Origin, Sequencer, counters_json},
-    metrics,
+    integrity::{
+        attachment::{Attachments, Link},
+        chain::{Chain, Key},
+        maps::{MapGuard, Tampering},
+    },
+    metrics, privilege,
     process::{clock::BootEpoch, host::Host},
     rules::{Prefilter, RuleSet, check::load_ruleset_with},
     sensor::{RingReader, Sensor, SensorConfig},
@@ -22,7 +27,7 @@ use std::{
     path::PathBuf,
     time::{Duration, Instant, SystemTime},
 };
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 const POLL: Duration = Duration::from_millis(100);
 const TICK: Duration = Duration::from_secs(1);
@@ -32,6 +37,14 @@ pub struct Options {
     pub config: PathBuf,
     /// The config path was given on the command line (so it must exist).
     pub explicit: bool,
+}
+
+/// The daemon's rules: [`load_rules`], refusing rule files non-root users could change.
+pub fn load_daemon_rules(config: &Config) -> anyhow::Result<RuleSet> {
+    if let Some(path) = &config.rules.path {
+        require_root_owned_rules(path)?;
+    }
+    load_rules(config)
 }
 
 /// Loads rules and exceptions as the config says, listing every problem on failure.
@@ -47,16 +60,53 @@ pub fn load_rules(config: &Config) -> anyhow::Result<RuleSet> {
     })
 }
 
+/// The signals the daemon handles, registered before anything is written: a signal that comes
+/// as soon as the start record is visible must not hit the default action (termination).
+struct Signals {
+    term: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    fn register() -> anyhow::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 pub async fn run(opts: Options) -> anyhow::Result<()> {
+    let mut signals = Signals::register().context("registering signal handlers")?;
     let config = Config::load(&opts.config, opts.explicit)?;
-    let rules = load_rules(&config)?;
+    let rules = load_daemon_rules(&config)?;
+    let key = config
+        .integrity
+        .key_file
+        .as_deref()
+        .map(Key::load)
+        .transpose()?;
     let status = StatusFile::new(&config.health.state_dir)?;
+    let prior = status.read().unwrap_or(None);
     let previous = status.unclean_previous()?;
-    let sinks = Sinks::start(&config.sinks).context("opening the sinks")?;
+    let sinks = Sinks::open(&config.sinks).context("opening the sinks")?;
     let prefilter = rules.prefilter();
     let mut sensor = Sensor::start(&sensor_config(&config, &rules))?;
     let seeded = seed_process_table(&mut sensor);
     let mut reader = sensor.take_reader()?;
+    let attachments = Attachments::snapshot().context("listing the attached programs")?;
+    let maps = MapGuard::snapshot().context("reading the sensor's maps")?;
+    let page = metrics::Page::default();
+    if let Some(addr) = config.metrics.listen {
+        metrics::serve(addr, page.clone())
+            .await
+            .with_context(|| format!("serving metrics on {addr}"))?;
+    }
+    // Everything that needs privilege is done: the programs are attached, maps and ring open.
+    let kept = privilege::drop_capabilities()?;
+    let sinks = sinks.start().context("starting the sinks")?;
     let describer = Describer::new(Host::read(), BootEpoch::now()?);
     let mut daemon = Daemon {
         origin: describer.origin(),
@@ -64,28 +114,36 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         sinks,
         sensor,
         seq: Sequencer::default(),
+        chain: key.map(|key| Chain::new(key, prior.as_ref().and_then(chain_link))),
+        attachments,
+        detached: 0,
+        maps,
+        tampered: 0,
         loss: None,
         status,
         started: SystemTime::now(),
         config_path: opts.config,
         explicit: opts.explicit,
-        metrics: metrics::Page::default(),
+        metrics: page,
     };
-    if let Some(addr) = config.metrics.listen {
-        metrics::serve(addr, daemon.metrics.clone())
-            .await
-            .with_context(|| format!("serving metrics on {addr}"))?;
-    }
     daemon.loss = Some(LossTracker::new(&daemon.losses()?));
     if let Some(prev) = previous {
         daemon.emit_health(unclean_record(&daemon.origin, &prev), Severity::Warning);
     }
-    let start = start_record(&daemon, &prefilter, seeded);
+    let mut capabilities: Vec<String> = kept.iter().map(ToString::to_string).collect();
+    capabilities.sort();
+    let start = start_record(&daemon, &prefilter, seeded, &capabilities);
     daemon.emit_health(start, Severity::Info);
     daemon.write_status(false)?;
     service::notify("READY=1");
-    daemon.main_loop(&mut reader, &config).await?;
+    daemon.main_loop(&mut reader, &config, &mut signals).await?;
     daemon.shutdown(&mut reader).await
+}
+
+/// The previous run's last chained record, as the next chain start names it.
+fn chain_link(prior: &Status) -> Option<Value> {
+    let hmac = prior.chain_hmac.as_ref()?;
+    Some(json!({ "seq": prior.seq, "hmac": hmac, "clean": prior.stopped }))
 }
 
 fn sensor_config(config: &Config, rules: &RuleSet) -> SensorConfig {
@@ -109,6 +167,16 @@ struct Daemon {
     sinks: Sinks,
     sensor: Sensor,
     seq: Sequencer,
+    /// The HMAC chain, when `integrity.key_file` is set.
+    chain: Option<Chain>,
+    /// The attached programs' links, checked every tick.
+    attachments: Attachments,
+    /// Programs found detached so far.
+    detached: u64,
+    /// The prefilter maps, checked (and restored) every tick.
+    maps: MapGuard,
+    /// Map changes found so far.
+    tampered: u64,
     loss: Option<LossTracker>,
     status: StatusFile,
     started: SystemTime,
@@ -118,10 +186,12 @@ struct Daemon {
 }
 
 impl Daemon {
-    async fn main_loop(&mut self, reader: &mut RingReader, config: &Config) -> anyhow::Result<()> {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut hangup = signal(SignalKind::hangup())?;
+    async fn main_loop(
+        &mut self,
+        reader: &mut RingReader,
+        config: &Config,
+        signals: &mut Signals,
+    ) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(TICK);
         let mut heartbeat =
             tokio::time::interval(Duration::from_secs(config.health.heartbeat_seconds));
@@ -135,15 +205,20 @@ impl Daemon {
                     ready.context("waiting on the ring buffer")?;
                     self.drain(reader);
                 }
-                _ = tick.tick() => self.tick()?,
+                _ = tick.tick() => {
+                    self.tick()?;
+                    if self.detached > 0 {
+                        return Ok(()); // blind: stop, so that a restart attaches again
+                    }
+                }
                 _ = heartbeat.tick() => {
                     let record = self.heartbeat_record()?;
                     self.emit_health(record, Severity::Info);
                 }
                 _ = watchdog_tick.tick(), if watchdog.is_some() => service::notify("WATCHDOG=1"),
-                _ = hangup.recv() => self.reload(),
-                _ = term.recv() => return Ok(()),
-                _ = interrupt.recv() => return Ok(()),
+                _ = signals.hangup.recv() => self.reload(),
+                _ = signals.term.recv() => return Ok(()),
+                _ = signals.interrupt.recv() => return Ok(()),
             }
         }
     }
@@ -165,7 +240,34 @@ impl Daemon {
             self.emit(emit);
         }
         self.report_losses()?;
+        self.report_detached();
+        self.report_tampering();
         self.write_status(false)
+    }
+
+    /// A prefilter map changed by someone else: reported, and already written back.
+    fn report_tampering(&mut self) {
+        let found = self.maps.check();
+        if found.is_empty() {
+            return;
+        }
+        self.tampered += found.len() as u64;
+        let record = tampered_record(&self.origin, &found);
+        tracing::error!("{}", record["message"]);
+        self.emit_health(record, Severity::Err);
+    }
+
+    /// A link closed or replaced by someone else: that program no longer runs. The main loop
+    /// then stops the agent, and the service manager's restart attaches the programs again.
+    fn report_detached(&mut self) {
+        let gone = self.attachments.detached();
+        if gone.is_empty() {
+            return;
+        }
+        self.detached += gone.len() as u64;
+        let record = detached_record(&self.origin, &gone, self.attachments.links());
+        tracing::error!("{}", record["message"]);
+        self.emit_health(record, Severity::Err);
     }
 
     fn report_losses(&mut self) -> anyhow::Result<()> {
@@ -183,6 +285,9 @@ impl Daemon {
 
     fn emit(&mut self, mut emit: Emit) {
         self.seq.stamp(&mut emit.doc);
+        if let Some(chain) = &mut self.chain {
+            chain.seal(&mut emit.doc);
+        }
         let line = emit.doc.to_string();
         let record = if emit.alert {
             Record::alert(line, emit.severity)
@@ -207,24 +312,21 @@ impl Daemon {
         let loaded = Config::load(&self.config_path, self.explicit)
             .map_err(anyhow::Error::from)
             .and_then(|config| {
-                let rules = load_rules(&config)?;
-                let prefilter = sensor_config(&config, &rules).prefilter()?;
-                Ok((rules, prefilter))
-            })
-            // The kernel submits the new rules' candidates before the new rules evaluate them.
-            .and_then(|(rules, prefilter)| {
-                self.sensor
-                    .set_prefilter(&prefilter)
+                let rules = load_daemon_rules(&config)?;
+                // The kernel's prefilter follows the rules, through the maps' open descriptors.
+                self.maps
+                    .apply(&sensor_config(&config, &rules))
                     .context("updating the kernel prefilter")?;
                 Ok(rules)
             });
         let (action, message, severity) = match loaded {
             Ok(rules) => {
+                let prefilter = rules.prefilter();
                 let names = rule_names(&rules);
                 self.detector.set_rules(rules);
                 (
                     "rules-reloaded",
-                    format!("boot-copy reloaded rules: {names}"),
+                    format!("boot-copy reloaded rules: {names}; watching {prefilter}"),
                     Severity::Info,
                 )
             }
@@ -277,6 +379,8 @@ impl Daemon {
             ("decode_errors".to_owned(), d.decode_errors),
             ("alerts".to_owned(), d.alerts),
             ("suppressed".to_owned(), d.suppressed),
+            ("programs_detached".to_owned(), self.detached),
+            ("maps_tampered".to_owned(), self.tampered),
         ]);
         for s in self.sinks.stats() {
             c.push((format!("{}_written", s.sink), s.written));
@@ -310,7 +414,8 @@ impl Daemon {
     fn write_status(&self, stopped: bool) -> anyhow::Result<()> {
         let counters = self.counters()?;
         self.metrics.update(&counters);
-        let status = Status::new(self.started, self.seq.last(), &counters, stopped);
+        let mut status = Status::new(self.started, self.seq.last(), &counters, stopped);
+        status.chain_hmac = self.chain.as_ref().and_then(Chain::last_hex);
         self.status.write(&status)
     }
 
@@ -335,6 +440,15 @@ impl Daemon {
         self.write_status(true)?;
         let stats = self.sinks.shutdown(SHUTDOWN).await;
         let lost: u64 = stats.iter().map(|s| s.dropped).sum();
+        if self.detached > 0 {
+            // Another process closed descriptors the sensor owns: dropping it would close
+            // them again (or whatever reuses their numbers). The process is exiting anyway.
+            std::mem::forget(self.sensor);
+            bail!(
+                "{} of the kernel programs were detached by another process; exiting so that the service manager restarts the agent and attaches them again",
+                self.detached
+            );
+        }
         if lost > 0 {
             bail!("{lost} records could not be written before the shutdown deadline");
         }
@@ -351,7 +465,12 @@ fn rule_names(rules: &RuleSet) -> String {
         .join(", ")
 }
 
-fn start_record(d: &Daemon, prefilter: &Prefilter, seeded: usize) -> Value {
+fn start_record(
+    d: &Daemon,
+    prefilter: &Prefilter,
+    seeded: usize,
+    capabilities: &[String],
+) -> Value {
     let rules: Vec<Value> = d
         .detector
         .rules()
@@ -374,6 +493,10 @@ fn start_record(d: &Daemon, prefilter: &Prefilter, seeded: usize) -> Value {
             "rules": rules,
             "prefilter": prefilter.to_string(),
             "seeded_processes": seeded,
+            "capabilities": capabilities,
+            "programs": d.attachments.links().iter().map(link_json).collect::<Vec<_>>(),
+            "chained": d.chain.is_some(),
+            "guarded_maps": d.maps.guarded(),
         }),
     )
 }
@@ -392,4 +515,68 @@ fn unclean_record(origin: &Origin, prev: &Status) -> Value {
     r["event"]["start"] = prev.updated.clone().into();
     r["event"]["end"] = crate::process::clock::rfc3339(SystemTime::now()).into();
     r
+}
+
+fn link_json(link: &Link) -> Value {
+    json!({ "tracepoint": link.tracepoint, "link_id": link.link_id, "prog_id": link.prog_id })
+}
+
+fn detached_record(origin: &Origin, gone: &[Link], attached: &[Link]) -> Value {
+    let names: Vec<String> = gone
+        .iter()
+        .map(|l| {
+            format!(
+                "{} (link {}, program {})",
+                l.tracepoint, l.link_id, l.prog_id
+            )
+        })
+        .collect();
+    origin.record(
+        "state",
+        "programs-detached",
+        SystemTime::now(),
+        format!(
+            "boot-copy's kernel programs were detached by another process: {}; the agent stops now so that its restart attaches them again",
+            names.join(", ")
+        ),
+        json!({
+            "detached": gone.iter().map(link_json).collect::<Vec<_>>(),
+            "attached": attached.iter().map(link_json).collect::<Vec<_>>(),
+        }),
+    )
+}
+
+fn tampered_record(origin: &Origin, found: &[Tampering]) -> Value {
+    let described: Vec<String> = found
+        .iter()
+        .map(|t| {
+            let mut parts = Vec::new();
+            if !t.removed.is_empty() {
+                parts.push(format!("removed {}", t.removed.join(", ")));
+            }
+            if !t.added.is_empty() {
+                parts.push(format!("added {}", t.added.join(", ")));
+            }
+            let outcome = if t.restored {
+                "restored"
+            } else {
+                "NOT restored"
+            };
+            format!("{} ({}; {outcome})", t.map, parts.join("; "))
+        })
+        .collect();
+    let details: Vec<Value> = found
+        .iter()
+        .map(|t| json!({ "map": t.map, "removed": t.removed, "added": t.added, "restored": t.restored }))
+        .collect();
+    origin.record(
+        "state",
+        "maps-tampered",
+        SystemTime::now(),
+        format!(
+            "boot-copy's kernel maps were changed by another process: {}",
+            described.join(", ")
+        ),
+        json!({ "tampered": details }),
+    )
 }

@@ -14,7 +14,6 @@ use aya::{
 use boot_copy_common::{NAME_KEY_CAP, PROC_TABLE_ENTRIES, ProcImage, counter};
 
 pub use error::SensorError;
-pub use prefilter::Prefilter;
 pub use requirements::ensure_tracefs;
 pub use ring::RingReader;
 
@@ -44,17 +43,6 @@ pub struct SensorConfig {
     pub ring_bytes: u32,
     /// Process-table capacity (LRU beyond it).
     pub table_entries: u32,
-}
-
-impl SensorConfig {
-    /// The prefilter maps' contents; errors name an unusable watched name.
-    pub fn prefilter(&self) -> Result<Prefilter, SensorError> {
-        Ok(Prefilter {
-            names: watched_keys(&self.watched)?,
-            sizes: self.watched_sizes.clone(),
-            all_execs: self.all_execs,
-        })
-    }
 }
 
 impl Default for SensorConfig {
@@ -94,7 +82,7 @@ impl Sensor {
     /// Checks requirements, mounts tracefs if needed, loads, sizes maps, fills WATCHED/CONFIG,
     /// attaches all three programs.
     pub fn start(cfg: &SensorConfig) -> Result<Sensor, SensorError> {
-        let prefilter = cfg.prefilter()?;
+        let keys = watched_keys(&cfg.watched)?;
         if cfg.ring_bytes < (1 << 20) || !cfg.ring_bytes.is_power_of_two() {
             return Err(SensorError::InvalidRingSize {
                 bytes: cfg.ring_bytes,
@@ -118,7 +106,7 @@ impl Sensor {
             .map_max_entries("PROC_TABLE", cfg.table_entries)
             .load(EBPF_OBJECT)?;
 
-        prefilter::apply(&mut ebpf, &prefilter)?;
+        prefilter::fill(&mut ebpf, &keys, &cfg.watched_sizes, cfg.all_execs)?;
 
         for (name, tracepoint) in PROGRAMS {
             attach(&mut ebpf, &btf, name, tracepoint)?;
@@ -149,11 +137,6 @@ impl Sensor {
             reader: Some(RingReader::new(ring)),
             ebpf,
         })
-    }
-
-    /// Replaces what the kernel submits (a rules reload), while the programs run.
-    pub fn set_prefilter(&mut self, prefilter: &Prefilter) -> Result<(), SensorError> {
-        prefilter::apply(&mut self.ebpf, prefilter)
     }
 
     /// Inserts a /proc-derived image only if the kernel has no entry (BPF_NOEXIST). Ok(false) if
@@ -220,7 +203,7 @@ impl Sensor {
 }
 
 /// Zero-padded keys of the watched names; rejects names the kernel could never match.
-fn watched_keys(names: &[String]) -> Result<Vec<[u8; NAME_KEY_CAP]>, SensorError> {
+pub fn watched_keys(names: &[String]) -> Result<Vec<[u8; NAME_KEY_CAP]>, SensorError> {
     names
         .iter()
         .map(|name| {

@@ -368,26 +368,78 @@ pub struct Sinks {
     handles: Vec<Handle>,
 }
 
+/// Forwarding, so sinks opened up front can be started later as one list.
+impl Worker for Box<dyn Worker> {
+    fn write(&mut self, record: &Record, shared: &Shared) {
+        (**self).write(record, shared)
+    }
+    fn check(&mut self, shared: &Shared) {
+        (**self).check(shared)
+    }
+    fn tick(&mut self, shared: &Shared) {
+        (**self).tick(shared)
+    }
+    fn tick_interval(&self) -> Duration {
+        (**self).tick_interval()
+    }
+    fn reopen(&mut self, shared: &Shared) {
+        (**self).reopen(shared)
+    }
+    fn close(&mut self, shared: &Shared) {
+        (**self).close(shared)
+    }
+}
+
+/// Sinks opened (log file created, addresses checked) whose threads have not started: the
+/// daemon opens them before attaching anything, and starts them once it has dropped its
+/// capabilities (which are per thread).
+pub struct OpenSinks {
+    workers: Vec<(&'static str, usize, Box<dyn Worker>)>,
+}
+
+impl OpenSinks {
+    /// Starts one thread per sink, each fed by its own bounded queue.
+    pub fn start(self) -> Result<Sinks, SinkError> {
+        let mut sinks = Sinks {
+            handles: Vec::new(),
+        };
+        for (name, capacity, worker) in self.workers {
+            sinks.spawn(name, capacity, worker)?;
+        }
+        Ok(sinks)
+    }
+}
+
 impl Sinks {
     /// Opens every enabled sink (errors name the path or address and the fix) and starts one
     /// thread per sink, each fed by its own bounded queue. Syslog receivers need not be up:
     /// the sink connects (and reconnects) in the background.
     pub fn start(cfg: &SinksConfig) -> Result<Sinks, SinkError> {
-        let mut sinks = Sinks {
-            handles: Vec::new(),
-        };
+        Self::open(cfg)?.start()
+    }
+
+    /// Opens every enabled sink without starting its thread.
+    pub fn open(cfg: &SinksConfig) -> Result<OpenSinks, SinkError> {
+        let mut workers: Vec<(&'static str, usize, Box<dyn Worker>)> = Vec::new();
         if cfg.alert_log.enabled {
             let worker = file::AlertLog::open(&cfg.alert_log)?;
-            sinks.spawn("alert_log", cfg.alert_log.queue_capacity, worker)?;
+            workers.push(("alert_log", cfg.alert_log.queue_capacity, Box::new(worker)));
         }
         if cfg.stdout.enabled {
-            sinks.spawn("stdout", cfg.stdout.queue_capacity, stdout::Stdout::new())?;
+            let worker = stdout::Stdout::new();
+            workers.push(("stdout", cfg.stdout.queue_capacity, Box::new(worker)));
         }
         if cfg.syslog.enabled {
             let worker = syslog::Syslog::new(&cfg.syslog)?;
-            sinks.spawn("syslog", cfg.syslog.queue_capacity, worker)?;
+            workers.push(("syslog", cfg.syslog.queue_capacity, Box::new(worker)));
         }
-        Ok(sinks)
+        if let Some((name, _, _)) = workers.iter().find(|(_, capacity, _)| *capacity == 0) {
+            return Err(SinkError::Config {
+                key: name,
+                message: "queue_capacity must be at least 1".into(),
+            });
+        }
+        Ok(OpenSinks { workers })
     }
 
     fn spawn(
@@ -396,12 +448,6 @@ impl Sinks {
         capacity: usize,
         worker: impl Worker,
     ) -> Result<(), SinkError> {
-        if capacity == 0 {
-            return Err(SinkError::Config {
-                key: name,
-                message: "queue_capacity must be at least 1".into(),
-            });
-        }
         let (tx, rx) = sync_channel(capacity);
         let shared = Arc::new(Shared::new(name));
         let (done_tx, done) = tokio::sync::oneshot::channel();

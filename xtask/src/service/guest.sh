@@ -97,15 +97,16 @@ else
     fail exposure "${SCORE:-unknown} (want <= 2.5)"
 fi
 
-# --- capabilities: exactly the bounded set, effective in the agent
+# --- capabilities: the unit bounds them to CAP_SYS_PTRACE (19), CAP_PERFMON (38) and CAP_BPF (39);
+# once attached the agent keeps only CAP_BPF and CAP_SYS_PTRACE, with no ambient set
 PID=$(show MainPID)
-CAPS=$(sed -n 's/^CapEff:\t*//p' "/proc/$PID/status")
-BND=$(sed -n 's/^CapBnd:\t*//p' "/proc/$PID/status")
-# CAP_SYS_PTRACE (19), CAP_PERFMON (38), CAP_BPF (39)
-if [ "$CAPS" = 000000c000080000 ] && [ "$BND" = 000000c000080000 ]; then
-    pass capabilities "CapEff=$CAPS CapBnd=$BND uid=$(stat -c %u "/proc/$PID")"
+cap() { sed -n "s/^$1:\t*//p" "/proc/$PID/status"; }
+CAPS="Eff=$(cap CapEff) Prm=$(cap CapPrm) Amb=$(cap CapAmb) Bnd=$(cap CapBnd) NoNewPrivs=$(cap NoNewPrivs)"
+WANT="Eff=0000008000080000 Prm=0000008000080000 Amb=0000000000000000 Bnd=000000c000080000 NoNewPrivs=1"
+if [ "$CAPS" = "$WANT" ]; then
+    pass capabilities "$CAPS uid=$(stat -c %u "/proc/$PID")"
 else
-    fail capabilities "CapEff=$CAPS CapBnd=$BND (want 000000c000080000)"
+    fail capabilities "$CAPS (want $WANT)"
 fi
 
 # --- an alert in the log and in the journal
