@@ -253,19 +253,19 @@ fn unclean_stop_is_reported_at_the_next_start() {
     use nix::sys::signal::Signal;
     let mut agent = Agent::start("unclean", "");
     agent.sync();
-    // The status file is rewritten every second: let it catch up with the last record.
-    let last_seq = agent.records().last().unwrap()["boot_copy"]["seq"].clone();
+    let seq = |r: &Value| r["boot_copy"]["seq"].as_u64().unwrap();
+    let synced = seq(agent.records().last().unwrap());
+    // The status file is rewritten every second: let it catch up with the sync.
     let status = agent.dir.join("log/status.json");
     let deadline = std::time::Instant::now() + *WAIT;
     while fs::read_to_string(&status)
         .ok()
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .is_none_or(|v| v["seq"] != last_seq)
+        .is_none_or(|v| v["seq"].as_u64().is_none_or(|s| s < synced))
     {
         assert!(
             std::time::Instant::now() < deadline,
-            "status.json lags behind seq {last_seq}: {:?}",
-            fs::read_to_string(&status)
+            "status.json lags behind seq {synced}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -273,22 +273,34 @@ fn unclean_stop_is_reported_at_the_next_start() {
     let killed_at = SystemTime::now();
     agent.restart(Signal::SIGKILL);
     let restarted_at = SystemTime::now();
-    let unclean: Vec<Value> = agent
-        .records()
-        .into_iter()
+    let records = agent.records();
+    let unclean: Vec<&Value> = records
+        .iter()
         .filter(|r| r["event"]["action"] == "previous-run-unclean")
         .collect();
     assert_eq!(unclean.len(), 1, "{unclean:#?}");
-    let r = &unclean[0];
+    let r = unclean[0];
     assert_eq!(r["event"]["kind"], "state");
     assert_eq!(r["boot_copy"]["previous"]["pid"], first_pid);
-    assert_eq!(r["boot_copy"]["previous"]["last_seq"], last_seq);
+    // The previous run's last status write: after the sync, at most its last record (other
+    // processes on the machine may copy into their own /boot and raise alerts meanwhile).
+    let old_run = records
+        .iter()
+        .take_while(|x| x["event"]["action"] != "previous-run-unclean");
+    let old_last = old_run.map(seq).max().unwrap();
+    let last_seq = r["boot_copy"]["previous"]["last_seq"].as_u64().unwrap();
+    assert!(
+        (synced..=old_last).contains(&last_seq),
+        "{last_seq} not in {synced}..={old_last}"
+    );
     assert_eq!(r["boot_copy"]["seq"], 1, "the new run's first record");
     // Nothing was watched from the previous run's last sign of life until this start.
     let time = |v: &Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
     let (start, end) = (time(&r["event"]["start"]), time(&r["event"]["end"]));
     assert!(
-        start <= killed_at && killed_at.duration_since(start).unwrap() < Duration::from_secs(2),
+        // Written every second; a loaded machine may delay a write by a few.
+        start <= killed_at
+            && killed_at.duration_since(start).unwrap() < Duration::from_secs(5) * slowdown(),
         "span starts at the last status write before the kill: {r}"
     );
     assert!(end >= killed_at && end <= restarted_at, "{r}");

@@ -1,6 +1,6 @@
-//! Fuzzing the rule engine's untrusted inputs with cargo-fuzz (libFuzzer): EQL query text, replay
-//! lines (NDJSON events) and rule files. `brief` is the test suite's short run; `long` is
-//! `cargo xtask fuzz`. Seeds live in `fuzz/seeds/<target>/` (committed); what libFuzzer learns
+//! Fuzzing the untrusted inputs with cargo-fuzz (libFuzzer): EQL query text, replay lines
+//! (NDJSON events), rule files and the configuration file. `brief` is the test suite's short run;
+//! `long` is `cargo xtask fuzz`. Seeds live in `fuzz/seeds/<target>/` (committed); what libFuzzer learns
 //! goes to `fuzz/corpus/<target>/` and crashing inputs to `fuzz/artifacts/<target>/` (both
 //! ignored by git).
 use crate::{status, workspace_root};
@@ -12,7 +12,7 @@ use std::{
 };
 
 /// The targets in `fuzz/fuzz_targets/`, each with a seed directory and a dictionary.
-pub const TARGETS: &[&str] = &["eql_parse", "replay_decode", "rule_file"];
+pub const TARGETS: &[&str] = &["eql_parse", "replay_decode", "rule_file", "config_toml"];
 
 /// Seconds per target in the test suite's run.
 pub const BRIEF_SECONDS: u64 = 20;
