@@ -450,7 +450,12 @@ impl Daemon {
             );
         }
         if lost > 0 {
-            bail!("{lost} records could not be written before the shutdown deadline");
+            // Counted in every heartbeat and loss record so far; what was still queued at the
+            // deadline (a receiver that is down) can only be said here. Not a failed stop.
+            tracing::warn!(
+                lost,
+                "records dropped by the sinks, those queued at the shutdown deadline included"
+            );
         }
         Ok(())
     }
