@@ -1,21 +1,36 @@
-//! `cargo xtask bench [exec|alerts|replay]`: benchmarks whose figures are ratios or latencies
-//! measured in one run, so machine noise hits every variant alike. Results go to
-//! `target/bench/*.json`; BENCHMARKS.md quotes them.
-use crate::{cargo, setup, workspace_root};
-use anyhow::{Context as _, bail};
-use serde_json::{Value, json};
-use std::{
-    fs,
-    io::{BufRead, BufReader, Seek},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    thread,
-    time::{Duration, Instant, SystemTime},
-};
+//! `cargo xtask bench [NAME...]`: benchmarks whose figures are ratios or latencies measured in
+//! one run, with the variants in alternating blocks, so machine noise hits every variant alike.
+//! Each benchmark writes `target/bench/NAME.json`; the run also writes
+//! `target/bench/summary.md` (the tables BENCHMARKS.md quotes, with the command and date).
+mod agent;
+mod alertlog;
+mod alerts;
+mod auditd;
+mod bpf;
+mod cproject;
+mod exec;
+mod footprint;
+mod procs;
+mod replay;
+mod stats;
+mod storm;
+mod trigger;
 
-const BLOCKS: usize = 5;
-const BLOCK: Duration = Duration::from_secs(3);
-const NAMES: [&str; 3] = ["exec", "alerts", "replay"];
+use crate::{cargo, setup, workspace_root};
+use anyhow::bail;
+use serde_json::{Value, json};
+use std::{fs, path::PathBuf, process::Command, time::SystemTime};
+
+/// Blocks per variant in every comparison.
+pub const BLOCKS: usize = 5;
+const NAMES: [&str; 5] = ["exec", "storm", "alerts", "replay", "footprint"];
+
+/// One benchmark's outcome: the machine-readable result and its section of the summary.
+pub struct Outcome {
+    pub name: &'static str,
+    pub result: Value,
+    pub markdown: String,
+}
 
 /// Runs the named benchmarks, or all of them.
 pub fn run(names: &[String]) -> anyhow::Result<()> {
@@ -26,323 +41,131 @@ pub fn run(names: &[String]) -> anyhow::Result<()> {
         );
     }
     let wants = |n: &str| names.is_empty() || names.iter().any(|x| x == n);
-    if wants("replay") {
-        replay()?;
-    }
-    if wants("exec") || wants("alerts") {
-        setup::require_root("the exec and alert benchmarks")?;
+    let live = ["exec", "storm", "alerts", "footprint"];
+    if live.iter().any(|n| wants(n)) {
+        setup::require_root("the exec, storm, alert and footprint benchmarks")?;
         cargo(&["build", "--release", "--package", "boot-copy-agent"])?;
     }
-    if wants("exec") {
-        exec_overhead()?;
+    let header = Header::now(names);
+    let mut outcomes = Vec::new();
+    for name in NAMES.iter().filter(|n| wants(n)) {
+        let outcome = match *name {
+            "replay" => replay::run()?,
+            "exec" => exec::run()?,
+            "storm" => storm::run()?,
+            "alerts" => alerts::run()?,
+            _ => footprint::run()?,
+        };
+        write_result(&header, &outcome)?;
+        println!("{}", outcome.markdown);
+        outcomes.push(outcome);
     }
-    if wants("alerts") {
-        alert_latency()?;
-    }
-    Ok(())
+    write_summary(&header, &outcomes)
 }
 
-/// Rule evaluation throughput on one core (the `replay_bench` example).
-fn replay() -> anyhow::Result<()> {
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "--package",
-            "boot-copy-agent",
-        ])
-        .args(["--example", "replay_bench"])
-        .current_dir(workspace_root())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running the replay benchmark")?;
-    if !out.status.success() {
-        bail!("replay benchmark failed: {}", out.status);
-    }
-    let result: Value = serde_json::from_slice(&out.stdout)?;
-    for (k, v) in result.as_object().into_iter().flatten() {
-        println!("{k:<44} {:>12.0}", v.as_f64().unwrap_or(0.0));
-    }
-    write_result("replay", &result)
+/// What every result carries: the command, when, on what, and how loaded the machine was.
+struct Header {
+    command: String,
+    started: SystemTime,
+    machine: String,
+    load_before: String,
 }
 
-/// Exec throughput of a fork+exec storm that triggers no rule: without the agent, with the
-/// agent as shipped (`run`, strict rule on), and with the strict rule off — alternating blocks.
-fn exec_overhead() -> anyhow::Result<()> {
-    let variants: [(&str, Option<bool>); 3] = [
-        ("baseline", None),
-        ("agent", Some(true)),
-        ("agent_strict_off", Some(false)),
-    ];
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-    let mut kernel_ns = Vec::new();
-    let mut cpu_ms_per_k = Vec::new();
-    let _stats = BpfStats::enable()?;
-    for block in 0..BLOCKS {
-        for (i, (name, strict)) in variants.iter().enumerate() {
-            let Some(strict) = strict else {
-                rates[i].push(exec_rate(BLOCK));
-                continue;
-            };
-            let agent = Agent::start(*strict)?;
-            let (stats0, cpu0) = (prog_stats()?, agent.cpu_ticks()?);
-            let start = Instant::now();
-            let rate = exec_rate(BLOCK);
-            let execs = rate * start.elapsed().as_secs_f64();
-            let (stats1, cpu1) = (prog_stats()?, agent.cpu_ticks()?);
-            rates[i].push(rate);
-            if *strict {
-                let (_, exec_runs) = delta(&stats0, &stats1, "exec");
-                kernel_ns.push(delta_all(&stats0, &stats1) as f64 / exec_runs.max(1) as f64);
-                cpu_ms_per_k.push(ticks_ms(cpu1 - cpu0) / execs * 1000.0);
-            }
-            eprintln!("block {block}: {name} {rate:.0} execs/s");
+impl Header {
+    fn now(names: &[String]) -> Self {
+        let mut command = "cargo xtask bench".to_owned();
+        for n in names {
+            command.push(' ');
+            command.push_str(n);
         }
-        eprintln!("block {block}: baseline {:.0} execs/s", rates[0][block]);
-    }
-    let s: Vec<Summary> = rates.iter().map(|r| Summary::of(r)).collect();
-    let result = json!({
-        "workload": "fork+exec of /bin/true, one worker, 3 s blocks alternating",
-        "blocks": BLOCKS,
-        "execs_per_second": {
-            "baseline": s[0].json(), "agent": s[1].json(), "agent_strict_off": s[2].json(),
-        },
-        "throughput_ratio_agent": s[1].median / s[0].median,
-        "throughput_ratio_agent_strict_off": s[2].median / s[0].median,
-        "kernel_ns_per_exec_all_programs": Summary::of(&kernel_ns).json(),
-        "agent_cpu_ms_per_1000_execs": Summary::of(&cpu_ms_per_k).json(),
-    });
-    println!("{}", serde_json::to_string_pretty(&result)?);
-    write_result("exec-overhead", &result)
-}
-
-/// Exec → alert-line latency and agent CPU per alert at a steady rate of triggering execs
-/// (`cp` into a tmpfs `/boot` in a private mount namespace, 20 per second).
-fn alert_latency() -> anyhow::Result<()> {
-    const ALERTS: usize = 300;
-    let agent = Agent::start(true)?;
-    let cpu0 = agent.cpu_ticks()?;
-    let mut log = fs::File::open(&agent.log)?;
-    log.seek(std::io::SeekFrom::End(0))?;
-    let script = format!(
-        "mount -t tmpfs bench /boot && i=0; while [ $i -lt {ALERTS} ]; do cp /etc/hostname /boot/bench-$i; sleep 0.05; i=$((i+1)); done"
-    );
-    let mut storm = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "/bin/sh", "-c", &script])
-        .spawn()
-        .context("starting the trigger loop")?;
-    let mut latencies_ms = Vec::new();
-    let mut reader = BufReader::new(log);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while latencies_ms.len() < ALERTS && Instant::now() < deadline {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || !line.ends_with('\n') {
-            thread::sleep(Duration::from_millis(1));
-            continue;
-        }
-        let arrived = SystemTime::now();
-        let record: Value = serde_json::from_str(&line)?;
-        if record["event"]["kind"] != "alert" {
-            continue;
-        }
-        let stamped = humantime::parse_rfc3339(record["@timestamp"].as_str().unwrap_or_default())
-            .context("alert @timestamp")?;
-        latencies_ms.push(
-            arrived
-                .duration_since(stamped)
-                .unwrap_or_default()
-                .as_secs_f64()
-                * 1e3,
-        );
-    }
-    storm.wait()?;
-    let cpu_ms = ticks_ms(agent.cpu_ticks()? - cpu0);
-    if latencies_ms.len() < ALERTS {
-        bail!("only {} of {ALERTS} alerts arrived", latencies_ms.len());
-    }
-    latencies_ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies_ms[((latencies_ms.len() - 1) as f64 * p) as usize];
-    let result = json!({
-        "workload": "cp into a tmpfs /boot, 20 per second, agent `run` with default rules",
-        "alerts": ALERTS,
-        "latency_ms": { "p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0) },
-        "agent_cpu_us_per_alert": cpu_ms * 1e3 / ALERTS as f64,
-    });
-    println!("{}", serde_json::to_string_pretty(&result)?);
-    write_result("alert-latency", &result)
-}
-
-fn write_result(name: &str, result: &Value) -> anyhow::Result<()> {
-    let dir = workspace_root().join("target/bench");
-    fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("{name}.json"));
-    fs::write(&path, serde_json::to_string_pretty(result)?)?;
-    eprintln!("wrote {}", path.display());
-    Ok(())
-}
-
-/// fork+exec of /bin/true on one worker for `dur`; execs per second.
-fn exec_rate(dur: Duration) -> f64 {
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < dur {
-        let _ = Command::new("/bin/true").status();
-        n += 1;
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
-
-/// Clock ticks (USER_HZ, 100 on Linux) in milliseconds.
-fn ticks_ms(ticks: u64) -> f64 {
-    ticks as f64 * 10.0
-}
-
-/// `boot-copy-agent run` (release) with its files in a scratch directory.
-struct Agent {
-    child: Child,
-    dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn start(strict: bool) -> anyhow::Result<Self> {
-        let dir = PathBuf::from(format!("/tmp/boot-copy-bench-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir)?;
-        let log = dir.join("log/alerts.ndjson");
-        let config = dir.join("config.toml");
-        fs::write(
-            &config,
-            format!(
-                "[rules]\nstrict = {strict}\n[alert_budget]\nmax_alerts = 100000\n[health]\nstate_dir = \"{d}/log\"\n[sinks.stdout]\nenabled = false\n[sinks.alert_log]\npath = \"{l}\"\n",
-                d = dir.display(),
-                l = log.display()
-            ),
-        )?;
-        let child = Command::new(workspace_root().join("target/release/boot-copy-agent"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting the agent")?;
-        let agent = Self { child, dir, log };
-        agent.wait_started()?;
-        Ok(agent)
-    }
-
-    fn wait_started(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if fs::read_to_string(&self.log).is_ok_and(|t| t.contains("agent-started")) {
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        bail!("the agent did not start within 20 s")
-    }
-
-    /// utime + stime of the agent, in clock ticks.
-    fn cpu_ticks(&self) -> anyhow::Result<u64> {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        let rest = &stat[stat.rfind(')').context("stat")? + 2..];
-        let f: Vec<&str> = rest.split(' ').collect();
-        Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Turns on kernel BPF run-time statistics for the benchmark and off again after (it is a
-/// global setting with its own cost).
-struct BpfStats;
-
-impl BpfStats {
-    fn enable() -> anyhow::Result<Self> {
-        fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").context("enabling BPF stats")?;
-        Ok(Self)
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        let _ = fs::write("/proc/sys/kernel/bpf_stats_enabled", "0");
-    }
-}
-
-struct ProgStat {
-    name: String,
-    run_time_ns: u64,
-    run_cnt: u64,
-}
-
-/// Our programs' statistics from `bpftool prog show`.
-fn prog_stats() -> anyhow::Result<Vec<ProgStat>> {
-    let out = Command::new("bpftool")
-        .args(["prog", "show", "--json"])
-        .output()
-        .context("running bpftool")?;
-    let progs: Value = serde_json::from_slice(&out.stdout)?;
-    Ok(progs
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| {
-            let name = p["name"].as_str()?;
-            name.starts_with("boot_copy_").then(|| ProgStat {
-                name: name.to_owned(),
-                run_time_ns: p["run_time_ns"].as_u64().unwrap_or(0),
-                run_cnt: p["run_cnt"].as_u64().unwrap_or(0),
-            })
-        })
-        .collect())
-}
-
-/// (run time, runs) of the programs whose name contains `name`, between two snapshots.
-fn delta(before: &[ProgStat], after: &[ProgStat], name: &str) -> (u64, u64) {
-    let sum = |v: &[ProgStat]| {
-        v.iter()
-            .filter(|p| p.name.contains(name))
-            .fold((0, 0), |(t, c), p| (t + p.run_time_ns, c + p.run_cnt))
-    };
-    let (t0, c0) = sum(before);
-    let (t1, c1) = sum(after);
-    (t1.saturating_sub(t0), c1.saturating_sub(c0))
-}
-
-/// Run time of all our programs (exec, fork, exit) between two snapshots.
-fn delta_all(before: &[ProgStat], after: &[ProgStat]) -> u64 {
-    let total = |v: &[ProgStat]| v.iter().map(|p| p.run_time_ns).sum::<u64>();
-    total(after).saturating_sub(total(before))
-}
-
-struct Summary {
-    median: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Summary {
-    fn of(v: &[f64]) -> Self {
-        let mut s = v.to_vec();
-        s.sort_by(f64::total_cmp);
         Self {
-            median: s[s.len() / 2],
-            min: s[0],
-            max: s[s.len() - 1],
+            command,
+            started: SystemTime::now(),
+            machine: machine(),
+            load_before: loadavg(),
         }
     }
 
     fn json(&self) -> Value {
-        json!({ "median": self.median, "min": self.min, "max": self.max })
+        json!({
+            "command": self.command,
+            "started": humantime::format_rfc3339_seconds(self.started).to_string(),
+            "machine": self.machine,
+            "load_average_before": self.load_before,
+            "load_average_after": loadavg(),
+        })
     }
+}
+
+fn write_result(header: &Header, outcome: &Outcome) -> anyhow::Result<()> {
+    let mut result = outcome.result.clone();
+    result["run"] = header.json();
+    let path = bench_dir()?.join(format!("{}.json", outcome.name));
+    fs::write(&path, serde_json::to_string_pretty(&result)?)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+fn write_summary(header: &Header, outcomes: &[Outcome]) -> anyhow::Result<()> {
+    let mut md = format!(
+        "Command: `{}`, started {} UTC.\nMachine: {}. Load average before {}, after {}.\n",
+        header.command,
+        humantime::format_rfc3339_seconds(header.started)
+            .to_string()
+            .trim_end_matches('Z')
+            .replace('T', " "),
+        header.machine,
+        header.load_before,
+        loadavg()
+    );
+    for o in outcomes {
+        md.push('\n');
+        md.push_str(&o.markdown);
+    }
+    let path = bench_dir()?.join("summary.md");
+    fs::write(&path, &md)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// `target/bench`, created if missing.
+pub fn bench_dir() -> anyhow::Result<PathBuf> {
+    let dir = workspace_root().join("target/bench");
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// CPU count and model, memory, kernel.
+fn machine() -> String {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let mem_gib = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib.div_ceil(1 << 20));
+    let kernel = Command::new("uname")
+        .arg("-r")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!("{cpus} vCPUs ({model}), {mem_gib} GiB, kernel {kernel}")
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
