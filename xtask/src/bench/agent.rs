@@ -192,7 +192,9 @@ pub struct Memory {
     pub shmem: f64,
 }
 
-/// A counter from the agent's final counters.
-pub fn counter(counters: &Value, name: &str) -> u64 {
-    counters[name].as_u64().unwrap_or(0)
+/// A counter from the agent's final counters (an unknown name is an error, not a zero).
+pub fn counter(counters: &Value, name: &str) -> anyhow::Result<u64> {
+    counters[name]
+        .as_u64()
+        .with_context(|| format!("no counter {name} in the agent's status"))
 }

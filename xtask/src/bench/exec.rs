@@ -48,7 +48,8 @@ impl Workload {
     fn describe(&self) -> String {
         match self {
             Workload::Storm(w) => format!(
-                "fork+exec of /bin/true, {w} worker(s), {} s blocks; throughput in execs/s",
+                "fork+exec of /bin/true on {w} worker{}, {} s blocks; throughput in execs/s",
+                if *w > 1 { "s" } else { "" },
                 STORM_BLOCK.as_secs()
             ),
             Workload::Build(_) => {

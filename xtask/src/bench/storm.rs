@@ -169,13 +169,17 @@ fn block(marker: &str, ring: Option<u32>) -> anyhow::Result<Block> {
     let cpu_ms = ticks_ms(agent.cpu_ticks()? - cpu0);
     let counters = agent.stop()?;
     let alerts = tail.alerts() as u64;
+    let drops = STAGES
+        .iter()
+        .map(|s| Ok((*s, counter(&counters, s)?)))
+        .collect::<anyhow::Result<_>>()?;
     let mut lat = tail.latencies_ms.clone();
     lat.sort_by(f64::total_cmp);
     Ok(Block {
         copies,
         rate: copies as f64 / secs,
         alerts,
-        drops: STAGES.iter().map(|s| (*s, counter(&counters, s))).collect(),
+        drops,
         p50_ms: quantile(&lat, 0.5),
         p99_ms: quantile(&lat, 0.99),
         cpu_us_per_alert: cpu_ms * 1e3 / alerts.max(1) as f64,
