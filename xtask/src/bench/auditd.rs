@@ -54,6 +54,12 @@ impl Auditd {
         }
         auditctl(&["-e", "1"])?;
         auditctl(&["-b", BACKLOG])?;
+        // A run killed mid-block left its rule behind: adding it again would fail.
+        let _ = Command::new("auditctl")
+            .args(rule_args("-d"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         auditctl(&rule_args("-a"))?;
         peer.rule_added = true;
         Ok(peer)
