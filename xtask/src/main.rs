@@ -32,9 +32,10 @@ enum Task {
     },
     /// Set up and run the whole test suite (needs root: tests load the kernel programs).
     Test,
-    /// Benchmarks: `exec` (throughput with and without the agent, kernel cost per exec),
-    /// `alerts` (exec → alert latency, CPU per alert), `replay` (rule evaluation throughput);
-    /// all when none is named.
+    /// Benchmarks: `exec` (throughput with and without the agent and auditd, kernel cost per
+    /// exec), `storm` (trigger storm: alerts, drops, latency), `alerts` (latency and CPU per
+    /// alert at 20/s), `replay` (rule evaluation throughput), `footprint` (READY time, memory,
+    /// seeding); all when none is named. Results in target/bench/.
     Bench { names: Vec<String> },
     /// Fault scenarios longer than the test suite's: repeated ring-buffer overflows with the
     /// syslog receiver down, every exec accounted for, the heap bounded (see xtask/src/stress.rs).

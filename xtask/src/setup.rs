@@ -7,7 +7,7 @@ use std::process::Command;
 /// bpftool for BPF run-time statistics, python3-venv for the EQL differential test, rsyslog and
 /// logrotate for the sink tests, prometheus for promtool; debootstrap, lintian, dpkg-dev,
 /// binutils, man-db, qemu, cpio and busybox-static for the package, the service test under a
-/// real systemd and the kernel matrix.
+/// real systemd and the kernel matrix; auditd, the peer in the exec benchmark.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -28,6 +28,7 @@ const PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "cpio",
     "busybox-static",
+    "auditd",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
