@@ -76,7 +76,10 @@ pub mod counter {
     pub const TABLE_UPDATE_FAILURES: u32 = 7;
     pub const FORKS: u32 = 8;
     pub const EXITS: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// Records submitted while a guarded kernel field is missing (see `kernel_fields`): each
+    /// lacks the values those fields feed.
+    pub const DEGRADED_RECORDS: u32 = 10;
+    pub const COUNT: u32 = 11;
     /// Names in index order, as the agent reports them.
     pub const NAMES: [&str; COUNT as usize] = [
         "execs_seen",
@@ -89,7 +92,67 @@ pub mod counter {
         "table_update_failures",
         "forks",
         "exits",
+        "degraded_records",
     ];
+}
+
+/// Kernel structure fields the programs read through CO-RE, one bit each in the mask the
+/// layout probe (`boot_copy_layout`) writes to `LAYOUT[0]`: a set bit is a field the BTF used for
+/// relocation lacks. Bit numbers must match `boot-copy-ebpf/src/c/shim.c`.
+///
+/// Optional fields are read under `bpf_core_field_exists`: without one the programs still load
+/// and the values it feeds stay empty. The sensor cannot work without a required field, and
+/// the agent refuses to start, naming it.
+pub mod kernel_fields {
+    /// (bit, field, what is left empty without it).
+    pub const OPTIONAL: [(u32, &str, &str); 12] = [
+        (
+            0,
+            "task_struct.start_boottime",
+            "process.start, process.entity_id",
+        ),
+        (1, "task_struct.comm", "boot_copy.process.comm"),
+        (2, "task_struct.mm", "process.args"),
+        (3, "mm_struct.arg_start", "process.args"),
+        (4, "mm_struct.arg_end", "process.args"),
+        (5, "task_struct.fs", "process.working_directory"),
+        (6, "fs_struct.pwd", "process.working_directory"),
+        (
+            7,
+            "linux_binprm.interp",
+            "boot_copy.process.interpreter (scripts)",
+        ),
+        (8, "file.f_inode", "executable size prefilter"),
+        (9, "inode.i_size", "executable size prefilter"),
+        (10, "task_struct.signal", "process end (leader exit used)"),
+        (11, "signal_struct.live", "process end (leader exit used)"),
+    ];
+    /// (bit, field).
+    pub const REQUIRED: [(u32, &str); 22] = [
+        (32, "task_struct.pid"),
+        (33, "task_struct.tgid"),
+        (34, "task_struct.real_parent"),
+        (35, "task_struct.cred"),
+        (36, "cred.uid"),
+        (37, "cred.euid"),
+        (38, "cred.gid"),
+        (39, "cred.egid"),
+        (40, "linux_binprm.file"),
+        (41, "linux_binprm.filename"),
+        (42, "linux_binprm.argc"),
+        (43, "file.f_path"),
+        (44, "path.mnt"),
+        (45, "path.dentry"),
+        (46, "dentry.d_parent"),
+        (47, "dentry.d_name"),
+        (48, "qstr.name"),
+        (49, "qstr.len"),
+        (50, "vfsmount.mnt_root"),
+        (51, "mount.mnt"),
+        (52, "mount.mnt_parent"),
+        (53, "mount.mnt_mountpoint"),
+    ];
+    pub const START_BOOTTIME: u64 = 1 << 0;
 }
 
 /// `CONFIG` array index 0 bits.

@@ -31,6 +31,12 @@ unsafe extern "C" {
     /// `&bprm->file->f_path` or null.
     pub fn bc_bprm_file_path(bprm: Binprm) -> KPath;
 
+    /// Fields the relocation BTF lacks (`boot_copy_common::kernel_fields` bits); a constant
+    /// once the object is relocated.
+    pub fn bc_missing_fields() -> u64;
+    /// The optional part of `bc_missing_fields`: non-zero when records lack some values.
+    pub fn bc_degraded() -> u32;
+
     /// Absolute path of `path` into `out`, built in `scratch` (see shim.c for the buffer rules).
     pub fn bc_path_resolve(path: KPath, scratch: *mut u8, out: *mut u8, truncated: *mut u32)
     -> u32;

@@ -180,6 +180,9 @@ unsafe fn record(task: Task, bprm: Binprm, rec: *mut ExecRecord, img: *mut ProcI
         if submit && flags & (exec_flags::EXE_TRUNCATED | exec_flags::CWD_TRUNCATED) != 0 {
             count(counter::PATH_TRUNCATIONS);
         }
+        if submit && co_re::bc_degraded() != 0 {
+            count(counter::DEGRADED_RECORDS);
+        }
 
         // Parent context from the process table (copied only into records that are sent).
         match PROC_TABLE.get_ptr(ppid) {

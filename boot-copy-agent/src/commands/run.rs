@@ -81,7 +81,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         daemon.emit_health(unclean_record(&daemon.origin, &prev), Severity::Warning);
     }
     let start = start_record(&daemon, &prefilter, seeded);
-    daemon.emit_health(start, Severity::Info);
+    let severity = if daemon.sensor.degraded_fields().is_empty() {
+        Severity::Info
+    } else {
+        Severity::Warning
+    };
+    daemon.emit_health(start, severity);
     daemon.write_status(false)?;
     service::notify("READY=1");
     daemon.main_loop(&mut reader, &config).await?;
@@ -100,6 +105,7 @@ fn sensor_config(config: &Config, rules: &RuleSet) -> SensorConfig {
         all_execs,
         ring_bytes: config.sensor.ring_buffer_bytes,
         table_entries: config.sensor.process_table_entries,
+        btf: config.sensor.btf.clone(),
     }
 }
 
@@ -354,12 +360,21 @@ fn start_record(d: &Daemon, prefilter: &Prefilter, seeded: usize) -> Value {
         .iter()
         .map(|r| json!({ "id": r.id, "name": r.name, "version": r.version, "source": r.source.display().to_string() }))
         .collect();
+    let degraded = d.sensor.degraded_fields();
+    let degraded_note = if degraded.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; the kernel BTF lacks {}, whose values are left empty",
+            degraded.join(", ")
+        )
+    };
     d.origin.record(
         "state",
         "agent-started",
         SystemTime::now(),
         format!(
-            "boot-copy {} started: rules {}; watching {}",
+            "boot-copy {} started: rules {}; watching {}{degraded_note}",
             env!("CARGO_PKG_VERSION"),
             rule_names(d.detector.rules()),
             prefilter
@@ -369,6 +384,7 @@ fn start_record(d: &Daemon, prefilter: &Prefilter, seeded: usize) -> Value {
             "rules": rules,
             "prefilter": prefilter.to_string(),
             "seeded_processes": seeded,
+            "sensor": { "degraded_fields": degraded },
         }),
     )
 }
