@@ -69,7 +69,7 @@ pub mod counter {
     /// Ring-buffer reservations that failed: events lost in the kernel.
     pub const RINGBUF_DROPS: u32 = 2;
     pub const ARGS_TRUNCATED: u32 = 3;
-    /// Execs whose parent had no process-table entry.
+    /// Records sent whose parent had no process-table entry.
     pub const PARENT_MISSES: u32 = 4;
     pub const ARGS_READ_FAILURES: u32 = 5;
     pub const PATH_TRUNCATIONS: u32 = 6;
@@ -105,7 +105,7 @@ pub mod counter {
 /// the agent refuses to start, naming it.
 pub mod kernel_fields {
     /// (bit, field, what is left empty without it).
-    pub const OPTIONAL: [(u32, &str, &str); 12] = [
+    pub const OPTIONAL: [(u32, &str, &str); 13] = [
         (
             0,
             "task_struct.start_boottime",
@@ -126,6 +126,7 @@ pub mod kernel_fields {
         (9, "inode.i_size", "executable size prefilter"),
         (10, "task_struct.signal", "process end (leader exit used)"),
         (11, "signal_struct.live", "process end (leader exit used)"),
+        (12, "mm_struct.exe_file", "process.parent.executable"),
     ];
     /// (bit, field).
     pub const REQUIRED: [(u32, &str); 22] = [
@@ -163,6 +164,12 @@ pub mod config_flags {
 
 /// A process's current image, as kept in the kernel process table keyed by tgid.
 /// Strings are NUL-terminated within their capacity; `args` is argv NUL-separated.
+///
+/// In the table, `exe` is set only for a script (`EXE_IS_FILENAME`) and by the agent's seeding
+/// (`FROM_PROC`), and `cwd` only for processes whose exec was sent and scripts run by a relative
+/// path: the kernel resolves a parent's executable from the live parent when a child's record is
+/// sent, which spares the path walk on every exec. In a record's `parent`, `exe` is that
+/// resolved path.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ProcImage {

@@ -99,6 +99,7 @@ struct fs_struct {
 struct mm_struct {
 	unsigned long arg_start;
 	unsigned long arg_end;
+	struct file *exe_file;
 } __attribute__((preserve_access_index));
 
 struct cred {
@@ -228,6 +229,21 @@ SHIM struct path *bc_task_pwd(struct task_struct *task)
 	return &fs->pwd;
 }
 
+// &task->real_parent->mm->exe_file->f_path: the parent's executable as it runs now, or NULL (a
+// parent without an mm, a kernel thread; or without the fields).
+SHIM struct path *bc_task_parent_exe_path(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(task->mm) || !bpf_core_field_exists(struct mm_struct, exe_file))
+		return 0;
+	struct mm_struct *mm = task->real_parent->mm;
+	if (!mm)
+		return 0;
+	struct file *file = mm->exe_file;
+	if (!file)
+		return 0;
+	return &file->f_path;
+}
+
 SHIM const char *bc_bprm_filename(struct linux_binprm *bprm)
 {
 	return bprm->filename;
@@ -252,7 +268,10 @@ SHIM __u64 bc_bprm_file_size(struct linux_binprm *bprm)
 {
 	if (!bpf_core_field_exists(struct file, f_inode) || !bpf_core_field_exists(struct inode, i_size))
 		return 0;
-	return BPF_CORE_READ(bprm, file, f_inode, i_size);
+	struct file *file = bprm->file;
+	if (!file)
+		return 0;
+	return file->f_inode->i_size;
 }
 
 // &bprm->file->f_path, or NULL.
@@ -276,6 +295,7 @@ SHIM __u64 bc_missing_fields(void)
 	       MISSING(4, mm_struct, arg_end) | MISSING(5, task_struct, fs) | MISSING(6, fs_struct, pwd) |
 	       MISSING(7, linux_binprm, interp) | MISSING(8, file, f_inode) | MISSING(9, inode, i_size) |
 	       MISSING(10, task_struct, signal) | MISSING(11, signal_struct, live) |
+	       MISSING(12, mm_struct, exe_file) |
 	       MISSING(32, task_struct, pid) | MISSING(33, task_struct, tgid) |
 	       MISSING(34, task_struct, real_parent) | MISSING(35, task_struct, cred) |
 	       MISSING(36, cred, uid) | MISSING(37, cred, euid) | MISSING(38, cred, gid) |
@@ -445,6 +465,27 @@ SHIM __u32 bc_copy_prefix(char *dst, const char *src, __u32 len, __u32 cap)
 	if (len)
 		bpf_probe_read_kernel(dst, len, src);
 	return len;
+}
+
+// Zero-padded name of the file the kernel runs (its dentry's name: the basename of its
+// resolved path) into key[NAME_KEY_CAP], read before and without any path walk.
+// Returns the name's length, or -1 when it is empty or does not fit a key.
+SHIM int bc_exe_name_key(struct linux_binprm *bprm, char *key)
+{
+	zero_key(key);
+	struct file *file = bprm->file;
+	if (!file)
+		return -1;
+	struct dentry *dentry = file->f_path.dentry;
+	if (!dentry)
+		return -1;
+	__u32 n = dentry->d_name.len;
+	const unsigned char *name = dentry->d_name.name;
+	if (n == 0 || n > NAME_KEY_CAP - 1)
+		return -1;
+	barrier_var(n);
+	bpf_probe_read_kernel(key, n & NAME_KEY_MASK, name);
+	return n;
 }
 
 // Zero-padded basename of the string buf[0..len) into key[NAME_KEY_CAP].
