@@ -1,6 +1,7 @@
-//! The kernel sensor: loads the eBPF object (`boot-copy-ebpf`, embedded at build time), sizes
-//! and fills its maps, attaches the exec/fork/exit programs, and hands out the ring-buffer
-//! reader. Records are `boot_copy_common::ExecRecord`s truncated after their argument bytes.
+//! The kernel sensor: loads the eBPF object (`boot-copy-ebpf`, embedded at build time) relocated
+//! against `sensor.btf`, learns from a test run of its layout probe which kernel fields that BTF
+//! lacks, sizes and fills its maps, attaches the exec/fork/exit programs, and hands out the
+//! ring-buffer reader. Records are `boot_copy_common::ExecRecord`s truncated after their argument bytes.
 mod error;
 pub mod requirements;
 mod ring;
