@@ -488,3 +488,171 @@ fn sighup_with_new_process_names_updates_the_kernel_prefilter() {
     assert_eq!(agent.alerts_with_arg(&after).len(), 1);
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A copy of the kernel's BTF in which member `member` of `struct name` is renamed (its name
+/// string gets a different first byte: same length, so every offset stays valid). Relocating
+/// against it is what loading on a kernel without that field looks like.
+fn btf_without_member(name: &str, member: &str, out: &std::path::Path) {
+    let mut btf = fs::read("/sys/kernel/btf/vmlinux").expect("kernel BTF");
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    assert_eq!(&btf[..2], &0xeb9fu16.to_le_bytes(), "BTF magic");
+    let hdr_len = u32_at(&btf, 4) as usize;
+    let types = hdr_len + u32_at(&btf, 8) as usize;
+    let types_end = types + u32_at(&btf, 12) as usize;
+    let strings = hdr_len + u32_at(&btf, 16) as usize;
+    let string = |b: &[u8], off: u32| -> Vec<u8> {
+        let s = &b[strings + off as usize..];
+        s[..s.iter().position(|&c| c == 0).unwrap()].to_vec()
+    };
+    let mut at = types;
+    let mut patched = None;
+    while at < types_end && patched.is_none() {
+        let name_off = u32_at(&btf, at);
+        let info = u32_at(&btf, at + 4);
+        let (kind, vlen) = ((info >> 24) & 0x1f, (info & 0xffff) as usize);
+        at += 12;
+        let extra = match kind {
+            1 | 14 | 17 => 4,          // int, var, decl_tag
+            3 => 12,                   // array
+            4 | 5 => vlen * 12,        // struct, union: members
+            6 | 13 => vlen * 8,        // enum, func_proto
+            15 | 19 => vlen * 12,      // datasec, enum64
+            2 | 7..=12 | 16 | 18 => 0, // ptr, fwd, typedef, qualifiers, func, float, type_tag
+            k => panic!("unknown BTF kind {k}"),
+        };
+        if kind == 4 && string(&btf, name_off) == name.as_bytes() {
+            for m in 0..vlen {
+                let member_name = u32_at(&btf, at + m * 12);
+                if string(&btf, member_name) == member.as_bytes() {
+                    patched = Some(strings + member_name as usize);
+                }
+            }
+        }
+        at += extra;
+    }
+    let pos = patched.unwrap_or_else(|| panic!("no member {name}.{member} in the kernel BTF"));
+    // The name is a string of its own, not the tail of another one.
+    assert_eq!(btf[pos - 1], 0);
+    btf[pos] = if btf[pos] == b'x' { b'y' } else { b'x' };
+    fs::write(out, btf).unwrap();
+}
+
+/// A BTF without `task_struct.start_boottime` (as kernels before 5.5): the agent still loads,
+/// says which field is missing, alerts with every other field, leaves the process start time
+/// and entity id out and counts the records.
+#[test]
+fn missing_kernel_field_degrades_its_ecs_fields_only() {
+    let dir = tempdir("btf");
+    let btf = dir.join("vmlinux-no-start-boottime");
+    btf_without_member("task_struct", "start_boottime", &btf);
+    let mut agent = Agent::start(
+        "degraded",
+        &format!("[sensor]\nbtf = \"{}\"\n", btf.display()),
+    );
+    let started = agent
+        .records()
+        .into_iter()
+        .find(|r| r["event"]["action"] == "agent-started")
+        .unwrap();
+    assert_eq!(
+        started["boot_copy"]["sensor"]["degraded_fields"],
+        serde_json::json!(["task_struct.start_boottime"]),
+        "{started:#}"
+    );
+    assert!(
+        started["message"]
+            .as_str()
+            .unwrap()
+            .contains("task_struct.start_boottime")
+    );
+    let target = format!("/boot/degraded-{}", unique());
+    in_boot_namespace(&format!("cp /etc/hostname {target}"));
+    agent.sync();
+    let alerts = agent.alerts_with_arg(&target);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let p = &alerts[0]["process"];
+    assert_eq!(p["name"], "cp");
+    assert_eq!(
+        p["args"],
+        serde_json::json!(["cp", "/etc/hostname", target])
+    );
+    assert!(p["pid"].as_u64().unwrap() > 0);
+    assert!(p["working_directory"].is_string());
+    assert_eq!(p["parent"]["name"], "dash");
+    assert!(p["user"]["id"].is_string());
+    for absent in [
+        &p["start"],
+        &p["entity_id"],
+        &p["parent"]["start"],
+        &p["parent"]["entity_id"],
+    ] {
+        assert!(absent.is_null(), "{p:#}");
+    }
+    let (status, _, records) = agent.stop();
+    assert!(status.success());
+    let stopped = records.last().unwrap();
+    assert_eq!(stopped["event"]["action"], "agent-stopped");
+    // The cp and the sentinel cp at least.
+    let degraded = stopped["boot_copy"]["counters"]["degraded_records"]
+        .as_u64()
+        .unwrap();
+    assert!(degraded >= 2, "{stopped:#}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// With the kernel's own BTF nothing is degraded and nothing is counted.
+#[test]
+fn kernel_btf_degrades_nothing() {
+    let mut agent = Agent::start("not-degraded", "");
+    agent.sync();
+    let (_, _, records) = agent.stop();
+    assert_eq!(
+        records[0]["boot_copy"]["sensor"]["degraded_fields"],
+        serde_json::json!([])
+    );
+    let stopped = records.last().unwrap();
+    assert_eq!(stopped["boot_copy"]["counters"]["degraded_records"], 0);
+    let alert = records
+        .iter()
+        .find(|r| r["event"]["kind"] == "alert")
+        .unwrap();
+    assert!(alert["process"]["start"].is_string() && alert["process"]["entity_id"].is_string());
+}
+
+/// A `sensor.btf` that is missing or not BTF stops the agent before it loads anything, with a
+/// message naming the file.
+#[test]
+fn bad_sensor_btf_fails_before_attaching() {
+    let dir = tempdir("badbtf");
+    let garbage = dir.join("garbage.btf");
+    fs::write(&garbage, b"not BTF at all, just text\n").unwrap();
+    for btf in [dir.join("missing.btf"), garbage] {
+        let config = dir.join("config.toml");
+        let log = dir.join("log/alerts.ndjson");
+        fs::write(
+            &config,
+            format!(
+                "[sensor]\nbtf = \"{}\"\n[sinks.alert_log]\npath = \"{}\"\n[health]\nstate_dir = \"{}/log\"\n",
+                btf.display(),
+                log.display(),
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&btf.display().to_string()) && err.contains("sensor.btf"),
+            "{err}"
+        );
+        // Nothing was started: no start record.
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        assert!(!text.contains("agent-started"), "{text}");
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}

@@ -73,6 +73,8 @@ pub struct SensorSettings {
     pub ring_buffer_bytes: u32,
     /// Processes the kernel's parent table holds.
     pub process_table_entries: u32,
+    /// BTF the kernel programs are relocated against (CO-RE).
+    pub btf: PathBuf,
 }
 
 impl Default for SensorSettings {
@@ -80,6 +82,7 @@ impl Default for SensorSettings {
         Self {
             ring_buffer_bytes: 8 << 20,
             process_table_entries: boot_copy_common::PROC_TABLE_ENTRIES,
+            btf: PathBuf::from(crate::sensor::KERNEL_BTF),
         }
     }
 }

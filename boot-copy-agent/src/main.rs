@@ -99,6 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(commands::events::run(commands::events::Options {
                 all,
                 watched,
+                btf: config.sensor.btf,
             }))
         }
         Command::Replay { input, rules } => commands::offline::replay(&input, &with_rules(rules)?),

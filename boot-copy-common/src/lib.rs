@@ -69,14 +69,17 @@ pub mod counter {
     /// Ring-buffer reservations that failed: events lost in the kernel.
     pub const RINGBUF_DROPS: u32 = 2;
     pub const ARGS_TRUNCATED: u32 = 3;
-    /// Execs whose parent had no process-table entry.
+    /// Records sent whose parent had no process-table entry.
     pub const PARENT_MISSES: u32 = 4;
     pub const ARGS_READ_FAILURES: u32 = 5;
     pub const PATH_TRUNCATIONS: u32 = 6;
     pub const TABLE_UPDATE_FAILURES: u32 = 7;
     pub const FORKS: u32 = 8;
     pub const EXITS: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// Records submitted while a guarded kernel field is missing (see `kernel_fields`): each
+    /// lacks the values those fields feed.
+    pub const DEGRADED_RECORDS: u32 = 10;
+    pub const COUNT: u32 = 11;
     /// Names in index order, as the agent reports them.
     pub const NAMES: [&str; COUNT as usize] = [
         "execs_seen",
@@ -89,7 +92,68 @@ pub mod counter {
         "table_update_failures",
         "forks",
         "exits",
+        "degraded_records",
     ];
+}
+
+/// Kernel structure fields the programs read through CO-RE, one bit each in the mask the
+/// layout probe (`boot_copy_layout`) writes to `LAYOUT[0]`: a set bit is a field the BTF used for
+/// relocation lacks. Bit numbers must match `boot-copy-ebpf/src/c/shim.c`.
+///
+/// Optional fields are read under `bpf_core_field_exists`: without one the programs still load
+/// and the values it feeds stay empty. The sensor cannot work without a required field, and
+/// the agent refuses to start, naming it.
+pub mod kernel_fields {
+    /// (bit, field, what is left empty without it).
+    pub const OPTIONAL: [(u32, &str, &str); 13] = [
+        (
+            0,
+            "task_struct.start_boottime",
+            "process.start, process.entity_id",
+        ),
+        (1, "task_struct.comm", "boot_copy.process.comm"),
+        (2, "task_struct.mm", "process.args"),
+        (3, "mm_struct.arg_start", "process.args"),
+        (4, "mm_struct.arg_end", "process.args"),
+        (5, "task_struct.fs", "process.working_directory"),
+        (6, "fs_struct.pwd", "process.working_directory"),
+        (
+            7,
+            "linux_binprm.interp",
+            "boot_copy.process.interpreter (scripts)",
+        ),
+        (8, "file.f_inode", "executable size prefilter"),
+        (9, "inode.i_size", "executable size prefilter"),
+        (10, "task_struct.signal", "process end (leader exit used)"),
+        (11, "signal_struct.live", "process end (leader exit used)"),
+        (12, "mm_struct.exe_file", "process.parent.executable"),
+    ];
+    /// (bit, field).
+    pub const REQUIRED: [(u32, &str); 22] = [
+        (32, "task_struct.pid"),
+        (33, "task_struct.tgid"),
+        (34, "task_struct.real_parent"),
+        (35, "task_struct.cred"),
+        (36, "cred.uid"),
+        (37, "cred.euid"),
+        (38, "cred.gid"),
+        (39, "cred.egid"),
+        (40, "linux_binprm.file"),
+        (41, "linux_binprm.filename"),
+        (42, "linux_binprm.argc"),
+        (43, "file.f_path"),
+        (44, "path.mnt"),
+        (45, "path.dentry"),
+        (46, "dentry.d_parent"),
+        (47, "dentry.d_name"),
+        (48, "qstr.name"),
+        (49, "qstr.len"),
+        (50, "vfsmount.mnt_root"),
+        (51, "mount.mnt"),
+        (52, "mount.mnt_parent"),
+        (53, "mount.mnt_mountpoint"),
+    ];
+    pub const START_BOOTTIME: u64 = 1 << 0;
 }
 
 /// `CONFIG` array index 0 bits.
@@ -100,6 +164,12 @@ pub mod config_flags {
 
 /// A process's current image, as kept in the kernel process table keyed by tgid.
 /// Strings are NUL-terminated within their capacity; `args` is argv NUL-separated.
+///
+/// In the table, `exe` is set only for a script (`EXE_IS_FILENAME`) and by the agent's seeding
+/// (`FROM_PROC`), and `cwd` only for processes whose exec was sent and scripts run by a relative
+/// path: the kernel resolves a parent's executable from the live parent when a child's record is
+/// sent, which spares the path walk on every exec. In a record's `parent`, `exe` is that
+/// resolved path.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ProcImage {

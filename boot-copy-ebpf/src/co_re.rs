@@ -24,6 +24,9 @@ unsafe extern "C" {
     /// `&task->fs->pwd` or null.
     pub fn bc_task_pwd(task: Task) -> KPath;
 
+    /// `&task->real_parent->mm->exe_file->f_path` or null.
+    pub fn bc_task_parent_exe_path(task: Task) -> KPath;
+
     pub fn bc_bprm_filename(bprm: Binprm) -> *const u8;
     pub fn bc_bprm_interp(bprm: Binprm) -> *const u8;
     pub fn bc_bprm_argc(bprm: Binprm) -> u32;
@@ -31,12 +34,21 @@ unsafe extern "C" {
     /// `&bprm->file->f_path` or null.
     pub fn bc_bprm_file_path(bprm: Binprm) -> KPath;
 
+    /// Fields the relocation BTF lacks (`boot_copy_common::kernel_fields` bits); a constant
+    /// once the object is relocated.
+    pub fn bc_missing_fields() -> u64;
+    /// The optional part of `bc_missing_fields`: non-zero when records lack some values.
+    pub fn bc_degraded() -> u32;
+
     /// Absolute path of `path` into `out`, built in `scratch` (see shim.c for the buffer rules).
     pub fn bc_path_resolve(path: KPath, scratch: *mut u8, out: *mut u8, truncated: *mut u32)
     -> u32;
     /// Zero-padded basename of `buf[..len]` into `key` (always fully written); -1 if empty or
     /// too long.
     pub fn bc_basename_key(buf: *const u8, len: u32, key: *mut u8) -> i32;
+    /// Zero-padded name of the executable file (its dentry's name) into `key` (always fully
+    /// written); -1 if empty or too long.
+    pub fn bc_exe_name_key(bprm: Binprm, key: *mut u8) -> i32;
     /// Copies `min(len, cap)` bytes between map values (`cap` must be a constant); returns it.
     pub fn bc_copy_prefix(dst: *mut u8, src: *const u8, len: u32, cap: u32) -> u32;
 }

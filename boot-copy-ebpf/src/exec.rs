@@ -13,12 +13,12 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use boot_copy_common::{
-    ARGS_CAP_OTHER, ARGS_CAP_WATCHED, ARGS_OFFSET, ExecRecord, IMAGE_ARGS_CAP, INTERP_CAP,
+    ARGS_CAP_OTHER, ARGS_CAP_WATCHED, ARGS_OFFSET, ExecHeader, ExecRecord, INTERP_CAP,
     NAME_KEY_CAP, PATH_CAP, ProcImage, RECORD_EXEC, config_flags, counter, exec_flags, image_flags,
 };
 
 use crate::{
-    co_re::{self, Binprm, Task},
+    co_re::{self, Binprm, KPath, Task},
     image,
     maps::{self, EVENTS, IMAGE_SCRATCH, PROC_TABLE, SCRATCH, WATCHED, WATCHED_SIZES, count},
     path,
@@ -53,86 +53,55 @@ unsafe fn read_str(dst: *mut u8, cap: usize, src: *const u8) -> (u32, bool) {
     ((n - 1) as u32, n as usize >= cap)
 }
 
-unsafe fn record(task: Task, bprm: Binprm, rec: *mut ExecRecord, img: *mut ProcImage) {
-    // SAFETY (whole function): `rec` and `img` point into map values of their full types, only
-    // this program on this CPU uses them, and kernel pointers are only read through helpers.
+/// Builds the record and the process's new image.
+///
+/// The common case is an exec that is neither watched nor wanted (no record is sent): it pays
+/// only for what its children's parent context needs. The prefilter is decided first, from the
+/// executable file's name, with no path walk. An image keeps the arguments (and, for a script,
+/// its path as passed and, when that is relative, the working directory) but not the resolved
+/// executable path: a child's record resolves its parent's executable from the live parent
+/// (`real_parent->mm->exe_file`) at the child's exec, so that walk is paid by the few execs
+/// that are sent rather than by every exec. The working directory is walked for records sent.
+///
+/// Verifier cost: each path walk is a 64-iteration loop the verifier follows in full for every
+/// distinct state it is reached with. So what decides between the cases (sent or not, script or
+/// not, parent found or not) is kept in the record's header, in map memory, and read back after
+/// each branch (`reload`): every case then reaches a walk in the same abstract state and the
+/// verifier explores each walk once.
+unsafe fn record(task: Task, bprm: Binprm, rec: *mut ExecRecord, img_scratch: *mut ProcImage) {
+    // SAFETY (whole function): `rec` and `img_scratch` point into map values of their full
+    // types, only this program on this CPU uses them, and kernel pointers are only read through
+    // helpers.
     unsafe {
         let h = &raw mut (*rec).header;
         let mut flags = 0u32;
 
-        (*h).kind = RECORD_EXEC;
-        (*h).ktime_boot_ns = bpf_ktime_get_boot_ns();
-        let start_boottime = co_re::bc_task_start_boottime(task);
-        (*h).start_boottime_ns = start_boottime;
-        (*h).pid = co_re::bc_task_pid(task);
-        let tgid = co_re::bc_task_tgid(task);
-        (*h).tgid = tgid;
-        let ppid = co_re::bc_task_ppid(task);
-        (*h).ppid = ppid;
-        let mut creds = [0u32; 4];
-        co_re::bc_task_creds(task, creds.as_mut_ptr());
-        (*h).uid = creds[0];
-        (*h).euid = creds[1];
-        (*h).gid = creds[2];
-        (*h).egid = creds[3];
-        co_re::bc_task_comm(task, (&raw mut (*h).comm).cast());
-        let argc = co_re::bc_bprm_argc(bprm);
-        (*h).args_count = argc;
+        // What the image needs; the rest of the header is read only for a record that is sent.
+        (*h).start_boottime_ns = co_re::bc_task_start_boottime(task);
+        (*h).tgid = co_re::bc_task_tgid(task);
+        (*h).args_count = co_re::bc_bprm_argc(bprm);
 
         // The path as passed to execve, and the interpreter when it differs (a `#!` script).
         let filename_ptr = co_re::bc_bprm_filename(bprm);
-        let filename = (&raw mut (*rec).filename).cast::<u8>();
-        let (filename_len, truncated) = read_str(filename, PATH_CAP, filename_ptr);
-        if truncated {
-            flags |= exec_flags::FILENAME_TRUNCATED;
-        }
-        (*h).filename_len = filename_len;
-
         let interp_ptr = co_re::bc_bprm_interp(bprm);
-        let interp = (&raw mut (*rec).interp).cast::<u8>();
         let script = !interp_ptr.is_null() && interp_ptr != filename_ptr;
-        let mut interp_len = 0;
+        let filename = (&raw mut (*rec).filename).cast::<u8>();
+        let mut filename_len = 0;
         if script {
             flags |= exec_flags::SCRIPT;
-            interp_len = read_str(interp, INTERP_CAP, interp_ptr).0;
-        } else {
-            *interp = 0;
+            filename_len = read_filename(filename, filename_ptr, &mut flags);
         }
-        (*h).interp_len = interp_len;
 
-        // Resolved paths of the executable file and the working directory. The argument area
-        // is free until argv is read below: it serves as the path walk's scratch space.
-        let scratch = (&raw mut (*rec).args).cast::<u8>();
-        let file_path = co_re::bc_bprm_file_path(bprm);
-        let exe = (&raw mut (*rec).exe).cast::<u8>();
-        let (exe_len, exe_truncated) = path::resolve(file_path, scratch, exe);
-        if exe_truncated {
-            flags |= exec_flags::EXE_TRUNCATED;
-        }
-        (*h).exe_len = exe_len;
-
-        let pwd = co_re::bc_task_pwd(task);
-        let cwd = (&raw mut (*rec).cwd).cast::<u8>();
-        if pwd.is_null() {
-            flags |= exec_flags::CWD_MISSING;
-        }
-        let (cwd_len, cwd_truncated) = path::resolve(pwd, scratch, cwd);
-        if cwd_truncated {
-            flags |= exec_flags::CWD_TRUNCATED;
-        }
-        (*h).cwd_len = cwd_len;
-
-        // Prefilter: the basename of the resolved executable (of the filename, for a script).
-        // (Zeroed by the shim: a Rust zero-initialisation becomes a call to a byte-loop memset.)
-        // 8-byte aligned, so that the zeroing is eight stores.
+        // Prefilter: the executable's name (for a script, the basename of its path as passed).
+        // 8-byte aligned, so that the shim's zeroing is eight stores. (A Rust zero-initialisation
+        // becomes a call to a byte-loop memset.)
         let mut key = MaybeUninit::<[u64; NAME_KEY_CAP / 8]>::uninit();
-        let (name_src, name_len) = if script {
-            (filename, filename_len)
+        let key_len = if script {
+            co_re::bc_basename_key(filename, filename_len, key.as_mut_ptr().cast())
         } else {
-            (exe, exe_len)
+            co_re::bc_exe_name_key(bprm, key.as_mut_ptr().cast())
         };
-        let key_len = co_re::bc_basename_key(name_src, name_len, key.as_mut_ptr().cast());
-        // SAFETY: the shim functions write all NAME_KEY_CAP bytes when they return >= 0.
+        // SAFETY: the shim functions write all NAME_KEY_CAP bytes.
         let key: &[u8; NAME_KEY_CAP] = &*key.as_ptr().cast();
         let watched = (key_len > 0 && WATCHED.get_ptr(key).is_some())
             || WATCHED_SIZES
@@ -141,23 +110,145 @@ unsafe fn record(task: Task, bprm: Binprm, rec: *mut ExecRecord, img: *mut ProcI
         if watched {
             flags |= exec_flags::WATCHED;
         }
-        let all = maps::config_flags() & config_flags::ALL_EXECS != 0;
-        let submit = watched || all;
+        let submit = watched || maps::config_flags() & config_flags::ALL_EXECS != 0;
+        // `kind` marks a record to send until it is sent.
+        (*h).kind = if submit { RECORD_EXEC } else { 0 };
+        (*h).filename_len = filename_len;
+
+        // The working directory, for a record sent and for a script run by a relative path
+        // (whose image needs it to resolve that path).
+        let relative_script = script && (filename_len == 0 || *filename != b'/');
+        let pwd = if submit || relative_script {
+            co_re::bc_task_pwd(task)
+        } else {
+            core::ptr::null()
+        };
+        if pwd.is_null() {
+            flags |= exec_flags::CWD_MISSING;
+        }
+        (*h).flags = flags;
+        resolve_into(
+            h,
+            pwd,
+            rec,
+            (&raw mut (*rec).cwd).cast(),
+            exec_flags::CWD_TRUNCATED,
+        );
+        (*h).cwd_len = reload(&raw const (*h).exe_len);
+
+        if reload(&raw const (*h).kind) == RECORD_EXEC {
+            send(task, bprm, rec);
+        }
+        write_image(task, rec, img_scratch);
+    }
+}
+
+/// Reads a header field back from map memory: the verifier then knows nothing of its value, so
+/// the states of the branches that wrote it merge.
+#[inline(always)]
+unsafe fn reload(field: *const u32) -> u32 {
+    // SAFETY: a header field of this CPU's record.
+    unsafe { core::ptr::read_volatile(field) }
+}
+
+/// Resolves `path` into `out` (a PATH_CAP buffer of the record) with the argument area as
+/// scratch; the length goes to the header's `exe_len` (the caller moves it where it belongs)
+/// and a truncation sets `truncated_flag` in the header's flags.
+#[inline(always)]
+unsafe fn resolve_into(
+    h: *mut ExecHeader,
+    path: KPath,
+    rec: *mut ExecRecord,
+    out: *mut u8,
+    truncated_flag: u32,
+) {
+    // SAFETY: out and the argument area are record buffers of the sizes path::resolve needs.
+    unsafe {
+        let scratch = (&raw mut (*rec).args).cast::<u8>();
+        let (len, truncated) = path::resolve(path, scratch, out);
+        (*h).exe_len = len;
+        if truncated {
+            (*h).flags = reload(&raw const (*h).flags) | truncated_flag;
+        }
+    }
+}
+
+/// Completes and submits the record of a watched or wanted exec (header flags, filename of a
+/// script and working directory are in already).
+#[inline(always)]
+unsafe fn send(task: Task, bprm: Binprm, rec: *mut ExecRecord) {
+    // SAFETY (whole function): as in `record`.
+    unsafe {
+        let h = &raw mut (*rec).header;
+        (*h).ktime_boot_ns = bpf_ktime_get_boot_ns();
+        (*h).pid = co_re::bc_task_pid(task);
+        (*h).ppid = co_re::bc_task_ppid(task);
+        let mut creds = [0u32; 4];
+        co_re::bc_task_creds(task, creds.as_mut_ptr());
+        (*h).uid = creds[0];
+        (*h).euid = creds[1];
+        (*h).gid = creds[2];
+        (*h).egid = creds[3];
+        co_re::bc_task_comm(task, (&raw mut (*h).comm).cast());
+
+        let mut flags = reload(&raw const (*h).flags);
+        let interp = (&raw mut (*rec).interp).cast::<u8>();
+        if flags & exec_flags::SCRIPT == 0 {
+            let filename = (&raw mut (*rec).filename).cast::<u8>();
+            (*h).filename_len = read_filename(filename, co_re::bc_bprm_filename(bprm), &mut flags);
+            *interp = 0;
+            (*h).interp_len = 0;
+        } else {
+            (*h).interp_len = read_str(interp, INTERP_CAP, co_re::bc_bprm_interp(bprm)).0;
+        }
+        (*h).flags = flags;
+
+        // The parent's image, with its executable resolved from the live parent (unless the
+        // image is a script's path as passed). `exe` serves as that walk's output.
+        let exe = (&raw mut (*rec).exe).cast::<u8>();
+        let parent = &raw mut (*rec).parent;
+        let mut parent_exe = core::ptr::null();
+        match PROC_TABLE.get_ptr(reload(&raw const (*h).ppid)) {
+            Some(image) => {
+                bpf_probe_read_kernel(parent.cast(), size_of::<ProcImage>() as u32, image.cast());
+                (*h).flags = reload(&raw const (*h).flags) | exec_flags::PARENT_FOUND;
+                if (*parent).flags & image_flags::EXE_IS_FILENAME == 0 {
+                    parent_exe = co_re::bc_task_parent_exe_path(task);
+                }
+            }
+            None => count(counter::PARENT_MISSES),
+        }
+        if !parent_exe.is_null() {
+            resolve_into(h, parent_exe, rec, exe, 0);
+            let len = reload(&raw const (*h).exe_len);
+            let cut = image::set_exe(parent, exe, len, false);
+            let kept = reload(&raw const (*parent).flags) & !image_flags::EXE_TRUNCATED;
+            (*parent).flags = kept | cut;
+        }
+
+        resolve_into(
+            h,
+            co_re::bc_bprm_file_path(bprm),
+            rec,
+            exe,
+            exec_flags::EXE_TRUNCATED,
+        );
 
         // argv: one bounded read of user memory.
+        let mut flags = reload(&raw const (*h).flags);
+        let watched = flags & exec_flags::WATCHED != 0;
         let mut args_size = 0u64;
         let args_start = co_re::bc_task_args(task, &mut args_size);
         let cap = if watched {
             ARGS_CAP_WATCHED - 1
-        } else if all {
-            ARGS_CAP_OTHER
         } else {
-            IMAGE_ARGS_CAP
+            ARGS_CAP_OTHER
         } as u64;
         let want = (if args_size < cap { args_size } else { cap }) as u32 & ARGS_MASK;
         let mut args_len = 0u32;
         if want > 0 {
             let src = args_start as usize as *const c_void;
+            let scratch = (&raw mut (*rec).args).cast::<u8>();
             if bpf_probe_read_user(scratch.cast(), want, src) < 0 {
                 flags |= exec_flags::ARGS_READ_FAILED;
                 count(counter::ARGS_READ_FAILURES);
@@ -167,9 +258,7 @@ unsafe fn record(task: Task, bprm: Binprm, rec: *mut ExecRecord, img: *mut ProcI
         }
         if (args_len as u64) < args_size && flags & exec_flags::ARGS_READ_FAILED == 0 {
             flags |= exec_flags::ARGS_TRUNCATED;
-            if submit {
-                count(counter::ARGS_TRUNCATED);
-            }
+            count(counter::ARGS_TRUNCATED);
         }
         (*h).args_size = if args_size > u32::MAX as u64 {
             u32::MAX
@@ -177,61 +266,83 @@ unsafe fn record(task: Task, bprm: Binprm, rec: *mut ExecRecord, img: *mut ProcI
             args_size as u32
         };
         (*h).args_len = args_len;
-        if submit && flags & (exec_flags::EXE_TRUNCATED | exec_flags::CWD_TRUNCATED) != 0 {
+        if flags & (exec_flags::EXE_TRUNCATED | exec_flags::CWD_TRUNCATED) != 0 {
             count(counter::PATH_TRUNCATIONS);
         }
-
-        // Parent context from the process table (copied only into records that are sent).
-        match PROC_TABLE.get_ptr(ppid) {
-            Some(parent) => {
-                if submit {
-                    bpf_probe_read_kernel(
-                        (&raw mut (*rec).parent).cast(),
-                        size_of::<ProcImage>() as u32,
-                        parent.cast(),
-                    );
-                }
-                flags |= exec_flags::PARENT_FOUND;
-            }
-            None => count(counter::PARENT_MISSES),
+        if co_re::bc_degraded() != 0 {
+            count(counter::DEGRADED_RECORDS);
         }
         (*h).flags = flags;
+        submit_record(rec, args_len, watched);
+    }
+}
 
-        // This process's new image.
-        (*img).start_boottime_ns = start_boottime;
+/// This process's new image, from the record's header and buffers, written in place: its entry
+/// exists (from the fork, or the agent's seeding), so the common case copies only the valid
+/// bytes and takes no LRU allocation. Otherwise an entry is made first from the scratch image.
+#[inline(always)]
+unsafe fn write_image(task: Task, rec: *mut ExecRecord, img_scratch: *mut ProcImage) {
+    // SAFETY (whole function): as in `record`; img is a PROC_TABLE value.
+    unsafe {
+        let h = &raw const (*rec).header;
+        let tgid = (*h).tgid;
+        let img = match PROC_TABLE.get_ptr_mut(tgid) {
+            Some(img) => img,
+            None => {
+                let image: &ProcImage = &*img_scratch; // by reference: not via the stack
+                let made = PROC_TABLE.insert(tgid, image, BPF_ANY as u64).is_ok();
+                match PROC_TABLE.get_ptr_mut(tgid) {
+                    Some(img) if made => img,
+                    _ => {
+                        count(counter::TABLE_UPDATE_FAILURES);
+                        return;
+                    }
+                }
+            }
+        };
+        (*img).start_boottime_ns = (*h).start_boottime_ns;
         (*img).tgid = tgid;
-        (*img).args_count = argc;
+        (*img).args_count = (*h).args_count;
+        let flags = (*h).flags;
         let mut img_flags = 0u32;
-        let (exe_src, exe_src_len) = if script {
+        if flags & exec_flags::SCRIPT != 0 {
+            // Defend's process.executable of a script is its path as passed.
             img_flags |= image_flags::EXE_IS_FILENAME;
-            (filename.cast_const(), filename_len)
+            let filename = (&raw const (*rec).filename).cast::<u8>();
+            let truncated = flags & exec_flags::FILENAME_TRUNCATED != 0;
+            img_flags |= image::set_exe(img, filename, (*h).filename_len, truncated);
         } else {
-            (exe.cast_const(), exe_len)
-        };
-        let src_truncated = if script {
-            flags & exec_flags::FILENAME_TRUNCATED != 0
-        } else {
-            exe_truncated
-        };
-        img_flags |= image::set_exe(img, exe_src, exe_src_len, src_truncated);
-        img_flags |= image::set_args(img, scratch, args_len, args_size);
-        if pwd.is_null() {
+            *(&raw mut (*img).exe).cast::<u8>() = 0;
+            (*img).exe_len = 0;
+        }
+        if flags & exec_flags::CWD_MISSING != 0 {
             *(&raw mut (*img).cwd).cast::<u8>() = 0;
             (*img).cwd_len = 0;
         } else {
-            img_flags |= image::set_cwd(img, cwd, cwd_len, cwd_truncated);
+            let cwd = (&raw const (*rec).cwd).cast::<u8>();
+            let truncated = flags & exec_flags::CWD_TRUNCATED != 0;
+            img_flags |= image::set_cwd(img, cwd, (*h).cwd_len, truncated);
         }
+        img_flags |= if (*h).kind == RECORD_EXEC {
+            // The image takes a prefix of the record's arguments.
+            let args = (&raw const (*rec).args).cast::<u8>();
+            image::set_args(img, args, (*h).args_len, (*h).args_size as u64)
+        } else {
+            image::read_args(img, task)
+        };
         (*img).flags = img_flags;
-        // By reference: a by-value image would be copied to the 512-byte stack.
-        let image: &ProcImage = &*img;
-        if PROC_TABLE.insert(tgid, image, BPF_ANY as u64).is_err() {
-            count(counter::TABLE_UPDATE_FAILURES);
-        }
-
-        if submit {
-            submit_record(rec, args_len, watched);
-        }
     }
+}
+
+/// Reads `bprm->filename` into the record; returns its length and flags a truncation.
+#[inline(always)]
+unsafe fn read_filename(filename: *mut u8, src: *const u8, flags: &mut u32) -> u32 {
+    // SAFETY: filename is the record's PATH_CAP-byte field.
+    let (len, truncated) = unsafe { read_str(filename, PATH_CAP, src) };
+    if truncated {
+        *flags |= exec_flags::FILENAME_TRUNCATED;
+    }
+    len
 }
 
 /// Sends `ARGS_OFFSET + args_len` bytes of the record.

@@ -3,9 +3,12 @@
 //! Only the valid bytes are copied (most paths and argument lists are far shorter than the
 //! capacities); strings are NUL-terminated within their capacity and bytes past a length are
 //! unspecified.
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::generated::bpf_probe_read_user;
 use boot_copy_common::{IMAGE_ARGS_CAP, IMAGE_CWD_CAP, IMAGE_EXE_CAP, ProcImage, image_flags};
 
-use crate::co_re::bc_copy_prefix;
+use crate::co_re::{self, Task, bc_copy_prefix};
 
 /// Copies a string prefix of at most `CAP - 1` bytes plus a NUL (`CAP` a power of two); returns
 /// the stored length and whether it was cut.
@@ -60,6 +63,39 @@ pub unsafe fn set_args(img: *mut ProcImage, src: *const u8, len: u32, size: u64)
             len,
             IMAGE_ARGS_CAP as u32,
         );
+        (*img).args_len = n;
+        if (n as u64) < size {
+            image_flags::ARGS_TRUNCATED
+        } else {
+            0
+        }
+    }
+}
+
+/// Sets `args` straight from the current process's argv (an exec whose record is not sent).
+#[inline(always)]
+pub unsafe fn read_args(img: *mut ProcImage, task: Task) -> u32 {
+    // SAFETY: img is a map value with IMAGE_ARGS_CAP argument bytes; the helper faults safely.
+    unsafe {
+        let mut size = 0u64;
+        let start = co_re::bc_task_args(task, &mut size);
+        let want = (if size < IMAGE_ARGS_CAP as u64 {
+            size
+        } else {
+            IMAGE_ARGS_CAP as u64
+        }) as u32;
+        let mut n = 0;
+        // (The second bound is for the verifier, which does not follow the clamp above.)
+        if want > 0
+            && want <= IMAGE_ARGS_CAP as u32
+            && bpf_probe_read_user(
+                (&raw mut (*img).args).cast(),
+                want,
+                start as usize as *const c_void,
+            ) >= 0
+        {
+            n = want;
+        }
         (*img).args_len = n;
         if (n as u64) < size {
             image_flags::ARGS_TRUNCATED

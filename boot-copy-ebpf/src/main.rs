@@ -13,7 +13,10 @@ mod image;
 mod maps;
 mod path;
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{
+    macros::{btf_tracepoint, socket_filter},
+    programs::{BtfTracePointContext, SkBuffContext},
+};
 
 /// `tp_btf/sched_process_exec` (task, old_pid, bprm).
 #[btf_tracepoint(function = "sched_process_exec")]
@@ -37,6 +40,19 @@ pub fn boot_copy_exit(ctx: BtfTracePointContext) -> u32 {
     match exit::handle(&ctx) {
         Ok(r) | Err(r) => r,
     }
+}
+
+/// Never attached: the loader test-runs it once to learn which kernel fields the BTF it
+/// relocated against lacks (the same CO-RE relocations as the tracepoint programs').
+#[socket_filter]
+pub fn boot_copy_layout(_ctx: SkBuffContext) -> i64 {
+    // SAFETY: a constant computed from relocations; no memory access.
+    let missing = unsafe { co_re::bc_missing_fields() };
+    if let Some(slot) = maps::LAYOUT.get_ptr_mut(0) {
+        // SAFETY: the map's only value; the probe is the only writer.
+        unsafe { *slot = missing };
+    }
+    0
 }
 
 #[cfg(not(test))]

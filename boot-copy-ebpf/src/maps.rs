@@ -38,6 +38,11 @@ pub static WATCHED_SIZES: HashMap<u64, u8> = HashMap::with_max_entries(WATCHED_S
 #[map]
 pub static CONFIG: Array<u64> = Array::with_max_entries(1, 0);
 
+/// Index 0: the kernel fields missing from the relocation BTF, written by `boot_copy_layout`
+/// when the loader test-runs it.
+#[map]
+pub static LAYOUT: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Per-CPU event counters, indexed by `boot_copy_common::counter`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);

@@ -24,15 +24,24 @@ pub struct Options {
     pub all: bool,
     /// Watched process names (from the loaded rules' prefilter).
     pub watched: Vec<String>,
+    /// `sensor.btf`.
+    pub btf: std::path::PathBuf,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let cfg = SensorConfig {
         watched: opts.watched,
         all_execs: opts.all,
+        btf: opts.btf,
         ..SensorConfig::default()
     };
     let mut sensor = Sensor::start(&cfg)?;
+    for field in sensor.degraded_fields() {
+        tracing::warn!(
+            field,
+            "the kernel BTF lacks this field; its values are left empty"
+        );
+    }
     let seeded = super::seed_process_table(&mut sensor);
     tracing::info!(seeded, "process table seeded from /proc");
     let mut reader = sensor.take_reader()?;

@@ -133,7 +133,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut capabilities: Vec<String> = kept.iter().map(ToString::to_string).collect();
     capabilities.sort();
     let start = start_record(&daemon, &prefilter, seeded, &capabilities);
-    daemon.emit_health(start, Severity::Info);
+    let severity = if daemon.sensor.degraded_fields().is_empty() {
+        Severity::Info
+    } else {
+        Severity::Warning
+    };
+    daemon.emit_health(start, severity);
     daemon.write_status(false)?;
     service::notify("READY=1");
     daemon.main_loop(&mut reader, &config, &mut signals).await?;
@@ -158,6 +163,7 @@ fn sensor_config(config: &Config, rules: &RuleSet) -> SensorConfig {
         all_execs,
         ring_bytes: config.sensor.ring_buffer_bytes,
         table_entries: config.sensor.process_table_entries,
+        btf: config.sensor.btf.clone(),
     }
 }
 
@@ -483,12 +489,21 @@ fn start_record(
         .iter()
         .map(|r| json!({ "id": r.id, "name": r.name, "version": r.version, "source": r.source.display().to_string() }))
         .collect();
+    let degraded = d.sensor.degraded_fields();
+    let degraded_note = if degraded.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; the kernel BTF lacks {}, whose values are left empty",
+            degraded.join(", ")
+        )
+    };
     d.origin.record(
         "state",
         "agent-started",
         SystemTime::now(),
         format!(
-            "boot-copy {} started: rules {}; watching {}",
+            "boot-copy {} started: rules {}; watching {}{degraded_note}",
             env!("CARGO_PKG_VERSION"),
             rule_names(d.detector.rules()),
             prefilter
@@ -502,6 +517,7 @@ fn start_record(
             "programs": d.attachments.links().iter().map(link_json).collect::<Vec<_>>(),
             "chained": d.chain.is_some(),
             "guarded_maps": d.maps.guarded(),
+            "sensor": { "degraded_fields": degraded },
         }),
     )
 }

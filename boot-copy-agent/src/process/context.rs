@@ -84,7 +84,7 @@ fn child(exec: &Exec) -> Process {
     };
     Process {
         pid: exec.tgid,
-        start_ns: Some(exec.start_boottime_ns),
+        start_ns: known_start(exec.start_boottime_ns),
         executable: Some(executable),
         args: exec.args.clone(),
         args_count: exec.args_count,
@@ -104,7 +104,7 @@ fn from_image(image: &Image) -> Process {
     };
     Process {
         pid: image.tgid,
-        start_ns: Some(image.start_boottime_ns),
+        start_ns: known_start(image.start_boottime_ns),
         executable: (!executable.is_empty()).then_some(executable),
         args: image.args.clone(),
         args_count: image.args_count,
@@ -112,6 +112,11 @@ fn from_image(image: &Image) -> Process {
         args_truncated: image.has(image_flags::ARGS_TRUNCATED),
         path_truncated: image.has(image_flags::EXE_TRUNCATED | image_flags::CWD_TRUNCATED),
     }
+}
+
+/// A start time of 0 is unknown: the kernel's BTF lacks `task_struct.start_boottime`.
+fn known_start(ns: u64) -> Option<u64> {
+    (ns != 0).then_some(ns)
 }
 
 /// The parent read from /proc now, unless it is gone or its pid was reused by a process that

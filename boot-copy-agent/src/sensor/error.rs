@@ -1,6 +1,6 @@
 //! Why the sensor could not start or operate. Messages are one line (except the verifier log)
 //! and name the fix.
-use std::io;
+use std::{io, path::PathBuf};
 
 use boot_copy_common::NAME_KEY_CAP;
 
@@ -17,6 +17,19 @@ pub enum SensorError {
          kernel built with CONFIG_DEBUG_INFO_BTF=y"
     )]
     NoBtf,
+
+    #[error(
+        "cannot use {path} as the BTF for CO-RE relocation (sensor.btf): {reason}; point \
+         sensor.btf at the kernel's BTF (/sys/kernel/btf/vmlinux) or a BTF file made for this \
+         kernel"
+    )]
+    BtfFile { path: PathBuf, reason: String },
+
+    #[error(
+        "the BTF {path} lacks kernel fields the sensor cannot work without: {fields}; it does not \
+         describe a kernel the sensor supports (5.8 or newer)"
+    )]
+    RequiredFieldsMissing { path: PathBuf, fields: String },
 
     #[error(
         "tracefs is not mounted and could not be mounted ({source}): run `mount -t tracefs nodev \

@@ -1,17 +1,20 @@
-//! The kernel sensor: loads the eBPF object (`boot-copy-ebpf`, embedded at build time), sizes
-//! and fills its maps, attaches the exec/fork/exit programs, and hands out the ring-buffer
-//! reader. Records are `boot_copy_common::ExecRecord`s truncated after their argument bytes.
+//! The kernel sensor: loads the eBPF object (`boot-copy-ebpf`, embedded at build time) relocated
+//! against `sensor.btf`, learns from a test run of its layout probe which kernel fields that BTF
+//! lacks, sizes and fills its maps, attaches the exec/fork/exit programs, and hands out the
+//! ring-buffer reader. Records are `boot_copy_common::ExecRecord`s truncated after their argument bytes.
 mod error;
 mod prefilter;
 pub mod requirements;
 mod ring;
 
+use std::path::{Path, PathBuf};
+
 use aya::{
-    Btf, Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, ProgramError},
+    Btf, Ebpf, EbpfLoader, Endianness,
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, ProgramError, SocketFilter, TestRun, TestRunOptions},
 };
-use boot_copy_common::{NAME_KEY_CAP, PROC_TABLE_ENTRIES, ProcImage, counter};
+use boot_copy_common::{NAME_KEY_CAP, PROC_TABLE_ENTRIES, ProcImage, counter, kernel_fields};
 
 pub use error::SensorError;
 pub use requirements::ensure_tracefs;
@@ -28,6 +31,12 @@ const PROGRAMS: [(&str, &str); 3] = [
     ("boot_copy_exit", "sched_process_exit"),
 ];
 
+/// The program that reports which kernel fields the relocation BTF lacks (test-run once).
+const LAYOUT_PROBE: &str = "boot_copy_layout";
+
+/// The running kernel's BTF: what the programs attach with, and the default for relocation.
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
 /// `bpf_map_update_elem` flag: fail if the key exists.
 const BPF_NOEXIST: u64 = 1;
 
@@ -43,6 +52,9 @@ pub struct SensorConfig {
     pub ring_bytes: u32,
     /// Process-table capacity (LRU beyond it).
     pub table_entries: u32,
+    /// BTF the CO-RE relocations are computed against (`sensor.btf`). The programs attach as
+    /// BTF tracepoints, which always needs the running kernel's own BTF as well.
+    pub btf: PathBuf,
 }
 
 impl Default for SensorConfig {
@@ -53,6 +65,7 @@ impl Default for SensorConfig {
             all_execs: false,
             ring_bytes: 8 << 20,
             table_entries: PROC_TABLE_ENTRIES,
+            btf: PathBuf::from(KERNEL_BTF),
         }
     }
 }
@@ -62,6 +75,7 @@ pub struct Sensor {
     table: HashMap<MapData, u32, ProcImage>,
     counters: PerCpuArray<MapData, u64>,
     reader: Option<RingReader>,
+    degraded: Vec<&'static str>,
     // Owns the programs and their links; last so the maps above are released first.
     ebpf: Ebpf,
 }
@@ -99,12 +113,20 @@ impl Sensor {
         requirements::raise_memlock();
 
         let btf = Btf::from_sys_fs().map_err(|_| SensorError::NoBtf)?;
+        let custom;
+        let relocation_btf = if cfg.btf == Path::new(KERNEL_BTF) {
+            &btf
+        } else {
+            custom = parse_btf(&cfg.btf)?;
+            &custom
+        };
         let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
+            .btf(Some(relocation_btf))
             .map_max_entries("EVENTS", cfg.ring_bytes)
             .map_max_entries("SCRATCH", requirements::possible_cpu_slots()?)
             .map_max_entries("PROC_TABLE", cfg.table_entries)
             .load(EBPF_OBJECT)?;
+        let degraded = check_layout(&mut ebpf, &cfg.btf)?;
 
         prefilter::fill(&mut ebpf, &keys, &cfg.watched_sizes, cfg.all_execs)?;
 
@@ -135,8 +157,16 @@ impl Sensor {
             table,
             counters,
             reader: Some(RingReader::new(ring)),
+            degraded,
             ebpf,
         })
+    }
+
+    /// Optional kernel fields the relocation BTF lacks (`kernel_fields::OPTIONAL` names): the
+    /// values they feed are empty in every record, and each record sent counts in
+    /// `degraded_records`.
+    pub fn degraded_fields(&self) -> &[&'static str] {
+        &self.degraded
     }
 
     /// Inserts a /proc-derived image only if the kernel has no entry (BPF_NOEXIST). Ok(false) if
@@ -228,6 +258,73 @@ pub fn watched_keys(names: &[String]) -> Result<Vec<[u8; NAME_KEY_CAP]>, SensorE
         .collect()
 }
 
+fn parse_btf(path: &Path) -> Result<Btf, SensorError> {
+    let invalid = |reason: String| SensorError::BtfFile {
+        path: path.to_owned(),
+        reason,
+    };
+    // Checked first so that a missing file says so plainly.
+    std::fs::metadata(path).map_err(|e| invalid(e.to_string()))?;
+    Btf::parse_file(path, Endianness::default()).map_err(|e| invalid(e.to_string()))
+}
+
+/// Test-runs the layout probe (relocated like the other programs) and reads back the fields the
+/// relocation BTF lacks. Refuses a BTF without a required field; returns the optional ones.
+fn check_layout(ebpf: &mut Ebpf, btf_path: &Path) -> Result<Vec<&'static str>, SensorError> {
+    let program_error = |source| SensorError::Program {
+        program: LAYOUT_PROBE.to_owned(),
+        source,
+    };
+    let probe: &mut SocketFilter = ebpf
+        .program_mut(LAYOUT_PROBE)
+        .ok_or_else(|| program_error(ProgramError::NotLoaded))?
+        .try_into()
+        .map_err(program_error)?;
+    probe.load().map_err(program_error)?;
+    // A socket filter runs on a packet: the smallest the kernel accepts is an Ethernet header.
+    let packet = [0u8; 14];
+    probe
+        .test_run(TestRunOptions {
+            data_in: Some(&packet),
+            ..TestRunOptions::default()
+        })
+        .map_err(program_error)?;
+    probe.unload().map_err(program_error)?;
+    let layout: Array<_, u64> = Array::try_from(
+        ebpf.map("LAYOUT")
+            .ok_or(SensorError::MissingMap { map: "LAYOUT" })?,
+    )
+    .map_err(|source| SensorError::Map {
+        map: "LAYOUT",
+        source,
+    })?;
+    let missing = layout.get(&0, 0).map_err(|source| SensorError::Map {
+        map: "LAYOUT",
+        source,
+    })?;
+    let required: Vec<&str> = kernel_fields::REQUIRED
+        .iter()
+        .filter(|(bit, _)| missing & (1 << bit) != 0)
+        .map(|&(_, name)| name)
+        .collect();
+    if !required.is_empty() {
+        return Err(SensorError::RequiredFieldsMissing {
+            path: btf_path.to_owned(),
+            fields: required.join(", "),
+        });
+    }
+    Ok(degraded_names(missing))
+}
+
+/// Names of the optional fields whose bits are set in `missing`.
+fn degraded_names(missing: u64) -> Vec<&'static str> {
+    kernel_fields::OPTIONAL
+        .iter()
+        .filter(|(bit, _, _)| missing & (1 << bit) != 0)
+        .map(|&(_, name, _)| name)
+        .collect()
+}
+
 fn map_mut<'a>(
     ebpf: &'a mut Ebpf,
     map: &'static str,
@@ -280,6 +377,28 @@ mod tests {
         assert!(watched_keys(&["x".repeat(NAME_KEY_CAP - 1)]).is_ok());
         assert!(watched_keys(&[String::new()]).is_err());
         assert!(watched_keys(&["a/b".into()]).is_err());
+    }
+
+    #[test]
+    fn field_bits() {
+        assert!(degraded_names(0).is_empty());
+        assert_eq!(
+            degraded_names(kernel_fields::START_BOOTTIME | 1 << 40),
+            ["task_struct.start_boottime"]
+        );
+        // Every field has its own bit, optional ones below 32 and required ones above.
+        let mut bits: Vec<u32> = kernel_fields::OPTIONAL.iter().map(|f| f.0).collect();
+        assert!(bits.iter().all(|&b| b < 32));
+        assert!(
+            kernel_fields::REQUIRED
+                .iter()
+                .all(|f| (32..64).contains(&f.0))
+        );
+        bits.extend(kernel_fields::REQUIRED.iter().map(|f| f.0));
+        let n = bits.len();
+        bits.sort_unstable();
+        bits.dedup();
+        assert_eq!(bits.len(), n);
     }
 
     #[test]

@@ -99,6 +99,7 @@ struct fs_struct {
 struct mm_struct {
 	unsigned long arg_start;
 	unsigned long arg_end;
+	struct file *exe_file;
 } __attribute__((preserve_access_index));
 
 struct cred {
@@ -155,7 +156,12 @@ SHIM __u32 bc_task_ppid(struct task_struct *task)
 	return task->real_parent->tgid;
 }
 
-// 0 on kernels without the field (before 5.5 it was real_start_time).
+// Reads of optional fields (boot_copy_common::kernel_fields::OPTIONAL) are guarded by
+// bpf_core_field_exists: the condition is a constant once the loader has applied the CO-RE
+// relocations, the verifier drops the dead branch, and a missing field gives an empty value
+// instead of a program that cannot load. bc_missing_fields reports which ones are missing.
+
+// 0 without the field (before 5.5 it was real_start_time).
 SHIM __u64 bc_task_start_boottime(struct task_struct *task)
 {
 	if (!bpf_core_field_exists(task->start_boottime))
@@ -173,17 +179,25 @@ SHIM void bc_task_creds(struct task_struct *task, __u32 *out)
 	out[3] = cred->egid.val;
 }
 
-// Copies the 16-byte comm into out.
+// Copies the 16-byte comm into out (an empty string without the field).
 SHIM void bc_task_comm(struct task_struct *task, char *out)
 {
+	if (!bpf_core_field_exists(task->comm)) {
+		out[0] = 0;
+		return;
+	}
 	bpf_core_read(out, 16, &task->comm);
 }
 
-// Start of argv in user memory; *size gets arg_end - arg_start (0 without an mm).
+// Start of argv in user memory; *size gets arg_end - arg_start (0 without an mm, or without
+// the fields).
 SHIM __u64 bc_task_args(struct task_struct *task, __u64 *size)
 {
-	struct mm_struct *mm = task->mm;
 	*size = 0;
+	if (!bpf_core_field_exists(task->mm) || !bpf_core_field_exists(struct mm_struct, arg_start) ||
+	    !bpf_core_field_exists(struct mm_struct, arg_end))
+		return 0;
+	struct mm_struct *mm = task->mm;
 	if (!mm)
 		return 0;
 	__u64 start = mm->arg_start;
@@ -196,7 +210,7 @@ SHIM __u64 bc_task_args(struct task_struct *task, __u64 *size)
 // signal->live, or -1 when it cannot be read.
 SHIM int bc_task_live(struct task_struct *task)
 {
-	if (!bpf_core_field_exists(((struct signal_struct *)0)->live))
+	if (!bpf_core_field_exists(task->signal) || !bpf_core_field_exists(struct signal_struct, live))
 		return -1;
 	struct signal_struct *signal = task->signal;
 	if (!signal)
@@ -204,13 +218,30 @@ SHIM int bc_task_live(struct task_struct *task)
 	return signal->live.counter;
 }
 
-// &task->fs->pwd, or NULL without an fs (kernel threads, exiting tasks).
+// &task->fs->pwd, or NULL without an fs (kernel threads, exiting tasks) or the fields.
 SHIM struct path *bc_task_pwd(struct task_struct *task)
 {
+	if (!bpf_core_field_exists(task->fs) || !bpf_core_field_exists(struct fs_struct, pwd))
+		return 0;
 	struct fs_struct *fs = task->fs;
 	if (!fs)
 		return 0;
 	return &fs->pwd;
+}
+
+// &task->real_parent->mm->exe_file->f_path: the parent's executable as it runs now, or NULL (a
+// parent without an mm, a kernel thread; or without the fields).
+SHIM struct path *bc_task_parent_exe_path(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(task->mm) || !bpf_core_field_exists(struct mm_struct, exe_file))
+		return 0;
+	struct mm_struct *mm = task->real_parent->mm;
+	if (!mm)
+		return 0;
+	struct file *file = mm->exe_file;
+	if (!file)
+		return 0;
+	return &file->f_path;
 }
 
 SHIM const char *bc_bprm_filename(struct linux_binprm *bprm)
@@ -218,8 +249,11 @@ SHIM const char *bc_bprm_filename(struct linux_binprm *bprm)
 	return bprm->filename;
 }
 
+// NULL without the field: scripts then look like their interpreter.
 SHIM const char *bc_bprm_interp(struct linux_binprm *bprm)
 {
+	if (!bpf_core_field_exists(bprm->interp))
+		return 0;
 	return bprm->interp;
 }
 
@@ -232,7 +266,12 @@ SHIM __u32 bc_bprm_argc(struct linux_binprm *bprm)
 // catches renamed or copied cp/mv binaries whose name is not watched.
 SHIM __u64 bc_bprm_file_size(struct linux_binprm *bprm)
 {
-	return BPF_CORE_READ(bprm, file, f_inode, i_size);
+	if (!bpf_core_field_exists(struct file, f_inode) || !bpf_core_field_exists(struct inode, i_size))
+		return 0;
+	struct file *file = bprm->file;
+	if (!file)
+		return 0;
+	return file->f_inode->i_size;
 }
 
 // &bprm->file->f_path, or NULL.
@@ -242,6 +281,36 @@ SHIM struct path *bc_bprm_file_path(struct linux_binprm *bprm)
 	if (!file)
 		return 0;
 	return &file->f_path;
+}
+
+// Bit BIT set when the field is missing from the BTF the object was relocated against.
+#define MISSING(bit, type, field) (bpf_core_field_exists(struct type, field) ? 0 : 1ULL << (bit))
+
+// The kernel fields the programs read that the relocation BTF lacks, bit numbers as in
+// boot_copy_common::kernel_fields (optional fields in bits 0-31, required ones from 32).
+SHIM __u64 bc_missing_fields(void)
+{
+	return MISSING(0, task_struct, start_boottime) | MISSING(1, task_struct, comm) |
+	       MISSING(2, task_struct, mm) | MISSING(3, mm_struct, arg_start) |
+	       MISSING(4, mm_struct, arg_end) | MISSING(5, task_struct, fs) | MISSING(6, fs_struct, pwd) |
+	       MISSING(7, linux_binprm, interp) | MISSING(8, file, f_inode) | MISSING(9, inode, i_size) |
+	       MISSING(10, task_struct, signal) | MISSING(11, signal_struct, live) |
+	       MISSING(12, mm_struct, exe_file) |
+	       MISSING(32, task_struct, pid) | MISSING(33, task_struct, tgid) |
+	       MISSING(34, task_struct, real_parent) | MISSING(35, task_struct, cred) |
+	       MISSING(36, cred, uid) | MISSING(37, cred, euid) | MISSING(38, cred, gid) |
+	       MISSING(39, cred, egid) | MISSING(40, linux_binprm, file) |
+	       MISSING(41, linux_binprm, filename) | MISSING(42, linux_binprm, argc) |
+	       MISSING(43, file, f_path) | MISSING(44, path, mnt) | MISSING(45, path, dentry) |
+	       MISSING(46, dentry, d_parent) | MISSING(47, dentry, d_name) | MISSING(48, qstr, name) |
+	       MISSING(49, qstr, len) | MISSING(50, vfsmount, mnt_root) | MISSING(51, mount, mnt) |
+	       MISSING(52, mount, mnt_parent) | MISSING(53, mount, mnt_mountpoint);
+}
+
+// The optional part of bc_missing_fields: non-zero when records lack some values.
+SHIM __u32 bc_degraded(void)
+{
+	return (__u32)bc_missing_fields();
 }
 
 // Zeroes a NAME_KEY_CAP-byte, 8-byte-aligned key. Volatile stores: a memset would be linked as
@@ -414,6 +483,27 @@ SHIM __u32 bc_copy_prefix(char *dst, const char *src, __u32 len, __u32 cap)
 	if (len)
 		bpf_probe_read_kernel(dst, len, src);
 	return len;
+}
+
+// Zero-padded name of the file the kernel runs (its dentry's name: the basename of its
+// resolved path) into key[NAME_KEY_CAP], read before and without any path walk.
+// Returns the name's length, or -1 when it is empty or does not fit a key.
+SHIM int bc_exe_name_key(struct linux_binprm *bprm, char *key)
+{
+	zero_key(key);
+	struct file *file = bprm->file;
+	if (!file)
+		return -1;
+	struct dentry *dentry = file->f_path.dentry;
+	if (!dentry)
+		return -1;
+	__u32 n = dentry->d_name.len;
+	const unsigned char *name = dentry->d_name.name;
+	if (n == 0 || n > NAME_KEY_CAP - 1)
+		return -1;
+	barrier_var(n);
+	bpf_probe_read_kernel(key, n & NAME_KEY_MASK, name);
+	return n;
 }
 
 // Zero-padded basename of the string buf[0..len) into key[NAME_KEY_CAP].
