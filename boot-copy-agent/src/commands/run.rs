@@ -151,7 +151,7 @@ impl Daemon {
     fn drain(&mut self, reader: &mut RingReader) {
         let mut out = Vec::new();
         let now = Instant::now();
-        reader.drain(|record| self.detector.handle(record, now, &mut out));
+        reader.drain(|record| self.detector.handle(record, now, &mut self.seq, &mut out));
         for emit in out {
             self.emit(emit);
         }
@@ -160,7 +160,8 @@ impl Daemon {
     /// Once a second: closed budget windows, losses, the status file.
     fn tick(&mut self) -> anyhow::Result<()> {
         let mut out = Vec::new();
-        self.detector.close_windows(Instant::now(), false, &mut out);
+        self.detector
+            .close_windows(Instant::now(), false, &mut self.seq, &mut out);
         for emit in out {
             self.emit(emit);
         }
@@ -181,20 +182,20 @@ impl Daemon {
         Ok(())
     }
 
-    fn emit(&mut self, mut emit: Emit) {
-        self.seq.stamp(&mut emit.doc);
-        let line = emit.doc.to_string();
+    /// Sends a record the detector numbered.
+    fn emit(&mut self, emit: Emit) {
         let record = if emit.alert {
-            Record::alert(line, emit.severity)
+            Record::alert(emit.line, emit.severity)
         } else {
-            Record::health(line, emit.severity)
+            Record::health(emit.line, emit.severity)
         };
         self.sinks.send(&record);
     }
 
-    fn emit_health(&mut self, doc: Value, severity: Severity) {
+    fn emit_health(&mut self, mut doc: Value, severity: Severity) {
+        self.seq.stamp(&mut doc);
         self.emit(Emit {
-            doc,
+            line: doc.to_string().into(),
             severity,
             alert: false,
         });
@@ -313,7 +314,8 @@ impl Daemon {
     async fn shutdown(mut self, reader: &mut RingReader) -> anyhow::Result<()> {
         self.drain(reader);
         let mut out = Vec::new();
-        self.detector.close_windows(Instant::now(), true, &mut out);
+        self.detector
+            .close_windows(Instant::now(), true, &mut self.seq, &mut out);
         for emit in out {
             self.emit(emit);
         }

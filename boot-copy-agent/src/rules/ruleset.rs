@@ -69,13 +69,22 @@ impl RuleSet {
     /// The rules whose query matches `doc` and none of whose exception items match it.
     /// Allocates nothing.
     pub fn evaluate<'a>(&'a self, doc: &'a Document) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.matching(doc).map(|(_, rule)| rule)
+    }
+
+    /// [`RuleSet::evaluate`], with each rule's index in [`RuleSet::rules`].
+    pub fn matching<'a>(
+        &'a self,
+        doc: &'a Document,
+    ) -> impl Iterator<Item = (usize, &'a Rule)> + 'a {
         self.rules
             .iter()
             .zip(&self.exceptions)
-            .filter(move |(rule, items)| {
+            .enumerate()
+            .filter(move |(_, (rule, items))| {
                 rule.query.matches(doc) && !items.iter().any(|i| i.0.eval(doc))
             })
-            .map(|(rule, _)| rule)
+            .map(|(i, (rule, _))| (i, rule))
     }
 
     /// The process names the kernel must report for these rules.

@@ -23,11 +23,12 @@ pub mod options;
 pub mod paths;
 
 use boot_copy_common::exec_flags;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::decode::Exec;
 use crate::rules::{
-    Prefilter, Rule,
+    Document, Prefilter, Rule, Value as DocValue,
     eql::ast::{CmpOp, Expr, Literal},
 };
 
@@ -47,21 +48,50 @@ pub struct Analysis {
 impl Analysis {
     /// The `boot_copy.strict` object.
     pub fn fields(&self) -> Value {
-        let mut v = json!({
-            "tool": self.tool,
-            "identified_by": match self.how {
+        serde_json::to_value(self.fields_view()).expect("strict fields serialize")
+    }
+
+    /// The `boot_copy.strict` fields, borrowed.
+    pub fn fields_view(&self) -> StrictFields<'_> {
+        StrictFields {
+            boot_paths: &self.boot_paths,
+            evasion: &self.evasion,
+            identified_by: match self.how {
                 identity::How::Name => "name",
                 identity::How::Applet => "applet",
                 identity::How::File => "file",
             },
-            "targets": self.targets,
-            "boot_paths": self.boot_paths,
-            "into_boot": !self.boot_paths.is_empty(),
-        });
-        if !self.evasion.is_empty() {
-            v["evasion"] = json!(self.evasion);
+            into_boot: !self.boot_paths.is_empty(),
+            targets: &self.targets,
+            tool: self.tool,
         }
-        v
+    }
+}
+
+/// `boot_copy.strict.*` (fields in JSON key order; `evasion` absent when empty).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StrictFields<'a> {
+    pub boot_paths: &'a [String],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub evasion: &'a [&'static str],
+    pub identified_by: &'static str,
+    pub into_boot: bool,
+    pub targets: &'a [String],
+    pub tool: &'static str,
+}
+
+impl StrictFields<'_> {
+    /// Adds the fields to a rules document.
+    pub fn insert_into(&self, d: &mut Document) {
+        let texts = |v: &[String]| DocValue::from(v.iter().map(String::as_str).collect::<Vec<_>>());
+        d.insert("boot_copy.strict.boot_paths", texts(self.boot_paths));
+        if !self.evasion.is_empty() {
+            d.insert("boot_copy.strict.evasion", self.evasion.to_vec());
+        }
+        d.insert("boot_copy.strict.identified_by", self.identified_by);
+        d.insert("boot_copy.strict.into_boot", self.into_boot);
+        d.insert("boot_copy.strict.targets", texts(self.targets));
+        d.insert("boot_copy.strict.tool", self.tool);
     }
 }
 
@@ -234,6 +264,7 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn a(exe: &str, line: &str, cwd: &str) -> Option<(Vec<String>, bool, Vec<&'static str>)> {
         let args: Vec<String> = line.split_whitespace().map(String::from).collect();
