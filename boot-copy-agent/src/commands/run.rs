@@ -24,9 +24,14 @@ use std::{
 };
 use tokio::signal::unix::{SignalKind, signal};
 
+/// How often the ring is drained when the kernel batches records without waking the reader
+/// (when it reports every exec); otherwise every record wakes the reader and no timer is needed.
 const POLL: Duration = Duration::from_millis(100);
 const TICK: Duration = Duration::from_secs(1);
 const SHUTDOWN: Duration = Duration::from_millis(1500);
+
+/// The kernel's counters, indexed by `boot_copy_common::counter`.
+type KernelCounters = [u64; counter::COUNT as usize];
 
 pub struct Options {
     pub config: PathBuf,
@@ -76,15 +81,16 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("serving metrics on {addr}"))?;
     }
-    daemon.loss = Some(LossTracker::new(&daemon.losses()?));
+    daemon.loss = Some(LossTracker::new(&daemon.losses(&daemon.sensor.counters()?)));
     if let Some(prev) = previous {
         daemon.emit_health(unclean_record(&daemon.origin, &prev), Severity::Warning);
     }
     let start = start_record(&daemon, &prefilter, seeded);
     daemon.emit_health(start, Severity::Info);
-    daemon.write_status(false)?;
+    daemon.write_status(&daemon.sensor.counters()?, false)?;
     service::notify("READY=1");
-    daemon.main_loop(&mut reader, &config).await?;
+    let poll = matches!(prefilter, Prefilter::All).then_some(POLL);
+    daemon.main_loop(&mut reader, &config, poll).await?;
     daemon.shutdown(&mut reader).await
 }
 
@@ -118,7 +124,14 @@ struct Daemon {
 }
 
 impl Daemon {
-    async fn main_loop(&mut self, reader: &mut RingReader, config: &Config) -> anyhow::Result<()> {
+    /// Runs until SIGTERM or SIGINT. `poll`: drain the ring at least this often (else on
+    /// wake-ups, and once a second).
+    async fn main_loop(
+        &mut self,
+        reader: &mut RingReader,
+        config: &Config,
+        poll: Option<Duration>,
+    ) -> anyhow::Result<()> {
         let mut term = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
@@ -131,11 +144,14 @@ impl Daemon {
             tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
         loop {
             tokio::select! {
-                ready = reader.wait(POLL) => {
+                ready = reader.wait(poll) => {
                     ready.context("waiting on the ring buffer")?;
                     self.drain(reader);
                 }
-                _ = tick.tick() => self.tick()?,
+                _ = tick.tick() => {
+                    self.drain(reader);
+                    self.tick()?;
+                }
                 _ = heartbeat.tick() => {
                     let record = self.heartbeat_record()?;
                     self.emit_health(record, Severity::Info);
@@ -165,13 +181,16 @@ impl Daemon {
         for emit in out {
             self.emit(emit);
         }
-        self.report_losses()?;
-        self.write_status(false)
+        // Read once a tick: one syscall per counter.
+        let kernel = self.sensor.counters()?;
+        self.report_losses(&kernel);
+        self.write_status(&kernel, false)
     }
 
-    fn report_losses(&mut self) -> anyhow::Result<()> {
-        let losses = self.losses()?;
-        let totals = self.counters()?;
+    /// A loss record if anything was lost since the last one.
+    fn report_losses(&mut self, kernel: &KernelCounters) {
+        let losses = self.losses(kernel);
+        let totals = self.counters(kernel);
         let record = self
             .loss
             .as_mut()
@@ -179,7 +198,6 @@ impl Daemon {
         if let Some(record) = record {
             self.emit_health(record, Severity::Warning);
         }
-        Ok(())
     }
 
     /// Sends a record the detector numbered.
@@ -240,8 +258,7 @@ impl Daemon {
     }
 
     /// What was lost, per stage, in a fixed order.
-    fn losses(&self) -> anyhow::Result<Counters> {
-        let kernel = self.sensor.counters()?;
+    fn losses(&self, kernel: &KernelCounters) -> Counters {
         let mut l = vec![
             (
                 "ringbuf_drops".to_owned(),
@@ -256,16 +273,15 @@ impl Daemon {
             l.push((format!("{}_dropped", s.sink), s.dropped));
             l.push((format!("{}_failed", s.sink), s.failed));
         }
-        Ok(l)
+        l
     }
 
     /// Every counter: kernel, detection, sinks.
-    fn counters(&self) -> anyhow::Result<Counters> {
-        let kernel = self.sensor.counters()?;
+    fn counters(&self, kernel: &KernelCounters) -> Counters {
         let mut c: Counters = counter::NAMES
             .iter()
             .zip(kernel)
-            .map(|(n, v)| (n.to_string(), v))
+            .map(|(n, v)| (n.to_string(), *v))
             .collect();
         let d = self.detector.counts;
         c.extend([
@@ -279,11 +295,11 @@ impl Daemon {
             c.push((format!("{}_dropped", s.sink), s.dropped));
             c.push((format!("{}_failed", s.sink), s.failed));
         }
-        Ok(c)
+        c
     }
 
     fn heartbeat_record(&self) -> anyhow::Result<Value> {
-        let c = self.counters()?;
+        let c = self.counters(&self.sensor.counters()?);
         let get = |name: &str| c.iter().find(|(n, _)| n == name).map_or(0, |(_, v)| *v);
         let message = format!(
             "boot-copy heartbeat: {} execs seen, {} candidates, {} alerts, {} suppressed, {} kernel drops",
@@ -303,8 +319,8 @@ impl Daemon {
     }
 
     /// The status file and the metrics page, from the same counters.
-    fn write_status(&self, stopped: bool) -> anyhow::Result<()> {
-        let counters = self.counters()?;
+    fn write_status(&self, kernel: &KernelCounters, stopped: bool) -> anyhow::Result<()> {
+        let counters = self.counters(kernel);
         self.metrics.update(&counters);
         let status = Status::new(self.started, self.seq.last(), &counters, stopped);
         self.status.write(&status)
@@ -319,8 +335,9 @@ impl Daemon {
         for emit in out {
             self.emit(emit);
         }
-        self.report_losses()?;
-        let counters = self.counters()?;
+        let kernel = self.sensor.counters()?;
+        self.report_losses(&kernel);
+        let counters = self.counters(&kernel);
         let stop = self.origin.record(
             "state",
             "agent-stopped",
@@ -329,7 +346,7 @@ impl Daemon {
             json!({ "counters": counters_json(&counters) }),
         );
         self.emit_health(stop, Severity::Info);
-        self.write_status(true)?;
+        self.write_status(&kernel, true)?;
         let stats = self.sinks.shutdown(SHUTDOWN).await;
         let lost: u64 = stats.iter().map(|s| s.dropped).sum();
         if lost > 0 {
