@@ -12,7 +12,7 @@ use crate::process::{
     host::Host,
     procfs,
 };
-use crate::rules::{Document, Value as Field};
+use crate::rules::{Document, FieldSet, Value as Field};
 use crate::strict::{Analysis, StrictFields};
 use serde::Serialize;
 use serde_json::{Map, Value, json, value::RawValue};
@@ -378,44 +378,64 @@ fn texts<S: AsRef<str>>(items: &[S]) -> Field {
     Field::Array(items.iter().map(|s| text(s.as_ref())).collect())
 }
 
+/// A document being filled, with only the fields in `wanted` when that is given.
+struct Fill<'w> {
+    doc: Document,
+    wanted: Option<&'w FieldSet>,
+}
+
+impl Fill<'_> {
+    /// Sets `name`; the value is made only if the field is wanted.
+    fn put(&mut self, name: &'static str, value: impl FnOnce() -> Field) {
+        if self.wanted.is_none_or(|w| w.contains(name)) {
+            self.doc.insert(name, value());
+        }
+    }
+}
+
 impl ExecEvent<'_> {
-    /// The event as the rules see it: the same fields as its JSON flattened, without the JSON.
-    pub fn document(&self) -> Document {
-        let mut d = Document::with_base(self.base.clone(), 64);
-        d.insert("@timestamp", text(&self.timestamp));
+    /// The event as the rules see it: the fields of its JSON flattened, without the JSON. With
+    /// `wanted`, only those fields (besides the shared host fields): what the rules read is all
+    /// their verdicts depend on.
+    pub fn document(&self, wanted: Option<&FieldSet>) -> Document {
+        let mut d = Fill {
+            doc: Document::with_base(self.base.clone(), wanted.map_or(64, |w| w.len())),
+            wanted,
+        };
+        d.put("@timestamp", || text(&self.timestamp));
         let p = &self.process;
-        p.insert_into(&mut d, &PROCESS);
+        p.fill(&mut d, &PROCESS);
         if let Some(parent) = &p.parent {
-            parent.insert_into(&mut d, &PARENT);
+            parent.fill(&mut d, &PARENT);
         }
         let ids = [
-            (&p.user, "process.user.id", "process.user.name"),
-            (&p.group, "process.group.id", "process.group.name"),
-            (&Some(self.user.clone()), "user.id", "user.name"),
-            (&Some(self.group.clone()), "group.id", "group.name"),
+            (p.user.as_ref(), "process.user.id", "process.user.name"),
+            (p.group.as_ref(), "process.group.id", "process.group.name"),
+            (Some(&self.user), "user.id", "user.name"),
+            (Some(&self.group), "group.id", "group.name"),
         ];
         for (ids, id, name) in ids {
             if let Some(ids) = ids {
-                d.insert(id, text(&ids.id));
+                d.put(id, || text(&ids.id));
                 if let Some(n) = ids.name {
-                    d.insert(name, text(n));
+                    d.put(name, || text(n));
                 }
             }
         }
         if let Some(r) = &p.real_user {
-            d.insert("process.real_user.id", text(&r.id));
+            d.put("process.real_user.id", || text(&r.id));
         }
         if let Some(r) = &p.real_group {
-            d.insert("process.real_group.id", text(&r.id));
+            d.put("process.real_group.id", || text(&r.id));
         }
-        self.boot_copy.insert_into(&mut d);
-        d
+        self.boot_copy.fill(&mut d);
+        d.doc
     }
 }
 
 impl ProcessFields<'_> {
-    fn insert_into(&self, d: &mut Document, names: &ProcessNames) {
-        d.insert(names.pid, Field::Int(self.pid.into()));
+    fn fill(&self, d: &mut Fill, names: &ProcessNames) {
+        d.put(names.pid, || Field::Int(self.pid.into()));
         let strings = [
             (names.command_line, self.command_line.as_deref()),
             (names.entity_id, self.entity_id.as_deref()),
@@ -426,47 +446,52 @@ impl ProcessFields<'_> {
         ];
         for (name, value) in strings {
             if let Some(v) = value {
-                d.insert(name, text(v));
+                d.put(name, || text(v));
             }
         }
         if let Some(args) = &self.args {
-            d.insert(names.args, texts(args));
+            d.put(names.args, || texts(args));
         }
         if let Some(n) = self.args_count {
-            d.insert(names.args_count, Field::Int(n.into()));
+            d.put(names.args_count, || Field::Int(n.into()));
         }
     }
 }
 
 impl Ours<'_> {
-    fn insert_into(&self, d: &mut Document) {
+    fn fill(&self, d: &mut Fill) {
         let (p, c) = (&self.parent, &self.process);
-        d.insert("boot_copy.parent.args_truncated", p.args_truncated);
-        d.insert("boot_copy.parent.source", p.source);
+        d.put("boot_copy.parent.args_truncated", || {
+            p.args_truncated.into()
+        });
+        d.put("boot_copy.parent.source", || p.source.into());
         if let Some(t) = &p.text_altered {
-            d.insert("boot_copy.parent.text_altered", texts(t));
+            d.put("boot_copy.parent.text_altered", || texts(t));
         }
-        d.insert(
-            "boot_copy.process.args_bytes",
-            Field::Int(c.args_bytes.into()),
-        );
-        d.insert("boot_copy.process.args_truncated", c.args_truncated);
-        d.insert("boot_copy.process.comm", text(&c.comm));
+        d.put("boot_copy.process.args_bytes", || {
+            Field::Int(c.args_bytes.into())
+        });
+        d.put("boot_copy.process.args_truncated", || {
+            c.args_truncated.into()
+        });
+        d.put("boot_copy.process.comm", || text(&c.comm));
         if let Some(i) = &c.interpreter {
-            d.insert("boot_copy.process.interpreter", text(i));
+            d.put("boot_copy.process.interpreter", || text(i));
         }
         if let Some(i) = &c.interpreter_executable {
-            d.insert("boot_copy.process.interpreter_executable", text(i));
+            d.put("boot_copy.process.interpreter_executable", || text(i));
         }
-        d.insert("boot_copy.process.path_truncated", c.path_truncated);
+        d.put("boot_copy.process.path_truncated", || {
+            c.path_truncated.into()
+        });
         if let Some(t) = &c.text_altered {
-            d.insert("boot_copy.process.text_altered", texts(t));
+            d.put("boot_copy.process.text_altered", || texts(t));
         }
         if let Some(n) = self.seq {
-            d.insert("boot_copy.seq", Field::Int(n as i64));
+            d.put("boot_copy.seq", || Field::Int(n as i64));
         }
         if let Some(s) = &self.strict {
-            s.insert_into(d);
+            s.fill(&mut |name, value| d.put(name, value));
         }
     }
 }

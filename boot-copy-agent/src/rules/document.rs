@@ -59,6 +59,9 @@ impl Hasher for FieldHasher {
 
 type FieldMap = HashMap<Cow<'static, str>, Value, BuildHasherDefault<FieldHasher>>;
 
+/// A set of field names (those the loaded rules read).
+pub type FieldSet = std::collections::HashSet<String, BuildHasherDefault<FieldHasher>>;
+
 /// One value of a field. `Array` holds scalars only (never nested arrays, never `Null`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {

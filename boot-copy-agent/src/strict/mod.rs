@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use crate::decode::Exec;
 use crate::rules::{
-    Document, Prefilter, Rule, Value as DocValue,
+    Prefilter, Rule, Value as DocValue,
     eql::ast::{CmpOp, Expr, Literal},
 };
 
@@ -81,17 +81,23 @@ pub struct StrictFields<'a> {
 }
 
 impl StrictFields<'_> {
-    /// Adds the fields to a rules document.
-    pub fn insert_into(&self, d: &mut Document) {
+    /// Hands the fields, by dotted name, to `put` (which makes a value only if it wants it).
+    pub fn fill(&self, put: &mut dyn FnMut(&'static str, &mut dyn FnMut() -> DocValue)) {
         let texts = |v: &[String]| DocValue::from(v.iter().map(String::as_str).collect::<Vec<_>>());
-        d.insert("boot_copy.strict.boot_paths", texts(self.boot_paths));
+        put("boot_copy.strict.boot_paths", &mut || {
+            texts(self.boot_paths)
+        });
         if !self.evasion.is_empty() {
-            d.insert("boot_copy.strict.evasion", self.evasion.to_vec());
+            put("boot_copy.strict.evasion", &mut || {
+                self.evasion.to_vec().into()
+            });
         }
-        d.insert("boot_copy.strict.identified_by", self.identified_by);
-        d.insert("boot_copy.strict.into_boot", self.into_boot);
-        d.insert("boot_copy.strict.targets", texts(self.targets));
-        d.insert("boot_copy.strict.tool", self.tool);
+        put("boot_copy.strict.identified_by", &mut || {
+            self.identified_by.into()
+        });
+        put("boot_copy.strict.into_boot", &mut || self.into_boot.into());
+        put("boot_copy.strict.targets", &mut || texts(self.targets));
+        put("boot_copy.strict.tool", &mut || self.tool.into());
     }
 }
 
