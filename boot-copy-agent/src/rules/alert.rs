@@ -182,31 +182,31 @@ pub struct MessageParts<'a> {
 /// Who ran what, under which parent: "Boot File Copy: root ran `cp a /boot/x` (pid 10) under
 /// bash (/usr/bin/bash, pid 9)". Parts the event lacks are left out.
 pub fn message(rule: &Rule, p: &MessageParts) -> String {
+    use std::fmt::Write as _;
+    // Writing into a String cannot fail.
     let mut m = format!("{}:", rule.name);
     if let Some(user) = p.user_name {
-        m.push_str(&format!(" {user}"));
+        let _ = write!(m, " {user}");
     } else if let Some(id) = p.user_id {
-        m.push_str(&format!(" uid {id}"));
+        let _ = write!(m, " uid {id}");
     }
     if let Some(command) = p.command {
-        m.push_str(&format!(" ran `{}`", shorten(command, 200)));
+        let _ = write!(m, " ran `{}`", shorten(command, 200));
     }
     if let Some(pid) = &p.pid {
-        m.push_str(&format!(" (pid {pid})"));
+        let _ = write!(m, " (pid {pid})");
     }
     let parent_exe = p.parent_executable;
     let parent_name = p
         .parent_name
         .or_else(|| parent_exe.map(|x| x.rsplit('/').next().unwrap_or(x)));
     if let Some(name) = parent_name {
-        m.push_str(&format!(" under {name}"));
-        let details: Vec<String> = parent_exe
-            .map(str::to_owned)
-            .into_iter()
-            .chain(p.parent_pid.as_ref().map(|pid| format!("pid {pid}")))
-            .collect();
-        if !details.is_empty() {
-            m.push_str(&format!(" ({})", details.join(", ")));
+        let _ = write!(m, " under {name}");
+        match (parent_exe, &p.parent_pid) {
+            (Some(exe), Some(pid)) => _ = write!(m, " ({exe}, pid {pid})"),
+            (Some(exe), None) => _ = write!(m, " ({exe})"),
+            (None, Some(pid)) => _ = write!(m, " (pid {pid})"),
+            (None, None) => {}
         }
     }
     m
@@ -234,15 +234,15 @@ fn json_message_parts(e: &Map<String, Value>) -> MessageParts<'_> {
 }
 
 /// At most `max` bytes of `s` (on a character boundary), marked when cut.
-fn shorten(s: &str, max: usize) -> String {
+fn shorten(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if s.len() <= max {
-        return s.to_owned();
+        return s.into();
     }
     let cut = (0..=max)
         .rev()
         .find(|i| s.is_char_boundary(*i))
         .unwrap_or(0);
-    format!("{}…", &s[..cut])
+    format!("{}…", &s[..cut]).into()
 }
 
 /// A field of `obj` by dotted path, whether the event spells it nested, dotted or mixed.
