@@ -129,54 +129,24 @@ fn alert_latency() -> anyhow::Result<()> {
     let mut tail = AlertTail::open(&agent.log, format!("/boot/bench-{}-", std::process::id()))?;
     let (cpu0, t0) = (agent.cpu_ns()?, Instant::now());
     thread::sleep(IDLE);
-    let idle = Phase {
-        seconds: t0.elapsed().as_secs_f64(),
-        alerts_all: tail.read_available()?.all,
-        cpu_ns: agent.cpu_ns()? - cpu0,
-    };
-    let idle_ns_per_s = idle.cpu_ns as f64 / idle.seconds;
-    let (steady, steady_json) = storm(&agent, &mut tail, 300, "sleep 0.05", idle_ns_per_s)?;
-    let (burst, burst_json) = storm(&agent, &mut tail, 1000, ":", idle_ns_per_s)?;
-    let (fit_idle, fit_alert) = fit(&[idle, steady, burst]);
+    let idle_foreign = tail.read_available()?.all;
+    let idle_seconds = t0.elapsed().as_secs_f64();
+    let idle_ns_per_s = (agent.cpu_ns()? - cpu0) as f64 / idle_seconds;
+    let steady = storm(&agent, &mut tail, 300, "sleep 0.05", idle_ns_per_s)?;
+    let burst = storm(&agent, &mut tail, 1000, ":", idle_ns_per_s)?;
     let result = json!({
         "workload": "cp into a tmpfs /boot, agent `run` with default rules; idle, then 20 per second, then back to back",
         "cpu_measure": "sum of /proc/PID/task/*/schedstat run time (ns) of the agent's threads",
         "idle": {
-            "seconds": idle.seconds,
+            "seconds": idle_seconds,
             "cpu_us_per_s": idle_ns_per_s / 1e3,
-            "foreign_alerts": idle.alerts_all,
+            "foreign_alerts": idle_foreign,
         },
-        "steady_20_per_s": steady_json,
-        "back_to_back": burst_json,
-        "fit": {
-            "model": "cpu = idle_rate * seconds + per_alert * alerts_all, least squares over the three phases",
-            "idle_cpu_us_per_s": fit_idle / 1e3,
-            "cpu_us_per_alert": fit_alert / 1e3,
-        },
+        "steady_20_per_s": steady,
+        "back_to_back": burst,
     });
     println!("{}", serde_json::to_string_pretty(&result)?);
     write_result("alert-latency", &result)
-}
-
-/// One phase of the alert benchmark: how long, how many alerts (ours and others'), what CPU.
-#[derive(Clone, Copy)]
-struct Phase {
-    seconds: f64,
-    alerts_all: usize,
-    cpu_ns: u64,
-}
-
-/// The idle rate (ns per second) and the cost per alert (ns) that best explain the phases'
-/// CPU time (least squares, no intercept). Foreign alerts on a shared machine land in every
-/// phase, the idle one included, so the idle phase alone overstates the baseline.
-fn fit(phases: &[Phase]) -> (f64, f64) {
-    let (mut tt, mut tn, mut nn, mut tc, mut nc) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for p in phases {
-        let (t, n, c) = (p.seconds, p.alerts_all as f64, p.cpu_ns as f64);
-        (tt, tn, nn, tc, nc) = (tt + t * t, tn + t * n, nn + n * n, tc + t * c, nc + n * c);
-    }
-    let det = tt * nn - tn * tn;
-    ((tc * nn - nc * tn) / det, (nc * tt - tc * tn) / det)
 }
 
 /// `n` tagged triggering execs, `pause` (a shell command) between them; latency of each and the
@@ -187,7 +157,7 @@ fn storm(
     n: usize,
     pause: &str,
     idle_ns_per_s: f64,
-) -> anyhow::Result<(Phase, Value)> {
+) -> anyhow::Result<Value> {
     let script = format!(
         "mount -t tmpfs bench /boot && i=0; while [ $i -lt {n} ]; do cp /etc/hostname {}$i; {pause}; i=$((i+1)); done",
         tail.tag
@@ -217,20 +187,14 @@ fn storm(
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
     let per_alert = |ns: f64| ns / seen.all as f64 / 1e3;
-    let phase = Phase {
-        seconds: secs,
-        alerts_all: seen.all,
-        cpu_ns,
-    };
-    let summary = json!({
+    Ok(json!({
         "alerts": ours,
         "alerts_all": seen.all,
         "seconds": secs,
         "latency_ms": { "p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0) },
         "cpu_us_per_alert_gross": per_alert(cpu_ns as f64),
         "cpu_us_per_alert_net": per_alert(cpu_ns as f64 - idle_ns_per_s * secs),
-    });
-    Ok((phase, summary))
+    }))
 }
 
 /// Alerts read from the log: all of them, and the latency of ours.
