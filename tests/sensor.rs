@@ -333,7 +333,7 @@ fn all_execs_wakeups_counters_and_table_lifecycle() {
     let mut seen = Vec::new();
     let deadline = Instant::now() + WAIT;
     while !seen.iter().any(|r: &Rec| r.header.tgid == pid) && Instant::now() < deadline {
-        rt.block_on(reader.wait(Duration::from_millis(100)))
+        rt.block_on(reader.wait(Some(Duration::from_millis(100))))
             .unwrap();
         reader.drain(|raw| seen.push(decode(raw)));
     }

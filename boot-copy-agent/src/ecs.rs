@@ -1,13 +1,22 @@
 //! Exec events as ECS 9.4 documents shaped like Elastic Defend's. ECS field names live here;
 //! fields ECS does not define go under the project's own `boot_copy` namespace.
+//!
+//! An event is a typed [`ExecEvent`] borrowing the exec's text, from which come both the flat
+//! [`Document`] the rules evaluate (field by field, no JSON in between) and the JSON written out
+//! (serialized straight from the types). Struct fields are declared in sorted key order, the order
+//! of serde_json's maps, so the JSON is byte for byte what a `serde_json::Value` of the same
+//! event gives, as the `replay` path builds it.
 use crate::process::{
     clock::{BootEpoch, rfc3339},
     context::{ExecContext, Process},
     host::Host,
     procfs,
 };
-use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use crate::rules::{Document, FieldSet, Value as Field};
+use crate::strict::{Analysis, StrictFields};
+use serde::Serialize;
+use serde_json::{Map, Value, json, value::RawValue};
+use std::{borrow::Cow, collections::HashMap, sync::Arc};
 
 pub const ECS_VERSION: &str = "9.4.0";
 /// The project's namespace for fields ECS does not define.
@@ -17,15 +26,39 @@ pub const NAMESPACE: &str = "boot_copy";
 pub struct Describer {
     host: Host,
     host_json: Value,
+    /// `host` and `agent`, serialized once.
+    host_raw: Box<RawValue>,
+    agent_raw: Box<RawValue>,
+    /// The fields every exec event of this host has, flattened once.
+    base: Arc<Document>,
     epoch: BootEpoch,
     users: HashMap<u32, Option<String>>,
     groups: HashMap<u32, Option<String>>,
 }
 
+/// `event.*` of every exec event.
+const EVENT: EventFields = EventFields {
+    action: "exec",
+    category: ["process"],
+    kind: "event",
+    type_: ["start"],
+};
+
 impl Describer {
     pub fn new(host: Host, epoch: BootEpoch) -> Self {
+        let host_json = host_json(&host);
+        let agent = agent_json(&host);
+        let base = Document::from_json(&json!({
+            "agent": agent,
+            "ecs": Ecs::CURRENT,
+            "event": EVENT,
+            "host": host_json,
+        }));
         Self {
-            host_json: host_json(&host),
+            host_raw: raw(&host_json),
+            agent_raw: raw(&agent),
+            host_json,
+            base: Arc::new(base),
             host,
             epoch,
             users: HashMap::new(),
@@ -48,13 +81,7 @@ impl Describer {
 
     /// `agent.*`: this agent, identified per host.
     pub fn agent_json(&self) -> Value {
-        let id = self.host.id.as_deref().unwrap_or(&self.host.name);
-        json!({
-            "type": "boot-copy",
-            "version": env!("CARGO_PKG_VERSION"),
-            "id": format!("boot-copy-{id}"),
-            "name": self.host.name,
-        })
+        agent_json(&self.host)
     }
 
     /// What every record of the agent carries.
@@ -65,96 +92,117 @@ impl Describer {
         }
     }
 
-    /// The ECS process event for one exec.
+    /// The ECS process event for one exec, as JSON (the `events` command).
     pub fn exec_event(&mut self, ctx: &ExecContext) -> Value {
+        self.learn_names(ctx);
+        serde_json::to_value(self.describe(ctx, None)).expect("an event serializes")
+    }
+
+    /// Looks up (once per id) the user and group names `describe` will need for `ctx`.
+    pub fn learn_names(&mut self, ctx: &ExecContext) {
+        let (uid, gid) = (ctx.exec.euid, ctx.exec.egid);
+        self.users.entry(uid).or_insert_with(|| {
+            nix::unistd::User::from_uid(uid.into())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        });
+        self.groups.entry(gid).or_insert_with(|| {
+            nix::unistd::Group::from_gid(gid.into())
+                .ok()
+                .flatten()
+                .map(|g| g.name)
+        });
+    }
+
+    /// The ECS process event for one exec, with the strict rule's analysis when there is one.
+    /// Names not looked up beforehand by [`Describer::learn_names`] are left out.
+    pub fn describe<'a>(
+        &'a self,
+        ctx: &'a ExecContext,
+        strict: Option<&'a Analysis>,
+    ) -> ExecEvent<'a> {
         let e = &ctx.exec;
         let mut altered = Vec::new();
         let mut process = self.process(&ctx.process, &mut altered);
         let mut parent_altered = Vec::new();
         let parent = self.process(&ctx.parent, &mut parent_altered);
-        let obj = process.as_object_mut().expect("process is an object");
-        obj.insert("user".into(), self.user(e.euid));
-        obj.insert("real_user".into(), json!({ "id": e.uid.to_string() }));
-        obj.insert("group".into(), self.group(e.egid));
-        obj.insert("real_group".into(), json!({ "id": e.gid.to_string() }));
-        obj.insert("parent".into(), parent);
-        let mut ours = json!({
-            "parent": { "source": ctx.parent_source.as_str() },
-            "process": {
-                "args_truncated": ctx.process.args_truncated,
-                "args_bytes": e.args_size,
-                "path_truncated": ctx.process.path_truncated,
-                "comm": lossy(&e.comm).0,
-            },
+        let user = self.ids(e.euid, &self.users);
+        let group = self.ids(e.egid, &self.groups);
+        process.user = Some(user.clone());
+        process.real_user = Some(Id {
+            id: e.uid.to_string(),
         });
-        let ours_process = ours["process"].as_object_mut().expect("object");
-        if let Some(interp) = &e.interp {
-            ours_process.insert("interpreter".into(), lossy(interp).0.into());
-            ours_process.insert("interpreter_executable".into(), lossy(&e.exe).0.into());
-        }
-        if !altered.is_empty() {
-            ours_process.insert("text_altered".into(), altered.into());
-        }
-        let ours_parent = ours["parent"].as_object_mut().expect("object");
-        ours_parent.insert("args_truncated".into(), ctx.parent.args_truncated.into());
-        if !parent_altered.is_empty() {
-            ours_parent.insert("text_altered".into(), parent_altered.into());
-        }
-        json!({
-            "@timestamp": rfc3339(self.epoch.wall(e.ktime_boot_ns)),
-            "ecs": { "version": ECS_VERSION },
-            "agent": self.agent_json(),
-            "event": {
-                "kind": "event",
-                "category": ["process"],
-                "type": ["start"],
-                "action": "exec",
+        process.group = Some(group.clone());
+        process.real_group = Some(Id {
+            id: e.gid.to_string(),
+        });
+        process.parent = Some(Box::new(parent));
+        let script = e.interp.as_ref();
+        ExecEvent {
+            timestamp: rfc3339(self.epoch.wall(e.ktime_boot_ns)),
+            agent: &self.agent_raw,
+            boot_copy: Ours {
+                parent: OursParent {
+                    args_truncated: ctx.parent.args_truncated,
+                    source: ctx.parent_source.as_str(),
+                    text_altered: (!parent_altered.is_empty()).then_some(parent_altered),
+                },
+                process: OursProcess {
+                    args_bytes: e.args_size,
+                    args_truncated: ctx.process.args_truncated,
+                    comm: String::from_utf8_lossy(&e.comm),
+                    interpreter: script.map(|i| String::from_utf8_lossy(i)),
+                    interpreter_executable: script.map(|_| String::from_utf8_lossy(&e.exe)),
+                    path_truncated: ctx.process.path_truncated,
+                    text_altered: (!altered.is_empty()).then_some(altered),
+                },
+                seq: None,
+                strict: strict.map(Analysis::fields_view),
             },
-            "host": self.host_json.clone(),
-            "process": process,
-            "user": self.user(e.euid),
-            "group": self.group(e.egid),
-            NAMESPACE: ours,
-        })
+            ecs: Ecs::CURRENT,
+            event: EVENT,
+            group,
+            host: &self.host_raw,
+            process,
+            user,
+            base: &self.base,
+        }
     }
 
     /// `process.*` (or `process.parent.*`) fields. Names of fields whose text was not valid
     /// UTF-8 (and so was altered into valid JSON) are pushed onto `altered`.
-    fn process(&self, p: &Process, altered: &mut Vec<String>) -> Value {
-        let mut m = Map::new();
-        m.insert("pid".into(), p.pid.into());
-        if let Some(start) = p.start_ns {
-            m.insert("entity_id".into(), self.entity_id(p.pid, start).into());
-            m.insert("start".into(), rfc3339(self.epoch.wall(start)).into());
-        }
-        let mut text = |field: &str, bytes: &[u8]| -> Value {
-            let (s, was_altered) = lossy(bytes);
-            if was_altered {
-                altered.push(field.to_owned());
+    fn process<'a>(&self, p: &'a Process, altered: &mut Vec<&'static str>) -> ProcessFields<'a> {
+        let mut text = |field: &'static str, bytes: &'a [u8]| -> Cow<'a, str> {
+            let s = String::from_utf8_lossy(bytes);
+            if matches!(s, Cow::Owned(_)) {
+                altered.push(field);
             }
-            s.into()
+            s
         };
+        let mut f = ProcessFields {
+            pid: p.pid,
+            ..ProcessFields::default()
+        };
+        if let Some(start) = p.start_ns {
+            f.entity_id = Some(self.entity_id(p.pid, start));
+            f.start = Some(rfc3339(self.epoch.wall(start)));
+        }
         if let Some(exe) = &p.executable {
-            m.insert("executable".into(), text("executable", exe));
-            let name = p.name().unwrap_or_default();
-            m.insert("name".into(), text("name", name));
+            f.executable = Some(text("executable", exe));
+            f.name = Some(text("name", p.name().unwrap_or_default()));
         }
         if let Some(cwd) = &p.cwd {
-            m.insert("working_directory".into(), text("working_directory", cwd));
+            f.working_directory = Some(text("working_directory", cwd));
         }
         if !p.args.is_empty() || p.executable.is_some() {
-            let args: Vec<Value> = p.args.iter().map(|a| text("args", a)).collect();
-            let line = args
-                .iter()
-                .map(|a| a.as_str().unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join(" ");
-            m.insert("args".into(), args.into());
-            m.insert("args_count".into(), p.args_count.into());
-            m.insert("command_line".into(), line.into());
+            let args: Vec<Cow<'a, str>> = p.args.iter().map(|a| text("args", a)).collect();
+            f.command_line = Some(args.join(" "));
+            f.args = Some(args);
+            f.args_count = Some(p.args_count);
         }
         altered.dedup();
-        Value::Object(m)
+        f
     }
 
     /// Stable per process, distinct across pid reuse: host, pid and start time in /proc ticks (so
@@ -165,40 +213,302 @@ impl Describer {
         format!("{host}-{pid}-{}", procfs::ns_to_ticks(start_ns))
     }
 
-    fn user(&mut self, uid: u32) -> Value {
-        let name = self
-            .users
-            .entry(uid)
-            .or_insert_with(|| {
-                nix::unistd::User::from_uid(uid.into())
-                    .ok()
-                    .flatten()
-                    .map(|u| u.name)
-            })
-            .clone();
-        id_and_name(uid, name)
-    }
-
-    fn group(&mut self, gid: u32) -> Value {
-        let name = self
-            .groups
-            .entry(gid)
-            .or_insert_with(|| {
-                nix::unistd::Group::from_gid(gid.into())
-                    .ok()
-                    .flatten()
-                    .map(|g| g.name)
-            })
-            .clone();
-        id_and_name(gid, name)
+    fn ids<'a>(&self, id: u32, names: &'a HashMap<u32, Option<String>>) -> Ids<'a> {
+        Ids {
+            id: id.to_string(),
+            name: names.get(&id).and_then(|n| n.as_deref()),
+        }
     }
 }
 
-fn id_and_name(id: u32, name: Option<String>) -> Value {
-    match name {
-        Some(name) => json!({ "id": id.to_string(), "name": name }),
-        None => json!({ "id": id.to_string() }),
+/// One exec as an ECS process event. Fields in JSON key order.
+#[derive(Debug, Serialize)]
+pub struct ExecEvent<'a> {
+    #[serde(rename = "@timestamp")]
+    pub timestamp: String,
+    pub agent: &'a RawValue,
+    pub boot_copy: Ours<'a>,
+    pub ecs: Ecs,
+    pub event: EventFields,
+    pub group: Ids<'a>,
+    pub host: &'a RawValue,
+    pub process: ProcessFields<'a>,
+    pub user: Ids<'a>,
+    /// The fields of `agent`, `ecs`, `event` and `host`, flattened.
+    #[serde(skip)]
+    base: &'a Arc<Document>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Ecs {
+    pub version: &'static str,
+}
+
+impl Ecs {
+    pub const CURRENT: Ecs = Ecs {
+        version: ECS_VERSION,
+    };
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct EventFields {
+    pub action: &'static str,
+    pub category: [&'static str; 1],
+    pub kind: &'static str,
+    #[serde(rename = "type")]
+    pub type_: [&'static str; 1],
+}
+
+/// `user` or `group`: the id, and the name when it resolves.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ids<'a> {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Id {
+    pub id: String,
+}
+
+/// `process.*`; the parent has neither credentials nor a parent of its own.
+#[derive(Debug, Default, Serialize)]
+pub struct ProcessFields<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<Cow<'a, str>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_line: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executable: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<Ids<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Box<ProcessFields<'a>>>,
+    pub pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub real_group: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub real_user: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<Ids<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<Cow<'a, str>>,
+}
+
+/// `boot_copy.*` of an exec event.
+#[derive(Debug, Serialize)]
+pub struct Ours<'a> {
+    pub parent: OursParent,
+    pub process: OursProcess<'a>,
+    /// Set when the event (or its alert) is written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strict: Option<StrictFields<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OursParent {
+    pub args_truncated: bool,
+    pub source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_altered: Option<Vec<&'static str>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OursProcess<'a> {
+    pub args_bytes: u32,
+    pub args_truncated: bool,
+    pub comm: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interpreter_executable: Option<Cow<'a, str>>,
+    pub path_truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_altered: Option<Vec<&'static str>>,
+}
+
+/// Dotted field names of one process level (`process.` or `process.parent.`).
+struct ProcessNames {
+    args: &'static str,
+    args_count: &'static str,
+    command_line: &'static str,
+    entity_id: &'static str,
+    executable: &'static str,
+    name: &'static str,
+    pid: &'static str,
+    start: &'static str,
+    working_directory: &'static str,
+}
+
+macro_rules! process_names {
+    ($prefix:literal) => {
+        ProcessNames {
+            args: concat!($prefix, "args"),
+            args_count: concat!($prefix, "args_count"),
+            command_line: concat!($prefix, "command_line"),
+            entity_id: concat!($prefix, "entity_id"),
+            executable: concat!($prefix, "executable"),
+            name: concat!($prefix, "name"),
+            pid: concat!($prefix, "pid"),
+            start: concat!($prefix, "start"),
+            working_directory: concat!($prefix, "working_directory"),
+        }
+    };
+}
+
+const PROCESS: ProcessNames = process_names!("process.");
+const PARENT: ProcessNames = process_names!("process.parent.");
+
+fn text(s: &str) -> Field {
+    Field::Str(s.to_owned())
+}
+
+fn texts<S: AsRef<str>>(items: &[S]) -> Field {
+    Field::Array(items.iter().map(|s| text(s.as_ref())).collect())
+}
+
+/// A document being filled, with only the fields in `wanted` when that is given.
+struct Fill<'w> {
+    doc: Document,
+    wanted: Option<&'w FieldSet>,
+}
+
+impl Fill<'_> {
+    /// Sets `name`; the value is made only if the field is wanted.
+    fn put(&mut self, name: &'static str, value: impl FnOnce() -> Field) {
+        if self.wanted.is_none_or(|w| w.contains(name)) {
+            self.doc.insert(name, value());
+        }
     }
+}
+
+impl ExecEvent<'_> {
+    /// The event as the rules see it: the fields of its JSON flattened, without the JSON. With
+    /// `wanted`, only those fields (besides the shared host fields): what the rules read is all
+    /// their verdicts depend on.
+    pub fn document(&self, wanted: Option<&FieldSet>) -> Document {
+        let mut d = Fill {
+            doc: Document::with_base(self.base.clone(), wanted.map_or(64, |w| w.len())),
+            wanted,
+        };
+        d.put("@timestamp", || text(&self.timestamp));
+        let p = &self.process;
+        p.fill(&mut d, &PROCESS);
+        if let Some(parent) = &p.parent {
+            parent.fill(&mut d, &PARENT);
+        }
+        let ids = [
+            (p.user.as_ref(), "process.user.id", "process.user.name"),
+            (p.group.as_ref(), "process.group.id", "process.group.name"),
+            (Some(&self.user), "user.id", "user.name"),
+            (Some(&self.group), "group.id", "group.name"),
+        ];
+        for (ids, id, name) in ids {
+            if let Some(ids) = ids {
+                d.put(id, || text(&ids.id));
+                if let Some(n) = ids.name {
+                    d.put(name, || text(n));
+                }
+            }
+        }
+        if let Some(r) = &p.real_user {
+            d.put("process.real_user.id", || text(&r.id));
+        }
+        if let Some(r) = &p.real_group {
+            d.put("process.real_group.id", || text(&r.id));
+        }
+        self.boot_copy.fill(&mut d);
+        d.doc
+    }
+}
+
+impl ProcessFields<'_> {
+    fn fill(&self, d: &mut Fill, names: &ProcessNames) {
+        d.put(names.pid, || Field::Int(self.pid.into()));
+        let strings = [
+            (names.command_line, self.command_line.as_deref()),
+            (names.entity_id, self.entity_id.as_deref()),
+            (names.executable, self.executable.as_deref()),
+            (names.name, self.name.as_deref()),
+            (names.start, self.start.as_deref()),
+            (names.working_directory, self.working_directory.as_deref()),
+        ];
+        for (name, value) in strings {
+            if let Some(v) = value {
+                d.put(name, || text(v));
+            }
+        }
+        if let Some(args) = &self.args {
+            d.put(names.args, || texts(args));
+        }
+        if let Some(n) = self.args_count {
+            d.put(names.args_count, || Field::Int(n.into()));
+        }
+    }
+}
+
+impl Ours<'_> {
+    fn fill(&self, d: &mut Fill) {
+        let (p, c) = (&self.parent, &self.process);
+        d.put("boot_copy.parent.args_truncated", || {
+            p.args_truncated.into()
+        });
+        d.put("boot_copy.parent.source", || p.source.into());
+        if let Some(t) = &p.text_altered {
+            d.put("boot_copy.parent.text_altered", || texts(t));
+        }
+        d.put("boot_copy.process.args_bytes", || {
+            Field::Int(c.args_bytes.into())
+        });
+        d.put("boot_copy.process.args_truncated", || {
+            c.args_truncated.into()
+        });
+        d.put("boot_copy.process.comm", || text(&c.comm));
+        if let Some(i) = &c.interpreter {
+            d.put("boot_copy.process.interpreter", || text(i));
+        }
+        if let Some(i) = &c.interpreter_executable {
+            d.put("boot_copy.process.interpreter_executable", || text(i));
+        }
+        d.put("boot_copy.process.path_truncated", || {
+            c.path_truncated.into()
+        });
+        if let Some(t) = &c.text_altered {
+            d.put("boot_copy.process.text_altered", || texts(t));
+        }
+        if let Some(n) = self.seq {
+            d.put("boot_copy.seq", || Field::Int(n as i64));
+        }
+        if let Some(s) = &self.strict {
+            s.fill(&mut |name, value| d.put(name, value));
+        }
+    }
+}
+
+fn raw(value: &Value) -> Box<RawValue> {
+    RawValue::from_string(value.to_string()).expect("serialized JSON is valid JSON")
+}
+
+/// `agent.*`: this agent, identified per host.
+fn agent_json(host: &Host) -> Value {
+    let id = host.id.as_deref().unwrap_or(&host.name);
+    json!({
+        "type": "boot-copy",
+        "version": env!("CARGO_PKG_VERSION"),
+        "id": format!("boot-copy-{id}"),
+        "name": host.name,
+    })
 }
 
 fn host_json(host: &Host) -> Value {
@@ -226,14 +536,6 @@ fn host_json(host: &Host) -> Value {
     h.insert("architecture".into(), host.architecture.clone().into());
     h.insert("os".into(), Value::Object(os));
     Value::Object(h)
-}
-
-/// Bytes as valid UTF-8 text (invalid sequences become U+FFFD) and whether anything changed.
-pub fn lossy(bytes: &[u8]) -> (String, bool) {
-    match String::from_utf8_lossy(bytes) {
-        std::borrow::Cow::Borrowed(s) => (s.to_owned(), false),
-        std::borrow::Cow::Owned(s) => (s, true),
-    }
 }
 
 #[cfg(test)]

@@ -77,11 +77,17 @@ pub struct Sequencer(u64);
 impl Sequencer {
     /// Sets `boot_copy.seq` on `doc` to the next number.
     pub fn stamp(&mut self, doc: &mut Value) {
-        self.0 += 1;
+        let seq = self.take();
         if let Some(obj) = doc.as_object_mut() {
             let ours = obj.entry(NAMESPACE).or_insert_with(|| json!({}));
-            ours["seq"] = self.0.into();
+            ours["seq"] = seq.into();
         }
+    }
+
+    /// The next number, for a record serialized without a `Value`.
+    pub fn take(&mut self) -> u64 {
+        self.0 += 1;
+        self.0
     }
 
     pub fn last(&self) -> u64 {

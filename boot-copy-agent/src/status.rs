@@ -99,10 +99,11 @@ impl StatusFile {
 
 impl Status {
     pub fn new(started: SystemTime, seq: u64, counters: &Counters, stopped: bool) -> Self {
+        let this = this_process();
         Self {
             pid: std::process::id(),
-            boot_id: boot_id(),
-            start_ns: procfs::stat(std::process::id()).map_or(0, |(_, start)| start),
+            boot_id: this.boot_id.clone(),
+            start_ns: this.start_ns,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started: rfc3339(started),
             updated: rfc3339(SystemTime::now()),
@@ -118,6 +119,20 @@ impl Status {
 pub fn running(status: &Status) -> bool {
     status.boot_id == boot_id()
         && procfs::stat(status.pid).is_ok_and(|(_, start)| start == status.start_ns)
+}
+
+/// This process's boot id and start time, read once (they do not change while it runs).
+struct ThisProcess {
+    boot_id: String,
+    start_ns: u64,
+}
+
+fn this_process() -> &'static ThisProcess {
+    static THIS: std::sync::OnceLock<ThisProcess> = std::sync::OnceLock::new();
+    THIS.get_or_init(|| ThisProcess {
+        boot_id: boot_id(),
+        start_ns: procfs::stat(std::process::id()).map_or(0, |(_, start)| start),
+    })
 }
 
 fn boot_id() -> String {

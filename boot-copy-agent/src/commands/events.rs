@@ -57,7 +57,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(LOSS_CHECK);
     loop {
         tokio::select! {
-            ready = reader.wait(POLL) => {
+            ready = reader.wait(Some(POLL)) => {
                 ready.context("waiting on the ring buffer")?;
                 out.drain(&mut reader)?;
             }

@@ -29,9 +29,14 @@ use std::{
 };
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+/// How often the ring is drained when the kernel batches records without waking the reader
+/// (when it reports every exec); otherwise every record wakes the reader and no timer is needed.
 const POLL: Duration = Duration::from_millis(100);
 const TICK: Duration = Duration::from_secs(1);
 const SHUTDOWN: Duration = Duration::from_millis(1500);
+
+/// The kernel's counters, indexed by `boot_copy_common::counter`.
+type KernelCounters = [u64; counter::COUNT as usize];
 
 pub struct Options {
     pub config: PathBuf,
@@ -126,7 +131,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         explicit: opts.explicit,
         metrics: page,
     };
-    daemon.loss = Some(LossTracker::new(&daemon.losses()?));
+    daemon.loss = Some(LossTracker::new(&daemon.losses(&daemon.sensor.counters()?)));
     if let Some(prev) = previous {
         daemon.emit_health(unclean_record(&daemon.origin, &prev), Severity::Warning);
     }
@@ -139,9 +144,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         Severity::Warning
     };
     daemon.emit_health(start, severity);
-    daemon.write_status(false)?;
+    daemon.write_status(&daemon.sensor.counters()?, false)?;
     service::notify("READY=1");
-    daemon.main_loop(&mut reader, &config, &mut signals).await?;
+    let poll = matches!(prefilter, Prefilter::All).then_some(POLL);
+    daemon
+        .main_loop(&mut reader, &config, &mut signals, poll)
+        .await?;
     daemon.shutdown(&mut reader).await
 }
 
@@ -192,11 +200,14 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// Runs until SIGTERM or SIGINT. `poll`: drain the ring at least this often (else on
+    /// wake-ups, and once a second).
     async fn main_loop(
         &mut self,
         reader: &mut RingReader,
         config: &Config,
         signals: &mut Signals,
+        poll: Option<Duration>,
     ) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(TICK);
         let mut heartbeat =
@@ -207,11 +218,12 @@ impl Daemon {
             tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
         loop {
             tokio::select! {
-                ready = reader.wait(POLL) => {
+                ready = reader.wait(poll) => {
                     ready.context("waiting on the ring buffer")?;
                     self.drain(reader);
                 }
                 _ = tick.tick() => {
+                    self.drain(reader);
                     self.tick()?;
                     if self.detached > 0 {
                         return Ok(()); // blind: stop, so that a restart attaches again
@@ -232,7 +244,7 @@ impl Daemon {
     fn drain(&mut self, reader: &mut RingReader) {
         let mut out = Vec::new();
         let now = Instant::now();
-        reader.drain(|record| self.detector.handle(record, now, &mut out));
+        reader.drain(|record| self.detector.handle(record, now, &mut self.seq, &mut out));
         for emit in out {
             self.emit(emit);
         }
@@ -241,14 +253,17 @@ impl Daemon {
     /// Once a second: closed budget windows, losses, the status file.
     fn tick(&mut self) -> anyhow::Result<()> {
         let mut out = Vec::new();
-        self.detector.close_windows(Instant::now(), false, &mut out);
+        self.detector
+            .close_windows(Instant::now(), false, &mut self.seq, &mut out);
         for emit in out {
             self.emit(emit);
         }
-        self.report_losses()?;
+        // Read once a tick: one syscall per counter.
+        let kernel = self.sensor.counters()?;
+        self.report_losses(&kernel);
         self.report_detached();
         self.report_tampering();
-        self.write_status(false)
+        self.write_status(&kernel, false)
     }
 
     /// A prefilter map changed by someone else: reported, and already written back.
@@ -276,9 +291,10 @@ impl Daemon {
         self.emit_health(record, Severity::Err);
     }
 
-    fn report_losses(&mut self) -> anyhow::Result<()> {
-        let losses = self.losses()?;
-        let totals = self.counters()?;
+    /// A loss record if anything was lost since the last one.
+    fn report_losses(&mut self, kernel: &KernelCounters) {
+        let losses = self.losses(kernel);
+        let totals = self.counters(kernel);
         let record = self
             .loss
             .as_mut()
@@ -286,15 +302,26 @@ impl Daemon {
         if let Some(record) = record {
             self.emit_health(record, Severity::Warning);
         }
-        Ok(())
     }
 
-    fn emit(&mut self, mut emit: Emit) {
-        self.seq.stamp(&mut emit.doc);
-        if let Some(chain) = &mut self.chain {
-            chain.seal(&mut emit.doc);
-        }
-        let line = emit.doc.to_string();
+    /// Sends a record the detector (or [`emit_health`](Self::emit_health)) numbered, sealed into
+    /// the hash chain when one is kept.
+    fn emit(&mut self, emit: Emit) {
+        let line = match &mut self.chain {
+            // Only with a chain: the record is parsed back to be sealed.
+            Some(chain) => match serde_json::from_str::<Value>(&emit.line) {
+                Ok(mut doc) => {
+                    chain.seal(&mut doc);
+                    doc.to_string().into()
+                }
+                // Cannot happen (serde_json wrote it); sent unsealed, the verifier names it.
+                Err(e) => {
+                    tracing::error!("record not sealed, not JSON ({e}): {}", emit.line);
+                    emit.line
+                }
+            },
+            None => emit.line,
+        };
         let record = if emit.alert {
             Record::alert(line, emit.severity)
         } else {
@@ -303,9 +330,10 @@ impl Daemon {
         self.sinks.send(&record);
     }
 
-    fn emit_health(&mut self, doc: Value, severity: Severity) {
+    fn emit_health(&mut self, mut doc: Value, severity: Severity) {
+        self.seq.stamp(&mut doc);
         self.emit(Emit {
-            doc,
+            line: doc.to_string().into(),
             severity,
             alert: false,
         });
@@ -352,8 +380,7 @@ impl Daemon {
     }
 
     /// What was lost, per stage, in a fixed order.
-    fn losses(&self) -> anyhow::Result<Counters> {
-        let kernel = self.sensor.counters()?;
+    fn losses(&self, kernel: &KernelCounters) -> Counters {
         let mut l = vec![
             (
                 "ringbuf_drops".to_owned(),
@@ -368,16 +395,15 @@ impl Daemon {
             l.push((format!("{}_dropped", s.sink), s.dropped));
             l.push((format!("{}_failed", s.sink), s.failed));
         }
-        Ok(l)
+        l
     }
 
     /// Every counter: kernel, detection, sinks.
-    fn counters(&self) -> anyhow::Result<Counters> {
-        let kernel = self.sensor.counters()?;
+    fn counters(&self, kernel: &KernelCounters) -> Counters {
         let mut c: Counters = counter::NAMES
             .iter()
             .zip(kernel)
-            .map(|(n, v)| (n.to_string(), v))
+            .map(|(n, v)| (n.to_string(), *v))
             .collect();
         let d = self.detector.counts;
         c.extend([
@@ -393,11 +419,11 @@ impl Daemon {
             c.push((format!("{}_dropped", s.sink), s.dropped));
             c.push((format!("{}_failed", s.sink), s.failed));
         }
-        Ok(c)
+        c
     }
 
     fn heartbeat_record(&self) -> anyhow::Result<Value> {
-        let c = self.counters()?;
+        let c = self.counters(&self.sensor.counters()?);
         let get = |name: &str| c.iter().find(|(n, _)| n == name).map_or(0, |(_, v)| *v);
         let message = format!(
             "boot-copy heartbeat: {} execs seen, {} candidates, {} alerts, {} suppressed, {} kernel drops",
@@ -417,8 +443,8 @@ impl Daemon {
     }
 
     /// The status file and the metrics page, from the same counters.
-    fn write_status(&self, stopped: bool) -> anyhow::Result<()> {
-        let counters = self.counters()?;
+    fn write_status(&self, kernel: &KernelCounters, stopped: bool) -> anyhow::Result<()> {
+        let counters = self.counters(kernel);
         self.metrics.update(&counters);
         let mut status = Status::new(self.started, self.seq.last(), &counters, stopped);
         status.chain_hmac = self.chain.as_ref().and_then(Chain::last_hex);
@@ -429,12 +455,14 @@ impl Daemon {
     async fn shutdown(mut self, reader: &mut RingReader) -> anyhow::Result<()> {
         self.drain(reader);
         let mut out = Vec::new();
-        self.detector.close_windows(Instant::now(), true, &mut out);
+        self.detector
+            .close_windows(Instant::now(), true, &mut self.seq, &mut out);
         for emit in out {
             self.emit(emit);
         }
-        self.report_losses()?;
-        let counters = self.counters()?;
+        let kernel = self.sensor.counters()?;
+        self.report_losses(&kernel);
+        let counters = self.counters(&kernel);
         let stop = self.origin.record(
             "state",
             "agent-stopped",
@@ -443,7 +471,7 @@ impl Daemon {
             json!({ "counters": counters_json(&counters) }),
         );
         self.emit_health(stop, Severity::Info);
-        self.write_status(true)?;
+        self.write_status(&kernel, true)?;
         let stats = self.sinks.shutdown(SHUTDOWN).await;
         let lost: u64 = stats.iter().map(|s| s.dropped).sum();
         if self.detached > 0 {

@@ -129,7 +129,7 @@ pub fn build(rule: &Rule, event: &Map<String, Value>) -> Map<String, Value> {
             carry_event_fields(&mut out, key, value);
         }
     }
-    let message = message(rule, event);
+    let message = message(rule, &json_message_parts(event));
     for (key, value) in rule_fields(rule) {
         match (out.get_mut(&key), value) {
             (Some(Value::Object(mine)), Value::Object(theirs)) => mine.extend(theirs),
@@ -166,54 +166,83 @@ fn carry_event_fields(out: &mut Map<String, Value>, key: &str, value: &Value) {
     }
 }
 
+/// What an alert's message says, wherever the event's fields come from.
+#[derive(Debug, Default)]
+pub struct MessageParts<'a> {
+    pub user_name: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    /// The command line, else the executable, else the process name.
+    pub command: Option<&'a str>,
+    pub pid: Option<String>,
+    pub parent_name: Option<&'a str>,
+    pub parent_executable: Option<&'a str>,
+    pub parent_pid: Option<String>,
+}
+
 /// Who ran what, under which parent: "Boot File Copy: root ran `cp a /boot/x` (pid 10) under
 /// bash (/usr/bin/bash, pid 9)". Parts the event lacks are left out.
-fn message(rule: &Rule, e: &Map<String, Value>) -> String {
-    let text = |path: &str| lookup(e, path).and_then(Value::as_str);
-    let number = |path: &str| lookup(e, path).filter(|v| v.is_number());
+pub fn message(rule: &Rule, p: &MessageParts) -> String {
+    use std::fmt::Write as _;
+    // Writing into a String cannot fail.
     let mut m = format!("{}:", rule.name);
-    if let Some(user) = text("user.name") {
-        m.push_str(&format!(" {user}"));
-    } else if let Some(id) = text("user.id") {
-        m.push_str(&format!(" uid {id}"));
+    if let Some(user) = p.user_name {
+        let _ = write!(m, " {user}");
+    } else if let Some(id) = p.user_id {
+        let _ = write!(m, " uid {id}");
     }
-    let command = ["process.command_line", "process.executable", "process.name"]
-        .iter()
-        .find_map(|p| text(p));
-    if let Some(command) = command {
-        m.push_str(&format!(" ran `{}`", shorten(command, 200)));
+    if let Some(command) = p.command {
+        let _ = write!(m, " ran `{}`", shorten(command, 200));
     }
-    if let Some(pid) = number("process.pid") {
-        m.push_str(&format!(" (pid {pid})"));
+    if let Some(pid) = &p.pid {
+        let _ = write!(m, " (pid {pid})");
     }
-    let parent_exe = text("process.parent.executable");
-    let parent_name = text("process.parent.name")
+    let parent_exe = p.parent_executable;
+    let parent_name = p
+        .parent_name
         .or_else(|| parent_exe.map(|x| x.rsplit('/').next().unwrap_or(x)));
     if let Some(name) = parent_name {
-        m.push_str(&format!(" under {name}"));
-        let pid = number("process.parent.pid").map(|p| format!("pid {p}"));
-        let details: Vec<String> = parent_exe
-            .map(str::to_owned)
-            .into_iter()
-            .chain(pid)
-            .collect();
-        if !details.is_empty() {
-            m.push_str(&format!(" ({})", details.join(", ")));
+        let _ = write!(m, " under {name}");
+        match (parent_exe, &p.parent_pid) {
+            (Some(exe), Some(pid)) => _ = write!(m, " ({exe}, pid {pid})"),
+            (Some(exe), None) => _ = write!(m, " ({exe})"),
+            (None, Some(pid)) => _ = write!(m, " (pid {pid})"),
+            (None, None) => {}
         }
     }
     m
 }
 
+/// The message parts of a JSON event.
+fn json_message_parts(e: &Map<String, Value>) -> MessageParts<'_> {
+    let text = |path: &str| lookup(e, path).and_then(Value::as_str);
+    let number = |path: &str| {
+        lookup(e, path)
+            .filter(|v| v.is_number())
+            .map(Value::to_string)
+    };
+    MessageParts {
+        user_name: text("user.name"),
+        user_id: text("user.id"),
+        command: ["process.command_line", "process.executable", "process.name"]
+            .iter()
+            .find_map(|p| text(p)),
+        pid: number("process.pid"),
+        parent_name: text("process.parent.name"),
+        parent_executable: text("process.parent.executable"),
+        parent_pid: number("process.parent.pid"),
+    }
+}
+
 /// At most `max` bytes of `s` (on a character boundary), marked when cut.
-fn shorten(s: &str, max: usize) -> String {
+fn shorten(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if s.len() <= max {
-        return s.to_owned();
+        return s.into();
     }
     let cut = (0..=max)
         .rev()
         .find(|i| s.is_char_boundary(*i))
         .unwrap_or(0);
-    format!("{}…", &s[..cut])
+    format!("{}…", &s[..cut]).into()
 }
 
 /// A field of `obj` by dotted path, whether the event spells it nested, dotted or mixed.

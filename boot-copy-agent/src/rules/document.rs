@@ -9,10 +9,16 @@
 //! - `null` and `[]` are not indexed: an empty array (or one holding only nulls) is a missing
 //!   field, and a `null` value behaves exactly like a missing one (`f != null` is false for both).
 //!   `""` is a value and exists.
+//!
+//! The live daemon builds documents field by field from the exec (with `'static` field names, so
+//! no name is allocated) on top of a shared base holding the fields every event of the host has
+//! (`host.*`, `agent.*`); `replay` flattens JSON.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 /// A small, fast, non-cryptographic hasher for field names (the FxHash mixing step). Field
 /// names come from rules and events; a flood of colliding names in one event only slows that
@@ -51,7 +57,10 @@ impl Hasher for FieldHasher {
     }
 }
 
-type FieldMap = HashMap<String, Value, BuildHasherDefault<FieldHasher>>;
+type FieldMap = HashMap<Cow<'static, str>, Value, BuildHasherDefault<FieldHasher>>;
+
+/// A set of field names (those the loaded rules read).
+pub type FieldSet = std::collections::HashSet<String, BuildHasherDefault<FieldHasher>>;
 
 /// One value of a field. `Array` holds scalars only (never nested arrays, never `Null`).
 #[derive(Debug, Clone, PartialEq)]
@@ -127,14 +136,32 @@ fn push_flat(out: &mut Vec<Value>, value: Value) {
 }
 
 /// An event: dotted field name → value.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Document {
     fields: FieldMap,
+    /// Fields shared by many documents, none of which this one sets itself.
+    base: Option<Arc<Document>>,
+}
+
+/// Documents are equal when they hold the same fields, however they are layered.
+impl PartialEq for Document {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
 }
 
 impl Document {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty document on top of `base`, with room for `capacity` fields of its own. The
+    /// fields inserted afterwards must not be in `base` (they would shadow it, not merge).
+    pub fn with_base(base: Arc<Document>, capacity: usize) -> Self {
+        Self {
+            fields: FieldMap::with_capacity_and_hasher(capacity, Default::default()),
+            base: Some(base),
+        }
     }
 
     /// Flattens a JSON event. A non-object yields an empty document.
@@ -203,7 +230,7 @@ impl Document {
 
     /// Sets a field. Values for a field that is already present are merged into an array (as
     /// when a document spells the same field both nested and dotted). An empty array is ignored.
-    pub fn insert(&mut self, field: impl Into<String>, value: impl Into<Value>) {
+    pub fn insert(&mut self, field: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
         let mut value = value.into();
         if let Value::Array(items) = value {
             let mut flat = Vec::with_capacity(items.len());
@@ -213,7 +240,12 @@ impl Document {
             }
             value = Value::Array(flat);
         }
-        match self.fields.entry(field.into()) {
+        let field = field.into();
+        debug_assert!(
+            self.base.as_ref().is_none_or(|b| b.get(&field).is_none()),
+            "{field} is in the base document"
+        );
+        match self.fields.entry(field) {
             Entry::Vacant(slot) => {
                 slot.insert(value);
             }
@@ -231,7 +263,7 @@ impl Document {
         }
     }
 
-    /// Removes a field.
+    /// Removes a field of this document's own (not of its base).
     pub fn remove(&mut self, field: &str) -> Option<Value> {
         self.fields.remove(field)
     }
@@ -239,7 +271,9 @@ impl Document {
     /// The value of a field (no allocation).
     #[inline]
     pub fn get(&self, field: &str) -> Option<&Value> {
-        self.fields.get(field)
+        self.fields
+            .get(field)
+            .or_else(|| self.base.as_ref()?.get(field))
     }
 
     /// Whether the field has at least one non-null value (`field != null`).
@@ -249,16 +283,20 @@ impl Document {
     }
 
     /// All fields, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.fields.iter().map(|(k, v)| (k.as_str(), v))
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (&str, &Value)> + '_> {
+        let own = self.fields.iter().map(|(k, v)| (k.as_ref(), v));
+        match &self.base {
+            Some(base) => Box::new(own.chain(base.iter())),
+            None => Box::new(own),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.fields.len()
+        self.fields.len() + self.base.as_ref().map_or(0, |b| b.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        self.len() == 0
     }
 }
 

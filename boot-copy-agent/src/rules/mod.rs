@@ -21,7 +21,7 @@ pub mod replay;
 pub mod rulefile;
 pub mod ruleset;
 
-pub use document::{Document, Value};
+pub use document::{Document, FieldSet, Value};
 pub use eql::{CompiledQuery, EqlError};
 pub use exceptions::Exceptions;
 pub use prefilter::Prefilter;

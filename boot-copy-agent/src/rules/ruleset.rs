@@ -4,6 +4,7 @@ use super::document::Document;
 use super::exceptions::{CompiledItem, ExceptionError, Exceptions, compile_items};
 use super::prefilter::Prefilter;
 use super::rulefile::Rule;
+use std::collections::BTreeSet;
 
 /// Rules and their compiled exception items.
 #[derive(Debug, Clone, Default)]
@@ -69,13 +70,35 @@ impl RuleSet {
     /// The rules whose query matches `doc` and none of whose exception items match it.
     /// Allocates nothing.
     pub fn evaluate<'a>(&'a self, doc: &'a Document) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.matching(doc).map(|(_, rule)| rule)
+    }
+
+    /// [`RuleSet::evaluate`], with each rule's index in [`RuleSet::rules`].
+    pub fn matching<'a>(
+        &'a self,
+        doc: &'a Document,
+    ) -> impl Iterator<Item = (usize, &'a Rule)> + 'a {
         self.rules
             .iter()
             .zip(&self.exceptions)
-            .filter(move |(rule, items)| {
+            .enumerate()
+            .filter(move |(_, (rule, items))| {
                 rule.query.matches(doc) && !items.iter().any(|i| i.0.eval(doc))
             })
-            .map(|(rule, _)| rule)
+            .map(|(i, (rule, _))| (i, rule))
+    }
+
+    /// Every field the rules and their exceptions read: a document holding only these gets
+    /// the same verdicts as the whole event.
+    pub fn fields(&self) -> BTreeSet<&str> {
+        let mut out = BTreeSet::new();
+        for rule in &self.rules {
+            out.extend(rule.query.fields());
+        }
+        for item in self.exceptions.iter().flatten() {
+            item.0.fields_into(&mut out);
+        }
+        out
     }
 
     /// The process names the kernel must report for these rules.

@@ -24,9 +24,10 @@ impl RingReader {
         }
     }
 
-    /// Waits until the ring is readable or `poll_interval` elapses. Unwatched records are
-    /// submitted without a wake-up, so callers drain after every return, readable or not.
-    pub async fn wait(&mut self, poll_interval: Duration) -> io::Result<()> {
+    /// Waits until the ring is readable or `poll_interval` (if any) elapses. Unwatched records
+    /// are submitted without a wake-up, so callers that receive them drain after every return,
+    /// readable or not.
+    pub async fn wait(&mut self, poll_interval: Option<Duration>) -> io::Result<()> {
         if let State::Plain(_) = self.state {
             let State::Plain(ring) = std::mem::replace(&mut self.state, State::Empty) else {
                 unreachable!("checked above")
@@ -45,14 +46,15 @@ impl RingReader {
         let State::Registered(fd) = &mut self.state else {
             return Ok(());
         };
-        match tokio::time::timeout(poll_interval, fd.readable_mut()).await {
-            Ok(Ok(mut guard)) => {
-                guard.clear_ready();
-                Ok(())
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_elapsed) => Ok(()),
-        }
+        let readable = match poll_interval {
+            Some(interval) => match tokio::time::timeout(interval, fd.readable_mut()).await {
+                Ok(readable) => readable,
+                Err(_elapsed) => return Ok(()),
+            },
+            None => fd.readable_mut().await,
+        };
+        readable?.clear_ready();
+        Ok(())
     }
 
     /// Calls `f` for every record currently in the ring; returns how many.

@@ -171,12 +171,20 @@ impl AlertLog {
         }
     }
 
-    fn needs_rotation(&self, len: usize) -> bool {
-        let Some(log) = &self.log else { return false };
-        self.max_bytes > 0
-            && log.size > 0
-            && log.size + len as u64 > self.max_bytes
-            && Instant::now() >= self.rotate_retry_at
+    /// Whether writing `len` more bytes would pass `max_bytes`. The size is re-read from the
+    /// file before saying yes, so a truncation by others (logrotate's copytruncate) is followed.
+    fn needs_rotation(&mut self, len: usize) -> bool {
+        let Some(log) = &mut self.log else {
+            return false;
+        };
+        let over = |size: u64| size > 0 && size + len as u64 > self.max_bytes;
+        if self.max_bytes == 0 || !over(log.size) || Instant::now() < self.rotate_retry_at {
+            return false;
+        }
+        if let Ok(m) = log.file.metadata() {
+            log.size = m.len();
+        }
+        over(log.size)
     }
 
     /// `alerts.ndjson.{N-1}` → `.N`, …, `alerts.ndjson` → `.1`, then a new `alerts.ndjson`.
@@ -262,15 +270,10 @@ impl Worker for AlertLog {
     /// Is the file we hold still the one at the path? logrotate renames it (then we follow to
     /// the new file), someone may delete or move it (then we recreate it).
     fn check(&mut self, shared: &Shared) {
-        let Some(log) = &mut self.log else { return };
-        let links = match log.file.metadata() {
-            Ok(m) => {
-                // Follows truncation by others (logrotate copytruncate).
-                log.size = m.len();
-                m.nlink()
-            }
-            Err(_) => 1,
-        };
+        let Some(log) = &self.log else { return };
+        // One stat of the path per record; the open file is looked at only when the path does
+        // not lead to it.
+        let links = || log.file.metadata().map_or(1, |m| m.nlink());
         match fs::symlink_metadata(&self.path) {
             Ok(m) if m.dev() == log.dev && m.ino() == log.ino => {}
             Ok(_) => {
@@ -280,7 +283,7 @@ impl Worker for AlertLog {
                 );
                 self.reopen_now(shared);
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound && links == 0 => {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && links() == 0 => {
                 tracing::warn!(
                     "alert log {} was deleted; recreating it",
                     self.path.display()

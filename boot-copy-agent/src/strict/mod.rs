@@ -23,11 +23,12 @@ pub mod options;
 pub mod paths;
 
 use boot_copy_common::exec_flags;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::decode::Exec;
 use crate::rules::{
-    Prefilter, Rule,
+    Prefilter, Rule, Value as DocValue,
     eql::ast::{CmpOp, Expr, Literal},
 };
 
@@ -47,21 +48,56 @@ pub struct Analysis {
 impl Analysis {
     /// The `boot_copy.strict` object.
     pub fn fields(&self) -> Value {
-        let mut v = json!({
-            "tool": self.tool,
-            "identified_by": match self.how {
+        serde_json::to_value(self.fields_view()).expect("strict fields serialize")
+    }
+
+    /// The `boot_copy.strict` fields, borrowed.
+    pub fn fields_view(&self) -> StrictFields<'_> {
+        StrictFields {
+            boot_paths: &self.boot_paths,
+            evasion: &self.evasion,
+            identified_by: match self.how {
                 identity::How::Name => "name",
                 identity::How::Applet => "applet",
                 identity::How::File => "file",
             },
-            "targets": self.targets,
-            "boot_paths": self.boot_paths,
-            "into_boot": !self.boot_paths.is_empty(),
+            into_boot: !self.boot_paths.is_empty(),
+            targets: &self.targets,
+            tool: self.tool,
+        }
+    }
+}
+
+/// `boot_copy.strict.*` (fields in JSON key order; `evasion` absent when empty).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StrictFields<'a> {
+    pub boot_paths: &'a [String],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub evasion: &'a [&'static str],
+    pub identified_by: &'static str,
+    pub into_boot: bool,
+    pub targets: &'a [String],
+    pub tool: &'static str,
+}
+
+impl StrictFields<'_> {
+    /// Hands the fields, by dotted name, to `put` (which makes a value only if it wants it).
+    pub fn fill(&self, put: &mut dyn FnMut(&'static str, &mut dyn FnMut() -> DocValue)) {
+        let texts = |v: &[String]| DocValue::from(v.iter().map(String::as_str).collect::<Vec<_>>());
+        put("boot_copy.strict.boot_paths", &mut || {
+            texts(self.boot_paths)
         });
         if !self.evasion.is_empty() {
-            v["evasion"] = json!(self.evasion);
+            put("boot_copy.strict.evasion", &mut || {
+                self.evasion.to_vec().into()
+            });
         }
-        v
+        put("boot_copy.strict.identified_by", &mut || {
+            self.identified_by.into()
+        });
+        put("boot_copy.strict.into_boot", &mut || self.into_boot.into());
+        put("boot_copy.strict.targets", &mut || texts(self.targets));
+        put("boot_copy.strict.tool", &mut || self.tool.into());
     }
 }
 
@@ -241,6 +277,7 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn a(exe: &str, line: &str, cwd: &str) -> Option<(Vec<String>, bool, Vec<&'static str>)> {
         let args: Vec<String> = line.split_whitespace().map(String::from).collect();

@@ -20,6 +20,20 @@ pub use wildcard::Wildcard;
 use crate::rules::document::Document;
 pub(crate) use compile::{Node, Operand, Test};
 
+impl Node {
+    /// Adds the fields this condition reads to `out`: all a document needs for its verdict.
+    pub(crate) fn fields_into<'a>(&'a self, out: &mut BTreeSet<&'a str>) {
+        match self {
+            Node::Const(_) => {}
+            Node::All(items) | Node::Any(items) => items.iter().for_each(|n| n.fields_into(out)),
+            Node::Not(inner) => inner.fields_into(out),
+            Node::Test(field, _) => {
+                out.insert(field);
+            }
+        }
+    }
+}
+
 /// A query that cannot be parsed or is not supported, with its position in the query text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{line}:{col}: {message}")]
@@ -77,18 +91,8 @@ impl CompiledQuery {
 
     /// Every field the query reads (including the implicit `event.category`).
     pub fn fields(&self) -> BTreeSet<&str> {
-        fn walk<'a>(node: &'a Node, out: &mut BTreeSet<&'a str>) {
-            match node {
-                Node::Const(_) => {}
-                Node::All(items) | Node::Any(items) => items.iter().for_each(|n| walk(n, out)),
-                Node::Not(inner) => walk(inner, out),
-                Node::Test(field, _) => {
-                    out.insert(field);
-                }
-            }
-        }
         let mut out = BTreeSet::new();
-        walk(&self.root, &mut out);
+        self.root.fields_into(&mut out);
         out
     }
 }
