@@ -422,8 +422,8 @@ fn stopped_consumer_drops_are_counted_and_reported(agent: &mut Agent) {
     // Only a loss record from this storm counts.
     agent.seen.clear();
     agent.signal(nix::sys::signal::Signal::SIGSTOP);
-    // Watched execs carry up to 512 KiB of arguments: 50 records of 300 KiB are nearly twice
-    // the default 8 MiB ring, in few enough execs to stay quick under emulation.
+    // Watched execs carry up to 512 KiB of arguments: 50 records of 300 KiB are over three
+    // times the default 4 MiB ring, in few enough execs to stay quick under emulation.
     let padding = "P".repeat(100 * 1024);
     for _ in 0..50 {
         run(Command::new("cp")

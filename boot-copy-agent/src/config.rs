@@ -80,7 +80,7 @@ pub struct SensorSettings {
 impl Default for SensorSettings {
     fn default() -> Self {
         Self {
-            ring_buffer_bytes: 8 << 20,
+            ring_buffer_bytes: 4 << 20,
             process_table_entries: boot_copy_common::PROC_TABLE_ENTRIES,
             btf: PathBuf::from(crate::sensor::KERNEL_BTF),
         }
@@ -294,7 +294,7 @@ mod tests {
         assert!(c.sinks.alert_log.enabled);
         assert_eq!(c.alert_budget.max_alerts, 100);
         assert_eq!(c.alert_budget.window_seconds, 300);
-        assert_eq!(c.sensor.ring_buffer_bytes, 8 << 20);
+        assert_eq!(c.sensor.ring_buffer_bytes, 4 << 20);
         assert_eq!(c.metrics.listen, None);
     }
 

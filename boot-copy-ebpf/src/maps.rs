@@ -8,7 +8,7 @@ use boot_copy_common::{
     ExecRecord, NAME_KEY_CAP, ProcImage, WATCHED_ENTRIES, WATCHED_SIZE_ENTRIES, counter,
 };
 
-/// Exec records for the agent. The loader sets the size (default 8 MiB).
+/// Exec records for the agent. The loader sets the size (default 4 MiB).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);
 

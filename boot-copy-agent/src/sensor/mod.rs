@@ -63,7 +63,7 @@ impl Default for SensorConfig {
             watched: Vec::new(),
             watched_sizes: Vec::new(),
             all_execs: false,
-            ring_bytes: 8 << 20,
+            ring_bytes: 4 << 20,
             table_entries: PROC_TABLE_ENTRIES,
             btf: PathBuf::from(KERNEL_BTF),
         }

@@ -160,7 +160,7 @@ impl Agent {
     }
 
     /// Resident KiB of the agent's BPF map mappings (the ring buffer: the kernel maps its data
-    /// pages twice, so an 8 MiB ring shows as up to 16 MiB once read all round).
+    /// pages twice, so a 4 MiB ring shows as up to 8 MiB once read all round).
     fn bpf_map_rss_kib(&self) -> anyhow::Result<f64> {
         let smaps = fs::read_to_string(format!("/proc/{}/smaps", self.pid()))?;
         let mut in_map = false;

@@ -21,7 +21,7 @@ const WORKERS: usize = 2;
 const STORM: Duration = Duration::from_secs(5);
 /// How long alerts may keep arriving after the storm before the block ends.
 const DRAIN_IDLE: Duration = Duration::from_secs(3);
-const DEFAULT_RING: u32 = 8 << 20;
+const DEFAULT_RING: u32 = 4 << 20;
 const LARGEST_RING: u32 = 1 << 30;
 /// Loss stages in the agent's counters, in pipeline order.
 const STAGES: [&str; 6] = [
@@ -297,7 +297,7 @@ fn search_lines(search: &[(u32, Block)], zero_ring: Option<u32>) -> String {
         })
         .collect();
     let found = match zero_ring {
-        Some(r) if r == DEFAULT_RING => "the default ring (8 MiB) dropped nothing".to_owned(),
+        Some(r) if r == DEFAULT_RING => "the default ring (4 MiB) dropped nothing".to_owned(),
         Some(r) => format!(
             "{} MiB is the first size that dropped nothing in a {}-s storm",
             r >> 20,
