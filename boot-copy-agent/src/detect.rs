@@ -7,7 +7,7 @@
 use crate::{
     budget::{Budget, BudgetConfig, Suppressed},
     decode,
-    ecs::{Describer, Ecs, ExecEvent, Ids, Ours, ProcessFields},
+    ecs::{Describer, Ecs, ExecEvent, Ids, OursParent, OursProcess, ProcessFields},
     health::{Origin, Sequencer},
     process::{clock::rfc3339, context},
     rules::{FieldSet, Rule, RuleSet, alert},
@@ -167,6 +167,8 @@ struct AlertTemplate {
     risk_score: Value,
     rule: Box<RawValue>,
     threat: Option<Box<RawValue>>,
+    /// `boot_copy.rule`: every reference of a rule that has several.
+    ours: Option<Box<RawValue>>,
 }
 
 impl AlertTemplate {
@@ -182,6 +184,9 @@ impl AlertTemplate {
             risk_score: fields["event"]["risk_score"].clone(),
             rule: raw("rule").expect("every rule has rule fields"),
             threat: raw("threat"),
+            ours: fields.get(crate::ecs::NAMESPACE).map(|v| {
+                RawValue::from_string(v["rule"].to_string()).expect("serialized JSON is valid JSON")
+            }),
         }
     }
 }
@@ -193,7 +198,7 @@ struct Alert<'a> {
     #[serde(rename = "@timestamp")]
     timestamp: &'a str,
     agent: &'a RawValue,
-    boot_copy: &'a Ours<'a>,
+    boot_copy: AlertOurs<'a>,
     ecs: Ecs,
     event: AlertEvent<'a>,
     group: &'a Ids<'a>,
@@ -204,6 +209,19 @@ struct Alert<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     threat: Option<&'a RawValue>,
     user: &'a Ids<'a>,
+}
+
+/// The event's `boot_copy` with the rule's own (its references), fields in JSON key order.
+#[derive(Serialize)]
+struct AlertOurs<'a> {
+    parent: &'a OursParent,
+    process: &'a OursProcess<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strict: Option<&'a crate::strict::StrictFields<'a>>,
 }
 
 /// The event's `event.*` with the rule's kind and scoring.
@@ -237,7 +255,13 @@ fn alert<'a>(template: &'a AlertTemplate, rule: &Rule, event: &'a ExecEvent<'a>)
     Alert {
         timestamp: &event.timestamp,
         agent: event.agent,
-        boot_copy: &event.boot_copy,
+        boot_copy: AlertOurs {
+            parent: &event.boot_copy.parent,
+            process: &event.boot_copy.process,
+            rule: template.ours.as_deref(),
+            seq: event.boot_copy.seq,
+            strict: event.boot_copy.strict.as_ref(),
+        },
         ecs: event.ecs,
         event: AlertEvent {
             action: event.event.action,
@@ -300,10 +324,18 @@ mod tests {
     /// with `alert::build`), numbered like the daemon numbers records.
     fn generic_alert(rule: &Rule, event: &Value, seq: u64) -> Value {
         let mut doc = alert::build(rule, event.as_object().unwrap());
-        for key in ["ecs", "agent", crate::ecs::NAMESPACE] {
+        for key in ["ecs", "agent"] {
             if let Some(v) = event.get(key) {
                 doc.insert(key.to_owned(), v.clone());
             }
+        }
+        let ours = doc
+            .entry(crate::ecs::NAMESPACE)
+            .or_insert_with(|| json!({}));
+        if let (Some(ours), Some(Value::Object(event_ours))) =
+            (ours.as_object_mut(), event.get(crate::ecs::NAMESPACE))
+        {
+            ours.extend(event_ours.clone());
         }
         let mut doc = Value::Object(doc);
         let mut s = Sequencer::default();
@@ -428,6 +460,9 @@ mod tests {
             crate::rules::bundled_strict(),
         ];
         let set = RuleSet::from_rules(rules.to_vec());
+        // A rule with several references keeps them all under `boot_copy.rule`.
+        let mut referenced = rules[0].clone();
+        referenced.references = vec!["https://a.example/".into(), "https://b.example/".into()];
         let mut fired = Vec::new();
         let mut analyzer = crate::strict::Analyzer::default();
         for (n, ctx) in contexts().iter().enumerate() {
@@ -444,13 +479,20 @@ mod tests {
             assert!(only_read.len() < whole.len());
             assert_eq!(verdicts(&only_read), verdicts(&whole), "exec {n}");
             fired.extend(verdicts(&whole));
-            for rule in &rules {
+            for rule in rules.iter().chain([&referenced]) {
                 let template = AlertTemplate::new(rule);
                 event.boot_copy.seq = Some(7);
                 let typed = serde_json::to_string(&alert(&template, rule, &event)).unwrap();
                 event.boot_copy.seq = None;
                 let generic = generic_alert(rule, &serde_json::to_value(&event).unwrap(), 7);
                 assert_eq!(typed, generic.to_string(), "exec {n}, rule {}", rule.name);
+                if std::ptr::eq(rule, &referenced) {
+                    let a: Value = serde_json::from_str(&typed).unwrap();
+                    assert_eq!(
+                        a["boot_copy"]["rule"]["references"][1],
+                        "https://b.example/"
+                    );
+                }
             }
         }
         // Both rules fired on some exec: the verdicts compared above were not all empty.
