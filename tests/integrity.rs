@@ -11,37 +11,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "support/daemon.rs"]
+mod daemon;
+
+use daemon::{PUBLISHED, WAIT, in_boot_namespace, tempdir, unique};
+
 const AGENT: &str = env!("CARGO_BIN_EXE_boot-copy-agent");
-const BOOT_FILE_COPY: &str = "5bda8597-69a6-4b9e-87a2-69a7c963ea83";
 /// CAP_BPF (39) and CAP_SYS_PTRACE (19).
 const KEPT_CAPS: u64 = 1 << 39 | 1 << 19;
 const NOBODY: u32 = 65534;
-
-fn wait() -> Duration {
-    let slowdown = std::env::var("BOOT_COPY_TEST_SLOWDOWN")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    Duration::from_secs(20) * slowdown
-}
-
-fn unique() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A fresh root-owned directory (0755) for one test's files.
-fn tempdir(tag: &str) -> PathBuf {
-    let dir = PathBuf::from(format!("/tmp/boot-copy-integrity-{tag}-{}", unique()));
-    fs::create_dir_all(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
 
 fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
@@ -121,7 +99,7 @@ impl Agent {
 
     /// The last record matching `pred`, waiting for one.
     fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-        let deadline = Instant::now() + wait();
+        let deadline = Instant::now() + *WAIT;
         loop {
             let exited = self.child.try_wait().ok().flatten();
             if let Some(r) = self.records().into_iter().rev().find(|r| pred(r)) {
@@ -147,7 +125,7 @@ impl Agent {
         in_boot_namespace(&format!("cp /etc/hostname {target}"));
         self.wait_for(|r| {
             r["event"]["kind"] == "alert"
-                && r["rule"]["id"] == BOOT_FILE_COPY
+                && r["rule"]["id"] == PUBLISHED
                 && r["process"]["args"]
                     .as_array()
                     .is_some_and(|a| a.iter().any(|x| x == target.as_str()))
@@ -169,16 +147,6 @@ impl Drop for Agent {
             let _ = self.child.wait();
         }
     }
-}
-
-/// Runs `script` with /bin/sh in a private mount namespace where /boot is an empty tmpfs.
-fn in_boot_namespace(script: &str) {
-    let full = format!("mount -t tmpfs boot-copy-test /boot && {script}");
-    let status = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "/bin/sh", "-c", &full])
-        .status()
-        .expect("unshare runs");
-    assert!(status.success(), "scenario failed: {script}");
 }
 
 /// `Cap*:` and `NoNewPrivs:` lines of /proc/PID/task/TID/status, as numbers.
@@ -565,7 +533,7 @@ fn hmac_chain_verifies_a_real_log_and_names_each_kind_of_tampering() {
 fn close_fd_in(pid: i32, fd: i32) {
     use libc::{PTRACE_ATTACH, PTRACE_DETACH, PTRACE_GETREGS, PTRACE_PEEKTEXT, PTRACE_SETREGS};
     use libc::{PTRACE_SINGLESTEP, ptrace, user_regs_struct, waitpid};
-    let deadline = Instant::now() + wait();
+    let deadline = Instant::now() + *WAIT;
     loop {
         // SAFETY: plain ptrace(2) calls on a process this test started; registers are restored.
         unsafe {

@@ -18,27 +18,13 @@ use daemon::{Agent, WAIT, in_boot_namespace, tempdir, unique};
 /// watches only this test's execs, so execs of other processes on the machine (other tests copy
 /// files too) cannot take ring-buffer space or add drops.
 fn rule_for(name: &str) -> String {
-    format!(
-        r#"[metadata]
-creation_date = "2026/01/01"
-maturity = "development"
-updated_date = "2026/01/01"
-
-[rule]
-author = ["boot-copy tests"]
-description = "Copies into /boot by the overflow test's own copy tool."
-language = "eql"
-license = "MIT"
-name = "Overflow test copy"
-risk_score = 21
-rule_id = "0f0f0f0f-0000-4000-8000-000000000001"
-severity = "low"
-type = "eql"
-version = 1
-query = '''
-process where event.type == "start" and process.name == "{name}" and process.args like~ "/boot/*"
-'''
-"#
+    daemon::eql_rule(
+        "0f0f0f0f-0000-4000-8000-000000000001",
+        "Overflow test copy",
+        "Copies into /boot by the overflow test's own copy tool.",
+        &format!(
+            r#"process where event.type == "start" and process.name == "{name}" and process.args like~ "/boot/*""#
+        ),
     )
 }
 

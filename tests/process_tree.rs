@@ -30,27 +30,11 @@ fn rules_dir(work: &Path) -> PathBuf {
     fs::copy(bundled, dir.join("boot-file-copy.toml")).unwrap();
     fs::write(
         dir.join("any-boot-arg.toml"),
-        format!(
-            r#"[metadata]
-creation_date = "2026/01/01"
-maturity = "development"
-updated_date = "2026/01/01"
-
-[rule]
-author = ["boot-copy tests"]
-description = "Any exec with an argument under /boot/."
-language = "eql"
-license = "MIT"
-name = "Any /boot argument"
-risk_score = 21
-rule_id = "{CATCH_ALL}"
-severity = "low"
-type = "eql"
-version = 1
-query = '''
-process where event.type == "start" and process.args like~ "/boot/*"
-'''
-"#
+        daemon::eql_rule(
+            CATCH_ALL,
+            "Any /boot argument",
+            "Any exec with an argument under /boot/.",
+            r#"process where event.type == "start" and process.args like~ "/boot/*""#,
         ),
     )
     .unwrap();
