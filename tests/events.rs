@@ -309,8 +309,9 @@ fn forked_subshell_parent_carries_the_shell_image(agent: &mut Agent) {
     assert_eq!(e["boot_copy"]["parent"]["source"], "kernel");
 }
 
-/// A shell started before the agent, waiting to run `cp`: its image must come from the
-/// agent's seeding of the process table from /proc.
+/// A shell that forked a subshell before the agent started, the subshell waiting to exec `cp`:
+/// the shell's image must come from the agent's seeding of the process table from /proc (the
+/// kernel makes entries at forks, and this one came before the programs).
 struct EarlyParent {
     sh: Child,
 }
@@ -321,7 +322,7 @@ impl EarlyParent {
         fs::write(dir.join("a"), "x").unwrap();
         let sh = Command::new("/bin/sh")
             .arg("-c")
-            .arg("read go; cp a b")
+            .arg("(read go; exec cp a b); exit 0")
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .spawn()
@@ -340,7 +341,10 @@ impl EarlyParent {
             })
             .expect("cp event");
         assert_eq!(e["process"]["parent"]["executable"], resolved("/bin/sh"));
-        assert_eq!(e["process"]["parent"]["args"][2], "read go; cp a b");
+        assert_eq!(
+            e["process"]["parent"]["args"][2],
+            "(read go; exec cp a b); exit 0"
+        );
         assert_eq!(e["boot_copy"]["parent"]["source"], "proc_seed");
     }
 }

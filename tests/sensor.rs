@@ -344,33 +344,41 @@ fn all_execs_wakeups_counters_and_table_lifecycle() {
     assert_eq!(r.header.flags & exec_flags::WATCHED, 0);
     assert_eq!(r.filename, b"/bin/true");
 
-    // A live process has a kernel entry (seed refuses); after its exit the entry is gone.
+    // A process gets its table entry at its first fork (the seed is then refused): here a shell
+    // that runs two commands, whose second child finds the shell described. One that never
+    // forks has none (the seed is taken).
+    let sh_pid = run(Command::new("/bin/sh").args(["-c", "/bin/true; /bin/echo two; exit 0"]));
+    let i = wait_for(&mut reader, &mut seen, |r| {
+        r.header.ppid == sh_pid && r.filename == b"/bin/echo"
+    })
+    .expect("no record for the shell's second child");
+    let parent = &seen[i].parent;
+    assert_ne!(seen[i].header.flags & exec_flags::PARENT_FOUND, 0);
+    assert_eq!(parent.tgid, sh_pid);
+    assert_eq!(parent.flags & image_flags::FROM_PROC, 0);
+    assert_eq!(
+        image_str(&parent.args, parent.args_len),
+        argv(&["/bin/sh", "-c", "/bin/true; /bin/echo two; exit 0"])
+    );
+    assert_eq!(parent.args_count, 3);
+    let image: ProcImage = unsafe { std::mem::zeroed() };
+    assert!(
+        !sensor.seed(sh_pid, &image).unwrap(),
+        "a forking shell has an entry"
+    );
     let mut sleeper = Command::new("/bin/sleep").arg("30").spawn().unwrap();
     let spid = sleeper.id();
-    let image: ProcImage = unsafe { std::mem::zeroed() };
-    let deadline = Instant::now() + WAIT;
-    // Wait for the exec (the fork entry alone would also refuse the seed).
-    while !seen.iter().any(|r| r.header.tgid == spid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        reader.drain(|raw| seen.push(decode(raw)));
-    }
-    assert!(
-        !sensor.seed(spid, &image).unwrap(),
-        "exec'd process has no table entry"
-    );
+    wait_for(&mut reader, &mut seen, |r| r.header.tgid == spid).expect("no record for sleep");
+    let took = sensor.seed(spid, &image).unwrap();
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
-    assert!(
-        sensor.seed(spid, &image).unwrap(),
-        "exited process kept its table entry"
-    );
+    assert!(took, "a process that never forked has no entry");
 
     let after = sensor.counters().unwrap();
     let delta = |c: u32| after[c as usize] - before[c as usize];
     assert!(delta(counter::EXECS_SEEN) >= 2);
     assert!(delta(counter::EVENTS_SUBMITTED) >= 2);
-    assert!(delta(counter::FORKS) >= 2);
-    assert!(delta(counter::EXITS) >= 2);
+    assert!(delta(counter::FORKS) >= 3);
     assert_eq!(delta(counter::RINGBUF_DROPS), 0);
 }
 

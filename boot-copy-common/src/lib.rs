@@ -58,8 +58,11 @@ pub mod image_flags {
     pub const EXE_IS_FILENAME: u32 = 1 << 3;
     /// Written by the agent from /proc at start, not by the kernel at exec.
     pub const FROM_PROC: u32 = 1 << 4;
-    /// Inherited at fork: the process has not exec'd since (a forked subshell).
+    /// Copied from the parent's entry: the process has not exec'd since it was forked (a
+    /// subshell).
     pub const FORKED: u32 = 1 << 5;
+    /// The argument read from user memory failed (a page swapped out); `args` is empty.
+    pub const ARGS_READ_FAILED: u32 = 1 << 6;
 }
 
 /// Counter indexes into the per-CPU `COUNTERS` array.
@@ -75,11 +78,10 @@ pub mod counter {
     pub const PATH_TRUNCATIONS: u32 = 6;
     pub const TABLE_UPDATE_FAILURES: u32 = 7;
     pub const FORKS: u32 = 8;
-    pub const EXITS: u32 = 9;
     /// Records submitted while a guarded kernel field is missing (see `kernel_fields`): each
     /// lacks the values those fields feed.
-    pub const DEGRADED_RECORDS: u32 = 10;
-    pub const COUNT: u32 = 11;
+    pub const DEGRADED_RECORDS: u32 = 9;
+    pub const COUNT: u32 = 10;
     /// Names in index order, as the agent reports them.
     pub const NAMES: [&str; COUNT as usize] = [
         "execs_seen",
@@ -91,7 +93,6 @@ pub mod counter {
         "path_truncations",
         "table_update_failures",
         "forks",
-        "exits",
         "degraded_records",
     ];
 }
@@ -105,7 +106,7 @@ pub mod counter {
 /// the agent refuses to start, naming it.
 pub mod kernel_fields {
     /// (bit, field, what is left empty without it).
-    pub const OPTIONAL: [(u32, &str, &str); 13] = [
+    pub const OPTIONAL: [(u32, &str, &str); 12] = [
         (
             0,
             "task_struct.start_boottime",
@@ -124,12 +125,19 @@ pub mod kernel_fields {
         ),
         (8, "file.f_inode", "executable size prefilter"),
         (9, "inode.i_size", "executable size prefilter"),
-        (10, "task_struct.signal", "process end (leader exit used)"),
-        (11, "signal_struct.live", "process end (leader exit used)"),
-        (12, "mm_struct.exe_file", "process.parent.executable"),
+        (
+            12,
+            "mm_struct.exe_file",
+            "process.parent.executable, parent context of forked subshells",
+        ),
+        (
+            13,
+            "mm_struct.start_stack",
+            "process.parent.args_count beyond the captured arguments",
+        ),
     ];
     /// (bit, field).
-    pub const REQUIRED: [(u32, &str); 22] = [
+    pub const REQUIRED: [(u32, &str); 24] = [
         (32, "task_struct.pid"),
         (33, "task_struct.tgid"),
         (34, "task_struct.real_parent"),
@@ -152,11 +160,93 @@ pub mod kernel_fields {
         (51, "mount.mnt"),
         (52, "mount.mnt_parent"),
         (53, "mount.mnt_mountpoint"),
+        (54, "task_struct.group_leader"),
+        (55, "task_struct.self_exec_id"),
     ];
     pub const START_BOOTTIME: u64 = 1 << 0;
 }
 
-/// `CONFIG` array index 0 bits.
+/// `CONFIG[0]`: what the exec program sends, read on every exec, so kept in one cache line.
+///
+/// Beside the flags, two bitmaps (one-hash Bloom filters) of the watched names and sizes:
+/// an exec whose name and size bits are clear is not watched, and the exec program decides
+/// that without a hash-map lookup; a set bit sends it on to `WATCHED` and `WATCHED_SIZES`,
+/// which decide.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prefilter {
+    /// `config_flags`.
+    pub flags: u64,
+    pub names: [u64; 4],
+    pub sizes: [u64; 2],
+}
+
+/// A watched-name key as the exec program holds it (8-byte aligned words).
+pub type NameWords = [u64; NAME_KEY_CAP / 8];
+
+impl Prefilter {
+    pub fn new(names: &[NameWords], sizes: &[u64], flags: u64) -> Self {
+        let mut p = Prefilter {
+            flags,
+            ..Default::default()
+        };
+        for words in names {
+            let bit = name_bit(words);
+            p.names[bit / 64] |= 1 << (bit % 64);
+        }
+        for &size in sizes {
+            let bit = size_bit(size);
+            p.sizes[bit / 64] |= 1 << (bit % 64);
+        }
+        p
+    }
+
+    /// False when the name is certainly not watched.
+    #[inline(always)]
+    pub fn may_watch_name(&self, words: &NameWords) -> bool {
+        let bit = name_bit(words);
+        self.names[(bit / 64) & 3] & (1 << (bit % 64)) != 0
+    }
+
+    /// False when the size is certainly not watched.
+    #[inline(always)]
+    pub fn may_watch_size(&self, size: u64) -> bool {
+        let bit = size_bit(size);
+        self.sizes[(bit / 64) & 1] & (1 << (bit % 64)) != 0
+    }
+}
+
+/// Fibonacci hashing: the top bits of a multiply by 2^64 / φ.
+const PHI: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[inline(always)]
+fn name_bit(words: &NameWords) -> usize {
+    let mut h = 0u64;
+    let mut i = 0;
+    while i < words.len() {
+        h = (h ^ words[i]).wrapping_mul(PHI);
+        i += 1;
+    }
+    (h >> 56) as usize // 256 bits
+}
+
+#[inline(always)]
+fn size_bit(size: u64) -> usize {
+    (size.wrapping_mul(PHI) >> 57) as usize // 128 bits
+}
+
+/// The words of a watched-name key (its bytes as the kernel compares them).
+pub fn name_words(key: &[u8; NAME_KEY_CAP]) -> NameWords {
+    let mut words = [0u64; NAME_KEY_CAP / 8];
+    for (w, chunk) in words.iter_mut().zip(key.chunks_exact(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        *w = u64::from_ne_bytes(b);
+    }
+    words
+}
+
+/// `Prefilter::flags` bits.
 pub mod config_flags {
     /// Submit every exec, not only watched names (`events --all`, or a rule without a name filter).
     pub const ALL_EXECS: u64 = 1 << 0;
@@ -165,16 +255,24 @@ pub mod config_flags {
 /// A process's current image, as kept in the kernel process table keyed by tgid.
 /// Strings are NUL-terminated within their capacity; `args` is argv NUL-separated.
 ///
+/// Entries are made when they can first be needed, as the parent context of a child: a process
+/// gets one at its first fork after its exec (from its own memory, or copied from its parent's
+/// entry when it has not exec'd since its own fork) and a script at its exec (only the exec knows
+/// the script's path). An entry is current while its process's start time and exec count
+/// (`exec_id`) match; nothing removes it, the LRU reuses stale ones. So the execs and exits of
+/// processes that never fork, most of them, touch no table.
+///
 /// In the table, `exe` is set only for a script (`EXE_IS_FILENAME`) and by the agent's seeding
-/// (`FROM_PROC`), and `cwd` only for processes whose exec was sent and scripts run by a relative
-/// path: the kernel resolves a parent's executable from the live parent when a child's record is
-/// sent, which spares the path walk on every exec. In a record's `parent`, `exe` is that
-/// resolved path.
+/// (`FROM_PROC`), and `cwd` only for scripts run by a relative path: the kernel resolves a
+/// parent's executable from the live parent when a child's record is sent, which spares the
+/// path walk. In a record's `parent`, `exe` is that resolved path.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ProcImage {
     /// `task->start_boottime` of the thread-group leader, in ns.
     pub start_boottime_ns: u64,
+    /// `task->self_exec_id` when the entry was made (0 in a seeded entry).
+    pub exec_id: u64,
     pub tgid: u32,
     pub flags: u32,
     /// True argc (not only what fits in `args`).
@@ -243,7 +341,7 @@ pub struct ExecRecord {
 pub const ARGS_OFFSET: usize = core::mem::offset_of!(ExecRecord, args);
 
 const _: () = assert!(
-    core::mem::size_of::<ProcImage>() == 32 + IMAGE_EXE_CAP + IMAGE_ARGS_CAP + IMAGE_CWD_CAP
+    core::mem::size_of::<ProcImage>() == 40 + IMAGE_EXE_CAP + IMAGE_ARGS_CAP + IMAGE_CWD_CAP
 );
 const _: () = assert!(core::mem::size_of::<ExecHeader>() == 96);
 const _: () = assert!(ARGS_OFFSET.is_multiple_of(8));
@@ -253,4 +351,6 @@ const _: () = assert!(ARGS_CAP_WATCHED.is_power_of_two() && ARGS_CAP_OTHER.is_po
 mod user {
     // SAFETY: plain-old-data, `#[repr(C)]`, no padding-dependent invariants.
     unsafe impl aya::Pod for super::ProcImage {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Prefilter {}
 }

@@ -14,13 +14,22 @@ unsafe extern "C" {
     pub fn bc_task_tgid(task: Task) -> u32;
     pub fn bc_task_ppid(task: Task) -> u32;
     pub fn bc_task_start_boottime(task: Task) -> u64;
+    /// Start time of the task's process (its thread-group leader).
+    pub fn bc_task_leader_start(task: Task) -> u64;
+    /// Start time of the task's parent process.
+    pub fn bc_task_parent_start(task: Task) -> u64;
+    /// `self_exec_id`: counts execs (see shim.c).
+    pub fn bc_task_exec_id(task: Task) -> u64;
+    pub fn bc_task_parent_exec_id(task: Task) -> u64;
+    /// argc from the bottom of the initial stack (current task only), 0 when unknown.
+    pub fn bc_task_argc(task: Task) -> u32;
+    /// Non-zero when the task runs its real parent's exec image (forked, not exec'd since).
+    pub fn bc_task_shares_parent_image(task: Task) -> i32;
     /// uid, euid, gid, egid.
     pub fn bc_task_creds(task: Task, out: *mut u32);
     pub fn bc_task_comm(task: Task, out: *mut u8);
     /// Start address of argv in user memory; `size` gets its byte length.
     pub fn bc_task_args(task: Task, size: *mut u64) -> u64;
-    /// `signal->live`, or -1 when unreadable.
-    pub fn bc_task_live(task: Task) -> i32;
     /// `&task->fs->pwd` or null.
     pub fn bc_task_pwd(task: Task) -> KPath;
 

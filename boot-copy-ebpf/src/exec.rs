@@ -1,5 +1,5 @@
 //! `sched_process_exec`: one exec record per exec (submitted when watched or when all execs are
-//! requested) and the process's new image in `PROC_TABLE`.
+//! requested), and a script's `PROC_TABLE` entry (see `ProcImage`).
 use core::{ffi::c_void, mem::MaybeUninit};
 
 use aya_ebpf::{
@@ -14,14 +14,15 @@ use aya_ebpf::{
 };
 use boot_copy_common::{
     ARGS_CAP_OTHER, ARGS_CAP_WATCHED, ARGS_OFFSET, ExecHeader, ExecRecord, INTERP_CAP,
-    NAME_KEY_CAP, PATH_CAP, ProcImage, RECORD_EXEC, config_flags, counter, exec_flags, image_flags,
+    NAME_KEY_CAP, NameWords, PATH_CAP, Prefilter, ProcImage, RECORD_EXEC, config_flags, counter,
+    exec_flags, image_flags,
 };
 
 use crate::{
     co_re::{self, Binprm, KPath, Task},
     image,
     maps::{self, EVENTS, IMAGE_SCRATCH, PROC_TABLE, SCRATCH, WATCHED, WATCHED_SIZES, count},
-    path,
+    path, table,
 };
 
 /// Mask that bounds argument lengths for the verifier (`ARGS_CAP_WATCHED` is a power of two).
@@ -31,13 +32,64 @@ pub fn handle(ctx: &BtfTracePointContext) -> Result<u32, u32> {
     let task: Task = ctx.arg(0);
     let bprm: Binprm = ctx.arg(2);
     count(counter::EXECS_SEEN);
+    let prefilter = maps::prefilter().ok_or(0u32)?;
+    // SAFETY: bprm comes from the tracepoint and is read through helpers.
+    if unsafe { !is_script(bprm) && !wanted(prefilter, exe_name_watched(prefilter, bprm)) } {
+        return Ok(0); // the common case: nothing to send, no table entry to make
+    }
     // SAFETY: plain helper call; the CPU cannot change while a tracepoint program runs.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let rec = SCRATCH.get_ptr_mut(cpu).ok_or(0u32)?;
     let img = IMAGE_SCRATCH.get_ptr_mut(0).ok_or(0u32)?;
     // SAFETY: `rec` and `img` are this CPU's map slots; task and bprm come from the tracepoint.
-    unsafe { record(task, bprm, rec, img) };
+    unsafe { record(task, bprm, prefilter, rec, img) };
     Ok(0)
+}
+
+/// `bprm->interp` differs from `bprm->filename`: a `#!` script (or binfmt_misc).
+#[inline(always)]
+unsafe fn is_script(bprm: Binprm) -> bool {
+    // SAFETY: reads through helpers.
+    let (filename, interp) =
+        unsafe { (co_re::bc_bprm_filename(bprm), co_re::bc_bprm_interp(bprm)) };
+    !interp.is_null() && interp != filename
+}
+
+/// Whether a record is sent: the exec is watched, or every exec is wanted.
+#[inline(always)]
+fn wanted(prefilter: &Prefilter, watched: bool) -> bool {
+    watched || prefilter.flags & config_flags::ALL_EXECS != 0
+}
+
+/// The prefilter of a binary: the executable file's name, or its size.
+#[inline(always)]
+unsafe fn exe_name_watched(prefilter: &Prefilter, bprm: Binprm) -> bool {
+    // 8-byte aligned, so that the shim's zeroing is eight stores. (A Rust zero-initialisation
+    // becomes a call to a byte-loop memset.)
+    let mut key = MaybeUninit::<NameWords>::uninit();
+    // SAFETY: the shim writes all NAME_KEY_CAP bytes of the key.
+    unsafe {
+        let key_len = co_re::bc_exe_name_key(bprm, key.as_mut_ptr().cast());
+        name_or_size_watched(prefilter, key_len, &*key.as_ptr(), bprm)
+    }
+}
+
+/// The bitmaps first: most execs are decided without a hash-map lookup.
+#[inline(always)]
+unsafe fn name_or_size_watched(
+    prefilter: &Prefilter,
+    key_len: i32,
+    words: &NameWords,
+    bprm: Binprm,
+) -> bool {
+    // SAFETY: the same memory as bytes.
+    let key: &[u8; NAME_KEY_CAP] = unsafe { &*(words as *const NameWords).cast() };
+    if key_len > 0 && prefilter.may_watch_name(words) && WATCHED.get_ptr(key).is_some() {
+        return true;
+    }
+    // SAFETY: bprm is read through helpers.
+    let size = unsafe { co_re::bc_bprm_file_size(bprm) };
+    prefilter.may_watch_size(size) && WATCHED_SIZES.get_ptr(&size).is_some()
 }
 
 /// Reads a kernel string into `dst` (capacity `cap`); returns (length without NUL, truncated).
@@ -53,22 +105,29 @@ unsafe fn read_str(dst: *mut u8, cap: usize, src: *const u8) -> (u32, bool) {
     ((n - 1) as u32, n as usize >= cap)
 }
 
-/// Builds the record and the process's new image.
+/// Builds the record and the process's table entry.
 ///
-/// The common case is an exec that is neither watched nor wanted (no record is sent): it pays
-/// only for what its children's parent context needs. The prefilter is decided first, from the
-/// executable file's name, with no path walk. An image keeps the arguments (and, for a script,
-/// its path as passed and, when that is relative, the working directory) but not the resolved
-/// executable path: a child's record resolves its parent's executable from the live parent
-/// (`real_parent->mm->exe_file`) at the child's exec, so that walk is paid by the few execs
-/// that are sent rather than by every exec. The working directory is walked for records sent.
+/// The common case is an exec that is neither watched nor wanted (no record is sent) and not a
+/// script: it pays for the prefilter only, decided from the executable file's name with no path
+/// walk. The entry its children's parent context needs is made at its first
+/// fork (`fork.rs`). Only a script's exec makes one, because only the exec knows the script's
+/// path as passed (and, when that is relative, the working directory). A child's record
+/// resolves its parent's executable from the live parent (`real_parent->mm->exe_file`) at the
+/// child's exec, so that walk is paid by the few execs that are sent. The working directory is
+/// walked for records sent.
 ///
 /// Verifier cost: each path walk is a 64-iteration loop the verifier follows in full for every
 /// distinct state it is reached with. So what decides between the cases (sent or not, script or
 /// not, parent found or not) is kept in the record's header, in map memory, and read back after
 /// each branch (`reload`): every case then reaches a walk in the same abstract state and the
 /// verifier explores each walk once.
-unsafe fn record(task: Task, bprm: Binprm, rec: *mut ExecRecord, img_scratch: *mut ProcImage) {
+unsafe fn record(
+    task: Task,
+    bprm: Binprm,
+    prefilter: &Prefilter,
+    rec: *mut ExecRecord,
+    img_scratch: *mut ProcImage,
+) {
     // SAFETY (whole function): `rec` and `img_scratch` point into map values of their full
     // types, only this program on this CPU uses them, and kernel pointers are only read through
     // helpers.
@@ -83,8 +142,7 @@ unsafe fn record(task: Task, bprm: Binprm, rec: *mut ExecRecord, img_scratch: *m
 
         // The path as passed to execve, and the interpreter when it differs (a `#!` script).
         let filename_ptr = co_re::bc_bprm_filename(bprm);
-        let interp_ptr = co_re::bc_bprm_interp(bprm);
-        let script = !interp_ptr.is_null() && interp_ptr != filename_ptr;
+        let script = is_script(bprm);
         let filename = (&raw mut (*rec).filename).cast::<u8>();
         let mut filename_len = 0;
         if script {
@@ -93,24 +151,18 @@ unsafe fn record(task: Task, bprm: Binprm, rec: *mut ExecRecord, img_scratch: *m
         }
 
         // Prefilter: the executable's name (for a script, the basename of its path as passed).
-        // 8-byte aligned, so that the shim's zeroing is eight stores. (A Rust zero-initialisation
-        // becomes a call to a byte-loop memset.)
-        let mut key = MaybeUninit::<[u64; NAME_KEY_CAP / 8]>::uninit();
-        let key_len = if script {
-            co_re::bc_basename_key(filename, filename_len, key.as_mut_ptr().cast())
+        let watched = if script {
+            let mut key = MaybeUninit::<NameWords>::uninit();
+            let key_len = co_re::bc_basename_key(filename, filename_len, key.as_mut_ptr().cast());
+            // SAFETY: the shim writes all NAME_KEY_CAP bytes.
+            name_or_size_watched(prefilter, key_len, &*key.as_ptr(), bprm)
         } else {
-            co_re::bc_exe_name_key(bprm, key.as_mut_ptr().cast())
+            exe_name_watched(prefilter, bprm)
         };
-        // SAFETY: the shim functions write all NAME_KEY_CAP bytes.
-        let key: &[u8; NAME_KEY_CAP] = &*key.as_ptr().cast();
-        let watched = (key_len > 0 && WATCHED.get_ptr(key).is_some())
-            || WATCHED_SIZES
-                .get_ptr(&co_re::bc_bprm_file_size(bprm))
-                .is_some();
         if watched {
             flags |= exec_flags::WATCHED;
         }
-        let submit = watched || maps::config_flags() & config_flags::ALL_EXECS != 0;
+        let submit = wanted(prefilter, watched);
         // `kind` marks a record to send until it is sent.
         (*h).kind = if submit { RECORD_EXEC } else { 0 };
         (*h).filename_len = filename_len;
@@ -139,7 +191,9 @@ unsafe fn record(task: Task, bprm: Binprm, rec: *mut ExecRecord, img_scratch: *m
         if reload(&raw const (*h).kind) == RECORD_EXEC {
             send(task, bprm, rec);
         }
-        write_image(task, rec, img_scratch);
+        if reload(&raw const (*h).flags) & exec_flags::SCRIPT != 0 {
+            write_image(task, rec, img_scratch);
+        }
     }
 }
 
@@ -208,7 +262,13 @@ unsafe fn send(task: Task, bprm: Binprm, rec: *mut ExecRecord) {
         let exe = (&raw mut (*rec).exe).cast::<u8>();
         let parent = &raw mut (*rec).parent;
         let mut parent_exe = core::ptr::null();
-        match PROC_TABLE.get_ptr(reload(&raw const (*h).ppid)) {
+        let found = PROC_TABLE
+            .get_ptr(reload(&raw const (*h).ppid))
+            .filter(|&image| {
+                let start = co_re::bc_task_parent_start(task);
+                table::describes(image, start, co_re::bc_task_parent_exec_id(task))
+            });
+        match found {
             Some(image) => {
                 bpf_probe_read_kernel(parent.cast(), size_of::<ProcImage>() as u32, image.cast());
                 (*h).flags = reload(&raw const (*h).flags) | exec_flags::PARENT_FOUND;
@@ -277,9 +337,8 @@ unsafe fn send(task: Task, bprm: Binprm, rec: *mut ExecRecord) {
     }
 }
 
-/// This process's new image, from the record's header and buffers, written in place: its entry
-/// exists (from the fork, or the agent's seeding), so the common case copies only the valid
-/// bytes and takes no LRU allocation. Otherwise an entry is made first from the scratch image.
+/// A script's image, from the record's header and buffers, written in place when the process
+/// has an entry (it forked before this exec), else into an entry made from the scratch image.
 #[inline(always)]
 unsafe fn write_image(task: Task, rec: *mut ExecRecord, img_scratch: *mut ProcImage) {
     // SAFETY (whole function): as in `record`; img is a PROC_TABLE value.
@@ -301,20 +360,15 @@ unsafe fn write_image(task: Task, rec: *mut ExecRecord, img_scratch: *mut ProcIm
             }
         };
         (*img).start_boottime_ns = (*h).start_boottime_ns;
+        (*img).exec_id = co_re::bc_task_exec_id(task);
         (*img).tgid = tgid;
         (*img).args_count = (*h).args_count;
         let flags = (*h).flags;
-        let mut img_flags = 0u32;
-        if flags & exec_flags::SCRIPT != 0 {
-            // Defend's process.executable of a script is its path as passed.
-            img_flags |= image_flags::EXE_IS_FILENAME;
-            let filename = (&raw const (*rec).filename).cast::<u8>();
-            let truncated = flags & exec_flags::FILENAME_TRUNCATED != 0;
-            img_flags |= image::set_exe(img, filename, (*h).filename_len, truncated);
-        } else {
-            *(&raw mut (*img).exe).cast::<u8>() = 0;
-            (*img).exe_len = 0;
-        }
+        // Defend's process.executable of a script is its path as passed.
+        let mut img_flags = image_flags::EXE_IS_FILENAME;
+        let filename = (&raw const (*rec).filename).cast::<u8>();
+        let truncated = flags & exec_flags::FILENAME_TRUNCATED != 0;
+        img_flags |= image::set_exe(img, filename, (*h).filename_len, truncated);
         if flags & exec_flags::CWD_MISSING != 0 {
             *(&raw mut (*img).cwd).cast::<u8>() = 0;
             (*img).cwd_len = 0;

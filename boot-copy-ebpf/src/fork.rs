@@ -1,4 +1,7 @@
-//! `sched_process_fork`: a new process inherits its parent's process-table image.
+//! `sched_process_fork`: a process that forks gets its table entry, the parent context its
+//! children's execs will need, unless it has a current one already.
+//!
+//! The tracepoint runs in the forking process, so its arguments are read from its own memory.
 use aya_ebpf::{
     bindings::BPF_ANY, helpers::generated::bpf_probe_read_kernel, programs::BtfTracePointContext,
 };
@@ -6,7 +9,9 @@ use boot_copy_common::{ProcImage, counter, image_flags};
 
 use crate::{
     co_re::{self, Task},
-    maps::{IMAGE_SCRATCH, PROC_TABLE, count},
+    image,
+    maps::{FORKERS, FORKERS_LEN, Forker, IMAGE_SCRATCH, PROC_TABLE, count},
+    table,
 };
 
 pub fn handle(ctx: &BtfTracePointContext) -> Result<u32, u32> {
@@ -20,24 +25,84 @@ pub fn handle(ctx: &BtfTracePointContext) -> Result<u32, u32> {
     }
     count(counter::FORKS);
     // SAFETY: as above.
-    let parent_tgid = unsafe { co_re::bc_task_tgid(parent) };
-    let Some(src) = PROC_TABLE.get_ptr(parent_tgid) else {
-        return Ok(0);
+    let (tgid, start, exec_id) = unsafe {
+        (
+            co_re::bc_task_tgid(parent),
+            co_re::bc_task_leader_start(parent),
+            co_re::bc_task_exec_id(parent),
+        )
     };
+    let me = Forker {
+        tgid,
+        start_boottime_ns: start,
+        exec_id,
+    };
+    let slot = FORKERS.get_ptr_mut(tgid % FORKERS_LEN).ok_or(0u32)?;
+    // SAFETY: a FORKERS value; see Forker for concurrent writers.
+    if unsafe { *slot == me } {
+        return Ok(0); // the common case: a process forking again
+    }
+    if let Some(img) = PROC_TABLE.get_ptr(tgid) {
+        // SAFETY: a PROC_TABLE value.
+        if unsafe { table::is_current(img, start, exec_id) } {
+            // SAFETY: as above.
+            unsafe { *slot = me };
+            return Ok(0);
+        }
+    }
     let img = IMAGE_SCRATCH.get_ptr_mut(0).ok_or(0u32)?;
-    // SAFETY: src and img are map values of ProcImage; img is this CPU's slot.
+    // SAFETY: img is this CPU's scratch image; parent is the current task.
     unsafe {
-        bpf_probe_read_kernel(img.cast(), size_of::<ProcImage>() as u32, src.cast());
-        (*img).start_boottime_ns = co_re::bc_task_start_boottime(child);
-        (*img).tgid = child_tgid;
-        (*img).flags |= image_flags::FORKED;
+        if !inherit(parent, img) {
+            describe(parent, img);
+        }
+        (*img).start_boottime_ns = start;
+        (*img).exec_id = exec_id;
+        (*img).tgid = tgid;
         let image: &ProcImage = &*img; // by reference: not through the 512-byte stack
-        if PROC_TABLE
-            .insert(child_tgid, image, BPF_ANY as u64)
-            .is_err()
-        {
+        if PROC_TABLE.insert(tgid, image, BPF_ANY as u64).is_ok() {
+            *slot = me;
+        } else {
             count(counter::TABLE_UPDATE_FAILURES);
         }
     }
     Ok(0)
+}
+
+/// A process that has not exec'd since its own fork (a subshell) is described as its parent
+/// is, script path included: copies the parent's entry into `img` if there is one for it (the
+/// copy is the kernel's, current for this process, even of a seeded entry).
+#[inline(always)]
+unsafe fn inherit(task: Task, img: *mut ProcImage) -> bool {
+    // SAFETY: task is the current task; img is the scratch image.
+    unsafe {
+        if co_re::bc_task_shares_parent_image(task) == 0 {
+            return false;
+        }
+        let Some(src) = PROC_TABLE.get_ptr(co_re::bc_task_ppid(task)) else {
+            return false;
+        };
+        let parent_start = co_re::bc_task_parent_start(task);
+        if !table::describes(src, parent_start, co_re::bc_task_parent_exec_id(task)) {
+            return false;
+        }
+        bpf_probe_read_kernel(img.cast(), size_of::<ProcImage>() as u32, src.cast());
+        (*img).flags = ((*img).flags & !image_flags::FROM_PROC) | image_flags::FORKED;
+        true
+    }
+}
+
+/// Describes the current process from its own memory: its arguments (the executable is
+/// resolved from the live process when a child's record is sent).
+#[inline(always)]
+unsafe fn describe(task: Task, img: *mut ProcImage) {
+    // SAFETY: task is the current task; img is the scratch image.
+    unsafe {
+        *(&raw mut (*img).exe).cast::<u8>() = 0;
+        (*img).exe_len = 0;
+        *(&raw mut (*img).cwd).cast::<u8>() = 0;
+        (*img).cwd_len = 0;
+        (*img).args_count = co_re::bc_task_argc(task);
+        (*img).flags = image::read_args(img, task);
+    }
 }

@@ -72,7 +72,8 @@ pub unsafe fn set_args(img: *mut ProcImage, src: *const u8, len: u32, size: u64)
     }
 }
 
-/// Sets `args` straight from the current process's argv (an exec whose record is not sent).
+/// Sets `args` straight from the current process's argv (an exec whose record is not sent, or
+/// a fork); returns the image flags to add.
 #[inline(always)]
 pub unsafe fn read_args(img: *mut ProcImage, task: Task) -> u32 {
     // SAFETY: img is a map value with IMAGE_ARGS_CAP argument bytes; the helper faults safely.
@@ -84,20 +85,17 @@ pub unsafe fn read_args(img: *mut ProcImage, task: Task) -> u32 {
         } else {
             IMAGE_ARGS_CAP as u64
         }) as u32;
-        let mut n = 0;
+        (*img).args_len = 0;
         // (The second bound is for the verifier, which does not follow the clamp above.)
-        if want > 0
-            && want <= IMAGE_ARGS_CAP as u32
-            && bpf_probe_read_user(
-                (&raw mut (*img).args).cast(),
-                want,
-                start as usize as *const c_void,
-            ) >= 0
-        {
-            n = want;
+        if want == 0 || want > IMAGE_ARGS_CAP as u32 {
+            return 0;
         }
-        (*img).args_len = n;
-        if (n as u64) < size {
+        let dst = (&raw mut (*img).args).cast();
+        if bpf_probe_read_user(dst, want, start as usize as *const c_void) < 0 {
+            return image_flags::ARGS_READ_FAILED;
+        }
+        (*img).args_len = want;
+        if (want as u64) < size {
             image_flags::ARGS_TRUNCATED
         } else {
             0

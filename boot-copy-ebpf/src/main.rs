@@ -1,4 +1,5 @@
-//! boot-copy kernel programs: exec records and a process table kept by exec, fork and exit.
+//! boot-copy kernel programs: exec records, and a process table (the parent context) kept by
+//! fork and exec.
 //!
 //! Kernel structures are read through CO-RE accessors written in C (`c/shim.c`, see
 //! `co_re`); the record layouts are in `boot-copy-common`.
@@ -7,11 +8,11 @@
 
 mod co_re;
 mod exec;
-mod exit;
 mod fork;
 mod image;
 mod maps;
 mod path;
+mod table;
 
 use aya_ebpf::{
     macros::{btf_tracepoint, socket_filter},
@@ -30,14 +31,6 @@ pub fn boot_copy_exec(ctx: BtfTracePointContext) -> u32 {
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn boot_copy_fork(ctx: BtfTracePointContext) -> u32 {
     match fork::handle(&ctx) {
-        Ok(r) | Err(r) => r,
-    }
-}
-
-/// `tp_btf/sched_process_exit` (task, ...).
-#[btf_tracepoint(function = "sched_process_exit")]
-pub fn boot_copy_exit(ctx: BtfTracePointContext) -> u32 {
-    match exit::handle(&ctx) {
         Ok(r) | Err(r) => r,
     }
 }

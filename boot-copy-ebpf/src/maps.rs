@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use boot_copy_common::{
-    ExecRecord, NAME_KEY_CAP, ProcImage, WATCHED_ENTRIES, WATCHED_SIZE_ENTRIES, counter,
+    ExecRecord, NAME_KEY_CAP, Prefilter, ProcImage, WATCHED_ENTRIES, WATCHED_SIZE_ENTRIES, counter,
 };
 
 /// Exec records for the agent. The loader sets the size (default 4 MiB).
@@ -25,6 +25,24 @@ pub static IMAGE_SCRATCH: PerCpuArray<ProcImage> = PerCpuArray::with_max_entries
 #[map]
 pub static PROC_TABLE: LruHashMap<u32, ProcImage> = LruHashMap::with_max_entries(1024, 0);
 
+/// Processes that forked recently and have a current `PROC_TABLE` entry, by `tgid % FORKERS_LEN`:
+/// a fork that finds itself here is done without a `PROC_TABLE` lookup. (A lookup there costs
+/// most of the fork program: the table's memory is vmalloc'd, so each lookup misses the TLB,
+/// and under nested paging that is dear. This array is small enough to be kmalloc'd.)
+#[map]
+pub static FORKERS: Array<Forker> = Array::with_max_entries(FORKERS_LEN, 0);
+
+pub const FORKERS_LEN: u32 = 1024;
+
+/// A `FORKERS` slot. Slots are written without locks: a torn slot can only match the process
+/// whose fields it holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Forker {
+    pub tgid: u32,
+    pub start_boottime_ns: u64,
+    pub exec_id: u64,
+}
+
 /// Executable basenames (zero-padded) whose execs are always submitted with full arguments.
 #[map]
 pub static WATCHED: HashMap<[u8; NAME_KEY_CAP], u8> = HashMap::with_max_entries(WATCHED_ENTRIES, 0);
@@ -34,9 +52,9 @@ pub static WATCHED: HashMap<[u8; NAME_KEY_CAP], u8> = HashMap::with_max_entries(
 #[map]
 pub static WATCHED_SIZES: HashMap<u64, u8> = HashMap::with_max_entries(WATCHED_SIZE_ENTRIES, 0);
 
-/// Index 0: `config_flags`.
+/// Index 0: the `Prefilter` (flags, and the bitmaps in front of `WATCHED` and `WATCHED_SIZES`).
 #[map]
-pub static CONFIG: Array<u64> = Array::with_max_entries(1, 0);
+pub static CONFIG: Array<Prefilter> = Array::with_max_entries(1, 0);
 
 /// Index 0: the kernel fields missing from the relocation BTF, written by `boot_copy_layout`
 /// when the loader test-runs it.
@@ -58,6 +76,6 @@ pub fn count(index: u32) {
 
 /// `CONFIG[0]`.
 #[inline(always)]
-pub fn config_flags() -> u64 {
-    CONFIG.get(0).copied().unwrap_or(0)
+pub fn prefilter() -> Option<&'static Prefilter> {
+    CONFIG.get(0)
 }

@@ -1,15 +1,16 @@
 //! Guards the maps that decide what the kernel reports: WATCHED (executable names),
-//! WATCHED_SIZES (file sizes of cp and mv, for renamed copies) and CONFIG (report every exec).
+//! WATCHED_SIZES (file sizes of cp and mv, for renamed copies) and CONFIG (report every exec,
+//! and the bitmaps in front of the other two).
 //! Another root process can change them with stock tools (`bpftool map delete id N key ...`
 //! removes `cp` from what the kernel reports, without touching the programs). The agent
 //! remembers their contents once filled, compares every tick, reports a change and writes the
 //! remembered contents back through its own descriptors.
-use crate::sensor::{SensorConfig, SensorError, watched_keys};
+use crate::sensor::{SensorConfig, SensorError, prefilter, watched_keys};
 use aya::{
     Pod,
     maps::{Array, HashMap, Map, MapData, MapError},
 };
-use boot_copy_common::{NAME_KEY_CAP, config_flags};
+use boot_copy_common::{NAME_KEY_CAP, Prefilter};
 use std::{
     collections::BTreeMap,
     fs,
@@ -33,7 +34,7 @@ pub struct Tampering {
 pub struct MapGuard {
     names: Option<Guarded<[u8; NAME_KEY_CAP]>>,
     sizes: Option<Guarded<u64>>,
-    config: Option<(Array<MapData, u64>, u64)>,
+    config: Option<(Array<MapData, Prefilter>, Prefilter)>,
 }
 
 impl MapGuard {
@@ -55,8 +56,8 @@ impl MapGuard {
                 }
                 "CONFIG" => {
                     let array = Array::try_from(Map::Array(data))?;
-                    let flags = array.get(&0, 0)?;
-                    guard.config = Some((array, flags));
+                    let value = array.get(&0, 0)?;
+                    guard.config = Some((array, value));
                 }
                 _ => {}
             }
@@ -81,22 +82,18 @@ impl MapGuard {
     /// guarded from now on.
     pub fn apply(&mut self, cfg: &SensorConfig) -> Result<(), SensorError> {
         let map_error = |map| move |source| SensorError::Map { map, source };
+        let keys = watched_keys(&cfg.watched)?;
         if let Some(names) = &mut self.names {
-            let keys = watched_keys(&cfg.watched)?;
-            names.expected = keys.into_iter().map(|k| (k, 1)).collect();
+            names.expected = keys.iter().map(|&k| (k, 1)).collect();
             names.sync().map_err(map_error("WATCHED"))?;
         }
         if let Some(sizes) = &mut self.sizes {
             sizes.expected = cfg.watched_sizes.iter().map(|&s| (s, 1)).collect();
             sizes.sync().map_err(map_error("WATCHED_SIZES"))?;
         }
-        if let Some((array, flags)) = &mut self.config {
-            *flags = if cfg.all_execs {
-                config_flags::ALL_EXECS
-            } else {
-                0
-            };
-            array.set(0, *flags, 0).map_err(map_error("CONFIG"))?;
+        if let Some((array, value)) = &mut self.config {
+            *value = prefilter::value(&keys, &cfg.watched_sizes, cfg.all_execs);
+            array.set(0, *value, 0).map_err(map_error("CONFIG"))?;
         }
         Ok(())
     }
@@ -113,19 +110,27 @@ impl MapGuard {
         if let Some(sizes) = &mut self.sizes {
             found.extend(sizes.repair("WATCHED_SIZES", ToString::to_string));
         }
-        if let Some((array, flags)) = &mut self.config {
+        if let Some((array, value)) = &mut self.config {
             match array.get(&0, 0) {
-                Ok(now) if now == *flags => {}
+                Ok(now) if now == *value => {}
                 now => found.push(Tampering {
                     map: "CONFIG",
-                    removed: vec![format!("flags {flags}")],
-                    added: vec![now.map_or_else(|e| e.to_string(), |n| format!("flags {n}"))],
-                    restored: array.set(0, *flags, 0).is_ok(),
+                    removed: vec![describe(value)],
+                    added: vec![now.map_or_else(|e| e.to_string(), |n| describe(&n))],
+                    restored: array.set(0, *value, 0).is_ok(),
                 }),
             }
         }
         found
     }
+}
+
+/// `CONFIG[0]` as a tampering record names it.
+fn describe(p: &Prefilter) -> String {
+    format!(
+        "flags {} name bits {:x?} size bits {:x?}",
+        p.flags, p.names, p.sizes
+    )
 }
 
 /// A hash map of `K` to 1 and the entries it should hold.

@@ -64,6 +64,9 @@ pub fn resolve(exec: Exec) -> ExecContext {
         Some(image) if image.has(image_flags::FROM_PROC) => {
             (from_image(image), ParentSource::ProcSeed)
         }
+        Some(image) if image.has(image_flags::ARGS_READ_FAILED) => {
+            (with_proc_args(from_image(image)), ParentSource::Kernel)
+        }
         Some(image) => (from_image(image), ParentSource::Kernel),
         None => from_proc(exec.ppid, exec.start_boottime_ns),
     };
@@ -107,11 +110,29 @@ fn from_image(image: &Image) -> Process {
         start_ns: known_start(image.start_boottime_ns),
         executable: (!executable.is_empty()).then_some(executable),
         args: image.args.clone(),
-        args_count: image.args_count,
+        // 0 when the kernel could not read argc: the arguments captured are then all there is.
+        args_count: image.args_count.max(image.args.len() as u32),
         cwd: (!image.cwd.is_empty()).then(|| image.cwd.clone()),
-        args_truncated: image.has(image_flags::ARGS_TRUNCATED),
+        args_truncated: image.has(image_flags::ARGS_TRUNCATED | image_flags::ARGS_READ_FAILED),
         path_truncated: image.has(image_flags::EXE_TRUNCATED | image_flags::CWD_TRUNCATED),
     }
+}
+
+/// The kernel reads a parent's arguments at its fork and that read can fail (a page swapped out):
+/// they are then read from /proc, if the same process is still there.
+fn with_proc_args(mut parent: Process) -> Process {
+    let Ok(image) = procfs::image(parent.pid) else {
+        return parent;
+    };
+    let same = parent
+        .start_ns
+        .is_none_or(|ns| procfs::ns_to_ticks(ns) == procfs::ns_to_ticks(image.start_boottime_ns));
+    if same {
+        parent.args_count = image.args.len() as u32;
+        parent.args = image.args;
+        parent.args_truncated = false;
+    }
+    parent
 }
 
 /// A start time of 0 is unknown: the kernel's BTF lacks `task_struct.start_boottime`.

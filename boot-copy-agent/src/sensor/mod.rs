@@ -3,7 +3,7 @@
 //! lacks, sizes and fills its maps, attaches the exec/fork/exit programs, and hands out the
 //! ring-buffer reader. Records are `boot_copy_common::ExecRecord`s truncated after their argument bytes.
 mod error;
-mod prefilter;
+pub mod prefilter;
 pub mod requirements;
 mod ring;
 
@@ -25,10 +25,9 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 
 /// The programs: function name in the object (what `bpftool prog` shows) and the BTF
 /// tracepoint each attaches to.
-const PROGRAMS: [(&str, &str); 3] = [
+const PROGRAMS: [(&str, &str); 2] = [
     ("boot_copy_exec", "sched_process_exec"),
     ("boot_copy_fork", "sched_process_fork"),
-    ("boot_copy_exit", "sched_process_exit"),
 ];
 
 /// The program that reports which kernel fields the relocation BTF lacks (test-run once).

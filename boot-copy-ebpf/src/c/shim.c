@@ -41,10 +41,6 @@ typedef __u32 __wsum;
 // Kernel structures (only the needed fields)
 
 typedef struct {
-	int counter;
-} atomic_t;
-
-typedef struct {
 	__u32 val;
 } kuid_t;
 
@@ -97,6 +93,7 @@ struct fs_struct {
 } __attribute__((preserve_access_index));
 
 struct mm_struct {
+	unsigned long start_stack;
 	unsigned long arg_start;
 	unsigned long arg_end;
 	struct file *exe_file;
@@ -109,19 +106,16 @@ struct cred {
 	kgid_t egid;
 } __attribute__((preserve_access_index));
 
-struct signal_struct {
-	atomic_t live;
-} __attribute__((preserve_access_index));
-
 struct task_struct {
 	int pid;
 	int tgid;
 	struct task_struct *real_parent;
+	struct task_struct *group_leader;
 	__u64 start_boottime;
+	__u64 self_exec_id;
 	struct cred *cred;
 	struct fs_struct *fs;
 	struct mm_struct *mm;
-	struct signal_struct *signal;
 	char comm[16];
 } __attribute__((preserve_access_index));
 
@@ -169,6 +163,31 @@ SHIM __u64 bc_task_start_boottime(struct task_struct *task)
 	return task->start_boottime;
 }
 
+// The process's start time: its thread-group leader's, which process table entries keep (0
+// without the field).
+SHIM __u64 bc_task_leader_start(struct task_struct *task)
+{
+	return bc_task_start_boottime(task->group_leader);
+}
+
+// The parent process's start time (the real parent may be a thread of it).
+SHIM __u64 bc_task_parent_start(struct task_struct *task)
+{
+	return bc_task_start_boottime(task->real_parent->group_leader);
+}
+
+// Counts the task's execs (inherited at fork, one more at each exec; threads share it, since
+// an exec ends the others): with the start time, what makes a table entry current.
+SHIM __u64 bc_task_exec_id(struct task_struct *task)
+{
+	return task->self_exec_id;
+}
+
+SHIM __u64 bc_task_parent_exec_id(struct task_struct *task)
+{
+	return task->real_parent->self_exec_id;
+}
+
 // uid, euid, gid, egid into out[0..4].
 SHIM void bc_task_creds(struct task_struct *task, __u32 *out)
 {
@@ -207,15 +226,35 @@ SHIM __u64 bc_task_args(struct task_struct *task, __u64 *size)
 	return start;
 }
 
-// signal->live, or -1 when it cannot be read.
-SHIM int bc_task_live(struct task_struct *task)
+// argc as the ELF loader left it at the bottom of the initial stack (mm->start_stack), 0 when
+// unknown. User memory: only for the current task.
+SHIM __u32 bc_task_argc(struct task_struct *task)
 {
-	if (!bpf_core_field_exists(task->signal) || !bpf_core_field_exists(struct signal_struct, live))
-		return -1;
-	struct signal_struct *signal = task->signal;
-	if (!signal)
-		return -1;
-	return signal->live.counter;
+	if (!bpf_core_field_exists(task->mm) || !bpf_core_field_exists(struct mm_struct, start_stack))
+		return 0;
+	struct mm_struct *mm = task->mm;
+	if (!mm)
+		return 0;
+	__u64 argc = 0;
+	if (bpf_probe_read_user(&argc, sizeof(argc), (const void *)mm->start_stack) < 0 ||
+	    argc > 0xffffffff)
+		return 0;
+	return argc;
+}
+
+// Whether the task runs the same exec image as its real parent: a forked process that has not
+// exec'd since. Each exec opens its own struct file for mm->exe_file, and a forked mm holds a
+// reference to its parent's, so the pointers are equal exactly then.
+SHIM int bc_task_shares_parent_image(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(task->mm) || !bpf_core_field_exists(struct mm_struct, exe_file))
+		return 0;
+	struct mm_struct *mm = task->mm;
+	struct mm_struct *parent_mm = task->real_parent->mm;
+	if (!mm || !parent_mm)
+		return 0;
+	struct file *exe = mm->exe_file;
+	return exe && exe == parent_mm->exe_file;
 }
 
 // &task->fs->pwd, or NULL without an fs (kernel threads, exiting tasks) or the fields.
@@ -294,8 +333,7 @@ SHIM __u64 bc_missing_fields(void)
 	       MISSING(2, task_struct, mm) | MISSING(3, mm_struct, arg_start) |
 	       MISSING(4, mm_struct, arg_end) | MISSING(5, task_struct, fs) | MISSING(6, fs_struct, pwd) |
 	       MISSING(7, linux_binprm, interp) | MISSING(8, file, f_inode) | MISSING(9, inode, i_size) |
-	       MISSING(10, task_struct, signal) | MISSING(11, signal_struct, live) |
-	       MISSING(12, mm_struct, exe_file) |
+	       MISSING(12, mm_struct, exe_file) | MISSING(13, mm_struct, start_stack) |
 	       MISSING(32, task_struct, pid) | MISSING(33, task_struct, tgid) |
 	       MISSING(34, task_struct, real_parent) | MISSING(35, task_struct, cred) |
 	       MISSING(36, cred, uid) | MISSING(37, cred, euid) | MISSING(38, cred, gid) |
@@ -304,7 +342,8 @@ SHIM __u64 bc_missing_fields(void)
 	       MISSING(43, file, f_path) | MISSING(44, path, mnt) | MISSING(45, path, dentry) |
 	       MISSING(46, dentry, d_parent) | MISSING(47, dentry, d_name) | MISSING(48, qstr, name) |
 	       MISSING(49, qstr, len) | MISSING(50, vfsmount, mnt_root) | MISSING(51, mount, mnt) |
-	       MISSING(52, mount, mnt_parent) | MISSING(53, mount, mnt_mountpoint);
+	       MISSING(52, mount, mnt_parent) | MISSING(53, mount, mnt_mountpoint) |
+	       MISSING(54, task_struct, group_leader) | MISSING(55, task_struct, self_exec_id);
 }
 
 // The optional part of bc_missing_fields: non-zero when records lack some values.

@@ -62,7 +62,7 @@ impl Runs {
     }
 }
 
-/// The programs an agent process holds, by name (`boot_copy_exec`, `_fork`, `_exit`).
+/// The programs an agent process holds, by name (`boot_copy_exec`, `_fork`).
 pub struct AgentPrograms {
     pid: u32,
     /// Program id → name.
