@@ -309,6 +309,37 @@ fn forked_subshell_parent_carries_the_shell_image(agent: &mut Agent) {
     assert_eq!(e["boot_copy"]["parent"]["source"], "kernel");
 }
 
+/// A script's subshell is described as the script (its path as the executable), as Defend
+/// describes a forked process by its parent's image: the kernel copies the script's entry.
+fn script_subshell_parent_is_the_script(agent: &mut Agent) {
+    let dir = tempdir("scriptsub");
+    fs::write(dir.join("a"), "x").unwrap();
+    let script = dir.join("postinst");
+    make_executable(
+        &script,
+        "#!/bin/sh
+(cp a b; true)
+exit 0
+",
+    );
+    let sh = run(Command::new(&script).current_dir(&dir));
+    let e = agent
+        .wait_for(*WAIT, |e| {
+            e["process"]["name"] == "cp"
+                && e["process"]["working_directory"] == dir.to_string_lossy().as_ref()
+        })
+        .expect("cp event");
+    let parent = &e["process"]["parent"];
+    assert_ne!(parent["pid"], sh, "the subshell is the parent");
+    assert_eq!(parent["executable"], script.to_string_lossy().as_ref());
+    assert_eq!(parent["name"], "postinst");
+    assert_eq!(
+        parent["args"],
+        serde_json::json!(["/bin/sh", script.to_string_lossy()])
+    );
+    assert_eq!(e["boot_copy"]["parent"]["source"], "kernel");
+}
+
 /// A shell that forked a subshell before the agent started, the subshell waiting to exec `cp`:
 /// the shell's image must come from the agent's seeding of the process table from /proc (the
 /// kernel makes entries at forks, and this one came before the programs).
@@ -474,6 +505,7 @@ mod one_agent_each {
         long_name_is_not_cut_like_comm,
         relative_exec_is_made_absolute_with_cwd,
         forked_subshell_parent_carries_the_shell_image,
+        script_subshell_parent_is_the_script,
         parent_exited_before_the_event_was_read,
         cp_with_4000_sources_keeps_every_argument,
         unwatched_128k_argument_is_truncated_and_flagged,

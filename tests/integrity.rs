@@ -594,11 +594,7 @@ fn detaching_a_program_is_reported() {
     let mut agent = Agent::start(&dir, &config);
     let links = links_of(agent.pid());
     let tracepoints: Vec<&str> = links.iter().map(|l| l.2.as_str()).collect();
-    assert_eq!(
-        tracepoints.len(),
-        2,
-        "exec and fork links: {tracepoints:?}"
-    );
+    assert_eq!(tracepoints.len(), 2, "exec and fork links: {tracepoints:?}");
     let (fd, link_id, _) = links
         .iter()
         .find(|l| l.2 == "sched_process_exec")
