@@ -4,12 +4,15 @@ use super::{
     BLOCKS, Outcome,
     agent::{self, Agent},
     alertlog::Tail,
+    floor,
     stats::{Summary, num, quantile, verdict},
     trigger::Trigger,
 };
 use anyhow::bail;
 use serde_json::json;
 use std::{
+    fs,
+    path::Path,
     thread,
     time::{Duration, Instant},
 };
@@ -18,6 +21,9 @@ const PER_BLOCK: u64 = 60;
 /// The idle agent's own CPU (timers, status file) is measured first and taken off.
 const IDLE: Duration = Duration::from_secs(10);
 const LATENCY_P99_TARGET_MS: f64 = 50.0;
+/// The trigger's pace: one copy every 50 ms.
+const INTERVAL: Duration = Duration::from_millis(50);
+const FLOOR_LINES: u64 = 100;
 
 pub fn run() -> anyhow::Result<Outcome> {
     let agent = Agent::start(agent::Options::default())?;
@@ -33,8 +39,12 @@ pub fn run() -> anyhow::Result<Outcome> {
     for block in 0..BLOCKS {
         let (cpu0, started) = (agent.cpu_ns()?, Instant::now());
         let seen = tail.alerts();
-        let mut trigger =
-            Trigger::start(1, &format!("{marker}-{block}"), Some(PER_BLOCK), Some(0.05))?;
+        let mut trigger = Trigger::start(
+            1,
+            &format!("{marker}-{block}"),
+            Some(PER_BLOCK),
+            Some(INTERVAL.as_secs_f64()),
+        )?;
         while trigger.running()? {
             if !tail.poll()? {
                 thread::sleep(Duration::from_millis(1));
@@ -64,6 +74,13 @@ pub fn run() -> anyhow::Result<Outcome> {
             p50[block]
         );
     }
+    let line_len = mean_alert_len(&agent.log, &marker)?;
+    let floor_us = floor::us_per_line(
+        &agent.log.with_file_name("floor.ndjson"),
+        FLOOR_LINES,
+        line_len,
+        INTERVAL,
+    )?;
     let mut all = tail.latencies_ms.clone();
     all.sort_by(f64::total_cmp);
     let (s50, s99, scpu) = (Summary::of(&p50), Summary::of(&p99), Summary::of(&cpu_us));
@@ -80,6 +97,12 @@ pub fn run() -> anyhow::Result<Outcome> {
         "idle_cpu_us_per_s": idle_ns_per_s / 1e3,
         "agent_cpu_us_per_alert_per_block": scpu.json(),
         "agent_cpu_us_per_alert_net_of_idle_per_block": snet.json(),
+        "floor": {
+            "what": "a thread woken every 50 ms that writes one alert-sized line beside the alert log",
+            "line_bytes": line_len,
+            "lines": FLOOR_LINES,
+            "cpu_us_per_line": floor_us,
+        },
     });
     let markdown = format!(
         "## Exec → alert at 20/s (`cargo xtask bench alerts`)\n\n\
@@ -87,7 +110,8 @@ pub fn run() -> anyhow::Result<Outcome> {
          | measure | pooled | per block, median (min–max) |\n|---|---|---|\n\
          | latency p50, ms | {} | {} |\n| latency p99, ms | {} | {} |\n| latency max, ms | {} | |\n\
          | agent CPU per alert, µs | | {} |\n\
-         | agent CPU per alert net of the idle agent ({idle:.0} µs/s), µs | | {} |\n\n\
+         | agent CPU per alert net of the idle agent ({idle:.0} µs/s), µs | | {} |\n\
+         | floor: CPU of a thread woken every 50 ms to write one {line_len}-byte line beside the log, µs per line | {floor_us:.0} | |\n\n\
          Target: p99 < {LATENCY_P99_TARGET_MS} ms: {}; agent CPU < 30 µs per alert (issue 4): {}.\n",
         num(quantile(&all, 0.5), 1),
         s50.show(1),
@@ -107,4 +131,18 @@ pub fn run() -> anyhow::Result<Outcome> {
         result,
         markdown,
     })
+}
+
+/// Mean length in bytes (newline included) of the alert lines that carry `marker`.
+fn mean_alert_len(log: &Path, marker: &str) -> anyhow::Result<usize> {
+    let text = fs::read_to_string(log)?;
+    let lens: Vec<usize> = text
+        .lines()
+        .filter(|l| l.contains(marker))
+        .map(|l| l.len() + 1)
+        .collect();
+    if lens.is_empty() {
+        bail!("no alert line with {marker} in {}", log.display());
+    }
+    Ok(lens.iter().sum::<usize>() / lens.len())
 }

@@ -9,6 +9,7 @@ mod auditd;
 mod bpf;
 mod cproject;
 mod exec;
+mod floor;
 mod footprint;
 mod procs;
 mod replay;
