@@ -284,6 +284,16 @@ fn relative_exec_is_made_absolute_with_cwd(agent: &mut Agent) {
     assert_eq!(args(&e), ["./prog"]);
 }
 
+/// The event of the cp run in `dir`.
+fn cp_event_in(agent: &mut Agent, dir: &Path) -> Value {
+    agent
+        .wait_for(*WAIT, |e| {
+            e["process"]["name"] == "cp"
+                && e["process"]["working_directory"] == dir.to_string_lossy().as_ref()
+        })
+        .expect("cp event")
+}
+
 fn forked_subshell_parent_carries_the_shell_image(agent: &mut Agent) {
     let dir = tempdir("sub");
     fs::write(dir.join("a"), "x").unwrap();
@@ -293,12 +303,7 @@ fn forked_subshell_parent_carries_the_shell_image(agent: &mut Agent) {
         .arg("-c")
         .arg(script)
         .current_dir(&dir));
-    let e = agent
-        .wait_for(*WAIT, |e| {
-            e["process"]["name"] == "cp"
-                && e["process"]["working_directory"] == dir.to_string_lossy().as_ref()
-        })
-        .expect("cp event");
+    let e = cp_event_in(agent, &dir);
     let parent = &e["process"]["parent"];
     assert_ne!(
         parent["pid"], sh,
@@ -315,20 +320,9 @@ fn script_subshell_parent_is_the_script(agent: &mut Agent) {
     let dir = tempdir("scriptsub");
     fs::write(dir.join("a"), "x").unwrap();
     let script = dir.join("postinst");
-    make_executable(
-        &script,
-        "#!/bin/sh
-(cp a b; true)
-exit 0
-",
-    );
+    make_executable(&script, "#!/bin/sh\n(cp a b; true)\nexit 0\n");
     let sh = run(Command::new(&script).current_dir(&dir));
-    let e = agent
-        .wait_for(*WAIT, |e| {
-            e["process"]["name"] == "cp"
-                && e["process"]["working_directory"] == dir.to_string_lossy().as_ref()
-        })
-        .expect("cp event");
+    let e = cp_event_in(agent, &dir);
     let parent = &e["process"]["parent"];
     assert_ne!(parent["pid"], sh, "the subshell is the parent");
     assert_eq!(parent["executable"], script.to_string_lossy().as_ref());

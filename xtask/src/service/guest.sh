@@ -57,7 +57,9 @@ say "start kernel $(uname -r), systemd $(systemctl --version | head -n 1 | cut -
 # --- a parent that exists before the agent: described from /proc when the agent starts (seeded);
 # reading /proc/PID/exe of a root process holding all capabilities needs CAP_SYS_PTRACE.
 mkfifo /run/servicetest-go
-unshare -m sh -c 'mount -t tmpfs bootcopy /boot && read go < /run/servicetest-go && cp /etc/hostname /boot/preexisting' &
+# The shell forks the subshell that will exec cp now, before the agent starts: that shell is a
+# parent the kernel never saw fork, so the agent describes it from its /proc seeding.
+unshare -m sh -c 'mount -t tmpfs bootcopy /boot && (read go < /run/servicetest-go && exec cp /etc/hostname /boot/preexisting); exit 0' &
 PRE=$!
 
 # --- install
@@ -124,8 +126,9 @@ else
     journalctl -u "$UNIT" --no-pager | tail -n 20
 fi
 
-# --- the parent that predates the agent: Elastic's rule needs process.parent.executable, which
-# for such a parent comes from /proc (CAP_SYS_PTRACE); without it the published rule is blind.
+# --- the parent that forked cp's process before the agent started: Elastic's rule needs
+# process.parent.executable, which for such a parent comes from /proc (CAP_SYS_PTRACE); without
+# it the published rule is blind.
 echo go > /run/servicetest-go
 wait "$PRE"
 if wait_for "$WAIT" has_alert preexisting; then
@@ -137,7 +140,7 @@ if wait_for "$WAIT" has_alert preexisting; then
         fail preexisting-parent "parent not described from /proc: $SRC"
     fi
 else
-    fail preexisting-parent "no alert for a cp whose parent started before the agent"
+    fail preexisting-parent "no alert for a cp forked before the agent started"
 fi
 
 # --- kill -9: systemd restarts the agent, which records the gap
