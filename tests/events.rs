@@ -314,6 +314,28 @@ fn forked_subshell_parent_carries_the_shell_image(agent: &mut Agent) {
     assert_eq!(e["boot_copy"]["parent"]["source"], "kernel");
 }
 
+/// A shell that forked (so has a table entry) and then exec'd another program: the program's
+/// children see it as it is now, never the entry from before the exec.
+fn parent_that_execd_after_forking_is_described_anew(agent: &mut Agent) {
+    let dir = tempdir("reexec");
+    fs::write(dir.join("a"), "x").unwrap();
+    let inner = "cp a b; true";
+    let outer = format!("/bin/true; exec /bin/sh -c '{inner}'");
+    let sh = run(Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&outer)
+        .current_dir(&dir));
+    let e = cp_event_in(agent, &dir);
+    let parent = &e["process"]["parent"];
+    assert_eq!(parent["pid"], sh);
+    assert_eq!(
+        parent["args"],
+        serde_json::json!(["/bin/sh", "-c", inner]),
+        "the parent's argv after its exec"
+    );
+    assert_eq!(e["boot_copy"]["parent"]["source"], "kernel");
+}
+
 /// A script's subshell is described as the script (its path as the executable), as Defend
 /// describes a forked process by its parent's image: the kernel copies the script's entry.
 fn script_subshell_parent_is_the_script(agent: &mut Agent) {
@@ -500,6 +522,7 @@ mod one_agent_each {
         relative_exec_is_made_absolute_with_cwd,
         forked_subshell_parent_carries_the_shell_image,
         script_subshell_parent_is_the_script,
+        parent_that_execd_after_forking_is_described_anew,
         parent_exited_before_the_event_was_read,
         cp_with_4000_sources_keeps_every_argument,
         unwatched_128k_argument_is_truncated_and_flagged,
