@@ -708,6 +708,36 @@ fn changed_prefilter_maps_are_reported_and_restored() {
         })
         .expect("heartbeat counting the change");
     assert!(heartbeat["boot_copy"]["seq"].as_u64() > record["boot_copy"]["seq"].as_u64());
+
+    // Zeroed, CONFIG's bitmaps would turn every name away before WATCHED is consulted.
+    let config_map = map_id_of(agent.pid(), "CONFIG").to_string();
+    let zero = ["0"; 56];
+    let update = [
+        "map",
+        "update",
+        "id",
+        &config_map,
+        "key",
+        "0",
+        "0",
+        "0",
+        "0",
+        "value",
+    ];
+    bpftool(&[&update[..], &zero[..]].concat());
+    let record = agent
+        .wait_for(|r| {
+            r["event"]["action"] == "maps-tampered"
+                && r["boot_copy"]["tampered"][0]["map"] == "CONFIG"
+        })
+        .expect("maps-tampered record for CONFIG");
+    let tampered = &record["boot_copy"]["tampered"][0];
+    assert_eq!(tampered["restored"], true);
+    assert_eq!(
+        tampered["added"][0],
+        "flags 0 name bits [0, 0, 0, 0] size bits [0, 0]"
+    );
+    agent.alert_on_copy();
     agent.stop();
     fs::remove_dir_all(&dir).unwrap();
 }
