@@ -28,7 +28,10 @@ pub static PROC_TABLE: LruHashMap<u32, ProcImage> = LruHashMap::with_max_entries
 /// Processes that forked recently and have a current `PROC_TABLE` entry, by `tgid % FORKERS_LEN`:
 /// a fork that finds itself here is done without a `PROC_TABLE` lookup. (A lookup there costs
 /// most of the fork program: the table's memory is vmalloc'd, so each lookup misses the TLB,
-/// and under nested paging that is dear. This array is small enough to be kmalloc'd.)
+/// and under nested paging that is dear. This array is small enough to be kmalloc'd.) A hit does
+/// not refresh the entry's LRU position: if the table reuses the entry of a process that keeps
+/// forking, its children's records miss the table (`parent_misses`) and the agent describes the
+/// parent from /proc.
 #[map]
 pub static FORKERS: Array<Forker> = Array::with_max_entries(FORKERS_LEN, 0);
 
