@@ -5,7 +5,10 @@ use super::{DEFAULT_QUEUE_CAPACITY, Record, Shared, SinkError, Worker, one_line}
 use nix::{
     errno::Errno,
     fcntl::{OFlag, open, openat, renameat},
-    sys::stat::Mode,
+    sys::{
+        inotify::{AddWatchFlags, InitFlags, Inotify},
+        stat::Mode,
+    },
     unistd::{UnlinkatFlags, unlinkat},
 };
 use serde::Deserialize;
@@ -82,6 +85,9 @@ pub(super) struct AlertLog {
     keep: u32,
     fsync: FsyncPolicy,
     log: Option<OpenLog>,
+    /// Changes to the directory's entries; without it (no inotify) the path is stat'ed before
+    /// every record.
+    watch: Option<DirWatch>,
     /// The line being written, reused.
     buf: Vec<u8>,
     /// Written since the last fsync.
@@ -89,6 +95,46 @@ pub(super) struct AlertLog {
     last_sync: Instant,
     open_retry_at: Instant,
     rotate_retry_at: Instant,
+}
+
+/// Entry changes in the log's directory (renames, creates, deletes), read without blocking.
+struct DirWatch(Inotify);
+
+impl DirWatch {
+    fn new(dir: &Path) -> Option<Self> {
+        let flags = InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC;
+        let watch = DirWatch(Inotify::init(flags).ok()?);
+        watch.add(dir).then_some(watch)
+    }
+
+    /// Watches `dir` (a no-op for the directory already watched).
+    fn add(&self, dir: &Path) -> bool {
+        let events = AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_MOVE_SELF
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_ONLYDIR;
+        self.0.add_watch(dir, events).is_ok()
+    }
+
+    /// Whether an event since the last call concerns the entry `name` or the directory itself
+    /// (events without a name; a queue overflow among them).
+    fn touched(&self, name: &OsStr) -> bool {
+        let mut touched = false;
+        loop {
+            match self.0.read_events() {
+                Ok(events) => {
+                    touched |= events
+                        .iter()
+                        .any(|e| e.name.as_deref().is_none_or(|n| n == name));
+                }
+                Err(Errno::EAGAIN) => return touched,
+                Err(_) => return true,
+            }
+        }
+    }
 }
 
 struct OpenLog {
@@ -108,6 +154,7 @@ impl AlertLog {
         let now = Instant::now();
         Ok(Self {
             path: cfg.path.clone(),
+            watch: DirWatch::new(&dir),
             dir,
             name,
             max_bytes: cfg.max_bytes,
@@ -141,6 +188,10 @@ impl AlertLog {
         match open_log(&self.dir, &self.name, &self.path) {
             Ok(log) => {
                 self.log = Some(log);
+                // The directory may be another one now (same inode: the same watch).
+                if self.watch.as_ref().is_some_and(|w| !w.add(&self.dir)) {
+                    self.watch = None;
+                }
                 shared.up();
             }
             Err(e) => {
@@ -271,8 +322,12 @@ impl Worker for AlertLog {
     /// the new file), someone may delete or move it (then we recreate it).
     fn check(&mut self, shared: &Shared) {
         let Some(log) = &self.log else { return };
-        // One stat of the path per record; the open file is looked at only when the path does
-        // not lead to it.
+        // The path is stat'ed only after an entry of the directory changed (one read of the
+        // inotify descriptor per record instead of a path walk), or before every record
+        // without inotify. The open file is looked at only when the path does not lead to it.
+        if self.watch.as_ref().is_some_and(|w| !w.touched(&self.name)) {
+            return;
+        }
         let links = || log.file.metadata().map_or(1, |m| m.nlink());
         match fs::symlink_metadata(&self.path) {
             Ok(m) if m.dev() == log.dev && m.ino() == log.ino => {}

@@ -314,7 +314,7 @@ trait Worker: Send + 'static {
     fn write(&mut self, record: &Record, shared: &Shared);
     /// Before each record: e.g. is the log file still the one at its path? Per record, so a
     /// file renamed by logrotate gets no more writes than needed after the rename (a shipper
-    /// may stop reading it soon after); alerts are rare enough for the stat this costs.
+    /// may stop reading it soon after).
     fn check(&mut self, _shared: &Shared) {}
     /// Periodic work, also when idle.
     fn tick(&mut self, _shared: &Shared) {}
