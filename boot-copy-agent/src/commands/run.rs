@@ -154,6 +154,31 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     daemon.shutdown(&mut reader).await
 }
 
+/// Sends a numbered record to the sinks, sealed into the hash chain when one is kept.
+fn send(chain: &mut Option<Chain>, sinks: &Sinks, emit: Emit) {
+    let line = match chain {
+        // Only with a chain: the record is parsed back to be sealed.
+        Some(chain) => match serde_json::from_str::<Value>(&emit.line) {
+            Ok(mut doc) => {
+                chain.seal(&mut doc);
+                doc.to_string().into()
+            }
+            // Cannot happen (serde_json wrote it); sent unsealed, the verifier names it.
+            Err(e) => {
+                tracing::error!("record not sealed, not JSON ({e}): {}", emit.line);
+                emit.line
+            }
+        },
+        None => emit.line,
+    };
+    let record = if emit.alert {
+        Record::alert(line, emit.severity)
+    } else {
+        Record::health(line, emit.severity)
+    };
+    sinks.send(&record);
+}
+
 /// The previous run's last chained record, as the next chain start names it.
 fn chain_link(prior: &Status) -> Option<Value> {
     let hmac = prior.chain_hmac.as_ref()?;
@@ -242,13 +267,24 @@ impl Daemon {
         }
     }
 
+    /// Each record's alerts go to the sinks before the next record is read, so that a full ring
+    /// does not hold all its alerts in memory at once.
     fn drain(&mut self, reader: &mut RingReader) {
-        let mut out = Vec::new();
         let now = Instant::now();
-        reader.drain(|record| self.detector.handle(record, now, &mut self.seq, &mut out));
-        for emit in out {
-            self.emit(emit);
-        }
+        let Daemon {
+            detector,
+            seq,
+            chain,
+            sinks,
+            ..
+        } = self;
+        let mut out = Vec::new();
+        reader.drain(|record| {
+            detector.handle(record, now, seq, &mut out);
+            for emit in out.drain(..) {
+                send(chain, sinks, emit);
+            }
+        });
     }
 
     /// Once a second: closed budget windows, losses, the status file.
@@ -305,30 +341,9 @@ impl Daemon {
         }
     }
 
-    /// Sends a record the detector (or [`emit_health`](Self::emit_health)) numbered, sealed into
-    /// the hash chain when one is kept.
+    /// Sends a record the detector (or [`emit_health`](Self::emit_health)) numbered.
     fn emit(&mut self, emit: Emit) {
-        let line = match &mut self.chain {
-            // Only with a chain: the record is parsed back to be sealed.
-            Some(chain) => match serde_json::from_str::<Value>(&emit.line) {
-                Ok(mut doc) => {
-                    chain.seal(&mut doc);
-                    doc.to_string().into()
-                }
-                // Cannot happen (serde_json wrote it); sent unsealed, the verifier names it.
-                Err(e) => {
-                    tracing::error!("record not sealed, not JSON ({e}): {}", emit.line);
-                    emit.line
-                }
-            },
-            None => emit.line,
-        };
-        let record = if emit.alert {
-            Record::alert(line, emit.severity)
-        } else {
-            Record::health(line, emit.severity)
-        };
-        self.sinks.send(&record);
+        send(&mut self.chain, &self.sinks, emit);
     }
 
     fn emit_health(&mut self, mut doc: Value, severity: Severity) {
