@@ -327,13 +327,7 @@ fn bad_config_fails_before_attaching() {
     let dir = tempdir("badconfig");
     let config = dir.join("config.toml");
     fs::write(&config, "[alert_budget]\nmax_alerts = \"many\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = daemon::refused_run(&config);
     assert!(
         err.contains(&config.display().to_string())
             && err.contains("line 2")
@@ -354,12 +348,7 @@ fn sighup_with_a_bad_rule_keeps_the_running_rules() {
         "[rule]\nquery = 'sequence [process where true]'\n",
     )
     .unwrap();
-    let text = fs::read_to_string(&config).unwrap();
-    fs::write(
-        &config,
-        format!("[rules]\npath = \"{}\"\n{text}", rules.display()),
-    )
-    .unwrap();
+    daemon::use_rules_dir(&config, &rules);
     agent.signal(nix::sys::signal::Signal::SIGHUP);
     let failed = agent
         .wait_for(*WAIT, |r| r["event"]["action"] == "reload-failed")
@@ -639,13 +628,7 @@ fn bad_sensor_btf_fails_before_attaching() {
             ),
         )
         .unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = daemon::refused_run(&config);
         assert!(
             err.contains(&btf.display().to_string()) && err.contains("sensor.btf"),
             "{err}"

@@ -7,7 +7,7 @@ use std::{
     fs,
     os::unix::fs::{PermissionsExt, chown},
     path::{Path, PathBuf},
-    process::{Child, Command, Output},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
@@ -218,12 +218,7 @@ fn running_agent_keeps_only_bpf_and_ptrace_and_still_detects_and_reloads() {
         rules.join("boot-file-copy.toml"),
     )
     .unwrap();
-    let text = fs::read_to_string(&config).unwrap();
-    fs::write(
-        &config,
-        format!("[rules]\npath = \"{}\"\n{text}", rules.display()),
-    )
-    .unwrap();
+    daemon::use_rules_dir(&config, &rules);
     // What logrotate's `create 0644 root root` leaves: a new file that SIGHUP must reopen and
     // tighten, without the capabilities the agent dropped.
     fs::rename(&log, dir.join("log/alerts.ndjson.1")).unwrap();
@@ -252,13 +247,7 @@ fn running_agent_keeps_only_bpf_and_ptrace_and_still_detects_and_reloads() {
 
 /// `run` with `config`: must fail before opening the log, naming `culprit` and `why`.
 fn assert_refused(dir: &Path, config: &Path, culprit: &Path, why: &str) {
-    let out: Output = Command::new(AGENT)
-        .args(["run", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "accepted; stderr: {err}");
+    let err = daemon::refused_run(config);
     let named = format!("{} is {why}", culprit.display());
     assert!(err.contains(&named), "expected `{named}` in: {err}");
     assert!(
@@ -306,20 +295,18 @@ fn config_rules_and_key_that_others_can_change_or_read_are_refused() {
         ),
     );
     let group_writable = |mode| format!("writable by group or others (mode {mode:o})");
+    // Refused with `loose` mode (named `why`), then owned by someone else; restored after each.
+    let refused = |path: &Path, loose: u32, why: &str, mode: u32| {
+        chmod(path, loose);
+        assert_refused(&dir, &config, path, why);
+        chmod(path, mode);
+        chown(path, Some(NOBODY), None).unwrap();
+        assert_refused(&dir, &config, path, &format!("owned by uid {NOBODY}"));
+        chown(path, Some(0), None).unwrap();
+    };
 
-    chmod(&config, 0o664);
-    assert_refused(&dir, &config, &config, &group_writable(0o664));
-    chmod(&config, 0o644);
-    chown(&config, Some(NOBODY), None).unwrap();
-    assert_refused(&dir, &config, &config, &format!("owned by uid {NOBODY}"));
-    chown(&config, Some(0), None).unwrap();
-
-    chmod(&rule, 0o646);
-    assert_refused(&dir, &config, &rule, &group_writable(0o646));
-    chmod(&rule, 0o644);
-    chown(&rule, Some(NOBODY), None).unwrap();
-    assert_refused(&dir, &config, &rule, &format!("owned by uid {NOBODY}"));
-    chown(&rule, Some(0), None).unwrap();
+    refused(&config, 0o664, &group_writable(0o664), 0o644);
+    refused(&rule, 0o646, &group_writable(0o646), 0o644);
     chmod(&rules, 0o775);
     assert_refused(&dir, &config, &rules, &group_writable(0o775));
     chmod(&rules, 0o755);
@@ -328,17 +315,12 @@ fn config_rules_and_key_that_others_can_change_or_read_are_refused() {
     assert_refused(&dir, &config, &etc, &group_writable(0o777));
     chmod(&etc, 0o755);
 
-    chmod(&key, 0o640);
-    assert_refused(
-        &dir,
-        &config,
+    refused(
         &key,
+        0o640,
         "accessible to group or others (mode 640)",
+        0o400,
     );
-    chmod(&key, 0o400);
-    chown(&key, Some(NOBODY), None).unwrap();
-    assert_refused(&dir, &config, &key, &format!("owned by uid {NOBODY}"));
-    chown(&key, Some(0), None).unwrap();
     fs::write(&key, "short").unwrap();
     assert_refused(&dir, &config, &key, "too short");
 

@@ -717,20 +717,8 @@ fn shipper_gets_every_real_alert_once_through_repeated_logrotate() {
         fs::read_to_string(&path).is_ok_and(|t| t.contains("\"agent-started\""))
     });
     let rsyslog = Rsyslog::start_tailing(tmp.path(), Some(&path));
-    let snippet = fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/boot-copy.logrotate"),
-    )
-    .unwrap();
-    let conf = snippet
-        .replace(
-            "/var/log/boot-copy/alerts.ndjson",
-            &path.display().to_string(),
-        )
-        .replace(
-            "systemctl kill --signal=HUP boot-copy-agent.service",
-            &format!("kill -HUP {agent_pid}"),
-        )
-        .replace("rotate 5", "rotate 100");
+    let conf =
+        logrotate_conf(&path, &format!("kill -HUP {agent_pid}")).replace("rotate 5", "rotate 100");
     let conf_path = tmp.path().join("boot-copy.logrotate");
     fs::write(&conf_path, conf).unwrap();
 
@@ -1121,22 +1109,8 @@ fn shipped_logrotate_snippet_rotates_and_the_hook_reopens() {
     }
     wait_for("10 written", || stats_of(&sinks, "alert_log").written == 10);
     // The shipped snippet, pointed at the test's log, its SIGHUP replaced by a marker.
-    let snippet = fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../systemd/boot-copy.logrotate"
-    ))
-    .unwrap();
     let hook = tmp.path().join("hooked");
-    let conf = snippet
-        .replace(
-            "/var/log/boot-copy/alerts.ndjson",
-            &path.display().to_string(),
-        )
-        .replace(
-            "systemctl kill --signal=HUP boot-copy-agent.service",
-            &format!("touch {}", hook.display()),
-        );
-    assert_ne!(conf, snippet);
+    let conf = logrotate_conf(&path, &format!("touch {}", hook.display()));
     let conf_path = tmp.path().join("boot-copy.logrotate");
     fs::write(&conf_path, conf).unwrap();
     let out = Command::new("logrotate")
@@ -1161,4 +1135,24 @@ fn shipped_logrotate_snippet_rotates_and_the_hook_reopens() {
     assert_eq!(seqs(&rotated), (0..10).collect::<Vec<_>>());
     assert_eq!(seqs(&path), (10..20).collect::<Vec<_>>());
     assert_eq!(mode(&path), 0o640);
+}
+
+/// The shipped logrotate snippet for the log at `path`, its SIGHUP replaced by `postrotate`.
+fn logrotate_conf(path: &Path, postrotate: &str) -> String {
+    let snippet = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../systemd/boot-copy.logrotate"
+    ))
+    .unwrap();
+    let conf = snippet
+        .replace(
+            "/var/log/boot-copy/alerts.ndjson",
+            &path.display().to_string(),
+        )
+        .replace(
+            "systemctl kill --signal=HUP boot-copy-agent.service",
+            postrotate,
+        );
+    assert_ne!(conf, snippet);
+    conf
 }

@@ -8,10 +8,32 @@ use std::{
     ffi::OsStr,
     fs,
     os::unix::fs::PermissionsExt,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+/// `boot-copy-agent run --config CONFIG`, which must fail: its standard error.
+pub fn refused_run(config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"))
+        .args(["run", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "accepted; stderr: {err}");
+    err
+}
+
+/// Makes the configuration load its rules from the directory `rules`.
+pub fn use_rules_dir(config: &Path, rules: &Path) {
+    let text = fs::read_to_string(config).unwrap();
+    fs::write(
+        config,
+        format!("[rules]\npath = \"{}\"\n{text}", rules.display()),
+    )
+    .unwrap();
+}
 
 /// The published rule, Boot File Copy.
 pub const PUBLISHED: &str = "5bda8597-69a6-4b9e-87a2-69a7c963ea83";
