@@ -33,16 +33,25 @@ pub fn handle(ctx: &BtfTracePointContext) -> Result<u32, u32> {
     let bprm: Binprm = ctx.arg(2);
     count(counter::EXECS_SEEN);
     let prefilter = maps::prefilter().ok_or(0u32)?;
+    // What the prefilter decides first; a script's name is known only from its path (read
+    // into the record).
     // SAFETY: bprm comes from the tracepoint and is read through helpers.
-    if unsafe { !is_script(bprm) && !wanted(prefilter, exe_name_watched(prefilter, bprm)) } {
-        return Ok(0); // the common case: nothing to send, no table entry to make
-    }
+    let found = unsafe {
+        if is_script(bprm) {
+            exec_flags::SCRIPT
+        } else if exe_name_watched(prefilter, bprm) {
+            exec_flags::WATCHED
+        } else if wanted(prefilter, false) {
+            0
+        } else {
+            return Ok(0); // the common case: nothing to send, no table entry to make
+        }
+    };
     // SAFETY: plain helper call; the CPU cannot change while a tracepoint program runs.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let rec = SCRATCH.get_ptr_mut(cpu).ok_or(0u32)?;
-    let img = IMAGE_SCRATCH.get_ptr_mut(0).ok_or(0u32)?;
-    // SAFETY: `rec` and `img` are this CPU's map slots; task and bprm come from the tracepoint.
-    unsafe { record(task, bprm, prefilter, rec, img) };
+    // SAFETY: `rec` is this CPU's map slot; task and bprm come from the tracepoint.
+    unsafe { record(task, bprm, prefilter, found, rec) };
     Ok(0)
 }
 
@@ -121,19 +130,20 @@ unsafe fn read_str(dst: *mut u8, cap: usize, src: *const u8) -> (u32, bool) {
 /// not, parent found or not) is kept in the record's header, in map memory, and read back after
 /// each branch (`reload`): every case then reaches a walk in the same abstract state and the
 /// verifier explores each walk once.
+///
+/// `found`: `SCRIPT`, or else `WATCHED` as the prefilter found it.
 unsafe fn record(
     task: Task,
     bprm: Binprm,
     prefilter: &Prefilter,
+    found: u32,
     rec: *mut ExecRecord,
-    img_scratch: *mut ProcImage,
 ) {
-    // SAFETY (whole function): `rec` and `img_scratch` point into map values of their full
-    // types, only this program on this CPU uses them, and kernel pointers are only read through
-    // helpers.
+    // SAFETY (whole function): `rec` points into a map value of its full type, only this program
+    // on this CPU uses it, and kernel pointers are only read through helpers.
     unsafe {
         let h = &raw mut (*rec).header;
-        let mut flags = 0u32;
+        let mut flags = found;
 
         // What the image needs; the rest of the header is read only for a record that is sent.
         (*h).start_boottime_ns = co_re::bc_task_start_boottime(task);
@@ -142,11 +152,10 @@ unsafe fn record(
 
         // The path as passed to execve, and the interpreter when it differs (a `#!` script).
         let filename_ptr = co_re::bc_bprm_filename(bprm);
-        let script = is_script(bprm);
+        let script = found & exec_flags::SCRIPT != 0;
         let filename = (&raw mut (*rec).filename).cast::<u8>();
         let mut filename_len = 0;
         if script {
-            flags |= exec_flags::SCRIPT;
             filename_len = read_filename(filename, filename_ptr, &mut flags);
         }
 
@@ -157,7 +166,7 @@ unsafe fn record(
             // SAFETY: the shim writes all NAME_KEY_CAP bytes.
             name_or_size_watched(prefilter, key_len, &*key.as_ptr(), bprm)
         } else {
-            exe_name_watched(prefilter, bprm)
+            found & exec_flags::WATCHED != 0
         };
         if watched {
             flags |= exec_flags::WATCHED;
@@ -192,7 +201,7 @@ unsafe fn record(
             send(task, bprm, rec);
         }
         if reload(&raw const (*h).flags) & exec_flags::SCRIPT != 0 {
-            write_image(task, rec, img_scratch);
+            write_image(task, rec);
         }
     }
 }
@@ -340,9 +349,12 @@ unsafe fn send(task: Task, bprm: Binprm, rec: *mut ExecRecord) {
 /// A script's image, from the record's header and buffers, written in place when the process
 /// has an entry (it forked before this exec), else into an entry made from the scratch image.
 #[inline(always)]
-unsafe fn write_image(task: Task, rec: *mut ExecRecord, img_scratch: *mut ProcImage) {
+unsafe fn write_image(task: Task, rec: *mut ExecRecord) {
     // SAFETY (whole function): as in `record`; img is a PROC_TABLE value.
     unsafe {
+        let Some(img_scratch) = IMAGE_SCRATCH.get_ptr_mut(0) else {
+            return;
+        };
         let h = &raw const (*rec).header;
         let tgid = (*h).tgid;
         let img = match PROC_TABLE.get_ptr_mut(tgid) {
