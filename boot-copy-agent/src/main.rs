@@ -48,6 +48,13 @@ enum Command {
     },
     /// Show the running agent's counters.
     Status,
+    /// Make the running agent reload its rules (SIGHUP) and wait until it reports the result:
+    /// non-zero if it refused them (the unit's ExecReload).
+    Reload {
+        /// How long to wait for the agent's report.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        timeout: u64,
+    },
     /// Check the HMAC chain of alert logs (rotated files oldest first, e.g. alerts.ndjson.2
     /// alerts.ndjson.1 alerts.ndjson); name the first line removed, reordered, edited or
     /// inserted.
@@ -59,6 +66,9 @@ enum Command {
         logs: Vec<PathBuf>,
     },
 }
+
+/// sysexits(3)'s EX_CONFIG: `run` refused its configuration (the unit does not restart on it).
+const EX_CONFIG: u8 = 78;
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -72,7 +82,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("boot-copy-agent: {e:#}");
-            std::process::ExitCode::FAILURE
+            if e.downcast_ref::<commands::run::Misconfigured>().is_some() {
+                std::process::ExitCode::from(EX_CONFIG)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }
@@ -106,6 +120,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { rules } => commands::offline::check(&with_rules(rules)?),
         Command::Rules { rules } => commands::offline::list_rules(&with_rules(rules)?),
         Command::Status => commands::offline::status(&with_rules(None)?),
+        Command::Reload { timeout } => {
+            commands::reload::reload(&with_rules(None)?, std::time::Duration::from_secs(timeout))
+        }
         Command::Verify { key, logs } => commands::offline::verify(&key, &logs),
     }
 }

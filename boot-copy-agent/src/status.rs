@@ -30,6 +30,11 @@ pub struct Status {
     /// HMAC of record `seq`, when records are chained: the next run's first record names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain_hmac: Option<String>,
+    /// SIGHUP reloads handled so far, and why the last one was refused (none: it was applied).
+    #[serde(default)]
+    pub reloads: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_error: Option<String>,
     pub counters: serde_json::Value,
 }
 
@@ -110,6 +115,8 @@ impl Status {
             stopped,
             seq,
             chain_hmac: None,
+            reloads: 0,
+            reload_error: None,
             counters: counters_json(counters),
         }
     }

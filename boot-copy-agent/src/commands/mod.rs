@@ -1,6 +1,7 @@
 //! Subcommands of `boot-copy-agent`.
 pub mod events;
 pub mod offline;
+pub mod reload;
 pub mod run;
 
 use crate::{decode::image_to_raw, process::procfs, sensor::Sensor};

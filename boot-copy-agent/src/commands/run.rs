@@ -17,7 +17,7 @@ use crate::{
     rules::{Prefilter, RuleSet, check::load_ruleset_with},
     sensor::{RingReader, Sensor, SensorConfig},
     service,
-    sink::{Record, Severity, Sinks},
+    sink::{Record, Severity, SinkError, Sinks},
     status::{Status, StatusFile},
 };
 use anyhow::{Context as _, bail};
@@ -83,20 +83,37 @@ impl Signals {
     }
 }
 
+/// The configuration, rules, exceptions, key or a sink's settings are wrong: restarting cannot
+/// help, so the agent exits with EX_CONFIG (78), on which the unit does not restart.
+#[derive(Debug)]
+pub struct Misconfigured;
+
+impl std::fmt::Display for Misconfigured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("refusing the configuration")
+    }
+}
+
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut signals = Signals::register().context("registering signal handlers")?;
-    let config = Config::load(&opts.config, opts.explicit)?;
-    let rules = load_daemon_rules(&config)?;
+    let config = Config::load(&opts.config, opts.explicit).context(Misconfigured)?;
+    let rules = load_daemon_rules(&config).context(Misconfigured)?;
     let key = config
         .integrity
         .key_file
         .as_deref()
         .map(Key::load)
-        .transpose()?;
+        .transpose()
+        .context(Misconfigured)?;
     let status = StatusFile::new(&config.health.state_dir)?;
     let prior = status.read().unwrap_or(None);
     let previous = status.unclean_previous()?;
-    let sinks = Sinks::open(&config.sinks).context("opening the sinks")?;
+    let sinks = Sinks::open(&config.sinks).map_err(|e| match e {
+        SinkError::Config { .. } | SinkError::Address { .. } => {
+            anyhow::Error::from(e).context(Misconfigured)
+        }
+        e => anyhow::Error::from(e).context("opening the sinks"),
+    })?;
     let prefilter = rules.prefilter();
     let mut sensor = Sensor::start(&sensor_config(&config, &rules))?;
     let seeded = seed_process_table(&mut sensor);
@@ -130,6 +147,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         config_path: opts.config,
         explicit: opts.explicit,
         metrics: page,
+        reload: ReloadState::default(),
     };
     daemon.loss = Some(LossTracker::new(&daemon.losses(&daemon.sensor.counters()?)));
     if let Some(prev) = previous {
@@ -201,6 +219,13 @@ fn sensor_config(config: &Config, rules: &RuleSet) -> SensorConfig {
     }
 }
 
+/// What `boot-copy-agent reload` reads back from the status file.
+#[derive(Default)]
+struct ReloadState {
+    count: u64,
+    error: Option<String>,
+}
+
 struct Daemon {
     origin: Origin,
     detector: Detector,
@@ -223,6 +248,9 @@ struct Daemon {
     config_path: PathBuf,
     explicit: bool,
     metrics: metrics::Page,
+    /// SIGHUP reloads done, and why the last was refused: `boot-copy-agent reload` (the unit's
+    /// ExecReload) waits for the count to move in the status file.
+    reload: ReloadState,
 }
 
 impl Daemon {
@@ -358,6 +386,7 @@ impl Daemon {
     /// SIGHUP: reopen the alert log; reload rules and exceptions, keeping the running set if
     /// the new one is invalid.
     fn reload(&mut self) {
+        service::notify("RELOADING=1");
         self.sinks.reopen();
         let loaded = Config::load(&self.config_path, self.explicit)
             .map_err(anyhow::Error::from)
@@ -389,10 +418,21 @@ impl Daemon {
                 )
             }
         };
+        self.reload.count += 1;
+        self.reload.error = (action == "reload-failed").then(|| message.clone());
         let record = self
             .origin
             .record("state", action, SystemTime::now(), message, json!({}));
         self.emit_health(record, severity);
+        let written = self
+            .sensor
+            .counters()
+            .map_err(anyhow::Error::from)
+            .and_then(|k| self.write_status(&k, false));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "writing the status file after a reload");
+        }
+        service::notify("READY=1");
     }
 
     /// What was lost, per stage, in a fixed order.
@@ -464,11 +504,14 @@ impl Daemon {
         self.metrics.update(&counters);
         let mut status = Status::new(self.started, self.seq.last(), &counters, stopped);
         status.chain_hmac = self.chain.as_ref().and_then(Chain::last_hex);
+        status.reloads = self.reload.count;
+        status.reload_error.clone_from(&self.reload.error);
         self.status.write(&status)
     }
 
     /// SIGTERM: drain the ring, close budget windows, say goodbye, flush the sinks.
     async fn shutdown(mut self, reader: &mut RingReader) -> anyhow::Result<()> {
+        service::notify("STOPPING=1");
         self.drain(reader);
         let mut out = Vec::new();
         self.detector

@@ -1,4 +1,5 @@
-//! Where records go: the alert log (NDJSON), stdout (journald) and syslog (RFC 5424).
+//! Where records go: the alert log (NDJSON, always whole), stdout (journald) and syslog (the
+//! local syslog(3) format or RFC 5424); the last two trim a record over their size limit.
 //!
 //! Each enabled sink runs on its own OS thread fed by its own bounded queue. [`Sinks::send`]
 //! only does `try_send`, so a slow, dead or full sink never blocks detection or the other
@@ -11,10 +12,11 @@
 mod file;
 mod stdout;
 mod syslog;
+mod trim;
 
 pub use file::{AlertLogConfig, FsyncPolicy};
 pub use stdout::StdoutConfig;
-pub use syslog::{Facility, SyslogConfig, SyslogTransport};
+pub use syslog::{Facility, SyslogConfig, SyslogFormat, SyslogTransport};
 
 use serde::Deserialize;
 use std::{
@@ -29,6 +31,9 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 use thiserror::Error;
+
+/// The smallest size limit a sink accepts: room for an alert's fixed fields.
+pub const MIN_RECORD_LIMIT: usize = 1024;
 
 /// Default capacity of each sink's queue, in records.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
@@ -426,12 +431,25 @@ impl Sinks {
             workers.push(("alert_log", cfg.alert_log.queue_capacity, Box::new(worker)));
         }
         if cfg.stdout.enabled {
-            let worker = stdout::Stdout::new();
+            let worker = stdout::Stdout::new(&cfg.stdout);
             workers.push(("stdout", cfg.stdout.queue_capacity, Box::new(worker)));
         }
         if cfg.syslog.enabled {
             let worker = syslog::Syslog::new(&cfg.syslog)?;
             workers.push(("syslog", cfg.syslog.queue_capacity, Box::new(worker)));
+        }
+        for (key, max) in [
+            ("stdout", cfg.stdout.max_record_bytes),
+            ("syslog", cfg.syslog.max_record_bytes),
+        ] {
+            if max != 0 && max < MIN_RECORD_LIMIT {
+                return Err(SinkError::Config {
+                    key,
+                    message: format!(
+                        "max_record_bytes must be 0 (no limit) or at least {MIN_RECORD_LIMIT}"
+                    ),
+                });
+            }
         }
         if let Some((name, _, _)) = workers.iter().find(|(_, capacity, _)| *capacity == 0) {
             return Err(SinkError::Config {

@@ -1,13 +1,20 @@
-//! Syslog, RFC 5424: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - MSG`, MSG being the
-//! JSON line. Over the local datagram socket, UDP, or TCP with octet-counting framing
-//! (RFC 6587: `LEN SP MSG`).
+//! Syslog, MSG being the JSON line, in one of two formats:
+//! - local (the default on the local socket): what syslog(3) writes, `<PRI>Mmm dd hh:mm:ss
+//!   TAG[PID]: MSG`, which a stock rsyslog (imuxsock, default parsers) and journald parse;
+//!   journald cannot parse RFC 5424 there (systemd#19251);
+//! - RFC 5424 (the default over UDP and TCP): `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID
+//!   - MSG`.
+//!
+//! Over the local datagram socket, UDP, or TCP with octet-counting framing (RFC 6587: `LEN SP
+//! MSG`). A record longer than `max_record_bytes` (header included; default 8 KiB, rsyslog's
+//! default maxMessageSize) has its argument text trimmed so it still arrives as valid JSON.
 //!
 //! While the receiver is unreachable the sink holds the record in hand and retries with
 //! back-off; the records behind it wait in the bounded queue, and what does not fit there is
 //! counted as dropped. A record whose send fails on a live connection is retried once on a
 //! new one, then counted as failed. UDP cannot tell whether a datagram arrived: a stopped UDP
 //! receiver is seen only through ICMP errors on later sends.
-use super::{DEFAULT_QUEUE_CAPACITY, Record, Shared, SinkError, Worker, one_line};
+use super::{DEFAULT_QUEUE_CAPACITY, Record, Shared, SinkError, Worker, one_line, trim};
 use serde::Deserialize;
 use std::{
     fmt,
@@ -31,6 +38,12 @@ pub struct SyslogConfig {
     pub enabled: bool,
     /// `"unix"` (default), `"udp"` or `"tcp"`.
     pub transport: SyslogTransport,
+    /// `"local"` (syslog(3)'s format; the default for unix) or `"rfc5424"` (the default for
+    /// udp and tcp).
+    pub format: Option<SyslogFormat>,
+    /// Longest message, header included (0: no limit); default 8192, rsyslog's default
+    /// `maxMessageSize`.
+    pub max_record_bytes: usize,
     /// unix: a socket path, default `/dev/log`; udp and tcp: `host:port`, required.
     pub address: Option<String>,
     /// Default `"auth"`.
@@ -53,6 +66,8 @@ impl Default for SyslogConfig {
         Self {
             enabled: false,
             transport: SyslogTransport::Unix,
+            format: None,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             address: None,
             facility: Facility::Auth,
             app_name: "boot-copy".into(),
@@ -71,6 +86,19 @@ pub enum SyslogTransport {
     Unix,
     Udp,
     Tcp,
+}
+
+/// Longest syslog message by default: rsyslog's default `maxMessageSize`.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 8192;
+
+/// The message header.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogFormat {
+    /// syslog(3): `<PRI>Mmm dd hh:mm:ss TAG[PID]: MSG`, local time.
+    Local,
+    /// RFC 5424: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - MSG`.
+    Rfc5424,
 }
 
 /// Syslog facilities by their usual names.
@@ -163,9 +191,11 @@ impl Conn {
 pub(super) struct Syslog {
     target: Target,
     transport: SyslogTransport,
+    format: SyslogFormat,
     facility: Facility,
-    /// `HOSTNAME APP-NAME PROCID`, sanitized once.
+    /// RFC 5424: `HOSTNAME APP-NAME PROCID`; local: `TAG[PID]:`; sanitized once.
     fixed: String,
+    max_record_bytes: usize,
     timeout: Duration,
     backoff_max: Duration,
     conn: Option<Conn>,
@@ -212,17 +242,28 @@ impl Syslog {
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default()
         });
-        let fixed = format!(
-            "{} {} {}",
-            header_field(&hostname, 255),
-            header_field(&cfg.app_name, 48),
-            std::process::id()
-        );
+        let format = cfg.format.unwrap_or(match cfg.transport {
+            SyslogTransport::Unix => SyslogFormat::Local,
+            SyslogTransport::Udp | SyslogTransport::Tcp => SyslogFormat::Rfc5424,
+        });
+        let app = header_field(&cfg.app_name, 48);
+        let fixed = match format {
+            SyslogFormat::Rfc5424 => format!(
+                "{} {app} {}",
+                header_field(&hostname, 255),
+                std::process::id()
+            ),
+            // A TAG ends at the first character that is not alphanumeric, `-`, `_`, `.` or `/`
+            // (rsyslog's and journald's parsers): `[` here.
+            SyslogFormat::Local => format!("{app}[{}]:", std::process::id()),
+        };
         Ok(Self {
             target,
             transport: cfg.transport,
+            format,
             facility: cfg.facility,
             fixed,
+            max_record_bytes: cfg.max_record_bytes,
             timeout: Duration::from_millis(cfg.timeout_ms),
             backoff_max: Duration::from_millis(cfg.reconnect_max_ms).max(BACKOFF_START),
             conn: None,
@@ -237,15 +278,28 @@ impl Syslog {
     fn format(&mut self, record: &Record) {
         self.msg.clear();
         let pri = self.facility.code() * 8 + record.severity.code();
-        let _ = write!(
-            self.msg,
-            "<{pri}>1 {} {} {} - ",
-            timestamp(SystemTime::now()),
-            self.fixed,
-            record.msgid.as_str()
-        );
-        self.msg
-            .extend_from_slice(one_line(&record.line).as_bytes());
+        let now = SystemTime::now();
+        let _ = match self.format {
+            SyslogFormat::Rfc5424 => write!(
+                self.msg,
+                "<{pri}>1 {} {} {} - ",
+                timestamp(now),
+                self.fixed,
+                record.msgid.as_str()
+            ),
+            SyslogFormat::Local => {
+                write!(self.msg, "<{pri}>{} {} ", local_timestamp(now), self.fixed)
+            }
+        };
+        let budget = match self.max_record_bytes {
+            0 => usize::MAX,
+            max => max.saturating_sub(self.msg.len()),
+        };
+        let line = one_line(&record.line);
+        match trim::fit(&line, budget) {
+            Some(trimmed) => self.msg.extend_from_slice(trimmed.as_bytes()),
+            None => self.msg.extend_from_slice(line.as_bytes()),
+        }
         self.out.clear();
         if self.transport == SyslogTransport::Tcp {
             let _ = write!(self.out, "{} ", self.msg.len());
@@ -405,6 +459,27 @@ fn timestamp(t: SystemTime) -> String {
     )
 }
 
+/// syslog(3)'s timestamp, `Mmm dd hh:mm:ss` in local time (day space-padded).
+fn local_timestamp(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as libc::time_t;
+    // SAFETY: localtime_r writes only into `tm`, which lives across the call.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        return timestamp(t);
+    }
+    format!(
+        "{} {:>2} {:02}:{:02}:{:02}",
+        MONTHS[tm.tm_mon.clamp(0, 11) as usize],
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -474,6 +549,50 @@ mod tests {
         let out = String::from_utf8(s.out.clone()).unwrap();
         assert!(out.starts_with("<35>1 "), "{out}");
         assert!(out.ends_with(" alert - {}"), "{out}");
+    }
+
+    #[test]
+    fn local_socket_defaults_to_syslog3_format() {
+        let mut s = Syslog::new(&SyslogConfig::default()).unwrap();
+        s.format(&Record::new("{\"a\":1}", Severity::Warning, MsgId::Alert));
+        let out = String::from_utf8(s.out.clone()).unwrap();
+        // auth (4) * 8 + warning (4) = 36; no RFC 5424 version, host or MSGID.
+        let re = regex::Regex::new(&format!(
+            r#"^<36>[A-Z][a-z]{{2}} [ 123]\d \d\d:\d\d:\d\d boot-copy\[{}\]: \{{"a":1\}}$"#,
+            std::process::id()
+        ))
+        .unwrap();
+        assert!(re.is_match(&out), "{out}");
+    }
+
+    #[test]
+    fn rfc5424_can_be_chosen_for_the_local_socket() {
+        let mut s = Syslog::new(&SyslogConfig {
+            format: Some(SyslogFormat::Rfc5424),
+            hostname: Some("h1".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        s.format(&Record::new("{}", Severity::Info, MsgId::Health));
+        let out = String::from_utf8(s.out.clone()).unwrap();
+        assert!(out.starts_with("<38>1 "), "{out}");
+        let expect = format!(" h1 boot-copy {} health - {{}}", std::process::id());
+        assert!(out.ends_with(&expect), "{out}");
+    }
+
+    #[test]
+    fn long_records_are_trimmed_to_the_message_limit() {
+        let args: Vec<String> = (0..2000).map(|i| format!("--suffix={i:05}")).collect();
+        let line =
+            serde_json::json!({"process": {"args": args}, "rule": {"name": "r"}}).to_string();
+        let mut s = Syslog::new(&SyslogConfig::default()).unwrap();
+        s.format(&Record::new(line, Severity::Warning, MsgId::Alert));
+        assert!(s.out.len() <= DEFAULT_MAX_RECORD_BYTES, "{}", s.out.len());
+        let msg = String::from_utf8(s.out.clone()).unwrap();
+        let json = &msg[msg.find("]: ").unwrap() + 3..];
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(v["rule"]["name"], "r");
+        assert_eq!(v["boot_copy"]["trimmed"]["fields"][0], "process.args");
     }
 
     #[test]

@@ -198,6 +198,109 @@ else
 fi
 record rules-reloaded boot-copy && pass reload-record || fail reload-record "no rules-reloaded record"
 
+# --- the packaged configuration leaves rotation to logrotate (one rotator)
+if grep -qx 'max_bytes = 0' /etc/boot-copy/config.toml; then
+    pass packaged-rotation
+else
+    fail packaged-rotation "the packaged config does not set [sinks.alert_log] max_bytes = 0"
+fi
+
+CONF=/etc/boot-copy/config.toml
+cp "$CONF" /root/config.toml.orig
+restore_config() {
+    cp /root/config.toml.orig "$CONF"
+    systemctl reset-failed "$UNIT" 2>/dev/null
+    systemctl restart "$UNIT"
+    wait_for "$WAIT" active
+}
+
+# --- syslog to a stock journald on /dev/log: every alert is one journal entry under the tag
+# boot-copy whose MESSAGE is the alert's JSON; an alert with 80 KiB of arguments is trimmed to
+# the syslog limit (8 KiB) and says so, the alert log keeps it whole.
+sed -i 's/^\[sinks.syslog\]$/[sinks.syslog]\nenabled = true/' "$CONF"
+systemctl restart "$UNIT"
+wait_for "$WAIT" active
+PAD=$(head -c 1000 /dev/zero | tr '\0' s)
+BIG=""
+i=0
+while [ $i -lt 80 ]; do
+    BIG="$BIG --suffix=$i$PAD"
+    i=$((i + 1))
+done
+copy_to_boot journald-small
+unshare -m sh -c "mount -t tmpfs bootcopy /boot && cp $BIG /etc/hostname /boot/journald-big"
+# MESSAGE of each boot-copy entry; --all: journalctl shows fields over 4 KiB as null otherwise.
+tagged() { journalctl -q -t boot-copy -o json --all --no-pager | jq -r '.MESSAGE'; }
+journal_alert() { tagged | jq -c --arg t "/boot/$1" 'select(.event.kind == "alert" and (.process.args | index($t)))' 2>/dev/null; }
+in_tagged() { [ -n "$(journal_alert "$1")" ]; }
+if wait_for "$WAIT" in_tagged journald-big && in_tagged journald-small && tagged | jq -e . >/dev/null; then
+    N_SMALL=$(journal_alert journald-small | grep -c .)
+    N_BIG=$(journal_alert journald-big | grep -c .)
+    TRIM=$(journal_alert journald-big | jq -c '.boot_copy.trimmed')
+    WHOLE=$(grep -F '"/boot/journald-big"' "$LOG" | grep -F "\"id\":\"$RULE\"" | jq '.process.args | length')
+    if [ "$N_SMALL $N_BIG" = "1 1" ] && echo "$TRIM" | grep -qF '"process.args"' && [ "$WHOLE" = 83 ]; then
+        pass journald-syslog "1 entry each under boot-copy, trimmed: $TRIM"
+    else
+        fail journald-syslog "entries small=$N_SMALL big=$N_BIG trimmed=$TRIM whole args=$WHOLE"
+    fi
+else
+    fail journald-syslog "no boot-copy journal entries that are the alerts' JSON"
+    journalctl -q -t boot-copy --no-pager | tail -n 3 | cut -c1-300
+fi
+restore_config
+
+# --- a step of the realtime clock while the agent runs: the next alert's @timestamp and
+# event.created follow it within a second
+date -s "@$(($(date +%s) + 3600))" >/dev/null
+sleep 2
+T0=$(date +%s)
+copy_to_boot clock-step
+T1=$(date +%s)
+if wait_for "$WAIT" has_alert clock-step; then
+    T2=$(date +%s)
+    LINE=$(grep -F '"/boot/clock-step"' "$LOG" | grep -F "\"id\":\"$RULE\"" | head -n 1)
+    TS=$(date -d "$(echo "$LINE" | jq -r '."@timestamp"')" +%s)
+    CR=$(date -d "$(echo "$LINE" | jq -r '.event.created')" +%s)
+    if [ "$TS" -ge $((T0 - 1)) ] && [ "$TS" -le $((T1 + 1)) ] && [ "$CR" -ge $((T0 - 1)) ] && [ "$CR" -le $((T2 + 1)) ]; then
+        pass clock-step "@timestamp $TS, event.created $CR, copy between $T0 and $T1"
+    else
+        fail clock-step "@timestamp $TS, event.created $CR; copy between $T0 and $T1, seen at $T2"
+    fi
+else
+    fail clock-step "no alert for /boot/clock-step"
+fi
+
+# --- a reload with a bad rule: systemctl reload fails once the agent refused it, and the agent
+# keeps its running rules; a reload after the fix succeeds
+printf '[rule]\nname = "broken"\n' >/etc/boot-copy/rules/broken.toml
+if systemctl reload "$UNIT"; then
+    fail reload-refused "systemctl reload returned 0 with a broken rule file"
+elif active && record reload-failed broken.toml; then
+    pass reload-refused "$(grep -F reload-failed "$LOG" | tail -n 1 | jq -r .message | cut -c1-120)"
+else
+    fail reload-refused "no reload-failed record naming broken.toml, or the agent stopped"
+fi
+rm -f /etc/boot-copy/rules/broken.toml
+copy_to_boot after-bad-reload
+if systemctl reload "$UNIT" && wait_for "$WAIT" has_alert after-bad-reload; then
+    pass reload-applied
+else
+    fail reload-applied "systemctl reload failed after the fix, or the rules stopped alerting"
+fi
+
+# --- a bad configuration at start: one try, exit status 78, no restart loop
+echo 'no_such_key = 1' >>"$CONF"
+NR=$(show NRestarts)
+systemctl restart "$UNIT" 2>/dev/null
+sleep 8
+STATE="$(show ActiveState) $(show ExecMainStatus) restarts=$(show NRestarts)"
+if [ "$STATE" = "failed 78 restarts=$NR" ]; then
+    pass config-exit-78 "$STATE"
+else
+    fail config-exit-78 "$STATE (want failed 78 restarts=$NR)"
+fi
+restore_config
+
 # --- a clean stop: exit 0 and a stop record; the next start records no gap
 systemctl stop "$UNIT"
 RESULT="$(show Result) $(show ExecMainStatus)"

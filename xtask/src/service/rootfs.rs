@@ -14,10 +14,11 @@ use std::{
 const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
 /// On top of minbase: systemd as PID 1, what the test uses (logrotate; procps for the unit's
-/// `/bin/kill` and the package's dependency), util-linux and mount for `unshare`/`mount`.
-const INCLUDE: &str = "systemd,systemd-sysv,logrotate,procps,mount,util-linux";
-/// Bump when `customize` changes, to rebuild cached root file systems.
-const RECIPE: &str = "2";
+/// `/bin/kill` and the package's dependency), util-linux and mount for `unshare`/`mount`, jq to
+/// read records.
+const INCLUDE: &str = "systemd,systemd-sysv,logrotate,procps,mount,util-linux,jq";
+/// Bump when `customize` or `INCLUDE` changes, to rebuild cached root file systems.
+const RECIPE: &str = "3";
 
 /// Units that only slow an emulated boot down, or would run during the test (timers, cron).
 const MASKED: &[&str] = &[
