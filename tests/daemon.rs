@@ -4,6 +4,7 @@
 use serde_json::Value;
 use std::{
     fs,
+    os::unix::fs::PermissionsExt,
     process::{Command, Stdio},
     time::{Duration, SystemTime},
 };
@@ -335,6 +336,149 @@ fn bad_config_fails_before_attaching() {
         "{err}"
     );
     fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_refused_configuration_exits_with_ex_config() {
+    let dir = tempdir("exconfig");
+    let config = dir.join("config.toml");
+    let run = |config: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"))
+            .args(["run", "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    // An unknown key, an invalid rule directory, a loose file mode: all 78, so that the unit's
+    // RestartPreventExitStatus=78 stops the restart loop.
+    fs::write(&config, "no_such_key = 1\n").unwrap();
+    assert_eq!(run(&config), Some(78));
+    fs::write(&config, "[rules]\npath = \"/nonexistent/rules\"\n").unwrap();
+    assert_eq!(run(&config), Some(78));
+    fs::write(&config, "").unwrap();
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(run(&config), Some(78));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn reload_command_waits_for_the_agent_and_fails_when_it_refuses() {
+    let mut agent = Agent::start("reloadcmd", "");
+    let config = agent.dir.join("config.toml");
+    let reload = || {
+        Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"))
+            .args(["reload", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let rules = agent.dir.join("rules");
+    fs::create_dir(&rules).unwrap();
+    fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/boot-file-copy.toml"),
+        rules.join("boot-file-copy.toml"),
+    )
+    .unwrap();
+    fs::write(rules.join("broken.toml"), "[rule]\nname = \"broken\"\n").unwrap();
+    daemon::use_rules_dir(&config, &rules);
+    let out = reload();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("broken.toml"),
+        "{err}"
+    );
+    // It returned after the agent's verdict: the record is already there.
+    assert!(
+        agent
+            .records()
+            .iter()
+            .any(|r| r["event"]["action"] == "reload-failed"),
+        "reload returned before the agent reported"
+    );
+    fs::remove_file(rules.join("broken.toml")).unwrap();
+    let out = reload();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        agent
+            .records()
+            .iter()
+            .any(|r| r["event"]["action"] == "rules-reloaded"),
+        "reload returned before the agent reported"
+    );
+    agent.sync();
+}
+
+#[test]
+fn idle_connections_from_a_user_cannot_starve_the_metrics_endpoint() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut agent = Agent::start(
+        "idleconns",
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    // nobody opens 2,000 connections and holds them, sending nothing.
+    let hold = r#"
+use IO::Socket::INET;
+my @held;
+for (1 .. 2000) {
+    push @held, IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => $ARGV[0], Proto => "tcp")
+        or die "connect: $!";
+}
+$| = 1;
+print "held\n";
+sleep 60;
+"#;
+    let mut holder = Command::new("prlimit")
+        .args([
+            "--nofile=4096",
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ])
+        .args(["/usr/bin/perl", "-e", hold])
+        .arg(port.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    use std::io::{Read, Write};
+    for _ in 0..5 {
+        let start = std::time::Instant::now();
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response:.200}");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    agent.sync(); // alerts are still written
+    let fds = fs::read_dir(format!("/proc/{}/fd", agent.pid()))
+        .unwrap()
+        .count();
+    assert!(fds < 100, "the agent holds {fds} descriptors");
+    let _ = holder.kill();
+    let _ = holder.wait();
 }
 
 #[test]

@@ -34,10 +34,11 @@ pub fn reload(config: &Config, timeout: Duration) -> anyhow::Result<()> {
             );
         }
         if now.reloads > status.reloads {
-            return match now.reload_error {
-                None => Ok(println!("boot-copy-agent reloaded its rules")),
-                Some(why) => bail!("{why}"),
-            };
+            if let Some(why) = now.reload_error {
+                bail!("{why}");
+            }
+            println!("boot-copy-agent reloaded its rules");
+            return Ok(());
         }
     }
     bail!(
