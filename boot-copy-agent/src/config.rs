@@ -1,6 +1,6 @@
 //! The agent's configuration: TOML, default `/etc/boot-copy/config.toml`. Every key has a
 //! built-in default, so `run` works without a file. Errors name the file, line and key.
-use crate::budget::BudgetConfig;
+use crate::detect::budget::BudgetConfig;
 use crate::rules::Exceptions;
 use crate::sink::SinksConfig;
 use serde::Deserialize;

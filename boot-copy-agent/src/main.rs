@@ -1,6 +1,6 @@
 //! `boot-copy-agent`: the command-line front of the agent.
 use anyhow::Context as _;
-use boot_copy_agent::{commands, config};
+use boot_copy_agent::{commands, config, detect::rules::LoadedRules};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -90,15 +90,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         })),
         Command::Events { all } => {
             let config = with_rules(None)?;
-            let rules = commands::run::load_daemon_rules(&config)?;
-            let watched = match rules.prefilter() {
-                boot_copy_agent::rules::Prefilter::Names(names) => names.into_iter().collect(),
-                boot_copy_agent::rules::Prefilter::All => Vec::new(),
-            };
-            let all = all || watched.is_empty();
             runtime()?.block_on(commands::events::run(commands::events::Options {
                 all,
-                watched,
+                rules: LoadedRules::load(&config)?,
                 btf: config.sensor.btf,
             }))
         }

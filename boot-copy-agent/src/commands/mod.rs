@@ -3,7 +3,7 @@ pub mod events;
 pub mod offline;
 pub mod run;
 
-use crate::{decode::image_to_raw, process::procfs, sensor::Sensor};
+use crate::{context::procfs, decode::image_to_raw, sensor::Sensor};
 
 /// Seeds the kernel's process table with processes that ran before the agent. Entries the kernel
 /// wrote meanwhile (an exec or fork since attach) are kept.

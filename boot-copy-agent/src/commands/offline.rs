@@ -1,13 +1,13 @@
 //! Subcommands that need no kernel: `replay`, `check`, `rules`, `status`.
 use crate::{
-    commands::run::load_rules,
     config::{Config, require_root_owned_rules},
+    detect::rules::load_rules,
     integrity::{
         chain::Key,
         verify::{Line, verify as verify_chain},
     },
+    records::status::{StatusFile, running},
     rules::{check, replay},
-    status::{StatusFile, running},
 };
 use anyhow::{Context as _, bail};
 use std::{

@@ -13,7 +13,7 @@
 //! `boot_copy.chain.previous` (`seq`, `hmac`, `clean`), so records cut from the end of a run
 //! show at the next start.
 use crate::config::{ConfigError, require_root_only};
-use crate::ecs::NAMESPACE;
+use crate::describe::NAMESPACE;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;

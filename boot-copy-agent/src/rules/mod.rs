@@ -3,7 +3,7 @@
 //!
 //! The path of an event through this module: [`document::Document`] (the event as a flat field
 //! map) → [`ruleset::RuleSet::evaluate`] (each [`rulefile::Rule`]'s compiled [`eql`] query, then
-//! its [`exceptions`]) → [`alert`] (the alert document). [`prefilter`] derives from the rules
+//! its [`exceptions`]) → the agent's `alert` module (the alert document). [`prefilter`] derives from the rules
 //! which process names the kernel needs to report; [`replay`] runs recorded events through the
 //! rules; [`check`] validates and lists rules for the CLI.
 //!
@@ -11,7 +11,6 @@
 //! in full. Elasticsearch's keyword mappings (`ignore_above: 1024`) leave such values unindexed,
 //! so there they never match; padding an argument past that length does not hide it here.
 
-pub mod alert;
 pub mod check;
 pub mod document;
 pub mod eql;

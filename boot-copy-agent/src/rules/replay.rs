@@ -10,9 +10,9 @@ use std::io::{self, BufRead, Write};
 
 use serde_json::{Map, Value};
 
-use super::alert;
 use super::document::Document;
 use super::ruleset::RuleSet;
+use crate::alert::Alerts;
 
 /// The longest line accepted (1 MiB).
 pub const MAX_LINE: usize = 1 << 20;
@@ -42,6 +42,7 @@ pub fn replay_with_diagnostics(
     mut diag: impl Write,
 ) -> io::Result<ReplayStats> {
     let mut stats = ReplayStats::default();
+    let alerts = Alerts::new(rules);
     let mut buf = Vec::new();
     loop {
         buf.clear();
@@ -76,8 +77,8 @@ pub fn replay_with_diagnostics(
             }
         };
         stats.events += 1;
-        for rule in rules.evaluate(&doc) {
-            let alert = alert::build(rule, &event);
+        for (i, rule) in rules.matching(&doc) {
+            let alert = alerts.build(i, rule, &event);
             serde_json::to_writer(&mut out, &alert)?;
             out.write_all(b"\n")?;
             stats.alerts += 1;

@@ -3,8 +3,9 @@
 //! Each enabled sink runs on its own OS thread fed by its own bounded queue. [`Sinks::send`]
 //! only does `try_send`, so a slow, dead or full sink never blocks detection or the other
 //! sinks; what it cannot take is counted as dropped. Write errors (disk full, receiver down)
-//! are counted as failed, the sink keeps trying the next records, and when it recovers the
-//! span of the outage is kept as a [`Gap`] for the daemon's loss records.
+//! are counted as failed, the sink keeps trying the next records and logs once when an outage
+//! begins and once, with the records it lost, when it ends; the daemon's loss records report
+//! the counts.
 //!
 //! Threads instead of tokio tasks: every sink does blocking file or socket I/O with timeouts,
 //! and a thread per sink keeps the code straight-line and isolated from the runtime.
@@ -140,15 +141,6 @@ pub enum SinkError {
     },
 }
 
-/// A span during which a sink lost records, closed when it wrote again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Gap {
-    /// Records failed or dropped between `since` and `until`.
-    pub lost: u64,
-    pub since: SystemTime,
-    pub until: SystemTime,
-}
-
 /// One sink's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkStats {
@@ -164,12 +156,6 @@ pub struct SinkStats {
     pub queued: u64,
     /// False from the first error until the next successful write.
     pub healthy: bool,
-    /// Outages so far that ended with a successful write.
-    pub gaps: u64,
-    /// The last outage that ended.
-    pub last_gap: Option<Gap>,
-    /// When the current outage began, if the sink is failing now.
-    pub failing_since: Option<SystemTime>,
 }
 
 /// Counters and control flags shared by a sink's thread and [`Sinks`].
@@ -180,19 +166,12 @@ struct Shared {
     dropped: AtomicU64,
     failed: AtomicU64,
     healthy: AtomicBool,
-    /// Fast-path mirror of `outage.current.is_some()`.
+    /// Fast-path mirror of `outage.is_some()`.
     failing: AtomicBool,
-    gaps: AtomicU64,
-    outage: Mutex<Outage>,
+    /// The current outage: its start and `failed + dropped` then.
+    outage: Mutex<Option<(SystemTime, u64)>>,
     reopen: AtomicBool,
     abort: AtomicBool,
-}
-
-#[derive(Default)]
-struct Outage {
-    /// Start time and `failed + dropped` at the start.
-    current: Option<(SystemTime, u64)>,
-    last: Option<Gap>,
 }
 
 impl Shared {
@@ -205,8 +184,7 @@ impl Shared {
             failed: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             failing: AtomicBool::new(false),
-            gaps: AtomicU64::new(0),
-            outage: Mutex::new(Outage::default()),
+            outage: Mutex::new(None),
             reopen: AtomicBool::new(false),
             abort: AtomicBool::new(false),
         }
@@ -216,7 +194,7 @@ impl Shared {
         self.failed.load(Relaxed) + self.dropped.load(Relaxed)
     }
 
-    fn outage(&self) -> std::sync::MutexGuard<'_, Outage> {
+    fn outage(&self) -> std::sync::MutexGuard<'_, Option<(SystemTime, u64)>> {
         self.outage.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -242,7 +220,7 @@ impl Shared {
         if self.failing.swap(true, Relaxed) {
             return;
         }
-        self.outage().current = Some((SystemTime::now(), self.lost()));
+        *self.outage() = Some((SystemTime::now(), self.lost()));
         // Logged once per outage, not per record.
         tracing::warn!(
             sink = self.name,
@@ -256,28 +234,16 @@ impl Shared {
     }
 
     fn recovered(&self) {
-        let mut outage = self.outage();
-        let Some((since, lost_before)) = outage.current.take() else {
+        let Some((since, lost_before)) = self.outage().take() else {
             return;
         };
         self.failing.store(false, Relaxed);
-        let gap = Gap {
-            lost: self.lost().saturating_sub(lost_before),
-            since,
-            until: SystemTime::now(),
-        };
-        outage.last = Some(gap);
-        self.gaps.fetch_add(1, Relaxed);
-        let secs = gap
-            .until
-            .duration_since(since)
-            .unwrap_or_default()
-            .as_secs_f64();
+        let lost = self.lost().saturating_sub(lost_before);
+        let secs = since.elapsed().unwrap_or_default().as_secs_f64();
         tracing::warn!(
             sink = self.name,
-            lost = gap.lost,
-            "writing again after {secs:.1}s; {} records lost meanwhile",
-            gap.lost
+            lost,
+            "writing again after {secs:.1}s; {lost} records lost meanwhile"
         );
     }
 
@@ -286,7 +252,6 @@ impl Shared {
     }
 
     fn stats(&self) -> SinkStats {
-        let outage = self.outage();
         let (written, failed) = (self.written.load(Relaxed), self.failed.load(Relaxed));
         SinkStats {
             sink: self.name,
@@ -295,9 +260,6 @@ impl Shared {
             failed,
             queued: self.accepted.load(Relaxed).saturating_sub(written + failed),
             healthy: self.healthy.load(Relaxed),
-            gaps: self.gaps.load(Relaxed),
-            last_gap: outage.last,
-            failing_since: outage.current.map(|(since, _)| since),
         }
     }
 }
@@ -556,18 +518,18 @@ mod tests {
     }
 
     #[test]
-    fn outage_becomes_a_gap_on_recovery() {
+    fn an_outage_is_unhealthy_and_counted_until_a_write_succeeds() {
         let s = Shared::new("t");
         s.ok();
         s.fail(&"disk full");
         s.fail(&"disk full");
         s.dropped.fetch_add(1, Relaxed);
         let st = s.stats();
-        assert!(!st.healthy && st.failing_since.is_some() && st.last_gap.is_none());
+        assert!(!st.healthy);
+        assert_eq!((st.written, st.failed, st.dropped), (1, 2, 1));
         s.ok();
         let st = s.stats();
-        assert!(st.healthy && st.failing_since.is_none());
-        assert_eq!((st.gaps, st.last_gap.unwrap().lost), (1, 3));
+        assert!(st.healthy && s.outage().is_none());
         assert_eq!((st.written, st.failed, st.dropped), (2, 2, 1));
     }
 

@@ -269,7 +269,7 @@ impl Gate {
         } else {
             &exec.exe
         };
-        let name = String::from_utf8_lossy(crate::process::paths::basename(named));
+        let name = String::from_utf8_lossy(crate::context::paths::basename(named));
         (None, self.others.admits(&name))
     }
 }

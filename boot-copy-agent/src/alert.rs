@@ -1,9 +1,12 @@
 //! Alert documents (ECS 9.4): the source event's process, host, user and group fields unchanged,
-//! plus the rule's identity, scoring and ATT&CK mapping. Used by `replay` and the live daemon.
+//! plus the rule's identity, scoring and ATT&CK mapping. One builder, [`Alerts`], serves the
+//! daemon and `replay`: the daemon's alerts are replay's plus the agent's own fields.
 
 use serde_json::{Map, Value, json};
 
-use super::rulefile::Rule;
+use crate::describe::NAMESPACE;
+use crate::rules::{Rule, RuleSet};
+use crate::sink::Severity;
 
 /// `rule.ruleset` of every alert: the rules this agent loads.
 pub const RULESET: &str = "boot-copy";
@@ -115,11 +118,67 @@ fn threat_fields(rule: &Rule) -> Option<Value> {
     Some(Value::Object(threat))
 }
 
-/// A complete alert for `rule` raised by the JSON `event`: the event's `@timestamp`,
-/// `process.*`, `host.*`, `user.*`, `group.*` and `event.*` fields unchanged (nested or dotted),
-/// except that `event.kind` and the scoring become the rule's; then the rule's fields and a
-/// one-line `message`.
-pub fn build(rule: &Rule, event: &Map<String, Value>) -> Map<String, Value> {
+/// The alerts of a rule set, each rule's fields made once.
+pub struct Alerts {
+    /// `fields[i]`: [`rule_fields`] of the set's rule `i`.
+    fields: Vec<Map<String, Value>>,
+}
+
+impl Alerts {
+    pub fn new(rules: &RuleSet) -> Self {
+        Self {
+            fields: rules.rules().iter().map(rule_fields).collect(),
+        }
+    }
+
+    /// The alert of `rule`, the set's rule `i`, raised by the JSON `event`: the event's
+    /// `@timestamp`, `process.*`, `host.*`, `user.*`, `group.*` and `event.*` fields unchanged
+    /// (nested or dotted), except that `event.kind` and the scoring become the rule's; then the
+    /// rule's fields and a one-line `message`. What `replay` writes.
+    pub fn build(&self, i: usize, rule: &Rule, event: &Map<String, Value>) -> Map<String, Value> {
+        build(&self.fields[i], rule, event)
+    }
+
+    /// [`build`](Self::build) for an event this agent saw: with its `ecs` and `agent`, and the
+    /// event's own `boot_copy` fields beside the rule's. What the daemon writes.
+    pub fn build_own(
+        &self,
+        i: usize,
+        rule: &Rule,
+        event: &Map<String, Value>,
+    ) -> Map<String, Value> {
+        let mut alert = self.build(i, rule, event);
+        for key in ["ecs", "agent"] {
+            if let Some(v) = event.get(key) {
+                alert.insert(key.to_owned(), v.clone());
+            }
+        }
+        if let Some(Value::Object(theirs)) = event.get(NAMESPACE) {
+            let ours = alert
+                .entry(NAMESPACE)
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(ours) = ours {
+                ours.extend(theirs.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        alert
+    }
+}
+
+/// The syslog severity of a rule's alerts.
+pub fn severity(rule: &Rule) -> Severity {
+    match rule.severity.as_str() {
+        "low" => Severity::Notice,
+        "critical" => Severity::Err,
+        _ => Severity::Warning,
+    }
+}
+
+fn build(
+    fields: &Map<String, Value>,
+    rule: &Rule,
+    event: &Map<String, Value>,
+) -> Map<String, Value> {
     let mut out = Map::new();
     for (key, value) in event {
         let top = key.split('.').next().unwrap_or(key);
@@ -130,11 +189,13 @@ pub fn build(rule: &Rule, event: &Map<String, Value>) -> Map<String, Value> {
         }
     }
     let message = message(rule, &json_message_parts(event));
-    for (key, value) in rule_fields(rule) {
-        match (out.get_mut(&key), value) {
-            (Some(Value::Object(mine)), Value::Object(theirs)) => mine.extend(theirs),
+    for (key, value) in fields {
+        match (out.get_mut(key), value) {
+            (Some(Value::Object(mine)), Value::Object(theirs)) => {
+                mine.extend(theirs.iter().map(|(k, v)| (k.clone(), v.clone())))
+            }
             (_, value) => {
-                out.insert(key, value);
+                out.insert(key.clone(), value.clone());
             }
         }
     }
@@ -166,22 +227,22 @@ fn carry_event_fields(out: &mut Map<String, Value>, key: &str, value: &Value) {
     }
 }
 
-/// What an alert's message says, wherever the event's fields come from.
+/// What an alert's message says.
 #[derive(Debug, Default)]
-pub struct MessageParts<'a> {
-    pub user_name: Option<&'a str>,
-    pub user_id: Option<&'a str>,
+struct MessageParts<'a> {
+    user_name: Option<&'a str>,
+    user_id: Option<&'a str>,
     /// The command line, else the executable, else the process name.
-    pub command: Option<&'a str>,
-    pub pid: Option<String>,
-    pub parent_name: Option<&'a str>,
-    pub parent_executable: Option<&'a str>,
-    pub parent_pid: Option<String>,
+    command: Option<&'a str>,
+    pid: Option<String>,
+    parent_name: Option<&'a str>,
+    parent_executable: Option<&'a str>,
+    parent_pid: Option<String>,
 }
 
 /// Who ran what, under which parent: "Boot File Copy: root ran `cp a /boot/x` (pid 10) under
 /// bash (/usr/bin/bash, pid 9)". Parts the event lacks are left out.
-pub fn message(rule: &Rule, p: &MessageParts) -> String {
+fn message(rule: &Rule, p: &MessageParts) -> String {
     use std::fmt::Write as _;
     // Writing into a String cannot fail.
     let mut m = format!("{}:", rule.name);
@@ -262,6 +323,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn alert_of_the_bundled_rule_with_the_agents_own_fields() {
+        let rule = crate::rules::bundled().remove(0);
+        let alerts = Alerts::new(&RuleSet::from_rules(vec![rule.clone()]));
+        let event = json!({
+            "ecs": {"version": "9.4.0"},
+            "agent": {"type": "boot-copy"},
+            "event": {"kind": "event", "category": ["process"], "type": ["start"], "action": "exec"},
+            "user": {"id": "0", "name": "root"},
+            "process": {"pid": 10, "command_line": "cp a /boot/x", "parent": {"pid": 9, "name": "bash", "executable": "/usr/bin/bash"}},
+            "boot_copy": {"process": {"comm": "cp"}},
+        });
+        let a = Value::Object(alerts.build_own(0, &rule, event.as_object().unwrap()));
+        assert_eq!(a["event"]["kind"], "alert");
+        assert_eq!(a["event"]["category"], json!(["process"]));
+        assert_eq!(a["event"]["severity"], 21);
+        assert_eq!(a["rule"]["id"], "5bda8597-69a6-4b9e-87a2-69a7c963ea83");
+        assert_eq!(
+            a["message"],
+            "Boot File Copy: root ran `cp a /boot/x` (pid 10) under bash (/usr/bin/bash, pid 9)"
+        );
+        assert_eq!((&a["ecs"], &a["agent"]), (&event["ecs"], &event["agent"]));
+        assert_eq!(a["boot_copy"], event["boot_copy"]);
+        let replayed = alerts.build(0, &rule, event.as_object().unwrap());
+        assert!(
+            ["ecs", "agent", "boot_copy"]
+                .iter()
+                .all(|k| !replayed.contains_key(*k))
+        );
+        assert_eq!(severity(&rule), Severity::Notice);
+    }
+
+    #[test]
     fn bundled_rule_fields() {
         let rule = &crate::rules::bundled()[0];
         let f = Value::Object(rule_fields(rule));
@@ -316,6 +409,7 @@ mod tests {
     #[test]
     fn carries_source_fields_unchanged() {
         let rule = &crate::rules::bundled()[0];
+        let alerts = Alerts::new(&RuleSet::from_rules(vec![rule.clone()]));
         let event = json!({
             "@timestamp": "2025-01-01T00:00:00Z",
             "process": {"name": "cp", "args": ["cp", "a", "/boot/b"], "command_line": "cp a /boot/b"},
@@ -324,7 +418,7 @@ mod tests {
             "event": {"kind": "event"},
             "file": {"path": "x"},
         });
-        let a = Value::Object(build(rule, event.as_object().unwrap()));
+        let a = Value::Object(alerts.build(0, rule, event.as_object().unwrap()));
         assert_eq!(a["process"], event["process"]);
         assert_eq!(a["host.name"], "h");
         assert_eq!(a["user"], event["user"]);
@@ -337,6 +431,7 @@ mod tests {
     #[test]
     fn keeps_event_category_and_describes_the_parent() {
         let rule = &crate::rules::bundled()[0];
+        let alerts = Alerts::new(&RuleSet::from_rules(vec![rule.clone()]));
         let event = json!({
             "event": {"kind": "event", "category": ["process"], "severity": 3},
             "event.action": "exec",
@@ -344,7 +439,7 @@ mod tests {
             "user.id": "0",
             "process": {"pid": 10, "command_line": "cp a /boot/x", "parent.pid": 9, "parent": {"executable": "/usr/bin/bash"}},
         });
-        let a = Value::Object(build(rule, event.as_object().unwrap()));
+        let a = Value::Object(alerts.build(0, rule, event.as_object().unwrap()));
         assert_eq!(
             a["event"],
             json!({"category": ["process"], "kind": "alert", "severity": 21, "risk_score": 21})

@@ -1,40 +1,18 @@
-//! Exec events as ECS 9.4 documents shaped like Elastic Defend's. ECS field names live here;
-//! fields ECS does not define go under the project's own `boot_copy` namespace.
-//!
-//! An event is a typed [`ExecEvent`] borrowing the exec's text, from which come both the flat
-//! [`Document`] the rules evaluate (field by field, no JSON in between) and the JSON written out
-//! (serialized straight from the types). Struct fields are declared in sorted key order, the order
-//! of serde_json's maps, so the JSON is byte for byte what a `serde_json::Value` of the same
-//! event gives, as the `replay` path builds it.
-use crate::process::{
-    clock::{BootEpoch, rfc3339},
-    context::{ExecContext, Process},
-    host::Host,
-    procfs,
+//! One exec as an ECS process event: a typed [`ExecEvent`] borrowing the exec's text, from which
+//! come both the flat [`Document`] the rules evaluate (field by field, no JSON in between) and the
+//! JSON written out (serialized straight from the types). Struct fields are declared in sorted
+//! key order, the order of serde_json's maps, so the JSON is byte for byte what a
+//! `serde_json::Value` of the same event gives, as the `replay` path builds it.
+use super::{Describer, Ecs, Id, Ids};
+use crate::context::{
+    clock::rfc3339,
+    exec::{ExecContext, Process},
 };
 use crate::rules::{Document, FieldSet, Value as Field};
 use crate::strict::{Analysis, StrictFields};
 use serde::Serialize;
-use serde_json::{Map, Value, json, value::RawValue};
-use std::{borrow::Cow, collections::HashMap, sync::Arc};
-
-pub const ECS_VERSION: &str = "9.4.0";
-/// The project's namespace for fields ECS does not define.
-pub const NAMESPACE: &str = "boot_copy";
-
-/// What stays the same across events: the host, the clock, name lookups.
-pub struct Describer {
-    host: Host,
-    host_json: Value,
-    /// `host` and `agent`, serialized once.
-    host_raw: Box<RawValue>,
-    agent_raw: Box<RawValue>,
-    /// The fields every exec event of this host has, flattened once.
-    base: Arc<Document>,
-    epoch: BootEpoch,
-    users: HashMap<u32, Option<String>>,
-    groups: HashMap<u32, Option<String>>,
-}
+use serde_json::{Value, json, value::RawValue};
+use std::{borrow::Cow, sync::Arc};
 
 /// `event.*` of every exec event.
 const EVENT: EventFields = EventFields {
@@ -44,84 +22,26 @@ const EVENT: EventFields = EventFields {
     type_: ["start"],
 };
 
+/// The fields every exec event of a host has (`agent`, `ecs`, `event`, `host`), flattened.
+pub(super) fn base(agent: &Value, host: &Value) -> Document {
+    Document::from_json(&json!({
+        "agent": agent,
+        "ecs": Ecs::CURRENT,
+        "event": EVENT,
+        "host": host,
+    }))
+}
+
 impl Describer {
-    pub fn new(host: Host, epoch: BootEpoch) -> Self {
-        let host_json = host_json(&host);
-        let agent = agent_json(&host);
-        let base = Document::from_json(&json!({
-            "agent": agent,
-            "ecs": Ecs::CURRENT,
-            "event": EVENT,
-            "host": host_json,
-        }));
-        Self {
-            host_raw: raw(&host_json),
-            agent_raw: raw(&agent),
-            host_json,
-            base: Arc::new(base),
-            host,
-            epoch,
-            users: HashMap::new(),
-            groups: HashMap::new(),
-        }
-    }
-
-    /// Follows a stepped wall clock (NTP, settimeofday).
-    pub fn set_epoch(&mut self, epoch: BootEpoch) {
-        self.epoch = epoch;
-    }
-
-    pub fn epoch(&self) -> BootEpoch {
-        self.epoch
-    }
-
-    pub fn host(&self) -> &Host {
-        &self.host
-    }
-
-    /// `agent.*`: this agent, identified per host.
-    pub fn agent_json(&self) -> Value {
-        agent_json(&self.host)
-    }
-
-    /// What every record of the agent carries.
-    pub fn origin(&self) -> crate::health::Origin {
-        crate::health::Origin {
-            agent: self.agent_json(),
-            host: self.host_json.clone(),
-        }
-    }
-
     /// The ECS process event for one exec, as JSON (the `events` command).
-    pub fn exec_event(&mut self, ctx: &ExecContext) -> Value {
-        self.learn_names(ctx);
-        serde_json::to_value(self.describe(ctx, None)).expect("an event serializes")
-    }
-
-    /// Looks up (once per id) the user and group names `describe` will need for `ctx`.
-    pub fn learn_names(&mut self, ctx: &ExecContext) {
-        let (uid, gid) = (ctx.exec.euid, ctx.exec.egid);
-        self.users.entry(uid).or_insert_with(|| {
-            nix::unistd::User::from_uid(uid.into())
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-        });
-        self.groups.entry(gid).or_insert_with(|| {
-            nix::unistd::Group::from_gid(gid.into())
-                .ok()
-                .flatten()
-                .map(|g| g.name)
-        });
+    pub fn exec_json(&mut self, ctx: &ExecContext) -> Value {
+        self.learn_names(ctx.exec.euid, ctx.exec.egid);
+        serde_json::to_value(self.exec(ctx, None)).expect("an event serializes")
     }
 
     /// The ECS process event for one exec, with the strict rule's analysis when there is one.
     /// Names not looked up beforehand by [`Describer::learn_names`] are left out.
-    pub fn describe<'a>(
-        &'a self,
-        ctx: &'a ExecContext,
-        strict: Option<&'a Analysis>,
-    ) -> ExecEvent<'a> {
+    pub fn exec<'a>(&'a self, ctx: &'a ExecContext, strict: Option<&'a Analysis>) -> ExecEvent<'a> {
         let e = &ctx.exec;
         let mut altered = Vec::new();
         let mut process = self.process(&ctx.process, &mut altered);
@@ -166,7 +86,7 @@ impl Describer {
             host: &self.host_raw,
             process,
             user,
-            base: &self.base,
+            base: &self.exec_base,
         }
     }
 
@@ -204,21 +124,6 @@ impl Describer {
         altered.dedup();
         f
     }
-
-    /// Stable per process, distinct across pid reuse: host, pid and start time in /proc ticks (so
-    /// a process seeded from /proc and seen by the kernel get the same id).
-    pub fn entity_id(&self, pid: u32, start_ns: u64) -> String {
-        let host = self.host.id.as_deref().unwrap_or(&self.host.name);
-        let host = &host[..host.len().min(12)];
-        format!("{host}-{pid}-{}", procfs::ns_to_ticks(start_ns))
-    }
-
-    fn ids<'a>(&self, id: u32, names: &'a HashMap<u32, Option<String>>) -> Ids<'a> {
-        Ids {
-            id: id.to_string(),
-            name: names.get(&id).and_then(|n| n.as_deref()),
-        }
-    }
 }
 
 /// One exec as an ECS process event. Fields in JSON key order.
@@ -238,18 +143,6 @@ pub struct ExecEvent<'a> {
     #[serde(skip)]
     base: &'a Arc<Document>,
 }
-
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Ecs {
-    pub version: &'static str,
-}
-
-impl Ecs {
-    pub const CURRENT: Ecs = Ecs {
-        version: ECS_VERSION,
-    };
-}
-
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct EventFields {
     pub action: &'static str,
@@ -258,20 +151,6 @@ pub struct EventFields {
     #[serde(rename = "type")]
     pub type_: [&'static str; 1],
 }
-
-/// `user` or `group`: the id, and the name when it resolves.
-#[derive(Debug, Clone, Serialize)]
-pub struct Ids<'a> {
-    pub id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<&'a str>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Id {
-    pub id: String,
-}
-
 /// `process.*`; the parent has neither credentials nor a parent of its own.
 #[derive(Debug, Default, Serialize)]
 pub struct ProcessFields<'a> {
@@ -496,53 +375,15 @@ impl Ours<'_> {
     }
 }
 
-fn raw(value: &Value) -> Box<RawValue> {
-    RawValue::from_string(value.to_string()).expect("serialized JSON is valid JSON")
-}
-
-/// `agent.*`: this agent, identified per host.
-fn agent_json(host: &Host) -> Value {
-    let id = host.id.as_deref().unwrap_or(&host.name);
-    json!({
-        "type": "boot-copy",
-        "version": env!("CARGO_PKG_VERSION"),
-        "id": format!("boot-copy-{id}"),
-        "name": host.name,
-    })
-}
-
-fn host_json(host: &Host) -> Value {
-    let mut os = Map::new();
-    os.insert("type".into(), "linux".into());
-    os.insert("kernel".into(), host.kernel.clone().into());
-    let optional = [
-        ("name", &host.os_name),
-        ("version", &host.os_version),
-        ("family", &host.os_family),
-        ("platform", &host.os_platform),
-        ("full", &host.os_full),
-    ];
-    for (key, value) in optional {
-        if let Some(v) = value {
-            os.insert(key.into(), v.clone().into());
-        }
-    }
-    let mut h = Map::new();
-    h.insert("name".into(), host.name.clone().into());
-    h.insert("hostname".into(), host.name.clone().into());
-    if let Some(id) = &host.id {
-        h.insert("id".into(), id.clone().into());
-    }
-    h.insert("architecture".into(), host.architecture.clone().into());
-    h.insert("os".into(), Value::Object(os));
-    Value::Object(h)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::{
+        clock::BootEpoch,
+        exec::{ParentSource, resolve},
+        host::Host,
+    };
     use crate::decode::Exec;
-    use crate::process::context::{ParentSource, resolve};
 
     fn describer() -> Describer {
         let host = Host {
@@ -584,7 +425,7 @@ mod tests {
         let mut d = describer();
         let mut ctx = resolve(exec());
         ctx.parent_source = ParentSource::Unknown;
-        let v = d.exec_event(&ctx);
+        let v = d.exec_json(&ctx);
         assert_eq!(v["event"]["category"], json!(["process"]));
         assert_eq!(v["event"]["type"], json!(["start"]));
         assert_eq!(v["event"]["action"], "exec");
@@ -603,5 +444,47 @@ mod tests {
         let line = serde_json::to_string(&v).unwrap();
         assert!(!line.contains('\n'));
         assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), v);
+    }
+
+    /// The epoch read now from a wall clock set `ahead` of the real one.
+    fn epoch_ahead(ahead: std::time::Duration) -> BootEpoch {
+        BootEpoch::read(|clock| {
+            let t = nix::time::clock_gettime(clock).map_err(std::io::Error::from)?;
+            let ns = t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128;
+            Ok(match clock {
+                nix::time::ClockId::CLOCK_REALTIME => ns + ahead.as_nanos() as i128,
+                _ => ns,
+            })
+        })
+        .unwrap()
+    }
+
+    /// A step of the wall clock moves `@timestamp` and `process.start` with it, once the
+    /// describer follows the epoch read after the step.
+    #[test]
+    fn times_follow_a_stepped_wall_clock() {
+        let mut d = describer();
+        let ctx = resolve(exec());
+        let before = d.exec_json(&ctx);
+        let wall = |v: &Value, field: &str| {
+            let text = v.pointer(field).and_then(Value::as_str).unwrap();
+            humantime::parse_rfc3339(text).unwrap()
+        };
+        let hour = std::time::Duration::from_secs(3600);
+        d.follow_clock(epoch_ahead(hour));
+        let after = d.exec_json(&ctx);
+        for field in ["/@timestamp", "/process/start"] {
+            let moved = wall(&after, field)
+                .duration_since(wall(&before, field))
+                .unwrap();
+            let off = moved.abs_diff(hour);
+            assert!(
+                off < std::time::Duration::from_millis(50),
+                "{field} moved {moved:?}"
+            );
+        }
+        // Following the clock again without another step changes nothing.
+        d.follow_clock(epoch_ahead(hour));
+        assert_eq!(d.exec_json(&ctx)["@timestamp"], after["@timestamp"]);
     }
 }

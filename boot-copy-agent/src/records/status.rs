@@ -1,8 +1,8 @@
 //! The agent's status file, `status.json` in the state directory (inside the log directory):
 //! rewritten every second while the agent runs, marked stopped at a clean stop. `status` reads
 //! it; the next start reads it to tell whether the previous run stopped cleanly.
-use crate::health::{Counters, counters_json};
-use crate::process::{clock::rfc3339, procfs};
+use super::Counters;
+use crate::context::{clock::rfc3339, procfs};
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use std::{
@@ -110,7 +110,7 @@ impl Status {
             stopped,
             seq,
             chain_hmac: None,
-            counters: counters_json(counters),
+            counters: counters.json(),
         }
     }
 }
@@ -150,7 +150,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bc-status-{}", std::process::id()));
         let file = StatusFile::new(&dir).unwrap();
         assert!(file.unclean_previous().unwrap().is_none());
-        let counters = vec![("alerts".to_owned(), 3)];
+        let mut counters = Counters::default();
+        counters.detect.alerts = 3;
+        counters.daemon = Some(Default::default());
         let mut dead = Status::new(SystemTime::now(), 7, &counters, false);
         dead.pid = u32::MAX; // no such process: a run that died
         file.write(&dead).unwrap();
