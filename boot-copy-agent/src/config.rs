@@ -1,8 +1,8 @@
 //! The agent's configuration: TOML, default `/etc/boot-copy/config.toml`. Every key has a
 //! built-in default, so `run` works without a file. Errors name the file, line and key.
 use crate::budget::BudgetConfig;
-use crate::rules::Exceptions;
 use crate::sink::SinksConfig;
+use boot_copy_rules::Exceptions;
 use serde::Deserialize;
 use std::{
     fs,
@@ -37,7 +37,7 @@ pub enum ConfigError {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub rules: RulesConfig,
-    /// Exception lists per rule id (Elastic's model; see `rules::exceptions`).
+    /// Exception lists per rule id (Elastic's model; see `boot_copy_rules::Exceptions`).
     pub exceptions: Exceptions,
     pub sensor: SensorSettings,
     pub alert_budget: BudgetSettings,

@@ -10,9 +10,10 @@ use crate::{
     ecs::{Describer, Ecs, ExecEvent, Ids, OursParent, OursProcess, ProcessFields},
     health::{Origin, Sequencer},
     process::{clock::rfc3339, context},
-    rules::{FieldSet, Rule, RuleSet, alert},
+    rules::alert,
     sink::Severity,
 };
+use boot_copy_rules::{FieldSet, Rule, RuleSet};
 use serde::Serialize;
 use serde_json::{Value, json, value::RawValue};
 use std::{
@@ -317,8 +318,8 @@ mod tests {
     use super::*;
     use crate::decode::{Exec, Image};
     use crate::process::{clock::BootEpoch, context::ParentSource, host::Host};
-    use crate::rules::Document;
     use boot_copy_common::exec_flags;
+    use boot_copy_rules::Document;
 
     /// The alert as the generic path builds it from the event's JSON (`replay` does the same
     /// with `alert::build`), numbered like the daemon numbers records.
@@ -348,7 +349,7 @@ mod tests {
 
     #[test]
     fn alert_of_the_bundled_rule() {
-        let rule = crate::rules::bundled().remove(0);
+        let rule = boot_copy_rules::bundled().remove(0);
         let event = json!({
             "event": {"kind": "event", "category": ["process"], "type": ["start"], "action": "exec"},
             "user": {"id": "0", "name": "root"},
@@ -456,8 +457,8 @@ mod tests {
         };
         let mut describer = Describer::new(host, BootEpoch::now().unwrap());
         let rules = [
-            crate::rules::bundled().remove(0),
-            crate::rules::bundled_strict(),
+            boot_copy_rules::bundled().remove(0),
+            boot_copy_rules::bundled_strict(),
         ];
         let set = RuleSet::from_rules(rules.to_vec());
         // A rule with several references keeps them all under `boot_copy.rule`.

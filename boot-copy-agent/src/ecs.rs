@@ -12,8 +12,8 @@ use crate::process::{
     host::Host,
     procfs,
 };
-use crate::rules::{Document, FieldSet, Value as Field};
 use crate::strict::{Analysis, StrictFields};
+use boot_copy_rules::{Document, FieldSet, Value as Field};
 use serde::Serialize;
 use serde_json::{Map, Value, json, value::RawValue};
 use std::{borrow::Cow, collections::HashMap, sync::Arc};

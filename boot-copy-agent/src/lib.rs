@@ -2,7 +2,8 @@
 //!
 //! Modules follow the data path: `sensor` (load, attach, ring buffer) → `decode` (records into
 //! exec events) → `process` (host, clock, parent context) → `ecs` (events as ECS documents) →
-//! `rules` (EQL rule files, exceptions, prefilter) → `budget` (alerts per rule and window) →
+//! `rules` (the rule engine is the crate `boot-copy-rules`; here, the alerts for matched
+//! rules, replay and the rule listing) → `budget` (alerts per rule and window) →
 //! `health` (the agent's own records) → `commands` (what the CLI runs). `config` is the TOML
 //! configuration; `privilege` drops capabilities after attaching; `integrity` holds the HMAC
 //! chain, its verifier and the watches on the programs' links and the prefilter maps.

@@ -91,9 +91,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events { all } => {
             let config = with_rules(None)?;
             let rules = commands::run::load_daemon_rules(&config)?;
-            let watched = match rules.prefilter() {
-                boot_copy_agent::rules::Prefilter::Names(names) => names.into_iter().collect(),
-                boot_copy_agent::rules::Prefilter::All => Vec::new(),
+            let watched = match rules.prefilter(&[boot_copy_agent::strict::gate()]) {
+                boot_copy_rules::Prefilter::Names(names) => names.into_iter().collect(),
+                boot_copy_rules::Prefilter::All => Vec::new(),
             };
             let all = all || watched.is_empty();
             runtime()?.block_on(commands::events::run(commands::events::Options {

@@ -14,14 +14,15 @@ use crate::{
     },
     metrics, privilege,
     process::{clock::BootEpoch, host::Host},
-    rules::{Prefilter, RuleSet, check::load_ruleset_with},
     sensor::{RingReader, Sensor, SensorConfig},
     service,
     sink::{Record, Severity, Sinks},
     status::{Status, StatusFile},
+    strict,
 };
 use anyhow::{Context as _, bail};
 use boot_copy_common::counter;
+use boot_copy_rules::{Prefilter, RuleSet, load_ruleset_with};
 use serde_json::{Value, json};
 use std::{
     path::PathBuf,
@@ -97,7 +98,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let prior = status.read().unwrap_or(None);
     let previous = status.unclean_previous()?;
     let sinks = Sinks::open(&config.sinks).context("opening the sinks")?;
-    let prefilter = rules.prefilter();
+    let prefilter = rules.prefilter(&[strict::gate()]);
     let mut sensor = Sensor::start(&sensor_config(&config, &rules))?;
     let seeded = seed_process_table(&mut sensor);
     let mut reader = sensor.take_reader()?;
@@ -186,14 +187,14 @@ fn chain_link(prior: &Status) -> Option<Value> {
 }
 
 fn sensor_config(config: &Config, rules: &RuleSet) -> SensorConfig {
-    let (watched, all_execs) = match rules.prefilter() {
+    let (watched, all_execs) = match rules.prefilter(&[strict::gate()]) {
         Prefilter::All => (Vec::new(), true),
         Prefilter::Names(names) => (names.into_iter().collect(), false),
     };
     SensorConfig {
         watched,
         // Renamed copies of cp and mv, for the strict rule (empty without it).
-        watched_sizes: crate::strict::watched_sizes(rules.rules()),
+        watched_sizes: strict::watched_sizes(rules.rules()),
         all_execs,
         ring_bytes: config.sensor.ring_buffer_bytes,
         table_entries: config.sensor.process_table_entries,
@@ -371,7 +372,7 @@ impl Daemon {
             });
         let (action, message, severity) = match loaded {
             Ok(rules) => {
-                let prefilter = rules.prefilter();
+                let prefilter = rules.prefilter(&[strict::gate()]);
                 let names = rule_names(&rules);
                 self.detector.set_rules(rules);
                 (

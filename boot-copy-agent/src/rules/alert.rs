@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::rulefile::Rule;
+use boot_copy_rules::Rule;
 
 /// `rule.ruleset` of every alert: the rules this agent loads.
 pub const RULESET: &str = "boot-copy";
@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn bundled_rule_fields() {
-        let rule = &crate::rules::bundled()[0];
+        let rule = &boot_copy_rules::bundled()[0];
         let f = Value::Object(rule_fields(rule));
         assert_eq!(
             f["event"],
@@ -299,7 +299,7 @@ mod tests {
 
     #[test]
     fn references() {
-        let mut rule = crate::rules::bundled().remove(0);
+        let mut rule = boot_copy_rules::bundled().remove(0);
         rule.references = vec!["https://a.example/".into()];
         let f = Value::Object(rule_fields(&rule));
         assert_eq!(f["rule"]["reference"], "https://a.example/");
@@ -315,7 +315,7 @@ mod tests {
 
     #[test]
     fn carries_source_fields_unchanged() {
-        let rule = &crate::rules::bundled()[0];
+        let rule = &boot_copy_rules::bundled()[0];
         let event = json!({
             "@timestamp": "2025-01-01T00:00:00Z",
             "process": {"name": "cp", "args": ["cp", "a", "/boot/b"], "command_line": "cp a /boot/b"},
@@ -336,7 +336,7 @@ mod tests {
 
     #[test]
     fn keeps_event_category_and_describes_the_parent() {
-        let rule = &crate::rules::bundled()[0];
+        let rule = &boot_copy_rules::bundled()[0];
         let event = json!({
             "event": {"kind": "event", "category": ["process"], "severity": 3},
             "event.action": "exec",
