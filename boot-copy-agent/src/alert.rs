@@ -5,8 +5,8 @@
 use serde_json::{Map, Value, json};
 
 use crate::describe::NAMESPACE;
-use crate::rules::{Rule, RuleSet};
 use crate::sink::Severity;
+use boot_copy_rules::{Rule, RuleSet};
 
 /// `rule.ruleset` of every alert: the rules this agent loads.
 pub const RULESET: &str = "boot-copy";
@@ -324,7 +324,7 @@ mod tests {
 
     #[test]
     fn alert_of_the_bundled_rule_with_the_agents_own_fields() {
-        let rule = crate::rules::bundled().remove(0);
+        let rule = boot_copy_rules::bundled().remove(0);
         let alerts = Alerts::new(&RuleSet::from_rules(vec![rule.clone()]));
         let event = json!({
             "ecs": {"version": "9.4.0"},
@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn bundled_rule_fields() {
-        let rule = &crate::rules::bundled()[0];
+        let rule = &boot_copy_rules::bundled()[0];
         let f = Value::Object(rule_fields(rule));
         assert_eq!(
             f["event"],
@@ -392,7 +392,7 @@ mod tests {
 
     #[test]
     fn references() {
-        let mut rule = crate::rules::bundled().remove(0);
+        let mut rule = boot_copy_rules::bundled().remove(0);
         rule.references = vec!["https://a.example/".into()];
         let f = Value::Object(rule_fields(&rule));
         assert_eq!(f["rule"]["reference"], "https://a.example/");
@@ -408,7 +408,7 @@ mod tests {
 
     #[test]
     fn carries_source_fields_unchanged() {
-        let rule = &crate::rules::bundled()[0];
+        let rule = &boot_copy_rules::bundled()[0];
         let alerts = Alerts::new(&RuleSet::from_rules(vec![rule.clone()]));
         let event = json!({
             "@timestamp": "2025-01-01T00:00:00Z",
@@ -430,7 +430,7 @@ mod tests {
 
     #[test]
     fn keeps_event_category_and_describes_the_parent() {
-        let rule = &crate::rules::bundled()[0];
+        let rule = &boot_copy_rules::bundled()[0];
         let alerts = Alerts::new(&RuleSet::from_rules(vec![rule.clone()]));
         let event = json!({
             "event": {"kind": "event", "category": ["process"], "severity": 3},

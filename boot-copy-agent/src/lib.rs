@@ -3,10 +3,11 @@
 //! Modules in the order an exec flows through them: `sensor` (load, attach, ring buffer) →
 //! `decode` (ring-buffer records into exec events) → `context` (the exec joined with its parent,
 //! the host, the clock) → `describe` (events as ECS documents) → `detect` (rules, exceptions and
-//! the alert budget; the rule engine is `rules`, the strict rule's analysis `strict`) → `alert`
+//! the alert budget; the rule engine is the crate `boot-copy-rules`, the strict rule's analysis
+//! `strict`) → `alert`
 //! (alert documents) → `records` (the agent's own records, numbering, the HMAC chain, counters,
 //! the status file) → `sink` (alert log, syslog, stdout) and `metrics`. Beside them: `commands`
-//! (what the CLI runs), `config` (the TOML configuration), `privilege` (drops capabilities after
+//! (what the CLI runs; `rules` holds replay and the rule listing for its offline commands), `config` (the TOML configuration), `privilege` (drops capabilities after
 //! attaching), `integrity` (the chain, its verifier and the watches on the programs' links and
 //! the prefilter maps) and `service` (systemd notifications).
 pub mod sensor;
@@ -18,7 +19,6 @@ pub mod context;
 pub mod describe;
 
 pub mod detect;
-pub mod rules;
 pub mod strict;
 
 pub mod alert;
@@ -32,4 +32,5 @@ pub mod commands;
 pub mod config;
 pub mod integrity;
 pub mod privilege;
+pub mod rules;
 pub mod service;

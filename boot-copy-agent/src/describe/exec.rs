@@ -8,8 +8,8 @@ use crate::context::{
     clock::rfc3339,
     exec::{ExecContext, Process},
 };
-use crate::rules::{Document, FieldSet, Value as Field};
 use crate::strict::{Analysis, StrictFields};
+use boot_copy_rules::{Document, FieldSet, Value as Field};
 use serde::Serialize;
 use serde_json::{Value, json, value::RawValue};
 use std::{borrow::Cow, sync::Arc};

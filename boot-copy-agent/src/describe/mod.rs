@@ -6,7 +6,7 @@
 pub mod exec;
 
 use crate::context::{clock::BootEpoch, host::Host, procfs};
-use crate::rules::Document;
+use boot_copy_rules::Document;
 use serde::Serialize;
 use serde_json::{Map, Value, json, value::RawValue};
 use std::{collections::HashMap, sync::Arc};

@@ -12,10 +12,10 @@ use crate::{
     context::exec::{self, ExecContext},
     decode,
     describe::Describer,
-    rules::FieldSet,
     sink::Severity,
     strict::{Analysis, Gate},
 };
+use boot_copy_rules::FieldSet;
 use budget::{Budget, BudgetConfig, Suppressed};
 use rules::LoadedRules;
 use serde_json::{Map, Value};
@@ -161,8 +161,9 @@ mod tests {
         host::Host,
     };
     use crate::decode::{Exec, Image};
-    use crate::rules::{Document, RuleSet, replay};
+    use crate::rules::replay;
     use boot_copy_common::exec_flags;
+    use boot_copy_rules::{Document, RuleSet};
 
     fn exec(flags: u32, exe: &[u8], args: &[&[u8]], cwd: &[u8]) -> Exec {
         Exec {
@@ -252,13 +253,13 @@ mod tests {
             os_platform: Some("debian".into()),
             ..Host::default()
         };
-        let mut referenced = crate::rules::bundled().remove(0);
+        let mut referenced = boot_copy_rules::bundled().remove(0);
         // A rule with several references keeps them all under `boot_copy.rule`.
         referenced.references = vec!["https://a.example/".into(), "https://b.example/".into()];
         referenced.id = "several-references".into();
         let rules = vec![
-            crate::rules::bundled().remove(0),
-            crate::rules::bundled_strict(),
+            boot_copy_rules::bundled().remove(0),
+            boot_copy_rules::bundled_strict(),
             referenced,
         ];
         let set = RuleSet::from_rules(rules.clone());

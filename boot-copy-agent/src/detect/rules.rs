@@ -2,9 +2,10 @@
 //! load (start, SIGHUP) and handed to the sensor, the map guard, detection and the records.
 use crate::{
     config::{Config, require_root_owned_rules},
-    rules::{Prefilter, RuleSet, check::load_ruleset_with},
     sensor::prefilter::KernelFilter,
+    strict,
 };
+use boot_copy_rules::{Prefilter, RuleSet, load_ruleset_with};
 
 pub struct LoadedRules {
     pub set: RuleSet,
@@ -39,13 +40,13 @@ impl LoadedRules {
 
     /// `set` with the kernel prefilter it implies.
     pub fn new(set: RuleSet) -> anyhow::Result<Self> {
-        let prefilter = set.prefilter();
+        let prefilter = set.prefilter(&[strict::gate()]);
         let (names, all_execs) = match &prefilter {
             Prefilter::All => (Vec::new(), true),
             Prefilter::Names(names) => (names.iter().cloned().collect(), false),
         };
         // Renamed copies of cp and mv, for the strict rule (none without it).
-        let sizes = crate::strict::watched_sizes(set.rules());
+        let sizes = strict::watched_sizes(set.rules());
         let kernel = KernelFilter::new(&names, sizes, all_execs)?;
         Ok(Self {
             set,

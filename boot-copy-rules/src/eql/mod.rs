@@ -1,23 +1,23 @@
 //! Single-event EQL (`process where <condition>`) with Elasticsearch's semantics.
 //!
-//! Text → [`lexer`] → [`parser`] (an [`ast::Query`]) → [`compile`](compile()) (validation, and a
+//! Text → `lexer` → `parser` (an [`ast::Query`]) → [`compile`](compile()) (validation, and a
 //! form that evaluates without allocating) → [`CompiledQuery::matches`]. The semantics are
-//! documented in [`eval`] and pinned by the tests beside it.
+//! documented in `eval` and `docs/SEMANTICS.md`, and pinned by the tests beside them.
 
 pub mod ast;
 mod compile;
 mod eval;
-pub mod lexer;
-pub mod parser;
+mod lexer;
+pub(crate) mod parser;
 mod schema;
-pub mod wildcard;
+mod wildcard;
 
 use std::collections::BTreeSet;
 
 pub use ast::Pos;
 pub use wildcard::Wildcard;
 
-use crate::rules::document::Document;
+use crate::document::Document;
 pub(crate) use compile::{Node, Operand, Test};
 
 impl Node {
@@ -38,8 +38,11 @@ impl Node {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{line}:{col}: {message}")]
 pub struct EqlError {
+    /// Line in the query text, from 1.
     pub line: u32,
+    /// Column in characters, from 1.
     pub col: u32,
+    /// What is wrong.
     pub message: String,
 }
 

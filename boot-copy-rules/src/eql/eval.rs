@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 use super::ast::CmpOp;
 use super::compile::{Lit, Node, Operand, Test};
 use super::wildcard::bytes_eq;
-use crate::rules::document::{Document, Value};
+use crate::document::{Document, Value};
 
 impl Node {
     pub(crate) fn eval(&self, doc: &Document) -> bool {
@@ -135,8 +135,8 @@ fn range_holds(cmp: CmpOp, ord: Ordering) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::document::Document;
-    use crate::rules::eql::compile;
+    use crate::document::Document;
+    use crate::eql::compile;
     use serde_json::json;
 
     /// A process event with the given extra fields.

@@ -1,19 +1,20 @@
-//! What the `check` and `rules` subcommands need from the rule engine: load rules and exceptions
-//! reporting every problem, and list what is loaded.
+//! Loading rules and exceptions as a host's configuration names them, reporting every problem
+//! (what a `check` command lists).
 
 use std::fmt;
-use std::io::{self, Write};
 use std::path::Path;
 
-use super::exceptions::Exceptions;
-use super::rulefile::{Rule, bundled, bundled_strict, load_rules};
-use super::ruleset::RuleSet;
+use crate::exceptions::Exceptions;
+use crate::rulefile::{Rule, bundled, bundled_strict, load_rules};
+use crate::ruleset::RuleSet;
 
 /// One problem found by [`check`]: where (a file, possibly with a position, or `exceptions`) and
 /// what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// A rule file (`FILE`, `FILE:LINE` or `FILE:LINE:COL`), or `exceptions`.
     pub location: String,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -105,57 +106,9 @@ pub fn check_with(
     }
 }
 
-/// Writes the listing of `boot-copy-agent rules`: one line per rule (id, version, name, file,
-/// exception items), then the derived prefilter.
-pub fn list(rules: &RuleSet, mut out: impl Write) -> io::Result<()> {
-    writeln!(
-        out,
-        "{:<38} {:>7}  {:<30} {:>10}  FILE",
-        "RULE ID", "VERSION", "NAME", "EXCEPTIONS"
-    )?;
-    for (rule, exceptions) in rules.rules().iter().zip(rules.exception_counts()) {
-        writeln!(
-            out,
-            "{:<38} {:>7}  {:<30} {:>10}  {}",
-            rule.id,
-            rule.version,
-            rule.name,
-            exceptions,
-            rule.source.display()
-        )?;
-    }
-    writeln!(out, "prefilter: {}", rules.prefilter())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bundled_listing() {
-        let rules = load_ruleset(None, &Exceptions::default()).unwrap();
-        let mut out = Vec::new();
-        list(&rules, &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        let line = text.lines().nth(1).unwrap();
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(
-            cols,
-            [
-                "5bda8597-69a6-4b9e-87a2-69a7c963ea83",
-                "2",
-                "Boot",
-                "File",
-                "Copy",
-                "0",
-                "bundled:rules/boot-file-copy.toml"
-            ]
-        );
-        assert!(
-            text.ends_with("prefilter: process.name in (\"cp\", \"mv\")\n"),
-            "{text}"
-        );
-    }
 
     #[test]
     fn problems_are_listed() {

@@ -1,9 +1,9 @@
 //! The loaded rules with their exceptions: what the sensor evaluates each event against.
 
-use super::document::Document;
-use super::exceptions::{CompiledItem, ExceptionError, Exceptions, compile_items};
-use super::prefilter::Prefilter;
-use super::rulefile::Rule;
+use crate::document::Document;
+use crate::exceptions::{CompiledItem, ExceptionError, Exceptions, compile_items};
+use crate::prefilter::{AnalysisGate, Prefilter};
+use crate::rulefile::Rule;
 use std::collections::BTreeSet;
 
 /// Rules and their compiled exception items.
@@ -58,6 +58,7 @@ impl RuleSet {
         RuleSet { rules, exceptions }
     }
 
+    /// The rules, in load order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
@@ -101,8 +102,9 @@ impl RuleSet {
         out
     }
 
-    /// The process names the kernel must report for these rules.
-    pub fn prefilter(&self) -> Prefilter {
-        Prefilter::from_rules(&self.rules)
+    /// The process names the kernel must report for these rules, with the rules one of `gates`
+    /// gates taking that gate's names (see [`Prefilter::from_rules`]).
+    pub fn prefilter(&self, gates: &[AnalysisGate]) -> Prefilter {
+        Prefilter::from_rules(&self.rules, gates)
     }
 }

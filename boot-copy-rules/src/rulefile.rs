@@ -24,24 +24,36 @@ use super::eql::{self, CompiledQuery, EqlError};
 /// A MITRE ATT&CK mapping entry (`[[rule.threat]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Threat {
+    /// `MITRE ATT&CK`.
     pub framework: String,
+    /// The tactic.
     pub tactic: Tactic,
+    /// The techniques under the tactic (`technique` in the file).
     #[serde(default, rename = "technique", skip_serializing_if = "Vec::is_empty")]
     pub techniques: Vec<Technique>,
 }
 
+/// An ATT&CK tactic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tactic {
+    /// The ATT&CK id (`TA0003`, `T1542`, `T1059.004`).
     pub id: String,
+    /// The ATT&CK name.
     pub name: String,
+    /// The ATT&CK page.
     pub reference: String,
 }
 
+/// An ATT&CK technique.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Technique {
+    /// The ATT&CK id (`TA0003`, `T1542`, `T1059.004`).
     pub id: String,
+    /// The ATT&CK name.
     pub name: String,
+    /// The ATT&CK page.
     pub reference: String,
+    /// Its sub-techniques (`subtechnique` in the file).
     #[serde(
         default,
         rename = "subtechnique",
@@ -50,10 +62,14 @@ pub struct Technique {
     pub subtechniques: Vec<Subtechnique>,
 }
 
+/// An ATT&CK sub-technique.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subtechnique {
+    /// The ATT&CK id (`TA0003`, `T1542`, `T1059.004`).
     pub id: String,
+    /// The ATT&CK name.
     pub name: String,
+    /// The ATT&CK page.
     pub reference: String,
 }
 
@@ -62,17 +78,25 @@ pub struct Subtechnique {
 pub struct Rule {
     /// `rule_id`.
     pub id: String,
+    /// `name`.
     pub name: String,
+    /// `description`.
     pub description: String,
+    /// The version (see the module docs for where it comes from).
     pub version: u32,
     /// `low`, `medium`, `high` or `critical`.
     pub severity: String,
     /// 0 to 100.
     pub risk_score: u32,
+    /// `author`.
     pub author: Vec<String>,
+    /// `license`.
     pub license: Option<String>,
+    /// `references`.
     pub references: Vec<String>,
+    /// The ATT&CK mapping (`[[rule.threat]]`).
     pub threat: Vec<Threat>,
+    /// The compiled `query`.
     pub query: CompiledQuery,
     /// The file the rule came from (`bundled:...` for the bundled rule).
     pub source: PathBuf,
@@ -93,9 +117,13 @@ impl Rule {
 /// A problem with a rule file: the file, the position when known, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct RuleError {
+    /// The rule file.
     pub file: PathBuf,
+    /// The line in the file, when known.
     pub line: Option<u32>,
+    /// The column in that line, when known.
     pub col: Option<u32>,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -156,9 +184,9 @@ struct RawRule {
 }
 
 /// The bundled rule file (Boot File Copy, version 2).
-pub const BUNDLED_BOOT_FILE_COPY: &str = include_str!("../../../rules/boot-file-copy.toml");
+pub const BUNDLED_BOOT_FILE_COPY: &str = include_str!("../../rules/boot-file-copy.toml");
 
-/// The rules built into the agent: Boot File Copy, version 2.
+/// The bundled published rule: Boot File Copy, version 2.
 pub fn bundled() -> Vec<Rule> {
     let path = Path::new("bundled:rules/boot-file-copy.toml");
     match parse_rule(BUNDLED_BOOT_FILE_COPY, path) {
@@ -169,9 +197,10 @@ pub fn bundled() -> Vec<Rule> {
 
 /// The bundled strict companion rule file (Boot File Copy (strict), over `boot_copy.strict.*`).
 pub const BUNDLED_BOOT_FILE_COPY_STRICT: &str =
-    include_str!("../../../rules/boot-file-copy-strict.toml");
+    include_str!("../../rules/boot-file-copy-strict.toml");
 
-/// The bundled strict companion rule (see `crate::strict`).
+/// The bundled strict companion rule (matches only events the host's strict analysis marked with
+/// `boot_copy.strict.into_boot`; see [`AnalysisGate`](crate::AnalysisGate)).
 pub fn bundled_strict() -> Rule {
     let path = Path::new("bundled:rules/boot-file-copy-strict.toml");
     match parse_rule(BUNDLED_BOOT_FILE_COPY_STRICT, path) {
@@ -470,7 +499,7 @@ process where
 
     #[test]
     fn bundled_query_is_the_published_query() {
-        let published = include_str!("../../../rules/boot-file-copy.toml");
+        let published = include_str!("../../rules/boot-file-copy.toml");
         let q = bundled().remove(0).query;
         // Same text as Elastic's published version 2 (whitespace aside).
         let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -5,14 +5,15 @@
 //! `process.name in ("x", ...)` (the exact, case-sensitive forms), only those names can match it.
 //! Case-insensitive forms (`in~`, `:`, `like~`) and wildcards do not give a finite set, so a rule
 //! without an exact conjunct needs every exec: the prefilter is then [`Prefilter::All`].
-//! A rule gated on the strict analysis needs the names of the copy tools the analysis knows.
+//! A rule gated on a host analysis ([`AnalysisGate`]) needs the names the host gives for it.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
-use super::eql::ast::{CmpOp, Expr, Literal};
-use super::rulefile::Rule;
+use crate::eql::ast::{CmpOp, Expr, Literal};
+use crate::rulefile::Rule;
 
+/// The execs the kernel must report for a set of rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prefilter {
     /// Every exec must be reported.
@@ -21,15 +22,50 @@ pub enum Prefilter {
     Names(BTreeSet<String>),
 }
 
+/// A host analysis that gates rules: a rule with the top-level conjunct `FIELD == true` can only
+/// match events the host's analysis marked with `FIELD`, and the host knows which process names
+/// that analysis needs to see (it may watch more, e.g. by executable size, on its own side).
+///
+/// The engine cannot know those names from the rule; the host supplies them when it asks for the
+/// [`Prefilter`]. boot-copy's strict companion rule is gated this way on
+/// `boot_copy.strict.into_boot`, with the copy tools' names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnalysisGate {
+    field: String,
+    names: BTreeSet<String>,
+}
+
+impl AnalysisGate {
+    /// The gate on `field == true`, whose analysis needs the execs named `names`.
+    pub fn new<S: Into<String>>(field: &str, names: impl IntoIterator<Item = S>) -> AnalysisGate {
+        AnalysisGate {
+            field: field.to_owned(),
+            names: names.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Whether one of `rule`'s top-level conjuncts is `FIELD == true`.
+    pub fn gates(&self, rule: &Rule) -> bool {
+        rule.query.ast().condition.conjuncts().iter().any(|c| {
+            matches!(c, Expr::Compare { op: CmpOp::Eq, left, right, .. }
+                if matches!(&**left, Expr::Field { field, .. } if field.name == self.field)
+                && matches!(&**right, Expr::Literal { value: Literal::Bool(true), .. }))
+        })
+    }
+
+    /// The process names the analysis needs.
+    pub fn names(&self) -> &BTreeSet<String> {
+        &self.names
+    }
+}
+
 impl Prefilter {
-    pub fn from_rules(rules: &[Rule]) -> Prefilter {
+    /// What `rules` need, with the rules one of `gates` gates taking that gate's names.
+    pub fn from_rules(rules: &[Rule], gates: &[AnalysisGate]) -> Prefilter {
         let mut names = BTreeSet::new();
         for rule in rules {
-            // A rule over the strict analysis (`boot_copy.strict.into_boot == true`) needs the
-            // copy tools' names; renamed copies are caught by executable size (see
-            // `crate::strict::watched_sizes`).
-            if crate::strict::gated(rule) {
-                names.extend(crate::strict::NAMES.iter().map(|n| n.to_string()));
+            if let Some(gate) = gates.iter().find(|g| g.gates(rule)) {
+                names.extend(gate.names.iter().cloned());
                 continue;
             }
             match names_of(&rule.query.ast().condition) {
@@ -51,7 +87,7 @@ impl Prefilter {
 
 /// The names a condition restricts `process.name` to, if it does (the intersection over every
 /// restricting conjunct).
-pub(crate) fn names_of(condition: &Expr) -> Option<BTreeSet<String>> {
+fn names_of(condition: &Expr) -> Option<BTreeSet<String>> {
     let mut result: Option<BTreeSet<String>> = None;
     for conjunct in condition.conjuncts() {
         let names: Option<BTreeSet<String>> = match conjunct {
@@ -129,7 +165,7 @@ impl fmt::Display for Prefilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::eql::parser::parse;
+    use crate::eql::parser::parse;
 
     fn names(cond: &str) -> Option<Vec<String>> {
         names_of(&parse(&format!("process where {cond}")).unwrap().condition)
@@ -164,13 +200,27 @@ mod tests {
 
     #[test]
     fn bundled_rule_needs_cp_and_mv() {
-        let p = Prefilter::from_rules(&crate::rules::bundled());
+        let p = Prefilter::from_rules(&crate::bundled(), &[]);
         assert_eq!(p.to_string(), "process.name in (\"cp\", \"mv\")");
         assert!(p.admits("cp") && p.admits("mv") && !p.admits("CP") && !p.admits("busybox"));
         assert_eq!(
-            Prefilter::from_rules(&[]),
+            Prefilter::from_rules(&[], &[]),
             Prefilter::Names(BTreeSet::new())
         );
         assert_eq!(Prefilter::All.to_string(), "all execs");
+    }
+
+    #[test]
+    fn gated_rules_take_the_names_of_their_gate() {
+        let rules = [crate::bundled().remove(0), crate::bundled_strict()];
+        let gate = AnalysisGate::new("boot_copy.strict.into_boot", ["cp", "install"]);
+        assert!(gate.gates(&rules[1]) && !gate.gates(&rules[0]));
+        assert!(!AnalysisGate::new("boot_copy.strict.tool", ["cp"]).gates(&rules[1]));
+        assert_eq!(
+            Prefilter::from_rules(&rules, &[gate]).to_string(),
+            "process.name in (\"cp\", \"install\", \"mv\")"
+        );
+        // Without its gate, the strict rule names no process: every exec is needed.
+        assert_eq!(Prefilter::from_rules(&rules, &[]), Prefilter::All);
     }
 }

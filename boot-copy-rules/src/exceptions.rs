@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::eql::{Node, Operand, Test, Wildcard};
 
-/// All exception lists, keyed by rule id.
+/// All exception lists, keyed by rule id (`[[exceptions."RULE_ID"]]` in TOML).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Exceptions(pub BTreeMap<String, Vec<ExceptionItem>>);
@@ -41,24 +41,33 @@ pub struct ExceptionItem {
     /// A label for listings and messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Free text, ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// The conditions, all of which must hold.
     pub entries: Vec<Entry>,
 }
 
+/// One condition of an exception item: `field operator value(s)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
+    /// The dotted ECS field name.
     pub field: String,
+    /// How the field is tested.
     pub operator: Operator,
+    /// The value, for `is`, `is_not`, `matches` and `does_not_match`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<EntryValue>,
+    /// The values, for `is_one_of` and `is_not_one_of`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values: Option<Vec<EntryValue>>,
 }
 
+/// An entry's operator, as Kibana's exception builder names it (semantics in the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(missing_docs)] // each variant is its `as_str` name
 pub enum Operator {
     Is,
     IsNot,
@@ -71,6 +80,7 @@ pub enum Operator {
 }
 
 impl Operator {
+    /// The operator's name in the configuration.
     pub fn as_str(self) -> &'static str {
         match self {
             Operator::Is => "is",
@@ -85,8 +95,10 @@ impl Operator {
     }
 }
 
+/// A value in an entry: a TOML string, integer, float or boolean.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[allow(missing_docs)] // the TOML types
 pub enum EntryValue {
     Str(String),
     Int(i64),
@@ -110,10 +122,13 @@ impl EntryValue {
 /// A problem in the exceptions configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ExceptionError {
+    /// The rule the exception list is for.
     pub rule_id: String,
-    /// Index of the item in the rule's list (0-based), and its name if it has one.
+    /// Index of the item in the rule's list (0-based).
     pub item: usize,
+    /// The item's name, if it has one.
     pub item_name: Option<String>,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -237,7 +252,7 @@ fn compile_entry(e: &Entry) -> Result<Node, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::document::Document;
+    use crate::document::Document;
     use serde_json::json;
 
     fn item(entries: &str) -> Vec<CompiledItem> {

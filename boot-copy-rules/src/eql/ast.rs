@@ -5,7 +5,9 @@ use std::fmt;
 /// A 1-based line and column (columns count characters) in the query text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Pos {
+    /// Line, from 1.
     pub line: u32,
+    /// Column in characters, from 1.
     pub col: u32,
 }
 
@@ -18,24 +20,35 @@ impl fmt::Display for Pos {
 /// `<category> where <condition>`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
+    /// The event category (`process`).
     pub category: String,
+    /// Where the category is written.
     pub category_pos: Pos,
+    /// The condition after `where`.
     pub condition: Expr,
 }
 
 /// A field reference: dotted name, and whether it was written `?field` (optional).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
+    /// The dotted field name (`process.parent.name`).
     pub name: String,
+    /// Written `?name`: a field the schema need not know.
     pub optional: bool,
 }
 
+/// A constant.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Literal {
+    /// `null`.
     Null,
+    /// `true` or `false`.
     Bool(bool),
+    /// An integer.
     Int(i64),
+    /// A number with a fraction or exponent.
     Float(f64),
+    /// A double-quoted or raw (`"""..."""`, `?"..."`) string, escapes resolved.
     Str(String),
 }
 
@@ -51,17 +64,25 @@ impl fmt::Display for Literal {
     }
 }
 
+/// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {
+    /// `==`.
     Eq,
+    /// `!=`.
     Neq,
+    /// `<`.
     Lt,
+    /// `<=`.
     Lte,
+    /// `>`.
     Gt,
+    /// `>=`.
     Gte,
 }
 
 impl CmpOp {
+    /// The operator as written.
     pub fn as_str(self) -> &'static str {
         match self {
             CmpOp::Eq => "==",
@@ -101,6 +122,7 @@ pub enum MatchOp {
 }
 
 impl MatchOp {
+    /// The operator as written.
     pub fn as_str(self) -> &'static str {
         match self {
             MatchOp::Like => "like",
@@ -112,22 +134,23 @@ impl MatchOp {
     }
 }
 
+/// A boolean connective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogicOp {
+    /// `and`.
     And,
+    /// `or`.
     Or,
 }
 
+/// An expression, with its position in the query text (for messages).
 #[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)] // variant fields: named for what they hold
 pub enum Expr {
-    Literal {
-        value: Literal,
-        pos: Pos,
-    },
-    Field {
-        field: Field,
-        pos: Pos,
-    },
+    /// A constant.
+    Literal { value: Literal, pos: Pos },
+    /// A field reference.
+    Field { field: Field, pos: Pos },
     /// `name(args)` or `name~(args)`.
     Call {
         name: String,
@@ -135,16 +158,16 @@ pub enum Expr {
         args: Vec<Expr>,
         pos: Pos,
     },
-    Not {
-        expr: Box<Expr>,
-        pos: Pos,
-    },
+    /// `not expr`.
+    Not { expr: Box<Expr>, pos: Pos },
+    /// `left and right`, `left or right`.
     Logic {
         op: LogicOp,
         left: Box<Expr>,
         right: Box<Expr>,
         pos: Pos,
     },
+    /// `left OP right`.
     Compare {
         op: CmpOp,
         left: Box<Expr>,
@@ -169,6 +192,7 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// The expression's position in the query text.
     pub fn pos(&self) -> Pos {
         match self {
             Expr::Literal { pos, .. }

@@ -80,25 +80,6 @@ impl Wildcard {
         }
     }
 
-    /// The pattern as written (after string-literal unescaping, before wildcard parsing).
-    pub fn pattern(&self) -> &str {
-        &self.source
-    }
-
-    /// Whether ASCII case is folded.
-    pub fn case_insensitive(&self) -> bool {
-        self.case_insensitive
-    }
-
-    /// If the pattern has no wildcards, the literal value it matches.
-    pub fn as_literal(&self) -> Option<&str> {
-        match &*self.tokens {
-            [] => Some(""),
-            [Token::Lit(l)] => Some(l),
-            _ => None,
-        }
-    }
-
     /// Whether `text` as a whole matches the pattern.
     pub fn is_match(&self, text: &str) -> bool {
         let text = text.as_bytes();
@@ -235,13 +216,6 @@ mod tests {
             assert_eq!(m(p, t), cs, "{p:?} like {t:?}");
             assert_eq!(mi(p, t), ci, "{p:?} like~ {t:?}");
         }
-    }
-
-    #[test]
-    fn literal() {
-        assert_eq!(Wildcard::new("a\\*", false).as_literal(), Some("a*"));
-        assert_eq!(Wildcard::new("a*", false).as_literal(), None);
-        assert_eq!(Wildcard::new("", false).as_literal(), Some(""));
     }
 
     #[test]

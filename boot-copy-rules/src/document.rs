@@ -65,11 +65,17 @@ pub type FieldSet = std::collections::HashSet<String, BuildHasherDefault<FieldHa
 /// One value of a field. `Array` holds scalars only (never nested arrays, never `Null`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// JSON `null`: behaves as a missing field.
     Null,
+    /// A boolean.
     Bool(bool),
+    /// An integer.
     Int(i64),
+    /// A number that is not an integer.
     Float(f64),
+    /// A string.
     Str(String),
+    /// Several scalars (a JSON array, flattened).
     Array(Vec<Value>),
 }
 
@@ -151,6 +157,7 @@ impl PartialEq for Document {
 }
 
 impl Document {
+    /// An empty document.
     pub fn new() -> Self {
         Self::default()
     }
@@ -291,10 +298,12 @@ impl Document {
         }
     }
 
+    /// The number of fields (its own and its base's).
     pub fn len(&self) -> usize {
         self.fields.len() + self.base.as_ref().map_or(0, |b| b.len())
     }
 
+    /// Whether it has no field.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

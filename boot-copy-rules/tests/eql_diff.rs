@@ -10,10 +10,7 @@
 //! follow Elasticsearch's semantics.
 //!
 //! Needs python3 with venv (installed by `cargo xtask setup`) and PyPI the first time.
-use boot_copy_agent::rules::eql::{
-    self,
-    ast::{Expr, Literal, LogicOp, MatchOp, Query},
-};
+use boot_copy_rules::ast::{Expr, Literal, LogicOp, MatchOp, Query};
 use serde_json::{Value, json};
 use std::{
     fmt::Write as _,
@@ -50,18 +47,24 @@ struct Entry {
     origin: String,
 }
 
+/// The workspace.
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("the agent crate is inside the workspace")
+        .expect("the rules crate is inside the workspace")
         .to_path_buf()
+}
+
+/// This crate's test data.
+fn here() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/eql_diff")
 }
 
 // --- The corpus -------------------------------------------------------------------------------
 
 /// Reads `corpus.txt` (format described at its top).
 fn corpus_file() -> Vec<Entry> {
-    let path = root().join("tests/eql_diff/corpus.txt");
+    let path = here().join("corpus.txt");
     let text = fs::read_to_string(&path).expect("tests/eql_diff/corpus.txt");
     let mut entries: Vec<Entry> = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -338,7 +341,7 @@ fn eql_python() -> PathBuf {
     let root = root();
     let venv = root.join("target/eql-venv");
     let python = venv.join("bin/python");
-    let requirements = root.join("tests/eql_diff/requirements.txt");
+    let requirements = here().join("requirements.txt");
     let stamp = venv.join("installed-requirements.txt");
     let wanted = fs::read_to_string(&requirements).expect("tests/eql_diff/requirements.txt");
     fs::create_dir_all(root.join("target")).unwrap();
@@ -390,9 +393,9 @@ fn eql_python() -> PathBuf {
 /// Runs normalize.py over the queries: one `{"ok": tree}` or `{"error": ...}` per query.
 fn elastic_parse(queries: &[&str]) -> Vec<Value> {
     let python = eql_python();
-    let script = root().join("tests/eql_diff/normalize.py");
+    let script = here().join("normalize.py");
     // The ECS field types the engine checks queries against, given to the package as a schema.
-    let ecs_types = root().join("boot-copy-agent/src/rules/eql/ecs_types.tsv");
+    let ecs_types = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/eql/ecs_types.tsv");
     assert!(ecs_types.is_file(), "{} is missing", ecs_types.display());
     let mut child = Command::new(&python)
         .arg(&script)
@@ -431,7 +434,7 @@ fn elastic_parse(queries: &[&str]) -> Vec<Value> {
 /// The engine's verdict on a query (parse and compile: what a rule file load does) and, when it
 /// accepts, its parse tree in normalize.py's shape.
 fn engine_parse(text: &str) -> Result<Value, String> {
-    match eql::compile(text) {
+    match boot_copy_rules::compile(text) {
         Ok(compiled) => Ok(norm_query(compiled.ast())),
         Err(e) => Err(e.to_string()),
     }
