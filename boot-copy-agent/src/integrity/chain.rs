@@ -14,7 +14,7 @@
 //! show at the next start.
 use crate::config::{ConfigError, require_root_only};
 use crate::describe::NAMESPACE;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use std::path::{Path, PathBuf};
