@@ -18,7 +18,8 @@
 //!   is missing.
 //! - `is_one_of` / `is_not_one_of`: exact, case-sensitive membership (`values`).
 //! - `exists` / `does_not_exist`: the field has a non-null value / it does not.
-//! - `matches` / `does_not_match`: whole-value wildcard (`*`, `?`, `\` escapes), **case-sensitive**
+//! - `matches` / `does_not_match`: whole-value wildcard (`*`, `?`, and `\` escapes the next
+//!   character, as in Lucene's `wildcard` query — unlike EQL's `like`), **case-sensitive**
 //!   — Kibana sends these as `wildcard` queries without `case_insensitive`, so `/Boot/*` does not
 //!   match `/boot/x`. Write both cases out if both can occur.
 
@@ -220,7 +221,7 @@ fn compile_entry(e: &Entry) -> Result<Node, String> {
     let pattern = || -> Result<Wildcard, String> {
         match single()? {
             // Case-sensitive, as Kibana's `matches` is (see the module documentation).
-            EntryValue::Str(p) => Ok(Wildcard::new(p, false)),
+            EntryValue::Str(p) => Ok(Wildcard::lucene(p, false)),
             _ => Err(format!("`{op}` needs a string pattern")),
         }
     };

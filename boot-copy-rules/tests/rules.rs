@@ -631,6 +631,35 @@ fn recorded_defend_events_match_where_expected() {
     assert_eq!(matched, expected);
 }
 
+/// docs/SEMANTICS.md: a backslash in a `like`/`:` pattern is an ordinary character, after the
+/// EQL string's own escapes (`"*\\x*"` is the pattern `*\x*`).
+#[test]
+fn backslash_in_a_pattern_is_an_ordinary_character() {
+    let file = r#"
+[rule]
+rule_id = "b"
+name = "Backslash"
+description = "d"
+severity = "low"
+risk_score = 1
+type = "eql"
+language = "eql"
+query = '''
+process where process.command_line : "*\\x*"
+'''
+"#;
+    let rule = boot_copy_rules::parse_rule(file, Path::new("b.toml")).unwrap();
+    let rules = RuleSet::from_rules(vec![rule]);
+    let verdict = |line: &str| {
+        let event = json!({"event": {"category": ["process"]}, "process": {"command_line": line}});
+        rules.evaluate(&Document::from_json(&event)).count() == 1
+    };
+    assert!(!verdict("axb"));
+    assert!(verdict("a\\xb"));
+    assert!(verdict("A\\XB"), "`:` folds ASCII case");
+    assert!(!verdict("a\\\\b"));
+}
+
 #[test]
 fn rejected_constructs_are_named_with_line_and_column() {
     let rows = [

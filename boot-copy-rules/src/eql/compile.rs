@@ -241,7 +241,7 @@ fn compile_bool(expr: &Expr) -> Result<Node, EqlError> {
                     Expr::Literal {
                         value: Literal::Str(s),
                         ..
-                    } => compiled.push(Wildcard::new(s, ci)),
+                    } => compiled.push(Wildcard::like(s, ci)),
                     other => {
                         return Err(EqlError::new(
                             other.pos(),
@@ -530,7 +530,7 @@ fn compile_call(name: &str, insensitive: bool, args: &[Expr], pos: Pos) -> Resul
             let field = field_arg()?;
             check_string_field(field, pos, &format!("`{shown}`"))?;
             let patterns = (1..args.len())
-                .map(|i| string_arg(i).map(|p| Wildcard::new(p, insensitive)))
+                .map(|i| string_arg(i).map(|p| Wildcard::like(p, insensitive)))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Node::Test(
                 field.name.as_str().into(),

@@ -5,7 +5,8 @@
 //! - Negation is plain boolean negation (two-valued logic): `f != "x"` and `not f in (...)` are
 //!   true when `f` is missing, exactly as Elasticsearch's negated term queries are.
 //! - `==`/`in` are exact and case-sensitive; `in~`, `like~`, `:` and the `~` functions fold ASCII
-//!   letters only.
+//!   letters only. In `like`, `like~`, `:` and `wildcard()` patterns a backslash is an ordinary
+//!   character, as in Elasticsearch (only the string literal's own escapes apply).
 //! - Values are matched in full whatever their length (Elasticsearch's keyword mapping ignores
 //!   values over 1024 characters, so they never match there; this engine is stricter).
 //! - Mixed types follow Elasticsearch's coercion: a number constant against a string value
@@ -229,10 +230,15 @@ mod tests {
             ("a like~ (\"a\", \"b\")", json!({"a": "c"}), false),
             ("a like \"a?c\"", json!({"a": "abc"}), true),
             ("a like \"a?c\"", json!({"a": "ac"}), false),
-            ("a like \"a\\\\*\"", json!({"a": "a*"}), true),
-            ("a like \"a\\\\*\"", json!({"a": "ab"}), false),
-            ("a like \"\"\"a\\*\"\"\"", json!({"a": "a*"}), true),
-            ("a like \"\"\"a\\*\"\"\"", json!({"a": "ab"}), false),
+            // A backslash in a pattern is an ordinary character (after the string's escapes).
+            ("a like \"a\\\\*\"", json!({"a": "a\\b"}), true),
+            ("a like \"a\\\\*\"", json!({"a": "a*"}), false),
+            ("a like \"\"\"a\\*\"\"\"", json!({"a": "a\\*"}), true),
+            ("a like \"\"\"a\\*\"\"\"", json!({"a": "a*"}), false),
+            ("a : \"*\\\\x*\"", json!({"a": "a\\xb"}), true),
+            ("a : \"*\\\\x*\"", json!({"a": "axb"}), false),
+            ("wildcard(a, \"*\\\\x*\")", json!({"a": "axb"}), false),
+            ("wildcard(a, \"*\\\\x*\")", json!({"a": "a\\xb"}), true),
             ("a like~ \"é*\"", json!({"a": "É"}), false),
             ("a like~ \"k\"", json!({"a": "\u{212a}"}), false),
             (

@@ -1,10 +1,13 @@
-//! Wildcard patterns as Elasticsearch's `wildcard` query reads them (`like`, `like~`, `:`, the
-//! `wildcard` function, and exception entries with `matches`).
+//! Wildcard patterns, as Elasticsearch matches them for EQL's `like`, `like~`, `:` and the
+//! `wildcard` function ([`Wildcard::like`]) and for exception entries with `matches`
+//! ([`Wildcard::lucene`]).
 //!
 //! - The pattern is anchored to the whole value.
 //! - `*` matches zero or more characters, `?` exactly one character (one Unicode scalar value).
-//! - `\` makes the next character literal (`\*`, `\?`, `\\`); a trailing lone `\` is a literal
-//!   backslash, as Lucene reads it.
+//! - In EQL a backslash is an ordinary character: EQL hands the pattern to Elasticsearch with an
+//!   escape character no text contains, so nothing can be escaped (`*\x*` needs a backslash
+//!   followed by `x`). A Kibana exception's `matches` is a Lucene `wildcard` query, where `\`
+//!   makes the next character literal (`\*`, `\?`, `\\`; a trailing lone `\` is a backslash).
 //! - Case-insensitive patterns fold **ASCII letters only**: `K` matches `k`, but `É` does not match
 //!   `é` and the Kelvin sign does not match `k`.
 //!
@@ -43,8 +46,18 @@ impl fmt::Debug for Wildcard {
 }
 
 impl Wildcard {
-    /// Compiles `pattern`; `case_insensitive` folds ASCII letters only.
-    pub fn new(pattern: &str, case_insensitive: bool) -> Self {
+    /// An EQL `like` pattern (backslash literal); `case_insensitive` folds ASCII letters only.
+    pub fn like(pattern: &str, case_insensitive: bool) -> Self {
+        Wildcard::new(pattern, case_insensitive, false)
+    }
+
+    /// A Lucene `wildcard` query's pattern (backslash escapes); `case_insensitive` folds ASCII
+    /// letters only.
+    pub fn lucene(pattern: &str, case_insensitive: bool) -> Self {
+        Wildcard::new(pattern, case_insensitive, true)
+    }
+
+    fn new(pattern: &str, case_insensitive: bool, escapes: bool) -> Self {
         let mut tokens = Vec::new();
         let mut lit = String::new();
         let mut chars = pattern.chars();
@@ -55,7 +68,7 @@ impl Wildcard {
         };
         while let Some(c) = chars.next() {
             match c {
-                '\\' => match chars.next() {
+                '\\' if escapes => match chars.next() {
                     Some(next) => lit.push(next),
                     None => lit.push('\\'),
                 },
@@ -162,10 +175,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn m(p: &str, t: &str) -> bool {
-        Wildcard::new(p, false).is_match(t)
+        Wildcard::like(p, false).is_match(t)
     }
     fn mi(p: &str, t: &str) -> bool {
-        Wildcard::new(p, true).is_match(t)
+        Wildcard::like(p, true).is_match(t)
     }
 
     #[test]
@@ -190,13 +203,19 @@ mod tests {
             ("*.sh", "x.SH", false, true),
             ("/var/tmp/rpm-tmp.*", "/var/tmp/rpm-tmpX", false, false),
             ("/var/tmp/rpm-tmp.*", "/var/tmp/rpm-tmp.1234", true, true),
-            ("a\\*b", "a*b", true, true),
-            ("a\\*b", "axb", false, false),
-            ("a\\?b", "a?b", true, true),
-            ("a\\?b", "axb", false, false),
-            ("a\\\\b", "a\\b", true, true),
+            // A backslash is an ordinary character: nothing escapes `*` or `?`.
+            ("*\\x*", "a\\xb", true, true),
+            ("*\\x*", "axb", false, false),
+            ("*\\x*", "a\\Xb", false, true),
+            ("a\\*b", "a\\b", true, true),
+            ("a\\*b", "a\\*b", true, true),
+            ("a\\*b", "a*b", false, false),
+            ("a\\?b", "a\\xb", true, true),
+            ("a\\?b", "a?b", false, false),
+            ("a\\\\b", "a\\\\b", true, true),
+            ("a\\\\b", "a\\b", false, false),
             ("a\\", "a\\", true, true),
-            ("a\\x", "ax", true, true),
+            ("a\\x", "ax", false, false),
             ("*a*a*a", "aaa", true, true),
             ("*a*a*a", "aa", false, false),
             ("*ab*ab", "abxabab", true, true),
@@ -218,6 +237,26 @@ mod tests {
         }
     }
 
+    /// Exception entries (`matches`): Lucene's wildcard query, where a backslash escapes.
+    #[test]
+    fn lucene_escapes() {
+        let rows: &[(&str, &str, bool)] = &[
+            ("a\\*b", "a*b", true),
+            ("a\\*b", "axb", false),
+            ("a\\*b", "a\\b", false),
+            ("a\\?b", "a?b", true),
+            ("a\\?b", "axb", false),
+            ("a\\\\b", "a\\b", true),
+            ("a\\", "a\\", true),
+            ("a\\x", "ax", true),
+            ("*\\x*", "axb", true),
+            ("/boot/*", "/boot/x", true),
+        ];
+        for &(p, t, want) in rows {
+            assert_eq!(Wildcard::lucene(p, false).is_match(t), want, "{p:?} {t:?}");
+        }
+    }
+
     #[test]
     fn long_values_are_matched_in_full() {
         let long = format!("/boot/{}", "a".repeat(5000));
@@ -228,7 +267,7 @@ mod tests {
 
     /// Independent reference: a regex built from the pattern, with ASCII letters folded through
     /// explicit per-character classes (the regex crate's own `(?i)` folds Unicode).
-    fn reference(pattern: &str, ci: bool) -> regex::Regex {
+    fn reference(pattern: &str, ci: bool, escapes: bool) -> regex::Regex {
         let mut re = String::from("(?s)^");
         let mut chars = pattern.chars();
         let lit = |c: char, re: &mut String| {
@@ -243,7 +282,7 @@ mod tests {
         };
         while let Some(c) = chars.next() {
             match c {
-                '\\' => lit(chars.next().unwrap_or('\\'), &mut re),
+                '\\' if escapes => lit(chars.next().unwrap_or('\\'), &mut re),
                 '*' => re.push_str(".*"),
                 '?' => re.push('.'),
                 c => lit(c, &mut re),
@@ -275,10 +314,11 @@ mod tests {
             pattern in prop::collection::vec(pattern_char(), 0..10).prop_map(|v| v.into_iter().collect::<String>()),
             text in prop::collection::vec(alphabet(), 0..14).prop_map(|v| v.into_iter().collect::<String>()),
             ci in any::<bool>(),
+            escapes in any::<bool>(),
         ) {
-            let expected = reference(&pattern, ci).is_match(&text);
-            prop_assert_eq!(Wildcard::new(&pattern, ci).is_match(&text), expected,
-                "pattern {:?} text {:?} ci {}", pattern, text, ci);
+            let expected = reference(&pattern, ci, escapes).is_match(&text);
+            prop_assert_eq!(Wildcard::new(&pattern, ci, escapes).is_match(&text), expected,
+                "pattern {:?} text {:?} ci {} escapes {}", pattern, text, ci, escapes);
         }
 
         /// Texts derived from the pattern itself, so that matches are common, not rare.
@@ -288,21 +328,22 @@ mod tests {
             fill in prop::collection::vec(alphabet(), 0..4).prop_map(|v| v.into_iter().collect::<String>()),
             flip in any::<bool>(),
             ci in any::<bool>(),
+            escapes in any::<bool>(),
         ) {
             let mut text = String::new();
             let mut chars = pattern.chars();
             while let Some(c) = chars.next() {
                 match c {
-                    '\\' => text.push(chars.next().unwrap_or('\\')),
+                    '\\' if escapes => text.push(chars.next().unwrap_or('\\')),
                     '*' => text.push_str(&fill),
                     '?' => text.push(fill.chars().next().unwrap_or('x')),
                     c if flip => text.extend(c.to_uppercase()),
                     c => text.push(c),
                 }
             }
-            let expected = reference(&pattern, ci).is_match(&text);
-            prop_assert_eq!(Wildcard::new(&pattern, ci).is_match(&text), expected,
-                "pattern {:?} text {:?} ci {}", pattern, text, ci);
+            let expected = reference(&pattern, ci, escapes).is_match(&text);
+            prop_assert_eq!(Wildcard::new(&pattern, ci, escapes).is_match(&text), expected,
+                "pattern {:?} text {:?} ci {} escapes {}", pattern, text, ci, escapes);
         }
     }
 }
