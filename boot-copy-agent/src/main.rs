@@ -1,6 +1,6 @@
 //! `boot-copy-agent`: the command-line front of the agent.
 use anyhow::Context as _;
-use boot_copy_agent::{commands, config, detect::rules::LoadedRules};
+use boot_copy_agent::{commands, config};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -22,9 +22,9 @@ struct Cli {
 enum Command {
     /// Watch every exec, apply the rules, write alerts and health records to the sinks (root).
     Run,
-    /// Print one ECS process event per exec as NDJSON (watched names only, unless --all) (root).
+    /// Print one ECS process event per exec as NDJSON (the execs `run` watches, unless --all) (root).
     Events {
-        /// Every exec on the host, not only the names the rules can match.
+        /// Every exec on the host, not only those the rules can match.
         #[arg(long)]
         all: bool,
     },
@@ -92,7 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = with_rules(None)?;
             runtime()?.block_on(commands::events::run(commands::events::Options {
                 all,
-                rules: LoadedRules::load(&config)?,
+                rules: commands::load_watched_rules(&config)?,
                 btf: config.sensor.btf,
             }))
         }

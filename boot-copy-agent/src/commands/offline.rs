@@ -1,7 +1,7 @@
 //! Subcommands that need no kernel: `replay`, `check`, `rules`, `status`.
 use crate::{
+    commands::load_rules,
     config::{Config, require_root_owned_rules},
-    detect::rules::load_rules,
     integrity::{
         chain::Key,
         verify::{Line, verify as verify_chain},

@@ -1,11 +1,8 @@
 //! The rule set as the agent loads it, with what the kernel must report for it: computed once per
-//! load (start, SIGHUP) and handed to the sensor, the map guard, detection and the records.
-use crate::{
-    config::{Config, require_root_owned_rules},
-    sensor::prefilter::KernelFilter,
-    strict,
-};
-use boot_copy_rules::{Prefilter, RuleSet, load_ruleset_with};
+//! load (start, SIGHUP; `commands::load_rules` reads the configured rules) and handed to the
+//! sensor, the map guard, detection and the records.
+use crate::{sensor::prefilter::KernelFilter, strict};
+use boot_copy_rules::{Prefilter, RuleSet};
 
 pub struct LoadedRules {
     pub set: RuleSet,
@@ -15,31 +12,9 @@ pub struct LoadedRules {
     pub kernel: KernelFilter,
 }
 
-/// Loads rules and exceptions as the config says, listing every problem on failure.
-pub fn load_rules(config: &Config) -> anyhow::Result<RuleSet> {
-    load_ruleset_with(
-        config.rules.path.as_deref(),
-        config.rules.strict,
-        &config.exceptions,
-    )
-    .map_err(|problems| {
-        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("invalid rules or exceptions:\n  {}", list.join("\n  "))
-    })
-}
-
 impl LoadedRules {
-    /// The rules as the config says, refusing rule files non-root users could change, with the
-    /// kernel prefilter they imply.
-    pub fn load(config: &Config) -> anyhow::Result<Self> {
-        if let Some(path) = &config.rules.path {
-            require_root_owned_rules(path)?;
-        }
-        Self::new(load_rules(config)?)
-    }
-
     /// `set` with the kernel prefilter it implies.
-    pub fn new(set: RuleSet) -> anyhow::Result<Self> {
+    pub fn new(set: RuleSet) -> Result<Self, crate::sensor::SensorError> {
         let prefilter = set.prefilter(&[strict::gate()]);
         let (names, all_execs) = match &prefilter {
             Prefilter::All => (Vec::new(), true),

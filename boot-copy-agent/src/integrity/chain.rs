@@ -98,7 +98,8 @@ impl Chain {
         }
     }
 
-    /// Links `doc` (already numbered) to the chain: sets `boot_copy.chain.hmac`.
+    /// Links `doc` (already numbered, not yet serialized) to the chain: sets
+    /// `boot_copy.chain.hmac`. The record is then serialized once, for every sink.
     pub fn seal(&mut self, doc: &mut Value) {
         if !self.started {
             self.started = true;

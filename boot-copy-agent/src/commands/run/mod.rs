@@ -7,15 +7,15 @@ mod guards;
 mod reload;
 
 use crate::{
-    commands::seed_process_table,
+    commands::{load_watched_rules, seed_process_table},
     config::Config,
     context::{clock::BootEpoch, host::Host},
     describe::Describer,
-    detect::{Detector, rules::LoadedRules},
+    detect::Detector,
     integrity::chain::{Chain, Key},
     metrics, privilege,
     records::{
-        Origin, Writer,
+        Counters, Origin, Writer,
         lifecycle::{self, Start},
         loss::LossTracker,
         status::{Status, StatusFile},
@@ -39,7 +39,7 @@ pub struct Options {
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut signals = Signals::register().context("registering signal handlers")?;
     let config = Config::load(&opts.config, opts.explicit)?;
-    let rules = LoadedRules::load(&config)?;
+    let rules = load_watched_rules(&config)?;
     let key = config
         .integrity
         .key_file
@@ -72,7 +72,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let origin = Origin::new(describer.host());
     let chain = key.map(|key| Chain::new(key, prior.as_ref().and_then(chain_link)));
     let mut daemon = Daemon {
-        loss: LossTracker::new(&Default::default()),
+        loss: LossTracker::new(&Counters::default()),
         origin,
         detector: Detector::new(describer, rules, config.alert_budget.budget()),
         writer: Writer::new(sinks, chain),
@@ -84,6 +84,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         explicit: opts.explicit,
         metrics: page,
     };
+    // Losses are reported from here on: what the counters hold now is not news.
     daemon.loss = LossTracker::new(&daemon.counters(daemon.sensor.counters()?));
     if let Some(prev) = previous {
         let record = lifecycle::unclean(&daemon.origin, &prev);

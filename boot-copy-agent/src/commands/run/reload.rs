@@ -1,7 +1,7 @@
 //! SIGHUP: reopen the alert log; reload rules and exceptions with the kernel prefilter they
 //! imply, keeping the running set if the new one is invalid.
 use super::daemon::Daemon;
-use crate::{config::Config, detect::rules::LoadedRules, records::lifecycle, sink::Severity};
+use crate::{commands::load_watched_rules, config::Config, records::lifecycle, sink::Severity};
 use anyhow::Context as _;
 
 impl Daemon {
@@ -10,7 +10,7 @@ impl Daemon {
         let loaded = Config::load(&self.config_path, self.explicit)
             .map_err(anyhow::Error::from)
             .and_then(|config| {
-                let rules = LoadedRules::load(&config)?;
+                let rules = load_watched_rules(&config)?;
                 // The kernel's prefilter follows the rules, through the maps' open descriptors.
                 self.guards
                     .apply(&rules.kernel)
