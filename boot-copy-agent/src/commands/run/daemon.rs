@@ -122,10 +122,7 @@ impl Daemon {
 
     /// Once a second: closed budget windows, the wall clock, losses, guards, the status file.
     fn tick(&mut self) -> anyhow::Result<()> {
-        let now = Instant::now();
-        for s in self.detector.close_windows(now, false) {
-            write_finding(&mut self.writer, &self.origin, Finding::Suppressed(s), now);
-        }
+        self.close_windows(false);
         match BootEpoch::now() {
             Ok(epoch) => self.detector.describer().follow_clock(epoch),
             Err(e) => tracing::debug!("boot epoch not read this second: {e}"),
@@ -137,6 +134,14 @@ impl Daemon {
             self.writer.health(record, Severity::Err);
         }
         self.write_status(kernel, false)
+    }
+
+    /// Summaries of the budget windows that closed (all of them at shutdown).
+    fn close_windows(&mut self, all: bool) {
+        let now = Instant::now();
+        for s in self.detector.close_windows(now, all) {
+            write_finding(&mut self.writer, &self.origin, Finding::Suppressed(s), now);
+        }
     }
 
     /// Every counter, with the kernel's as read.
@@ -172,10 +177,7 @@ impl Daemon {
     /// SIGTERM: drain the ring, close budget windows, say goodbye, flush the sinks.
     pub(super) async fn shutdown(mut self, reader: &mut RingReader) -> anyhow::Result<()> {
         self.drain(reader);
-        let now = Instant::now();
-        for s in self.detector.close_windows(now, true) {
-            write_finding(&mut self.writer, &self.origin, Finding::Suppressed(s), now);
-        }
+        self.close_windows(true);
         let kernel = self.sensor.counters()?;
         self.report_losses(kernel);
         let stop = lifecycle::stopped(&self.origin, &self.counters(kernel));
