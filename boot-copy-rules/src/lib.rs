@@ -38,7 +38,7 @@ mod ruleset;
 
 pub use check::{Problem, check, check_with, load_ruleset, load_ruleset_with};
 pub use document::{Document, FieldHasher, FieldSet, Value};
-pub use eql::{CompiledQuery, EqlError, Pos, ast, compile};
+pub use eql::{CompiledQuery, EqlError, ast, compile};
 pub use exceptions::{Entry, EntryValue, ExceptionError, ExceptionItem, Exceptions, Operator};
 pub use prefilter::{AnalysisGate, Prefilter};
 pub use rulefile::{
