@@ -136,29 +136,36 @@ impl Alerts {
     /// (nested or dotted), except that `event.kind` and the scoring become the rule's; then the
     /// rule's fields and a one-line `message`. What `replay` writes.
     pub fn build(&self, i: usize, rule: &Rule, event: &Map<String, Value>) -> Map<String, Value> {
-        build(&self.fields[i], rule, event)
+        let message = message(rule, &json_message_parts(event));
+        let carried = event
+            .iter()
+            .filter(|(key, _)| is_carried(key))
+            .map(|(key, value)| (key.clone(), value.clone()));
+        assemble(carried, &self.fields[i], message)
     }
 
-    /// [`build`](Self::build) for an event this agent saw: with its `ecs` and `agent`, and the
-    /// event's own `boot_copy` fields beside the rule's. What the daemon writes.
+    /// [`build`](Self::build) for an event this agent saw, whose fields move into the alert:
+    /// with its `ecs` and `agent`, and the event's own `boot_copy` fields beside the rule's.
+    /// What the daemon writes.
     pub fn build_own(
         &self,
         i: usize,
         rule: &Rule,
-        event: &Map<String, Value>,
+        mut event: Map<String, Value>,
     ) -> Map<String, Value> {
-        let mut alert = self.build(i, rule, event);
-        for key in ["ecs", "agent"] {
-            if let Some(v) = event.get(key) {
-                alert.insert(key.to_owned(), v.clone());
-            }
-        }
-        if let Some(Value::Object(theirs)) = event.get(NAMESPACE) {
-            let ours = alert
-                .entry(NAMESPACE)
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(ours) = ours {
-                ours.extend(theirs.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let message = message(rule, &json_message_parts(&event));
+        let own: Vec<(String, Value)> = ["ecs", "agent", NAMESPACE]
+            .into_iter()
+            .filter_map(|key| Some((key.to_owned(), event.remove(key)?)))
+            .collect();
+        let carried = event.into_iter().filter(|(key, _)| is_carried(key));
+        let mut alert = assemble(carried, &self.fields[i], message);
+        for (key, value) in own {
+            match (alert.get_mut(&key), value) {
+                (Some(Value::Object(ours)), Value::Object(theirs)) => ours.extend(theirs),
+                (_, value) => {
+                    alert.insert(key, value);
+                }
             }
         }
         alert
@@ -174,21 +181,26 @@ pub fn severity(rule: &Rule) -> Severity {
     }
 }
 
-fn build(
+/// Whether an event field goes into its alerts (see [`Alerts::build`]).
+fn is_carried(key: &str) -> bool {
+    let top = key.split('.').next().unwrap_or(key);
+    CARRIED.contains(&top) || top == "event"
+}
+
+/// The alert of the `carried` event fields, the rule's `fields` and `message`.
+fn assemble(
+    carried: impl Iterator<Item = (String, Value)>,
     fields: &Map<String, Value>,
-    rule: &Rule,
-    event: &Map<String, Value>,
+    message: String,
 ) -> Map<String, Value> {
     let mut out = Map::new();
-    for (key, value) in event {
-        let top = key.split('.').next().unwrap_or(key);
-        if CARRIED.contains(&top) {
-            out.insert(key.clone(), value.clone());
-        } else if top == "event" {
+    for (key, value) in carried {
+        if key == "event" || key.starts_with("event.") {
             carry_event_fields(&mut out, key, value);
+        } else {
+            out.insert(key, value);
         }
     }
-    let message = message(rule, &json_message_parts(event));
     for (key, value) in fields {
         match (out.get_mut(key), value) {
             (Some(Value::Object(mine)), Value::Object(theirs)) => {
@@ -206,22 +218,18 @@ fn build(
 /// `event.*` fields the rule sets itself (its kind and scoring replace the source's).
 const RULE_EVENT_FIELDS: &[&str] = &["kind", "severity", "risk_score"];
 
-fn carry_event_fields(out: &mut Map<String, Value>, key: &str, value: &Value) {
-    match (key, value) {
-        ("event", Value::Object(fields)) => {
-            let kept: Map<String, Value> = fields
-                .iter()
-                .filter(|(k, _)| !RULE_EVENT_FIELDS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            out.insert("event".into(), Value::Object(kept));
+fn carry_event_fields(out: &mut Map<String, Value>, key: String, value: Value) {
+    match (key.as_str(), value) {
+        ("event", Value::Object(mut fields)) => {
+            fields.retain(|k, _| !RULE_EVENT_FIELDS.contains(&k.as_str()));
+            out.insert(key, Value::Object(fields));
         }
         (dotted, v)
             if !RULE_EVENT_FIELDS
                 .iter()
                 .any(|f| dotted == format!("event.{f}")) =>
         {
-            out.insert(dotted.to_owned(), v.clone());
+            out.insert(key, v);
         }
         _ => {}
     }
@@ -334,7 +342,7 @@ mod tests {
             "process": {"pid": 10, "command_line": "cp a /boot/x", "parent": {"pid": 9, "name": "bash", "executable": "/usr/bin/bash"}},
             "boot_copy": {"process": {"comm": "cp"}},
         });
-        let a = Value::Object(alerts.build_own(0, &rule, event.as_object().unwrap()));
+        let a = Value::Object(alerts.build_own(0, &rule, event.as_object().unwrap().clone()));
         assert_eq!(a["event"]["kind"], "alert");
         assert_eq!(a["event"]["category"], json!(["process"]));
         assert_eq!(a["event"]["severity"], 21);

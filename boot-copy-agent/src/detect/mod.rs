@@ -43,6 +43,13 @@ pub enum Finding {
     Suppressed(Suppressed),
 }
 
+/// One matching rule's outcome under the budget.
+enum Step<'r> {
+    /// A window closed having withheld alerts.
+    Summary(Suppressed),
+    Alert(usize, &'r boot_copy_rules::Rule),
+}
+
 pub struct Detector {
     describer: Describer,
     rules: LoadedRules,
@@ -115,26 +122,47 @@ impl Detector {
         self.describer.learn_names(ctx.exec.euid, ctx.exec.egid);
         let event = self.describer.exec(ctx, strict);
         let doc = event.document(Some(&self.wanted));
-        // Made once, for the first alert.
-        let mut json: Option<Map<String, Value>> = None;
+        // The budget first, in rule order: a window's summary goes before that rule's alert.
+        let mut steps = Vec::new();
         for (i, rule) in self.rules.set.matching(&doc) {
             let (admitted, closed) = self.budget.admit(&rule.id, now);
             if let Some(s) = closed {
-                found(Finding::Suppressed(s));
+                steps.push(Step::Summary(s));
             }
-            if !admitted {
+            if admitted {
+                self.counts.alerts += 1;
+                steps.push(Step::Alert(i, rule));
+            } else {
                 self.counts.suppressed += 1;
-                continue;
             }
-            self.counts.alerts += 1;
-            let json = json.get_or_insert_with(|| match serde_json::to_value(&event) {
-                Ok(Value::Object(map)) => map,
-                _ => unreachable!("an exec event serializes to a JSON object"),
-            });
-            found(Finding::Alert {
-                alert: self.alerts.build_own(i, rule, json),
-                severity: alert::severity(rule),
-            });
+        }
+        // The event as JSON, made only if it alerts; the last alert takes it over.
+        let alerting = steps
+            .iter()
+            .filter(|s| matches!(s, Step::Alert(..)))
+            .count();
+        let mut json = (alerting > 0).then(|| match serde_json::to_value(&event) {
+            Ok(Value::Object(map)) => map,
+            _ => unreachable!("an exec event serializes to a JSON object"),
+        });
+        let mut built = 0;
+        for step in steps {
+            match step {
+                Step::Summary(s) => found(Finding::Suppressed(s)),
+                Step::Alert(i, rule) => {
+                    built += 1;
+                    let event = if built == alerting {
+                        json.take()
+                    } else {
+                        json.clone()
+                    }
+                    .expect("the event's JSON is made when it alerts");
+                    found(Finding::Alert {
+                        alert: self.alerts.build_own(i, rule, event),
+                        severity: alert::severity(rule),
+                    });
+                }
+            }
         }
     }
 
