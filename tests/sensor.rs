@@ -12,7 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use boot_copy_agent::sensor::{RingReader, Sensor, SensorConfig, SensorError};
+use boot_copy_agent::sensor::{
+    RingReader, Sensor, SensorConfig, SensorError, prefilter::KernelFilter,
+};
 use boot_copy_common::{
     ARGS_OFFSET, ExecHeader, ExecRecord, IMAGE_ARGS_CAP, INTERP_CAP, PATH_CAP, ProcImage,
     RECORD_EXEC, counter, exec_flags, image_flags,
@@ -29,9 +31,9 @@ fn is_root() -> bool {
 }
 
 fn start(watched: &[&str], all_execs: bool) -> (Sensor, RingReader) {
+    let watched: Vec<String> = watched.iter().map(|s| s.to_string()).collect();
     let cfg = SensorConfig {
-        watched: watched.iter().map(|s| s.to_string()).collect(),
-        all_execs,
+        filter: KernelFilter::new(&watched, Vec::new(), all_execs).unwrap(),
         table_entries: 4096,
         ..SensorConfig::default()
     };
@@ -481,8 +483,7 @@ fn watched_size_catches_a_renamed_copy() {
     .unwrap();
     let size = fs::metadata(&renamed).unwrap().len();
     let cfg = SensorConfig {
-        watched: vec!["cp".into()],
-        watched_sizes: vec![size],
+        filter: KernelFilter::new(&["cp".into()], vec![size], false).unwrap(),
         table_entries: 4096,
         ..SensorConfig::default()
     };
@@ -501,11 +502,7 @@ fn watched_size_catches_a_renamed_copy() {
 
 #[test]
 fn invalid_watched_name_is_rejected() {
-    let cfg = SensorConfig {
-        watched: vec!["x".repeat(64)],
-        ..SensorConfig::default()
-    };
-    match Sensor::start(&cfg) {
+    match KernelFilter::new(&["x".repeat(64)], Vec::new(), false) {
         Err(e @ SensorError::InvalidWatchedName { .. }) => assert!(e.to_string().contains("63")),
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("accepted a 64-byte name"),

@@ -562,13 +562,13 @@ fn full_disk_counts_failures_keeps_other_sinks_and_resumes() {
     });
     let st = stats_of(&sinks, "alert_log");
     assert!(st.failed > 0 && st.written > 0, "{st:?}");
-    assert!(!st.healthy && st.failing_since.is_some(), "{st:?}");
+    assert!(!st.healthy, "{st:?}");
     // What was written is intact and in order; what failed is counted, not torn.
     assert_eq!(seqs(&path), (0..st.written as usize).collect::<Vec<_>>());
     // Syslog was not held back by the full disk.
     wait_for("syslog got all 100", || rsyslog.counts("tcp").len() == n);
 
-    // Space comes back: writing resumes and the gap is recorded.
+    // Space comes back: writing resumes, and what failed stays counted.
     fs::remove_file(&filler).unwrap();
     for i in n..n + 10 {
         sinks.send(&record(i, 900));
@@ -578,8 +578,6 @@ fn full_disk_counts_failures_keeps_other_sinks_and_resumes() {
     assert_eq!(st2.written, st.written + 10);
     assert_eq!(st2.failed, st.failed);
     assert!(st2.healthy);
-    assert_eq!(st2.gaps, 1);
-    assert_eq!(st2.last_gap.unwrap().lost, st.failed);
     let mut expect: Vec<usize> = (0..st.written as usize).collect();
     expect.extend(n..n + 10);
     assert_eq!(seqs(&path), expect);
@@ -952,7 +950,7 @@ fn syslog_receiver_down_then_back_leaves_detection_and_the_log_alone() {
     // The sink reconnects and delivers what waited in its queue.
     wait_for("syslog to reconnect", || {
         let s = stats_of(&sinks, "syslog");
-        s.healthy && s.queued == 0 && s.failing_since.is_none()
+        s.healthy && s.queued == 0
     });
     for i in 220..240 {
         send(i);
@@ -974,8 +972,6 @@ fn syslog_receiver_down_then_back_leaves_detection_and_the_log_alone() {
     let sl = final_stats(&stats, "syslog");
     assert_eq!(sl.written + sl.dropped + sl.failed, 240, "{sl:?}");
     assert!(sl.dropped + sl.failed >= 150, "{sl:?}");
-    assert_eq!(sl.gaps, 1, "{sl:?}");
-    assert_eq!(sl.last_gap.unwrap().lost, sl.dropped + sl.failed, "{sl:?}");
     thread::sleep(Duration::from_millis(300));
     let counts = rsyslog.counts("tcp");
     assert!(counts.values().all(|&c| c == 1), "duplicates: {counts:?}");
@@ -984,6 +980,9 @@ fn syslog_receiver_down_then_back_leaves_detection_and_the_log_alone() {
         sl.written,
         "every record counted written arrived"
     );
+    // What was lost was lost during the outage: everything sent while rsyslog ran arrived.
+    let missing: Vec<usize> = (0..240).filter(|i| !counts.contains_key(i)).collect();
+    assert!(missing.iter().all(|i| (20..220).contains(i)), "{missing:?}");
 }
 
 #[test]

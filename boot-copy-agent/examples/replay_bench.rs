@@ -1,7 +1,7 @@
 //! Rule evaluation throughput on one core (run by `cargo xtask bench`): the bundled rule and a
 //! newer-style rule over Defend-shaped events, evaluator alone (documents built beforehand) and
 //! with JSON decoding included. Prints one JSON object.
-use boot_copy_agent::rules::{Document, RuleSet, bundled, load_rules};
+use boot_copy_rules::{Document, RuleSet, bundled, load_rules};
 use std::{hint::black_box, path::Path, time::Instant};
 
 const EVENTS: &str = include_str!("../../tests/data/defend_boot_copy.ndjson");

@@ -1,8 +1,8 @@
 //! The agent's configuration: TOML, default `/etc/boot-copy/config.toml`. Every key has a
 //! built-in default, so `run` works without a file. Errors name the file, line and key.
-use crate::budget::BudgetConfig;
-use crate::rules::Exceptions;
+use crate::detect::budget::BudgetConfig;
 use crate::sink::SinksConfig;
+use boot_copy_rules::Exceptions;
 use serde::Deserialize;
 use std::{
     fs,

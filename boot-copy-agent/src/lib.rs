@@ -1,25 +1,36 @@
 //! boot-copy agent: a kernel exec sensor and Elastic's Boot File Copy rule, evaluated natively.
 //!
-//! Modules follow the data path: `sensor` (load, attach, ring buffer) → `decode` (records into
-//! exec events) → `process` (host, clock, parent context) → `ecs` (events as ECS documents) →
-//! `rules` (EQL rule files, exceptions, prefilter) → `budget` (alerts per rule and window) →
-//! `health` (the agent's own records) → `commands` (what the CLI runs). `config` is the TOML
-//! configuration; `privilege` drops capabilities after attaching; `integrity` holds the HMAC
-//! chain, its verifier and the watches on the programs' links and the prefilter maps.
-pub mod budget;
+//! Modules in the order an exec flows through them: `sensor` (load, attach, ring buffer) →
+//! `decode` (ring-buffer records into exec events) → `context` (the exec joined with its parent,
+//! the host, the clock) → `describe` (events as ECS documents) → `detect` (rules, exceptions and
+//! the alert budget; the rule engine is the crate `boot-copy-rules`, the strict rule's analysis
+//! `strict`) → `alert`
+//! (alert documents) → `records` (the agent's own records, numbering, the HMAC chain, counters,
+//! the status file) → `sink` (alert log, syslog, stdout) and `metrics`. Beside them: `commands`
+//! (what the CLI runs; `rules` holds replay and the rule listing for its offline commands), `config` (the TOML configuration), `privilege` (drops capabilities after
+//! attaching), `integrity` (the chain, its verifier and the watches on the programs' links and
+//! the prefilter maps) and `service` (systemd notifications).
+pub mod sensor;
+
+pub mod decode;
+
+pub mod context;
+
+pub mod describe;
+
+pub mod detect;
+pub mod strict;
+
+pub mod alert;
+
+pub mod records;
+
+pub mod metrics;
+pub mod sink;
+
 pub mod commands;
 pub mod config;
-pub mod decode;
-pub mod detect;
-pub mod ecs;
-pub mod health;
 pub mod integrity;
-pub mod metrics;
 pub mod privilege;
-pub mod process;
 pub mod rules;
-pub mod sensor;
 pub mod service;
-pub mod sink;
-pub mod status;
-pub mod strict;

@@ -22,9 +22,9 @@ struct Cli {
 enum Command {
     /// Watch every exec, apply the rules, write alerts and health records to the sinks (root).
     Run,
-    /// Print one ECS process event per exec as NDJSON (watched names only, unless --all) (root).
+    /// Print one ECS process event per exec as NDJSON (the execs `run` watches, unless --all) (root).
     Events {
-        /// Every exec on the host, not only the names the rules can match.
+        /// Every exec on the host, not only those the rules can match.
         #[arg(long)]
         all: bool,
     },
@@ -104,15 +104,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         })),
         Command::Events { all } => {
             let config = with_rules(None)?;
-            let rules = commands::run::load_daemon_rules(&config)?;
-            let watched = match rules.prefilter() {
-                boot_copy_agent::rules::Prefilter::Names(names) => names.into_iter().collect(),
-                boot_copy_agent::rules::Prefilter::All => Vec::new(),
-            };
-            let all = all || watched.is_empty();
             runtime()?.block_on(commands::events::run(commands::events::Options {
                 all,
-                watched,
+                rules: commands::load_watched_rules(&config)?,
                 btf: config.sensor.btf,
             }))
         }

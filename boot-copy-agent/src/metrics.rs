@@ -1,7 +1,7 @@
 //! The Prometheus text endpoint (off by default): the same counters as the heartbeat, served on
 //! a loopback address. The daemon renders the page once a second; serving it costs nothing on the
 //! detection path.
-use crate::health::Counters;
+use crate::records::{Counters, counters::Listed};
 use std::{
     collections::VecDeque,
     fmt::Write as _,
@@ -22,7 +22,7 @@ pub struct Page(Arc<Mutex<String>>);
 
 impl Page {
     pub fn update(&self, counters: &Counters) {
-        let text = render(counters);
+        let text = render(&counters.list());
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = text;
     }
 
@@ -32,7 +32,7 @@ impl Page {
 }
 
 /// Counters in the Prometheus text exposition format (0.0.4).
-pub fn render(counters: &Counters) -> String {
+pub fn render(counters: &Listed) -> String {
     let mut out = String::new();
     for (name, value) in counters {
         let metric = format!("boot_copy_{name}_total");
@@ -122,7 +122,9 @@ mod tests {
     #[tokio::test]
     async fn serves_the_page_over_http() {
         let page = Page::default();
-        page.update(&vec![("execs_seen".to_owned(), 7)]);
+        let mut counters = Counters::default();
+        counters.kernel[boot_copy_common::counter::EXECS_SEEN as usize] = 7;
+        page.update(&counters);
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = probe.local_addr().unwrap();
         drop(probe);
@@ -135,7 +137,7 @@ mod tests {
         conn.read_to_string(&mut response).await.unwrap();
         assert!(response.starts_with("HTTP/1.1 200 OK"));
         assert!(
-            response.ends_with("boot_copy_execs_seen_total 7\n"),
+            response.contains("\nboot_copy_execs_seen_total 7\n"),
             "{response}"
         );
     }

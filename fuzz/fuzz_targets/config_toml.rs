@@ -3,7 +3,8 @@
 //! parses are compiled against the bundled rules, and their problems are messages too.
 #![no_main]
 
-use boot_copy_agent::{config::Config, rules::check::load_ruleset_with};
+use boot_copy_agent::config::Config;
+use boot_copy_rules::load_ruleset_with;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 

@@ -2,11 +2,11 @@
 //! panic; a query that compiles must evaluate without panicking too.
 #![no_main]
 
-use boot_copy_agent::rules::{Document, eql};
+use boot_copy_rules::{Document, compile};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    let Ok(query) = eql::compile(text) else {
+    let Ok(query) = compile(text) else {
         return;
     };
     let mut doc = Document::new();

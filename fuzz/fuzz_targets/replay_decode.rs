@@ -2,7 +2,8 @@
 //! writing alerts must never panic; bad lines are counted as skipped.
 #![no_main]
 
-use boot_copy_agent::rules::{RuleSet, bundled, replay, rulefile};
+use boot_copy_agent::rules::replay;
+use boot_copy_rules::{RuleSet, bundled, parse_rule};
 use libfuzzer_sys::fuzz_target;
 use std::{io, path::Path, sync::LazyLock};
 
@@ -20,7 +21,7 @@ language = "eql"
 type = "eql"
 query = 'process where true'
 "#;
-    rules.push(rulefile::parse_rule(every, Path::new("fuzz.toml")).expect("valid rule"));
+    rules.push(parse_rule(every, Path::new("fuzz.toml")).expect("valid rule"));
     RuleSet::from_rules(rules)
 });
 

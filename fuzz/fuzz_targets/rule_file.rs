@@ -2,12 +2,12 @@
 //! never panic; a rule it accepts must evaluate without panicking.
 #![no_main]
 
-use boot_copy_agent::rules::{Document, rulefile};
+use boot_copy_rules::{Document, parse_rule};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
 fuzz_target!(|text: &str| {
-    let Ok(rule) = rulefile::parse_rule(text, Path::new("fuzz.toml")) else {
+    let Ok(rule) = parse_rule(text, Path::new("fuzz.toml")) else {
         return;
     };
     let mut doc = Document::new();

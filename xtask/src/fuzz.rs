@@ -14,6 +14,10 @@ use std::{
 /// The targets in `fuzz/fuzz_targets/`, each with a seed directory and a dictionary.
 pub const TARGETS: &[&str] = &["eql_parse", "replay_decode", "rule_file", "config_toml"];
 
+/// The fuzz crate's feature that builds the targets over the agent's inputs (the rule engine's
+/// need only `boot-copy-rules`).
+const FEATURES: &str = "agent";
+
 /// Seconds per target in the test suite's run.
 pub const BRIEF_SECONDS: u64 = 20;
 
@@ -37,7 +41,7 @@ fn fuzz_all(seconds: u64, keep_corpus: bool) -> anyhow::Result<()> {
     let root = workspace_root();
     let started = Instant::now();
     // One build of all targets up front, so the per-target time budget is spent fuzzing.
-    status(cargo_fuzz(&root).args(["build", "--sanitizer", "none"]))
+    status(cargo_fuzz(&root).args(["build", "--sanitizer", "none", "--features", FEATURES]))
         .context("building the fuzz targets")?;
     let mut failures = Vec::new();
     for target in TARGETS {
@@ -84,7 +88,7 @@ fn run_target(root: &Path, target: &str, seconds: u64, keep_corpus: bool) -> any
         .with_context(|| format!("creating {}", artifacts.display()))?;
     let before = crash_files(&artifacts);
     let mut cmd = cargo_fuzz(root);
-    cmd.args(["run", "--sanitizer", "none", target])
+    cmd.args(["run", "--sanitizer", "none", "--features", FEATURES, target])
         .args(&inputs)
         .arg("--")
         .arg(format!("-max_total_time={seconds}"))

@@ -1,13 +1,13 @@
 //! `boot-copy-agent events [--all]`: one ECS process event per exec, as NDJSON on stdout.
 use crate::{
+    context::{clock::BootEpoch, exec, host::Host},
     decode,
-    ecs::Describer,
-    health::{self, Counters, LossTracker},
-    process::{clock::BootEpoch, context, host::Host},
+    describe::Describer,
+    detect::{DetectCounts, rules::LoadedRules},
+    records::{Counters, Origin, Sequencer, loss::LossTracker},
     sensor::{RingReader, Sensor, SensorConfig},
 };
 use anyhow::Context as _;
-use boot_copy_common::counter;
 use std::{
     io::{BufWriter, Write},
     time::Duration,
@@ -16,26 +16,30 @@ use tokio::signal::unix::{SignalKind, signal};
 
 /// How often the ring is drained when no wake-up came (unwatched execs are sent without one).
 const POLL: Duration = Duration::from_millis(100);
-/// How often kernel counters are read to report losses.
-const LOSS_CHECK: Duration = Duration::from_secs(1);
+/// How often kernel counters are read to report losses (and the wall clock followed).
+const TICK: Duration = Duration::from_secs(1);
 
 pub struct Options {
-    /// Every exec, not only watched names.
+    /// Every exec, not only those the rules can match.
     pub all: bool,
-    /// Watched process names (from the loaded rules' prefilter).
-    pub watched: Vec<String>,
+    /// The loaded rules: what the kernel reports without `all`.
+    pub rules: LoadedRules,
     /// `sensor.btf`.
     pub btf: std::path::PathBuf,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    let cfg = SensorConfig {
-        watched: opts.watched,
-        all_execs: opts.all,
+    let filter = opts.rules.kernel;
+    let filter = if opts.all || filter.names.is_empty() {
+        filter.with_all_execs()
+    } else {
+        filter
+    };
+    let mut sensor = Sensor::start(&SensorConfig {
+        filter,
         btf: opts.btf,
         ..SensorConfig::default()
-    };
-    let mut sensor = Sensor::start(&cfg)?;
+    })?;
     for field in sensor.degraded_fields() {
         tracing::warn!(
             field,
@@ -45,16 +49,18 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let seeded = super::seed_process_table(&mut sensor);
     tracing::info!(seeded, "process table seeded from /proc");
     let mut reader = sensor.take_reader()?;
+    let describer = Describer::new(Host::read(), BootEpoch::now()?);
     let mut out = Output {
-        describer: Describer::new(Host::read(), BootEpoch::now()?),
+        origin: Origin::new(describer.host()),
+        describer,
         stdout: BufWriter::new(std::io::stdout().lock()),
-        seq: health::Sequencer::default(),
+        seq: Sequencer::default(),
         decode_errors: 0,
     };
-    let mut loss = LossTracker::new(&losses(&sensor, &out)?.0);
+    let mut loss = LossTracker::new(&out.counters(&sensor)?);
     let mut term = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut tick = tokio::time::interval(LOSS_CHECK);
+    let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
             ready = reader.wait(Some(POLL)) => {
@@ -63,27 +69,24 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
             _ = tick.tick() => {
                 out.drain(&mut reader)?;
-                let (l, totals) = losses(&sensor, &out)?;
-                if let Some(record) = loss.check(&out.describer.origin(), &l, &totals) {
-                    out.write_line(&record)?;
+                if let Ok(epoch) = BootEpoch::now() {
+                    out.describer.follow_clock(epoch);
                 }
+                out.report_losses(&mut loss, &sensor)?;
             }
             _ = term.recv() => break,
             _ = interrupt.recv() => break,
         }
     }
     out.drain(&mut reader)?;
-    let (l, totals) = losses(&sensor, &out)?;
-    if let Some(record) = loss.check(&out.describer.origin(), &l, &totals) {
-        out.write_line(&record)?;
-    }
-    Ok(())
+    out.report_losses(&mut loss, &sensor)
 }
 
 struct Output<W: Write> {
     describer: Describer,
+    origin: Origin,
     stdout: W,
-    seq: health::Sequencer,
+    seq: Sequencer,
     decode_errors: u64,
 }
 
@@ -91,46 +94,44 @@ impl<W: Write> Output<W> {
     fn drain(&mut self, reader: &mut RingReader) -> anyhow::Result<()> {
         let mut lines = Vec::new();
         reader.drain(|record| match decode::decode(record) {
-            Ok(exec) => lines.push(context::resolve(exec)),
+            Ok(e) => lines.push(exec::resolve(e)),
             Err(e) => {
                 self.decode_errors += 1;
                 tracing::warn!(error = %e, "undecodable ring-buffer record");
             }
         });
         for ctx in &lines {
-            let mut event = self.describer.exec_event(ctx);
-            self.seq.stamp(&mut event);
-            serde_json::to_writer(&mut self.stdout, &event)?;
-            self.stdout.write_all(b"\n")?;
+            let event = self.describer.exec_json(ctx);
+            self.write_line(event)?;
         }
         self.stdout.flush()?;
         Ok(())
     }
 
-    fn write_line(&mut self, value: &serde_json::Value) -> anyhow::Result<()> {
-        let mut value = value.clone();
+    /// The kernel's counters and decoding's losses.
+    fn counters(&self, sensor: &Sensor) -> anyhow::Result<Counters> {
+        Ok(Counters {
+            kernel: sensor.counters()?,
+            detect: DetectCounts {
+                decode_errors: self.decode_errors,
+                ..DetectCounts::default()
+            },
+            daemon: None,
+        })
+    }
+
+    fn report_losses(&mut self, loss: &mut LossTracker, sensor: &Sensor) -> anyhow::Result<()> {
+        if let Some(record) = loss.check(&self.origin, &self.counters(sensor)?) {
+            self.write_line(record)?;
+            self.stdout.flush()?;
+        }
+        Ok(())
+    }
+
+    fn write_line(&mut self, mut value: serde_json::Value) -> anyhow::Result<()> {
         self.seq.stamp(&mut value);
         serde_json::to_writer(&mut self.stdout, &value)?;
         self.stdout.write_all(b"\n")?;
-        self.stdout.flush()?;
         Ok(())
     }
-}
-
-/// Kernel and decode losses, as named counters (always the same names, in the same order).
-fn losses<W: Write>(sensor: &Sensor, out: &Output<W>) -> anyhow::Result<(Counters, Counters)> {
-    let kernel = sensor.counters()?;
-    let losses = vec![
-        (
-            "ringbuf_drops".to_owned(),
-            kernel[counter::RINGBUF_DROPS as usize],
-        ),
-        ("decode_errors".to_owned(), out.decode_errors),
-    ];
-    let totals = counter::NAMES
-        .iter()
-        .zip(kernel)
-        .map(|(name, v)| (name.to_string(), v))
-        .collect();
-    Ok((losses, totals))
 }

@@ -4,7 +4,36 @@ pub mod offline;
 pub mod reload;
 pub mod run;
 
-use crate::{decode::image_to_raw, process::procfs, sensor::Sensor};
+use crate::{
+    config::{Config, require_root_owned_rules},
+    context::procfs,
+    decode::image_to_raw,
+    detect::rules::LoadedRules,
+    sensor::Sensor,
+};
+use boot_copy_rules::{RuleSet, load_ruleset_with};
+
+/// Loads rules and exceptions as the config says, listing every problem on failure.
+pub fn load_rules(config: &Config) -> anyhow::Result<RuleSet> {
+    load_ruleset_with(
+        config.rules.path.as_deref(),
+        config.rules.strict,
+        &config.exceptions,
+    )
+    .map_err(|problems| {
+        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("invalid rules or exceptions:\n  {}", list.join("\n  "))
+    })
+}
+
+/// The rules of the commands that watch the kernel (`run`, `events`), refusing rule files
+/// non-root users could change, with the kernel prefilter they imply.
+pub fn load_watched_rules(config: &Config) -> anyhow::Result<LoadedRules> {
+    if let Some(path) = &config.rules.path {
+        require_root_owned_rules(path)?;
+    }
+    Ok(LoadedRules::new(load_rules(config)?)?)
+}
 
 /// Seeds the kernel's process table with processes that ran before the agent. Entries the kernel
 /// wrote meanwhile (an exec or fork since attach) are kept.

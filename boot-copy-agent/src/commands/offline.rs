@@ -1,13 +1,13 @@
 //! Subcommands that need no kernel: `replay`, `check`, `rules`, `status`.
 use crate::{
-    commands::run::load_rules,
+    commands::load_rules,
     config::{Config, require_root_owned_rules},
     integrity::{
         chain::Key,
         verify::{Line, verify as verify_chain},
     },
-    rules::{check, replay},
-    status::{StatusFile, running},
+    records::status::{StatusFile, running},
+    rules::{list, replay},
 };
 use anyhow::{Context as _, bail};
 use std::{
@@ -51,7 +51,7 @@ pub fn replay(input: &Path, config: &Config) -> anyhow::Result<()> {
 
 /// `check`: every problem with the config, rules and exceptions.
 pub fn check(config: &Config) -> anyhow::Result<()> {
-    let mut problems: Vec<String> = check::check_with(
+    let mut problems: Vec<String> = boot_copy_rules::check_with(
         config.rules.path.as_deref(),
         config.rules.strict,
         &config.exceptions,
@@ -79,7 +79,7 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
 /// `rules`: the loaded rules and the prefilter derived from them.
 pub fn list_rules(config: &Config) -> anyhow::Result<()> {
     let rules = load_rules(config)?;
-    check::list(&rules, std::io::stdout().lock())?;
+    list::list(&rules, std::io::stdout().lock())?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! and waits until the agent reports the reload in its status file, failing if it was refused.
 use crate::{
     config::Config,
-    status::{StatusFile, running},
+    records::status::{StatusFile, running},
 };
 use anyhow::{Context as _, bail};
 use nix::{sys::signal, unistd::Pid};

@@ -13,8 +13,8 @@
 //! `boot_copy.chain.previous` (`seq`, `hmac`, `clean`), so records cut from the end of a run
 //! show at the next start.
 use crate::config::{ConfigError, require_root_only};
-use crate::ecs::NAMESPACE;
-use hmac::{Hmac, Mac};
+use crate::describe::NAMESPACE;
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use std::path::{Path, PathBuf};
@@ -98,7 +98,8 @@ impl Chain {
         }
     }
 
-    /// Links `doc` (already numbered) to the chain: sets `boot_copy.chain.hmac`.
+    /// Links `doc` (already numbered, not yet serialized) to the chain: sets
+    /// `boot_copy.chain.hmac`. The record is then serialized once, for every sink.
     pub fn seal(&mut self, doc: &mut Value) {
         if !self.started {
             self.started = true;

@@ -5,7 +5,7 @@
 //! removes `cp` from what the kernel reports, without touching the programs). The agent
 //! remembers their contents once filled, compares every tick, reports a change and writes the
 //! remembered contents back through its own descriptors.
-use crate::sensor::{SensorConfig, SensorError, prefilter, watched_keys};
+use crate::sensor::{SensorError, prefilter::KernelFilter};
 use aya::{
     Pod,
     maps::{Array, HashMap, Map, MapData, MapError},
@@ -77,22 +77,21 @@ impl MapGuard {
         .collect()
     }
 
-    /// Makes the kernel report what `cfg` says (a reload's rules), through the descriptors
+    /// Makes the kernel report what `filter` says (a reload's rules), through the descriptors
     /// already open: no privilege beyond CAP_BPF is needed. The new contents are the ones
     /// guarded from now on.
-    pub fn apply(&mut self, cfg: &SensorConfig) -> Result<(), SensorError> {
+    pub fn apply(&mut self, filter: &KernelFilter) -> Result<(), SensorError> {
         let map_error = |map| move |source| SensorError::Map { map, source };
-        let keys = watched_keys(&cfg.watched)?;
         if let Some(names) = &mut self.names {
-            names.expected = keys.iter().map(|&k| (k, 1)).collect();
+            names.expected = filter.names.iter().map(|&k| (k, 1)).collect();
             names.sync().map_err(map_error("WATCHED"))?;
         }
         if let Some(sizes) = &mut self.sizes {
-            sizes.expected = cfg.watched_sizes.iter().map(|&s| (s, 1)).collect();
+            sizes.expected = filter.sizes.iter().map(|&s| (s, 1)).collect();
             sizes.sync().map_err(map_error("WATCHED_SIZES"))?;
         }
         if let Some((array, value)) = &mut self.config {
-            *value = prefilter::value(&keys, &cfg.watched_sizes, cfg.all_execs);
+            *value = filter.config;
             array.set(0, *value, 0).map_err(map_error("CONFIG"))?;
         }
         Ok(())

@@ -8,7 +8,7 @@
 //! begins in the middle of a run (older files rotated away), its first line is the trusted
 //! anchor: its own content cannot be checked, every later line is.
 use super::chain::{GENESIS, Key, Mac256, take_hmac, unhex};
-use crate::ecs::NAMESPACE;
+use crate::describe::NAMESPACE;
 use serde_json::Value;
 use std::{collections::HashMap, fmt, path::PathBuf};
 

@@ -10,9 +10,8 @@ use std::io::{self, BufRead, Write};
 
 use serde_json::{Map, Value};
 
-use super::alert;
-use super::document::Document;
-use super::ruleset::RuleSet;
+use crate::alert::Alerts;
+use boot_copy_rules::{Document, RuleSet};
 
 /// The longest line accepted (1 MiB).
 pub const MAX_LINE: usize = 1 << 20;
@@ -42,6 +41,7 @@ pub fn replay_with_diagnostics(
     mut diag: impl Write,
 ) -> io::Result<ReplayStats> {
     let mut stats = ReplayStats::default();
+    let alerts = Alerts::new(rules);
     let mut buf = Vec::new();
     loop {
         buf.clear();
@@ -76,8 +76,8 @@ pub fn replay_with_diagnostics(
             }
         };
         stats.events += 1;
-        for rule in rules.evaluate(&doc) {
-            let alert = alert::build(rule, &event);
+        for (i, rule) in rules.matching(&doc) {
+            let alert = alerts.build(i, rule, &event);
             serde_json::to_writer(&mut out, &alert)?;
             out.write_all(b"\n")?;
             stats.alerts += 1;
@@ -139,7 +139,7 @@ const INTEGER_FIELDS: &[&str] = &[
 ];
 
 fn check_types(doc: &Document) -> Result<(), String> {
-    use super::document::Value as V;
+    use boot_copy_rules::Value as V;
     for field in STRING_FIELDS {
         if let Some(v) = doc.get(field)
             && let Some(bad) = v
@@ -208,10 +208,15 @@ fn read_line_capped(
     }
 }
 
+/// The test suite's ECS 9.4.0 field list check (`tests/data/ecs_fields.tsv`).
+#[cfg(test)]
+#[path = "../../../tests/support/ecs_schema.rs"]
+mod ecs_schema;
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::bundled;
+    use boot_copy_rules::bundled;
     use serde_json::json;
 
     fn run(input: &str) -> (ReplayStats, Vec<Value>, String) {
@@ -282,5 +287,64 @@ mod tests {
         assert_eq!(stats.alerts, 1);
         assert_eq!(alerts[0]["process.args"], json!(["mv", "a", "/BOOT/b"]));
         assert_eq!(alerts[0]["event"]["kind"], "alert");
+    }
+
+    fn data(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/data")
+            .join(name)
+    }
+
+    /// Recorded Defend events: each alert carries its event's process, host, user and group
+    /// fields unchanged, is an ECS document, and is as recorded in the expected file.
+    #[test]
+    fn recorded_defend_events_replay_to_the_expected_alerts() {
+        let input = std::fs::read_to_string(data("defend_boot_copy.ndjson")).unwrap();
+        let (stats, got, diag) = run(&input);
+        assert_eq!(
+            stats,
+            ReplayStats {
+                lines: 15,
+                events: 15,
+                alerts: 6,
+                skipped: 0
+            },
+            "{diag}"
+        );
+        let entity = |a: &Value| {
+            a.pointer("/process/entity_id")
+                .or_else(|| a.get("process.entity_id"))
+                .and_then(Value::as_str)
+                .unwrap()
+                .to_owned()
+        };
+        let sources: Vec<Value> = input
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        for alert in &got {
+            let src = sources.iter().find(|s| entity(s) == entity(alert)).unwrap();
+            for (k, v) in src.as_object().unwrap() {
+                let top = k.split('.').next().unwrap();
+                if ["process", "host", "user", "group", "@timestamp"].contains(&top) {
+                    assert_eq!(&alert[k], v, "{k}");
+                } else {
+                    assert!(
+                        alert.get(k).is_none() || top == "event",
+                        "{k} should not be carried"
+                    );
+                }
+            }
+        }
+        let schema = super::ecs_schema::Schema::load();
+        for alert in &got {
+            assert_eq!(schema.violations(alert), Vec::<String>::new(), "{alert}");
+        }
+        let expected: Vec<Value> = std::fs::read_to_string(data("defend_boot_copy.alerts.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(got, expected);
     }
 }

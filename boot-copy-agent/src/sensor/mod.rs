@@ -1,6 +1,6 @@
 //! The kernel sensor: loads the eBPF object (`boot-copy-ebpf`, embedded at build time) relocated
 //! against `sensor.btf`, learns from a test run of its layout probe which kernel fields that BTF
-//! lacks, sizes and fills its maps, attaches the exec/fork/exit programs, and hands out the
+//! lacks, sizes and fills its maps, attaches the exec and fork programs, and hands out the
 //! ring-buffer reader. Records are `boot_copy_common::ExecRecord`s truncated after their argument bytes.
 mod error;
 pub mod prefilter;
@@ -41,12 +41,8 @@ const BPF_NOEXIST: u64 = 1;
 
 #[derive(Debug, Clone)]
 pub struct SensorConfig {
-    /// Executable basenames whose execs are always submitted, with up to 512 KiB of arguments.
-    pub watched: Vec<String>,
-    /// Executable file sizes submitted like watched names (the agent confirms what they are).
-    pub watched_sizes: Vec<u64>,
-    /// Submit every exec (up to 32 KiB of arguments for unwatched names).
-    pub all_execs: bool,
+    /// What the kernel reports: watched names and sizes, or every exec.
+    pub filter: prefilter::KernelFilter,
     /// Ring-buffer size: a power of two of at least 1 MiB.
     pub ring_bytes: u32,
     /// Process-table capacity (LRU beyond it).
@@ -59,9 +55,7 @@ pub struct SensorConfig {
 impl Default for SensorConfig {
     fn default() -> Self {
         Self {
-            watched: Vec::new(),
-            watched_sizes: Vec::new(),
-            all_execs: false,
+            filter: prefilter::KernelFilter::default(),
             ring_bytes: 4 << 20,
             table_entries: PROC_TABLE_ENTRIES,
             btf: PathBuf::from(KERNEL_BTF),
@@ -92,10 +86,9 @@ pub struct ProgramStats {
 }
 
 impl Sensor {
-    /// Checks requirements, mounts tracefs if needed, loads, sizes maps, fills WATCHED/CONFIG,
-    /// attaches all three programs.
+    /// Checks requirements, mounts tracefs if needed, loads, sizes maps, fills the prefilter
+    /// maps, attaches both programs.
     pub fn start(cfg: &SensorConfig) -> Result<Sensor, SensorError> {
-        let keys = watched_keys(&cfg.watched)?;
         if cfg.ring_bytes < (1 << 20) || !cfg.ring_bytes.is_power_of_two() {
             return Err(SensorError::InvalidRingSize {
                 bytes: cfg.ring_bytes,
@@ -127,7 +120,7 @@ impl Sensor {
             .load(EBPF_OBJECT)?;
         let degraded = check_layout(&mut ebpf, &cfg.btf)?;
 
-        prefilter::fill(&mut ebpf, &keys, &cfg.watched_sizes, cfg.all_execs)?;
+        prefilter::fill(&mut ebpf, &cfg.filter)?;
 
         for (name, tracepoint) in PROGRAMS {
             attach(&mut ebpf, &btf, name, tracepoint)?;
@@ -199,7 +192,7 @@ impl Sensor {
         Ok(totals)
     }
 
-    /// Statistics of the three programs.
+    /// Statistics of the programs.
     pub fn program_stats(&self) -> Result<Vec<ProgramStats>, SensorError> {
         PROGRAMS
             .iter()

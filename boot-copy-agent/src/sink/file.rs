@@ -17,7 +17,7 @@ use std::{
     fs::{self, DirBuilder, File, Permissions},
     io::{self, Write},
     os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
+        fd::OwnedFd,
         unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt},
     },
     path::{Path, PathBuf},
@@ -242,7 +242,7 @@ impl AlertLog {
     fn rotate(&mut self, shared: &Shared) {
         self.sync();
         let Some(log) = &self.log else { return };
-        let dir = Some(log.dir.as_raw_fd());
+        let dir = &log.dir;
         let numbered = |i: u32| {
             let mut n = self.name.clone();
             n.push(format!(".{i}"));
@@ -445,23 +445,17 @@ fn open_log(dir: &Path, name: &OsStr, path: &Path) -> Result<OpenLog, SinkError>
         | OFlag::O_CLOEXEC
         // A FIFO planted at the path must not block the open.
         | OFlag::O_NONBLOCK;
-    let fd = openat(
-        Some(dir_fd.as_raw_fd()),
-        name,
-        flags,
-        Mode::from_bits_truncate(FILE_MODE),
-    )
-    .map_err(|e| match e {
-        Errno::ELOOP => SinkError::Symlink { path: path.into() },
-        e => SinkError::Open {
-            what: "alert log",
-            path: path.into(),
-            error: e.into(),
-            fix: "run as root, or set [sinks.alert_log] path to a writable location",
-        },
-    })?;
-    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
-    let file = unsafe { File::from_raw_fd(fd) };
+    let fd =
+        openat(&dir_fd, name, flags, Mode::from_bits_truncate(FILE_MODE)).map_err(|e| match e {
+            Errno::ELOOP => SinkError::Symlink { path: path.into() },
+            e => SinkError::Open {
+                what: "alert log",
+                path: path.into(),
+                error: e.into(),
+                fix: "run as root, or set [sinks.alert_log] path to a writable location",
+            },
+        })?;
+    let file = File::from(fd);
     let meta = file.metadata().map_err(|error| SinkError::Open {
         what: "alert log",
         path: path.into(),
@@ -527,8 +521,6 @@ fn open_dir(dir: &Path) -> Result<OwnedFd, SinkError> {
         Errno::ELOOP => SinkError::Symlink { path: dir.into() },
         e => open_err(e.into()),
     })?;
-    // SAFETY: `fd` was just returned by open and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     if created {
         // The umask may have narrowed or (if odd) widened the mode we asked for.
         let file = File::from(fd);

@@ -4,15 +4,19 @@
 //! Each enabled sink runs on its own OS thread fed by its own bounded queue. [`Sinks::send`]
 //! only does `try_send`, so a slow, dead or full sink never blocks detection or the other
 //! sinks; what it cannot take is counted as dropped. Write errors (disk full, receiver down)
-//! are counted as failed, the sink keeps trying the next records, and when it recovers the
-//! span of the outage is kept as a [`Gap`] for the daemon's loss records.
+//! are counted as failed, the sink keeps trying the next records and logs once when an outage
+//! begins and once, with the records it lost, when it ends; the daemon's loss records report
+//! the counts.
 //!
 //! Threads instead of tokio tasks: every sink does blocking file or socket I/O with timeouts,
-//! and a thread per sink keeps the code straight-line and isolated from the runtime.
+//! and a thread per sink keeps the code straight-line and isolated from the runtime. `worker`
+//! is that thread's loop and the counters it shares; `file`, `stdout` and `syslog` are the
+//! sinks.
 mod file;
 mod stdout;
 mod syslog;
 mod trim;
+mod worker;
 
 pub use file::{AlertLogConfig, FsyncPolicy};
 pub use stdout::StdoutConfig;
@@ -20,17 +24,17 @@ pub use syslog::{Facility, SyslogConfig, SyslogFormat, SyslogTransport};
 
 use serde::Deserialize;
 use std::{
-    fmt::Display,
     io,
     path::PathBuf,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
-        mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel},
+        Arc,
+        atomic::Ordering::Relaxed,
+        mpsc::{SyncSender, TrySendError, sync_channel},
     },
-    time::{Duration, Instant, SystemTime},
+    time::Duration,
 };
 use thiserror::Error;
+use worker::{Msg, Shared, Worker, run};
 
 /// The smallest size limit a sink accepts: room for an alert's fixed fields.
 pub const MIN_RECORD_LIMIT: usize = 1024;
@@ -145,15 +149,6 @@ pub enum SinkError {
     },
 }
 
-/// A span during which a sink lost records, closed when it wrote again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Gap {
-    /// Records failed or dropped between `since` and `until`.
-    pub lost: u64,
-    pub since: SystemTime,
-    pub until: SystemTime,
-}
-
 /// One sink's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkStats {
@@ -169,197 +164,6 @@ pub struct SinkStats {
     pub queued: u64,
     /// False from the first error until the next successful write.
     pub healthy: bool,
-    /// Outages so far that ended with a successful write.
-    pub gaps: u64,
-    /// The last outage that ended.
-    pub last_gap: Option<Gap>,
-    /// When the current outage began, if the sink is failing now.
-    pub failing_since: Option<SystemTime>,
-}
-
-/// Counters and control flags shared by a sink's thread and [`Sinks`].
-struct Shared {
-    name: &'static str,
-    accepted: AtomicU64,
-    written: AtomicU64,
-    dropped: AtomicU64,
-    failed: AtomicU64,
-    healthy: AtomicBool,
-    /// Fast-path mirror of `outage.current.is_some()`.
-    failing: AtomicBool,
-    gaps: AtomicU64,
-    outage: Mutex<Outage>,
-    reopen: AtomicBool,
-    abort: AtomicBool,
-}
-
-#[derive(Default)]
-struct Outage {
-    /// Start time and `failed + dropped` at the start.
-    current: Option<(SystemTime, u64)>,
-    last: Option<Gap>,
-}
-
-impl Shared {
-    fn new(name: &'static str) -> Self {
-        Self {
-            name,
-            accepted: AtomicU64::new(0),
-            written: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            healthy: AtomicBool::new(true),
-            failing: AtomicBool::new(false),
-            gaps: AtomicU64::new(0),
-            outage: Mutex::new(Outage::default()),
-            reopen: AtomicBool::new(false),
-            abort: AtomicBool::new(false),
-        }
-    }
-
-    fn lost(&self) -> u64 {
-        self.failed.load(Relaxed) + self.dropped.load(Relaxed)
-    }
-
-    fn outage(&self) -> std::sync::MutexGuard<'_, Outage> {
-        self.outage.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A record was written.
-    fn ok(&self) {
-        self.written.fetch_add(1, Relaxed);
-        self.healthy.store(true, Relaxed);
-        if self.failing.load(Relaxed) {
-            self.recovered();
-        }
-    }
-
-    /// A record was lost to a write error.
-    fn fail(&self, error: &dyn Display) {
-        // Starting the outage first counts this record in its gap.
-        self.down(error);
-        self.failed.fetch_add(1, Relaxed);
-    }
-
-    /// The sink cannot write (yet no record is lost by this call): starts an outage.
-    fn down(&self, error: &dyn Display) {
-        self.healthy.store(false, Relaxed);
-        if self.failing.swap(true, Relaxed) {
-            return;
-        }
-        self.outage().current = Some((SystemTime::now(), self.lost()));
-        // Logged once per outage, not per record.
-        tracing::warn!(
-            sink = self.name,
-            "{error}; counting lost records until it recovers"
-        );
-    }
-
-    /// The sink is up again (connected, reopened) without having written yet.
-    fn up(&self) {
-        self.healthy.store(true, Relaxed);
-    }
-
-    fn recovered(&self) {
-        let mut outage = self.outage();
-        let Some((since, lost_before)) = outage.current.take() else {
-            return;
-        };
-        self.failing.store(false, Relaxed);
-        let gap = Gap {
-            lost: self.lost().saturating_sub(lost_before),
-            since,
-            until: SystemTime::now(),
-        };
-        outage.last = Some(gap);
-        self.gaps.fetch_add(1, Relaxed);
-        let secs = gap
-            .until
-            .duration_since(since)
-            .unwrap_or_default()
-            .as_secs_f64();
-        tracing::warn!(
-            sink = self.name,
-            lost = gap.lost,
-            "writing again after {secs:.1}s; {} records lost meanwhile",
-            gap.lost
-        );
-    }
-
-    fn aborted(&self) -> bool {
-        self.abort.load(Relaxed)
-    }
-
-    fn stats(&self) -> SinkStats {
-        let outage = self.outage();
-        let (written, failed) = (self.written.load(Relaxed), self.failed.load(Relaxed));
-        SinkStats {
-            sink: self.name,
-            written,
-            dropped: self.dropped.load(Relaxed),
-            failed,
-            queued: self.accepted.load(Relaxed).saturating_sub(written + failed),
-            healthy: self.healthy.load(Relaxed),
-            gaps: self.gaps.load(Relaxed),
-            last_gap: outage.last,
-            failing_since: outage.current.map(|(since, _)| since),
-        }
-    }
-}
-
-enum Msg {
-    Record(Record),
-    /// Wakes the thread to look at its flags (reopen).
-    Wake,
-}
-
-/// What a sink thread does; the loop around it is [`run`].
-trait Worker: Send + 'static {
-    /// Writes one record, accounting for it through `shared` (unless aborted).
-    fn write(&mut self, record: &Record, shared: &Shared);
-    /// Before each record: e.g. is the log file still the one at its path? Per record, so a
-    /// file renamed by logrotate gets no more writes than needed after the rename (a shipper
-    /// may stop reading it soon after).
-    fn check(&mut self, _shared: &Shared) {}
-    /// Periodic work, also when idle.
-    fn tick(&mut self, _shared: &Shared) {}
-    fn tick_interval(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn reopen(&mut self, _shared: &Shared) {}
-    /// Flush and close, at shutdown.
-    fn close(&mut self, _shared: &Shared) {}
-}
-
-fn run(mut worker: impl Worker, rx: Receiver<Msg>, shared: &Shared) {
-    let mut last_tick = Instant::now();
-    // Records are taken one at a time, so at most queue capacity + 1 are held in memory.
-    while !shared.aborted() {
-        let msg = match rx.try_recv() {
-            Ok(msg) => Some(msg),
-            // Only reported once the queue is empty: the clean shutdown.
-            Err(TryRecvError::Disconnected) => break,
-            Err(TryRecvError::Empty) => match rx.recv_timeout(worker.tick_interval()) {
-                Ok(msg) => Some(msg),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            },
-        };
-        if shared.reopen.swap(false, Relaxed) {
-            worker.reopen(shared);
-        }
-        if let Some(Msg::Record(record)) = msg {
-            worker.check(shared);
-            worker.write(&record, shared);
-        }
-        if last_tick.elapsed() >= worker.tick_interval() {
-            worker.tick(shared);
-            last_tick = Instant::now();
-        }
-    }
-    if !shared.aborted() {
-        worker.close(shared);
-    }
 }
 
 struct Handle {
@@ -371,28 +175,6 @@ struct Handle {
 /// The running sinks.
 pub struct Sinks {
     handles: Vec<Handle>,
-}
-
-/// Forwarding, so sinks opened up front can be started later as one list.
-impl Worker for Box<dyn Worker> {
-    fn write(&mut self, record: &Record, shared: &Shared) {
-        (**self).write(record, shared)
-    }
-    fn check(&mut self, shared: &Shared) {
-        (**self).check(shared)
-    }
-    fn tick(&mut self, shared: &Shared) {
-        (**self).tick(shared)
-    }
-    fn tick_interval(&self) -> Duration {
-        (**self).tick_interval()
-    }
-    fn reopen(&mut self, shared: &Shared) {
-        (**self).reopen(shared)
-    }
-    fn close(&mut self, shared: &Shared) {
-        (**self).close(shared)
-    }
 }
 
 /// Sinks opened (log file created, addresses checked) whose threads have not started: the
@@ -571,22 +353,6 @@ mod tests {
     fn one_line_replaces_raw_newlines_only() {
         assert_eq!(one_line(r#"{"a":"x\ny"}"#), r#"{"a":"x\ny"}"#);
         assert_eq!(one_line("{\"a\":1,\n\"b\":2}\r"), "{\"a\":1, \"b\":2} ");
-    }
-
-    #[test]
-    fn outage_becomes_a_gap_on_recovery() {
-        let s = Shared::new("t");
-        s.ok();
-        s.fail(&"disk full");
-        s.fail(&"disk full");
-        s.dropped.fetch_add(1, Relaxed);
-        let st = s.stats();
-        assert!(!st.healthy && st.failing_since.is_some() && st.last_gap.is_none());
-        s.ok();
-        let st = s.stats();
-        assert!(st.healthy && st.failing_since.is_none());
-        assert_eq!((st.gaps, st.last_gap.unwrap().lost), (1, 3));
-        assert_eq!((st.written, st.failed, st.dropped), (2, 2, 1));
     }
 
     #[test]

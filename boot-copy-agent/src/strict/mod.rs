@@ -27,10 +27,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::decode::Exec;
-use crate::rules::{
-    Prefilter, Rule, Value as DocValue,
-    eql::ast::{CmpOp, Expr, Literal},
-};
+use boot_copy_rules::{AnalysisGate, Prefilter, Rule, Value as DocValue};
 
 /// The rule id of the bundled strict rule.
 pub const RULE_ID: &str = "995bf1fa-2bb9-4ac5-b686-73a539902f99";
@@ -211,19 +208,22 @@ impl Analyzer {
     }
 }
 
-/// Whether a rule can only match execs the analysis recognised: one of its top-level conjuncts
-/// is `boot_copy.strict.into_boot == true`.
-pub fn gated(rule: &Rule) -> bool {
-    rule.query.ast().condition.conjuncts().iter().any(|c| {
-        matches!(c, Expr::Compare { op: CmpOp::Eq, left, right, .. }
-            if matches!(&**left, Expr::Field { field, .. } if field.name == "boot_copy.strict.into_boot")
-            && matches!(&**right, Expr::Literal { value: Literal::Bool(true), .. }))
-    })
-}
-
 /// The executable names a strict-gated rule needs the kernel to report: the copy tools and the
 /// multi-call binaries.
 pub const NAMES: [&str; 6] = ["cp", "mv", "install", "rsync", "busybox", "coreutils"];
+
+/// The strict analysis as the rule engine sees it: rules with the top-level conjunct
+/// `boot_copy.strict.into_boot == true` match only execs it recognised, which need [`NAMES`]
+/// (renamed copies are caught by executable size, see [`watched_sizes`]). Pass it to
+/// [`RuleSet::prefilter`](boot_copy_rules::RuleSet::prefilter).
+pub fn gate() -> AnalysisGate {
+    AnalysisGate::new("boot_copy.strict.into_boot", NAMES)
+}
+
+/// Whether a rule can only match execs the analysis recognised.
+pub fn gated(rule: &Rule) -> bool {
+    gate().gates(rule)
+}
 
 /// The executable file sizes the kernel must also report when a strict-gated rule is loaded:
 /// those of the system's cp and mv, so that a renamed or hard-linked copy (which has their size)
@@ -252,7 +252,7 @@ impl Gate {
         let others: Vec<Rule> = rules.iter().filter(|r| !gated(r)).cloned().collect();
         let any = others.len() != rules.len();
         Gate {
-            others: Prefilter::from_rules(&others),
+            others: Prefilter::from_rules(&others, &[]),
             analyzer: any.then(Analyzer::system),
         }
     }
@@ -269,7 +269,7 @@ impl Gate {
         } else {
             &exec.exe
         };
-        let name = String::from_utf8_lossy(crate::process::paths::basename(named));
+        let name = String::from_utf8_lossy(crate::context::paths::basename(named));
         (None, self.others.admits(&name))
     }
 }
@@ -319,13 +319,13 @@ mod tests {
 
     #[test]
     fn prefilter_and_sizes_of_the_strict_rule() {
-        let published = crate::rules::bundled();
+        let published = boot_copy_rules::bundled();
         assert!(watched_sizes(&published).is_empty());
         let mut both = published;
-        both.push(crate::rules::bundled_strict());
+        both.push(boot_copy_rules::bundled_strict());
         assert!(gated(&both[1]) && !gated(&both[0]));
         assert_eq!(
-            Prefilter::from_rules(&both).to_string(),
+            Prefilter::from_rules(&both, &[gate()]).to_string(),
             "process.name in (\"busybox\", \"coreutils\", \"cp\", \"install\", \"mv\", \"rsync\")"
         );
         let cp = std::fs::metadata("/usr/bin/cp").map(|m| m.len()).ok();
@@ -337,9 +337,9 @@ mod tests {
 
     #[test]
     fn strict_rule_fires_only_where_the_published_rule_does_not() {
-        let rules = crate::rules::RuleSet::from_rules(vec![
-            crate::rules::bundled().remove(0),
-            crate::rules::bundled_strict(),
+        let rules = boot_copy_rules::RuleSet::from_rules(vec![
+            boot_copy_rules::bundled().remove(0),
+            boot_copy_rules::bundled_strict(),
         ]);
         let verdict = |exe: &str, line: &str, cwd: &str, parent: &str| -> Vec<String> {
             let args: Vec<String> = line.split_whitespace().map(String::from).collect();
@@ -352,7 +352,7 @@ mod tests {
             if let Some(a) = Analyzer::default().analyse(exe, &args, cwd) {
                 event["boot_copy"] = json!({"strict": a.fields()});
             }
-            let doc = crate::rules::Document::from_json(&event);
+            let doc = boot_copy_rules::Document::from_json(&event);
             rules.evaluate(&doc).map(|r| r.name.clone()).collect()
         };
         let strict = vec!["Boot File Copy (strict)".to_owned()];

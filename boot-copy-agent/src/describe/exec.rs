@@ -1,0 +1,490 @@
+//! One exec as an ECS process event: a typed [`ExecEvent`] borrowing the exec's text, from which
+//! come both the flat [`Document`] the rules evaluate (field by field, no JSON in between) and the
+//! JSON written out (serialized straight from the types). Struct fields are declared in sorted
+//! key order, the order of serde_json's maps, so the JSON is byte for byte what a
+//! `serde_json::Value` of the same event gives, as the `replay` path builds it.
+use super::{Describer, Ecs, Id, Ids};
+use crate::context::{
+    clock::rfc3339,
+    exec::{ExecContext, Process},
+};
+use crate::strict::{Analysis, StrictFields};
+use boot_copy_rules::{Document, FieldSet, Value as Field};
+use serde::Serialize;
+use serde_json::{Value, json, value::RawValue};
+use std::{borrow::Cow, sync::Arc};
+
+/// `event.*` of every exec event.
+const EVENT: EventFields = EventFields {
+    action: "exec",
+    category: ["process"],
+    kind: "event",
+    type_: ["start"],
+};
+
+/// The fields every exec event of a host has (`agent`, `ecs`, `event`, `host`), flattened.
+pub(super) fn base(agent: &Value, host: &Value) -> Document {
+    Document::from_json(&json!({
+        "agent": agent,
+        "ecs": Ecs::CURRENT,
+        "event": EVENT,
+        "host": host,
+    }))
+}
+
+impl Describer {
+    /// The ECS process event for one exec, as JSON (the `events` command).
+    pub fn exec_json(&mut self, ctx: &ExecContext) -> Value {
+        self.learn_names(ctx.exec.euid, ctx.exec.egid);
+        serde_json::to_value(self.exec(ctx, None)).expect("an event serializes")
+    }
+
+    /// The ECS process event for one exec, with the strict rule's analysis when there is one.
+    /// Names not looked up beforehand by [`Describer::learn_names`] are left out.
+    pub fn exec<'a>(&'a self, ctx: &'a ExecContext, strict: Option<&'a Analysis>) -> ExecEvent<'a> {
+        let e = &ctx.exec;
+        let mut altered = Vec::new();
+        let mut process = self.process(&ctx.process, &mut altered);
+        let mut parent_altered = Vec::new();
+        let parent = self.process(&ctx.parent, &mut parent_altered);
+        let user = self.ids(e.euid, &self.users);
+        let group = self.ids(e.egid, &self.groups);
+        process.user = Some(user.clone());
+        process.real_user = Some(Id {
+            id: e.uid.to_string(),
+        });
+        process.group = Some(group.clone());
+        process.real_group = Some(Id {
+            id: e.gid.to_string(),
+        });
+        process.parent = Some(Box::new(parent));
+        let script = e.interp.as_ref();
+        ExecEvent {
+            timestamp: rfc3339(self.epoch.wall(e.ktime_boot_ns)),
+            agent: &self.agent_raw,
+            boot_copy: Ours {
+                parent: OursParent {
+                    args_truncated: ctx.parent.args_truncated,
+                    source: ctx.parent_source.as_str(),
+                    text_altered: (!parent_altered.is_empty()).then_some(parent_altered),
+                },
+                process: OursProcess {
+                    args_bytes: e.args_size,
+                    args_truncated: ctx.process.args_truncated,
+                    comm: String::from_utf8_lossy(&e.comm),
+                    interpreter: script.map(|i| String::from_utf8_lossy(i)),
+                    interpreter_executable: script.map(|_| String::from_utf8_lossy(&e.exe)),
+                    path_truncated: ctx.process.path_truncated,
+                    text_altered: (!altered.is_empty()).then_some(altered),
+                },
+                seq: None,
+                strict: strict.map(Analysis::fields_view),
+            },
+            ecs: Ecs::CURRENT,
+            event: EVENT,
+            group,
+            host: &self.host_raw,
+            process,
+            user,
+            base: &self.exec_base,
+        }
+    }
+
+    /// `process.*` (or `process.parent.*`) fields. Names of fields whose text was not valid
+    /// UTF-8 (and so was altered into valid JSON) are pushed onto `altered`.
+    fn process<'a>(&self, p: &'a Process, altered: &mut Vec<&'static str>) -> ProcessFields<'a> {
+        let mut text = |field: &'static str, bytes: &'a [u8]| -> Cow<'a, str> {
+            let s = String::from_utf8_lossy(bytes);
+            if matches!(s, Cow::Owned(_)) {
+                altered.push(field);
+            }
+            s
+        };
+        let mut f = ProcessFields {
+            pid: p.pid,
+            ..ProcessFields::default()
+        };
+        if let Some(start) = p.start_ns {
+            f.entity_id = Some(self.entity_id(p.pid, start));
+            f.start = Some(rfc3339(self.epoch.wall(start)));
+        }
+        if let Some(exe) = &p.executable {
+            f.executable = Some(text("executable", exe));
+            f.name = Some(text("name", p.name().unwrap_or_default()));
+        }
+        if let Some(cwd) = &p.cwd {
+            f.working_directory = Some(text("working_directory", cwd));
+        }
+        if !p.args.is_empty() || p.executable.is_some() {
+            let args: Vec<Cow<'a, str>> = p.args.iter().map(|a| text("args", a)).collect();
+            f.command_line = Some(args.join(" "));
+            f.args = Some(args);
+            f.args_count = Some(p.args_count);
+        }
+        altered.dedup();
+        f
+    }
+}
+
+/// One exec as an ECS process event. Fields in JSON key order.
+#[derive(Debug, Serialize)]
+pub struct ExecEvent<'a> {
+    #[serde(rename = "@timestamp")]
+    pub timestamp: String,
+    pub agent: &'a RawValue,
+    pub boot_copy: Ours<'a>,
+    pub ecs: Ecs,
+    pub event: EventFields,
+    pub group: Ids<'a>,
+    pub host: &'a RawValue,
+    pub process: ProcessFields<'a>,
+    pub user: Ids<'a>,
+    /// The fields of `agent`, `ecs`, `event` and `host`, flattened.
+    #[serde(skip)]
+    base: &'a Arc<Document>,
+}
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct EventFields {
+    pub action: &'static str,
+    pub category: [&'static str; 1],
+    pub kind: &'static str,
+    #[serde(rename = "type")]
+    pub type_: [&'static str; 1],
+}
+/// `process.*`; the parent has neither credentials nor a parent of its own.
+#[derive(Debug, Default, Serialize)]
+pub struct ProcessFields<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<Cow<'a, str>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_line: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executable: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<Ids<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Box<ProcessFields<'a>>>,
+    pub pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub real_group: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub real_user: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<Ids<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<Cow<'a, str>>,
+}
+
+/// `boot_copy.*` of an exec event.
+#[derive(Debug, Serialize)]
+pub struct Ours<'a> {
+    pub parent: OursParent,
+    pub process: OursProcess<'a>,
+    /// Set when the event (or its alert) is written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strict: Option<StrictFields<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OursParent {
+    pub args_truncated: bool,
+    pub source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_altered: Option<Vec<&'static str>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OursProcess<'a> {
+    pub args_bytes: u32,
+    pub args_truncated: bool,
+    pub comm: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interpreter_executable: Option<Cow<'a, str>>,
+    pub path_truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_altered: Option<Vec<&'static str>>,
+}
+
+/// Dotted field names of one process level (`process.` or `process.parent.`).
+struct ProcessNames {
+    args: &'static str,
+    args_count: &'static str,
+    command_line: &'static str,
+    entity_id: &'static str,
+    executable: &'static str,
+    name: &'static str,
+    pid: &'static str,
+    start: &'static str,
+    working_directory: &'static str,
+}
+
+macro_rules! process_names {
+    ($prefix:literal) => {
+        ProcessNames {
+            args: concat!($prefix, "args"),
+            args_count: concat!($prefix, "args_count"),
+            command_line: concat!($prefix, "command_line"),
+            entity_id: concat!($prefix, "entity_id"),
+            executable: concat!($prefix, "executable"),
+            name: concat!($prefix, "name"),
+            pid: concat!($prefix, "pid"),
+            start: concat!($prefix, "start"),
+            working_directory: concat!($prefix, "working_directory"),
+        }
+    };
+}
+
+const PROCESS: ProcessNames = process_names!("process.");
+const PARENT: ProcessNames = process_names!("process.parent.");
+
+fn text(s: &str) -> Field {
+    Field::Str(s.to_owned())
+}
+
+fn texts<S: AsRef<str>>(items: &[S]) -> Field {
+    Field::Array(items.iter().map(|s| text(s.as_ref())).collect())
+}
+
+/// A document being filled, with only the fields in `wanted` when that is given.
+struct Fill<'w> {
+    doc: Document,
+    wanted: Option<&'w FieldSet>,
+}
+
+impl Fill<'_> {
+    /// Sets `name`; the value is made only if the field is wanted.
+    fn put(&mut self, name: &'static str, value: impl FnOnce() -> Field) {
+        if self.wanted.is_none_or(|w| w.contains(name)) {
+            self.doc.insert(name, value());
+        }
+    }
+}
+
+impl ExecEvent<'_> {
+    /// The event as the rules see it: the fields of its JSON flattened, without the JSON. With
+    /// `wanted`, only those fields (besides the shared host fields): what the rules read is all
+    /// their verdicts depend on.
+    pub fn document(&self, wanted: Option<&FieldSet>) -> Document {
+        let mut d = Fill {
+            doc: Document::with_base(self.base.clone(), wanted.map_or(64, |w| w.len())),
+            wanted,
+        };
+        d.put("@timestamp", || text(&self.timestamp));
+        let p = &self.process;
+        p.fill(&mut d, &PROCESS);
+        if let Some(parent) = &p.parent {
+            parent.fill(&mut d, &PARENT);
+        }
+        let ids = [
+            (p.user.as_ref(), "process.user.id", "process.user.name"),
+            (p.group.as_ref(), "process.group.id", "process.group.name"),
+            (Some(&self.user), "user.id", "user.name"),
+            (Some(&self.group), "group.id", "group.name"),
+        ];
+        for (ids, id, name) in ids {
+            if let Some(ids) = ids {
+                d.put(id, || text(&ids.id));
+                if let Some(n) = ids.name {
+                    d.put(name, || text(n));
+                }
+            }
+        }
+        if let Some(r) = &p.real_user {
+            d.put("process.real_user.id", || text(&r.id));
+        }
+        if let Some(r) = &p.real_group {
+            d.put("process.real_group.id", || text(&r.id));
+        }
+        self.boot_copy.fill(&mut d);
+        d.doc
+    }
+}
+
+impl ProcessFields<'_> {
+    fn fill(&self, d: &mut Fill, names: &ProcessNames) {
+        d.put(names.pid, || Field::Int(self.pid.into()));
+        let strings = [
+            (names.command_line, self.command_line.as_deref()),
+            (names.entity_id, self.entity_id.as_deref()),
+            (names.executable, self.executable.as_deref()),
+            (names.name, self.name.as_deref()),
+            (names.start, self.start.as_deref()),
+            (names.working_directory, self.working_directory.as_deref()),
+        ];
+        for (name, value) in strings {
+            if let Some(v) = value {
+                d.put(name, || text(v));
+            }
+        }
+        if let Some(args) = &self.args {
+            d.put(names.args, || texts(args));
+        }
+        if let Some(n) = self.args_count {
+            d.put(names.args_count, || Field::Int(n.into()));
+        }
+    }
+}
+
+impl Ours<'_> {
+    fn fill(&self, d: &mut Fill) {
+        let (p, c) = (&self.parent, &self.process);
+        d.put("boot_copy.parent.args_truncated", || {
+            p.args_truncated.into()
+        });
+        d.put("boot_copy.parent.source", || p.source.into());
+        if let Some(t) = &p.text_altered {
+            d.put("boot_copy.parent.text_altered", || texts(t));
+        }
+        d.put("boot_copy.process.args_bytes", || {
+            Field::Int(c.args_bytes.into())
+        });
+        d.put("boot_copy.process.args_truncated", || {
+            c.args_truncated.into()
+        });
+        d.put("boot_copy.process.comm", || text(&c.comm));
+        if let Some(i) = &c.interpreter {
+            d.put("boot_copy.process.interpreter", || text(i));
+        }
+        if let Some(i) = &c.interpreter_executable {
+            d.put("boot_copy.process.interpreter_executable", || text(i));
+        }
+        d.put("boot_copy.process.path_truncated", || {
+            c.path_truncated.into()
+        });
+        if let Some(t) = &c.text_altered {
+            d.put("boot_copy.process.text_altered", || texts(t));
+        }
+        if let Some(n) = self.seq {
+            d.put("boot_copy.seq", || Field::Int(n as i64));
+        }
+        if let Some(s) = &self.strict {
+            s.fill(&mut |name, value| d.put(name, value));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{
+        clock::BootEpoch,
+        exec::{ParentSource, resolve},
+        host::Host,
+    };
+    use crate::decode::Exec;
+
+    fn describer() -> Describer {
+        let host = Host {
+            name: "h1".into(),
+            id: Some("0123456789abcdef".into()),
+            architecture: "x86_64".into(),
+            kernel: "6.18".into(),
+            ..Host::default()
+        };
+        Describer::new(host, BootEpoch::now().unwrap())
+    }
+
+    fn exec() -> Exec {
+        Exec {
+            flags: 0,
+            ktime_boot_ns: 5_000_000_000,
+            start_boottime_ns: 4_000_000_000,
+            pid: 7,
+            tgid: 7,
+            ppid: 0,
+            uid: 1000,
+            euid: 0,
+            gid: 1000,
+            egid: 0,
+            args_count: 3,
+            args_size: 20,
+            comm: b"cp".to_vec(),
+            filename: b"/bin/cp".to_vec(),
+            exe: b"/usr/bin/cp".to_vec(),
+            interp: None,
+            cwd: Some(b"/root".to_vec()),
+            args: vec![b"cp".to_vec(), b"a\n\"b\xff".to_vec(), b"/boot/x".to_vec()],
+            parent: None,
+        }
+    }
+
+    #[test]
+    fn defend_shaped_fields() {
+        let mut d = describer();
+        let mut ctx = resolve(exec());
+        ctx.parent_source = ParentSource::Unknown;
+        let v = d.exec_json(&ctx);
+        assert_eq!(v["event"]["category"], json!(["process"]));
+        assert_eq!(v["event"]["type"], json!(["start"]));
+        assert_eq!(v["event"]["action"], "exec");
+        assert_eq!(v["host"]["os"]["type"], "linux");
+        assert_eq!(v["process"]["name"], "cp");
+        assert_eq!(v["process"]["executable"], "/usr/bin/cp");
+        assert_eq!(v["process"]["args"][0], "cp");
+        assert_eq!(v["process"]["args_count"], 3);
+        assert_eq!(v["process"]["command_line"], "cp a\n\"b\u{fffd} /boot/x");
+        assert_eq!(v["process"]["working_directory"], "/root");
+        assert_eq!(v["process"]["user"]["id"], "0");
+        assert_eq!(v["process"]["real_user"]["id"], "1000");
+        assert_eq!(v["process"]["entity_id"], "0123456789ab-7-400");
+        assert_eq!(v["boot_copy"]["process"]["text_altered"], json!(["args"]));
+        // One line, valid JSON, whatever the arguments held.
+        let line = serde_json::to_string(&v).unwrap();
+        assert!(!line.contains('\n'));
+        assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), v);
+    }
+
+    /// The epoch read now from a wall clock set `ahead` of the real one.
+    fn epoch_ahead(ahead: std::time::Duration) -> BootEpoch {
+        BootEpoch::read(|clock| {
+            let t = nix::time::clock_gettime(clock).map_err(std::io::Error::from)?;
+            let ns = t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128;
+            Ok(match clock {
+                nix::time::ClockId::CLOCK_REALTIME => ns + ahead.as_nanos() as i128,
+                _ => ns,
+            })
+        })
+        .unwrap()
+    }
+
+    /// A step of the wall clock moves `@timestamp` and `process.start` with it, once the
+    /// describer follows the epoch read after the step.
+    #[test]
+    fn times_follow_a_stepped_wall_clock() {
+        let mut d = describer();
+        let ctx = resolve(exec());
+        let before = d.exec_json(&ctx);
+        let wall = |v: &Value, field: &str| {
+            let text = v.pointer(field).and_then(Value::as_str).unwrap();
+            humantime::parse_rfc3339(text).unwrap()
+        };
+        let hour = std::time::Duration::from_secs(3600);
+        d.follow_clock(epoch_ahead(hour));
+        let after = d.exec_json(&ctx);
+        for field in ["/@timestamp", "/process/start"] {
+            let moved = wall(&after, field)
+                .duration_since(wall(&before, field))
+                .unwrap();
+            let off = moved.abs_diff(hour);
+            assert!(
+                off < std::time::Duration::from_millis(50),
+                "{field} moved {moved:?}"
+            );
+        }
+        // Following the clock again without another step changes nothing.
+        d.follow_clock(epoch_ahead(hour));
+        assert_eq!(d.exec_json(&ctx)["@timestamp"], after["@timestamp"]);
+    }
+}

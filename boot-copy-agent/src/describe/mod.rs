@@ -1,0 +1,154 @@
+//! Events as ECS 9.4 documents shaped like Elastic Defend's. ECS field names live here;
+//! fields ECS does not define go under the project's own `boot_copy` namespace.
+//!
+//! The [`Describer`] holds what stays the same across events (the host, the agent, the boot
+//! clock's epoch, user and group names); [`exec`] makes an exec's process event from it.
+pub mod exec;
+
+use crate::context::{clock::BootEpoch, host::Host, procfs};
+use boot_copy_rules::Document;
+use serde::Serialize;
+use serde_json::{Map, Value, json, value::RawValue};
+use std::{collections::HashMap, sync::Arc};
+
+pub use exec::ExecEvent;
+
+pub const ECS_VERSION: &str = "9.4.0";
+/// The project's namespace for fields ECS does not define.
+pub const NAMESPACE: &str = "boot_copy";
+
+/// What stays the same across events: the host, the clock, name lookups.
+pub struct Describer {
+    host: Host,
+    /// `host` and `agent`, serialized once.
+    host_raw: Box<RawValue>,
+    agent_raw: Box<RawValue>,
+    /// The fields every exec event of this host has, flattened once.
+    exec_base: Arc<Document>,
+    epoch: BootEpoch,
+    users: HashMap<u32, Option<String>>,
+    groups: HashMap<u32, Option<String>>,
+}
+
+impl Describer {
+    pub fn new(host: Host, epoch: BootEpoch) -> Self {
+        let host_json = host_json(&host);
+        let agent = agent_json(&host);
+        Self {
+            exec_base: Arc::new(exec::base(&agent, &host_json)),
+            host_raw: raw(&host_json),
+            agent_raw: raw(&agent),
+            host,
+            epoch,
+            users: HashMap::new(),
+            groups: HashMap::new(),
+        }
+    }
+
+    /// Follows a stepped wall clock (NTP, settimeofday): `now` is the epoch read this second.
+    pub fn follow_clock(&mut self, now: BootEpoch) {
+        self.epoch = self.epoch.follow(now);
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// Looks up (once per id) the user and group names events will need.
+    pub fn learn_names(&mut self, uid: u32, gid: u32) {
+        self.users.entry(uid).or_insert_with(|| {
+            nix::unistd::User::from_uid(uid.into())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        });
+        self.groups.entry(gid).or_insert_with(|| {
+            nix::unistd::Group::from_gid(gid.into())
+                .ok()
+                .flatten()
+                .map(|g| g.name)
+        });
+    }
+
+    /// Stable per process, distinct across pid reuse: host, pid and start time in /proc ticks (so
+    /// a process seeded from /proc and seen by the kernel get the same id).
+    pub fn entity_id(&self, pid: u32, start_ns: u64) -> String {
+        let host = self.host.id.as_deref().unwrap_or(&self.host.name);
+        let host = &host[..host.len().min(12)];
+        format!("{host}-{pid}-{}", procfs::ns_to_ticks(start_ns))
+    }
+
+    fn ids<'a>(&self, id: u32, names: &'a HashMap<u32, Option<String>>) -> Ids<'a> {
+        Ids {
+            id: id.to_string(),
+            name: names.get(&id).and_then(|n| n.as_deref()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Ecs {
+    pub version: &'static str,
+}
+
+impl Ecs {
+    pub const CURRENT: Ecs = Ecs {
+        version: ECS_VERSION,
+    };
+}
+
+/// `user` or `group`: the id, and the name when it resolves.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ids<'a> {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Id {
+    pub id: String,
+}
+
+fn raw(value: &Value) -> Box<RawValue> {
+    RawValue::from_string(value.to_string()).expect("serialized JSON is valid JSON")
+}
+
+/// `agent.*`: this agent, identified per host.
+pub fn agent_json(host: &Host) -> Value {
+    let id = host.id.as_deref().unwrap_or(&host.name);
+    json!({
+        "type": "boot-copy",
+        "version": env!("CARGO_PKG_VERSION"),
+        "id": format!("boot-copy-{id}"),
+        "name": host.name,
+    })
+}
+
+/// `host.*`: this host.
+pub fn host_json(host: &Host) -> Value {
+    let mut os = Map::new();
+    os.insert("type".into(), "linux".into());
+    os.insert("kernel".into(), host.kernel.clone().into());
+    let optional = [
+        ("name", &host.os_name),
+        ("version", &host.os_version),
+        ("family", &host.os_family),
+        ("platform", &host.os_platform),
+        ("full", &host.os_full),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            os.insert(key.into(), v.clone().into());
+        }
+    }
+    let mut h = Map::new();
+    h.insert("name".into(), host.name.clone().into());
+    h.insert("hostname".into(), host.name.clone().into());
+    if let Some(id) = &host.id {
+        h.insert("id".into(), id.clone().into());
+    }
+    h.insert("architecture".into(), host.architecture.clone().into());
+    h.insert("os".into(), Value::Object(os));
+    Value::Object(h)
+}

@@ -1,0 +1,364 @@
+//! Detection: one exec record → exec → context → ECS event → rules and exceptions → budget →
+//! alerts. `rules` is the rule set as loaded, with its kernel prefilter; `budget` limits alerts
+//! per rule and window.
+//!
+//! The rules evaluate a document built straight from the typed event, holding only the fields
+//! they read: no JSON value is built for an exec that raises no alert.
+pub mod budget;
+pub mod rules;
+
+use crate::{
+    alert::{self, Alerts},
+    context::exec::{self, ExecContext},
+    decode,
+    describe::Describer,
+    sink::Severity,
+    strict::{Analysis, Gate},
+};
+use boot_copy_rules::FieldSet;
+use budget::{Budget, BudgetConfig, Suppressed};
+use rules::LoadedRules;
+use serde_json::{Map, Value};
+use std::time::Instant;
+
+/// What the detection path counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DetectCounts {
+    /// Exec records that reached userspace (names that passed the kernel prefilter).
+    pub candidates: u64,
+    pub decode_errors: u64,
+    pub alerts: u64,
+    /// Alerts withheld by the per-rule budget.
+    pub suppressed: u64,
+}
+
+/// What detection found, in the order it found it.
+#[derive(Debug)]
+pub enum Finding {
+    Alert {
+        alert: Map<String, Value>,
+        severity: Severity,
+    },
+    /// A budget window closed having withheld alerts.
+    Suppressed(Suppressed),
+}
+
+/// One matching rule's outcome under the budget.
+enum Step<'r> {
+    /// A window closed having withheld alerts.
+    Summary(Suppressed),
+    Alert(usize, &'r boot_copy_rules::Rule),
+}
+
+pub struct Detector {
+    describer: Describer,
+    rules: LoadedRules,
+    alerts: Alerts,
+    /// The fields the rules read: all an event's document needs.
+    wanted: FieldSet,
+    /// The strict rule's analysis, and which execs need any work at all.
+    gate: Gate,
+    budget: Budget,
+    pub counts: DetectCounts,
+}
+
+impl Detector {
+    pub fn new(describer: Describer, rules: LoadedRules, budget: BudgetConfig) -> Self {
+        Self {
+            describer,
+            gate: Gate::new(rules.set.rules()),
+            alerts: Alerts::new(&rules.set),
+            wanted: wanted(&rules),
+            rules,
+            budget: Budget::new(budget),
+            counts: DetectCounts::default(),
+        }
+    }
+
+    /// Replaces the rules (SIGHUP reload). Budget windows carry over.
+    pub fn set_rules(&mut self, rules: LoadedRules) {
+        self.gate = Gate::new(rules.set.rules());
+        self.alerts = Alerts::new(&rules.set);
+        self.wanted = wanted(&rules);
+        self.rules = rules;
+    }
+
+    pub fn rules(&self) -> &LoadedRules {
+        &self.rules
+    }
+
+    pub fn describer(&mut self) -> &mut Describer {
+        &mut self.describer
+    }
+
+    /// Handles one ring-buffer record, passing any alert (and any suppression summary of a
+    /// window that just closed) to `found`.
+    pub fn handle(&mut self, record: &[u8], now: Instant, found: &mut impl FnMut(Finding)) {
+        let exec = match decode::decode(record) {
+            Ok(exec) => exec,
+            Err(e) => {
+                self.counts.decode_errors += 1;
+                tracing::warn!(error = %e, "undecodable ring-buffer record");
+                return;
+            }
+        };
+        let (strict, admitted) = self.gate.admit(&exec);
+        if !admitted {
+            return;
+        }
+        self.counts.candidates += 1;
+        let ctx = exec::resolve(exec);
+        self.exec(&ctx, strict.as_ref(), now, found);
+    }
+
+    /// Evaluates one exec's event.
+    fn exec(
+        &mut self,
+        ctx: &ExecContext,
+        strict: Option<&Analysis>,
+        now: Instant,
+        found: &mut impl FnMut(Finding),
+    ) {
+        self.describer.learn_names(ctx.exec.euid, ctx.exec.egid);
+        let event = self.describer.exec(ctx, strict);
+        let doc = event.document(Some(&self.wanted));
+        // The budget first, in rule order: a window's summary goes before that rule's alert.
+        let mut steps = Vec::new();
+        for (i, rule) in self.rules.set.matching(&doc) {
+            let (admitted, closed) = self.budget.admit(&rule.id, now);
+            if let Some(s) = closed {
+                steps.push(Step::Summary(s));
+            }
+            if admitted {
+                self.counts.alerts += 1;
+                steps.push(Step::Alert(i, rule));
+            } else {
+                self.counts.suppressed += 1;
+            }
+        }
+        // The event as JSON, made only if it alerts; the last alert takes it over.
+        let alerting = steps
+            .iter()
+            .filter(|s| matches!(s, Step::Alert(..)))
+            .count();
+        let mut json = (alerting > 0).then(|| match serde_json::to_value(&event) {
+            Ok(Value::Object(map)) => map,
+            _ => unreachable!("an exec event serializes to a JSON object"),
+        });
+        let mut built = 0;
+        for step in steps {
+            match step {
+                Step::Summary(s) => found(Finding::Suppressed(s)),
+                Step::Alert(i, rule) => {
+                    built += 1;
+                    let event = if built == alerting {
+                        json.take()
+                    } else {
+                        json.clone()
+                    }
+                    .expect("the event's JSON is made when it alerts");
+                    found(Finding::Alert {
+                        alert: self.alerts.build_own(i, rule, event),
+                        severity: alert::severity(rule),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Budget windows that have closed by `now` (or all, at shutdown) having withheld alerts.
+    pub fn close_windows(&mut self, now: Instant, all: bool) -> Vec<Suppressed> {
+        if all {
+            self.budget.close_all(now)
+        } else {
+            self.budget.close_due(now)
+        }
+    }
+}
+
+fn wanted(rules: &LoadedRules) -> FieldSet {
+    rules.set.fields().into_iter().map(str::to_owned).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{
+        clock::BootEpoch,
+        exec::{ParentSource, Process},
+        host::Host,
+    };
+    use crate::decode::{Exec, Image};
+    use crate::rules::replay;
+    use boot_copy_common::exec_flags;
+    use boot_copy_rules::{Document, RuleSet};
+
+    fn exec(flags: u32, exe: &[u8], args: &[&[u8]], cwd: &[u8]) -> Exec {
+        Exec {
+            flags,
+            ktime_boot_ns: 5_000_000_123,
+            start_boottime_ns: 4_000_000_000,
+            pid: 70,
+            tgid: 70,
+            ppid: 1,
+            uid: 1000,
+            euid: 0,
+            gid: 1000,
+            egid: 0,
+            args_count: args.len() as u32,
+            args_size: 40,
+            comm: b"cp".to_vec(),
+            filename: exe.to_vec(),
+            exe: exe.to_vec(),
+            interp: None,
+            cwd: Some(cwd.to_vec()),
+            args: args.iter().map(|a| a.to_vec()).collect(),
+            parent: None,
+        }
+    }
+
+    fn kernel_parent(args: &[&[u8]]) -> Option<Image> {
+        Some(Image {
+            tgid: 60,
+            start_boottime_ns: 3_000_000_000,
+            flags: 0,
+            args_count: args.len() as u32,
+            exe: b"/usr/bin/d\xffash".to_vec(),
+            args: args.iter().map(|a| a.to_vec()).collect(),
+            cwd: b"/root".to_vec(),
+        })
+    }
+
+    /// Execs covering every optional part of an event: strict fields and evasions, a script,
+    /// text that is not UTF-8, a parent from the kernel table or unknown, no arguments.
+    fn contexts() -> Vec<ExecContext> {
+        let mut v = Vec::new();
+        let mut plain = exec(
+            exec_flags::PARENT_FOUND,
+            b"/usr/bin/cp",
+            &[b"cp", b"/etc/hostname", b"/boot/x"],
+            b"/root",
+        );
+        plain.parent = kernel_parent(&[b"/bin/sh", b"-c", b"cp \"quoted\" \xff"]);
+        v.push(exec::resolve(plain));
+        let mut evasive = exec(0, b"/usr/bin/cp", &[b"cp", b"a\xfe", b"."], b"/boot");
+        evasive.parent = kernel_parent(&[]);
+        let mut ctx = exec::resolve(evasive);
+        ctx.parent_source = ParentSource::Unknown;
+        ctx.parent = Process {
+            pid: 1,
+            ..Default::default()
+        };
+        v.push(ctx);
+        let mut script = exec(
+            exec_flags::SCRIPT | exec_flags::ARGS_TRUNCATED,
+            b"/usr/bin/dash",
+            &[b"/bin/sh", b"./cp"],
+            b"/tmp/w\xff",
+        );
+        script.filename = b"./cp".to_vec();
+        script.interp = Some(b"/bin/sh".to_vec());
+        script.parent = kernel_parent(&[b"bash"]);
+        v.push(exec::resolve(script));
+        let mut bare = exec(exec_flags::PARENT_FOUND, b"/usr/bin/mv", &[], b"/");
+        bare.cwd = None;
+        bare.parent = kernel_parent(&[b"sh"]);
+        v.push(exec::resolve(bare));
+        v
+    }
+
+    /// The daemon's alert for an exec is what `replay` makes of the exec's event (as `events`
+    /// prints it), plus the agent's own fields; the document of only the fields the rules read
+    /// gets the verdicts of the whole event; both bundled rules fire on some exec.
+    #[test]
+    fn run_alert_is_replay_alert_of_the_same_event() {
+        let host = Host {
+            name: "h1".into(),
+            id: Some("0123456789abcdef".into()),
+            architecture: "x86_64".into(),
+            kernel: "6.18".into(),
+            os_name: Some("Debian GNU/Linux".into()),
+            os_platform: Some("debian".into()),
+            ..Host::default()
+        };
+        let mut referenced = boot_copy_rules::bundled().remove(0);
+        // A rule with several references keeps them all under `boot_copy.rule`.
+        referenced.references = vec!["https://a.example/".into(), "https://b.example/".into()];
+        referenced.id = "several-references".into();
+        let rules = vec![
+            boot_copy_rules::bundled().remove(0),
+            boot_copy_rules::bundled_strict(),
+            referenced,
+        ];
+        let set = RuleSet::from_rules(rules.clone());
+        let loaded = LoadedRules::new(RuleSet::from_rules(rules)).unwrap();
+        let wanted = wanted(&loaded);
+        let mut detector = Detector::new(
+            Describer::new(host, BootEpoch::now().unwrap()),
+            loaded,
+            BudgetConfig::default(),
+        );
+        let mut fired = Vec::new();
+        let mut analyzer = crate::strict::Analyzer::default();
+        for (n, ctx) in contexts().iter().enumerate() {
+            let strict = analyzer.analyse_exec(&ctx.exec);
+            let mut found = Vec::new();
+            detector.exec(ctx, strict.as_ref(), Instant::now(), &mut |f| found.push(f));
+            let d = detector.describer();
+            let event = d.exec(ctx, strict.as_ref());
+            let json = serde_json::to_value(&event).unwrap();
+            assert_eq!(serde_json::to_string(&event).unwrap(), json.to_string());
+            let whole = Document::from_json(&json);
+            assert_eq!(event.document(None), whole, "exec {n}");
+            let verdicts =
+                |doc: &Document| set.evaluate(doc).map(|r| r.id.clone()).collect::<Vec<_>>();
+            let only_read = event.document(Some(&wanted));
+            assert!(only_read.len() < whole.len());
+            assert_eq!(verdicts(&only_read), verdicts(&whole), "exec {n}");
+            fired.extend(verdicts(&whole));
+
+            let mut replayed = Vec::new();
+            let line = format!("{json}\n");
+            replay::replay_with_diagnostics(line.as_bytes(), &set, &mut replayed, Vec::new())
+                .unwrap();
+            let replayed: Vec<Value> = String::from_utf8(replayed)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            let alerts: Vec<Map<String, Value>> = found
+                .into_iter()
+                .filter_map(|f| match f {
+                    Finding::Alert { alert, .. } => Some(alert),
+                    Finding::Suppressed(_) => None,
+                })
+                .collect();
+            assert_eq!(alerts.len(), verdicts(&whole).len(), "exec {n}");
+            assert_eq!(alerts.len(), replayed.len(), "exec {n}");
+            for (mut ours, theirs) in alerts.into_iter().zip(replayed) {
+                let rule = theirs["rule"]["id"].clone();
+                // The agent's own fields: those of the event it saw.
+                assert_eq!(ours.remove("ecs"), json.get("ecs").cloned(), "exec {n}");
+                assert_eq!(ours.remove("agent"), json.get("agent").cloned(), "exec {n}");
+                let own = ours["boot_copy"].as_object_mut().unwrap();
+                for (key, value) in json["boot_copy"].as_object().unwrap() {
+                    assert_eq!(own.remove(key).as_ref(), Some(value), "exec {n}: {key}");
+                }
+                if own.is_empty() {
+                    ours.remove("boot_copy");
+                }
+                assert_eq!(Value::Object(ours), theirs, "exec {n}, rule {rule}");
+                if rule == "several-references" {
+                    assert_eq!(
+                        theirs["boot_copy"]["rule"]["references"][1],
+                        "https://b.example/"
+                    );
+                }
+            }
+        }
+        // Every rule fired on some exec: the alerts compared above were not all absent.
+        fired.sort();
+        fired.dedup();
+        assert_eq!(fired.len(), 3, "{fired:?}");
+    }
+}

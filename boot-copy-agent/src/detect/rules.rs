@@ -1,0 +1,42 @@
+//! The rule set as the agent loads it, with what the kernel must report for it: computed once per
+//! load (start, SIGHUP; `commands::load_rules` reads the configured rules) and handed to the
+//! sensor, the map guard, detection and the records.
+use crate::{sensor::prefilter::KernelFilter, strict};
+use boot_copy_rules::{Prefilter, RuleSet};
+
+pub struct LoadedRules {
+    pub set: RuleSet,
+    /// The names the rules can match, or every exec.
+    pub prefilter: Prefilter,
+    /// The prefilter in the kernel maps' terms, with the strict rule's cp/mv sizes.
+    pub kernel: KernelFilter,
+}
+
+impl LoadedRules {
+    /// `set` with the kernel prefilter it implies.
+    pub fn new(set: RuleSet) -> Result<Self, crate::sensor::SensorError> {
+        let prefilter = set.prefilter(&[strict::gate()]);
+        let (names, all_execs) = match &prefilter {
+            Prefilter::All => (Vec::new(), true),
+            Prefilter::Names(names) => (names.iter().cloned().collect(), false),
+        };
+        // Renamed copies of cp and mv, for the strict rule (none without it).
+        let sizes = strict::watched_sizes(set.rules());
+        let kernel = KernelFilter::new(&names, sizes, all_execs)?;
+        Ok(Self {
+            set,
+            prefilter,
+            kernel,
+        })
+    }
+
+    /// "Boot File Copy v2, …", as the start and reload records name the rules.
+    pub fn names(&self) -> String {
+        self.set
+            .rules()
+            .iter()
+            .map(|r| format!("{} v{}", r.name, r.version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
