@@ -56,10 +56,16 @@ fn cp_and_mv_alert_once(agent: &mut Agent) {
     assert_eq!(a["process"]["name"], "cp");
     assert_eq!(a["process"]["parent"]["name"], "dash");
     assert_eq!(mv[0]["process"]["name"], "mv");
-    let message = a["message"].as_str().unwrap();
+    // `message` is the rule's name, the same for every alert of the rule (Kibana's External
+    // Alerts rule names its alerts by it); the summary is `event.reason`.
+    assert_eq!(
+        (&a["message"], &mv[0]["message"]),
+        (&"Boot File Copy".into(), &"Boot File Copy".into())
+    );
+    let reason = a["event"]["reason"].as_str().unwrap();
     assert!(
-        message.contains(&cp_target) && message.contains("under dash"),
-        "{message}"
+        reason.contains(&cp_target) && reason.contains("under dash"),
+        "{reason}"
     );
     let schema = ecs_schema::Schema::load();
     for alert in [&cp[0], &mv[0]] {
@@ -321,6 +327,38 @@ fn unclean_stop_is_reported_at_the_next_start() {
         .filter(|r| r["event"]["action"] == "previous-run-unclean")
         .count();
     assert_eq!(unclean, 1);
+}
+
+#[test]
+fn every_record_has_a_unique_id_a_creation_time_and_its_sequence_across_restarts() {
+    let mut agent = Agent::start("eventid", "");
+    agent.sync();
+    agent.restart(nix::sys::signal::Signal::SIGTERM);
+    agent.sync();
+    agent.restart(nix::sys::signal::Signal::SIGKILL);
+    agent.sync();
+    let records = agent.records();
+    let starts = records
+        .iter()
+        .filter(|r| r["event"]["action"] == "agent-started")
+        .count();
+    assert_eq!(starts, 3);
+    let mut ids = std::collections::BTreeSet::new();
+    for r in &records {
+        let id = r["event"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no event.id: {r}"));
+        assert!(ids.insert(id.to_owned()), "event.id {id} twice");
+        assert_eq!(r["event"]["sequence"], r["boot_copy"]["seq"], "{r}");
+        let created = r["event"]["created"].as_str().unwrap();
+        humantime::parse_rfc3339(created).unwrap_or_else(|e| panic!("{created}: {e}"));
+    }
+    // Numbers restart with each run; the ids do not repeat.
+    let ones = records
+        .iter()
+        .filter(|r| r["event"]["sequence"] == 1)
+        .count();
+    assert_eq!(ones, 3);
 }
 
 #[test]

@@ -134,14 +134,15 @@ impl Alerts {
     /// The alert of `rule`, the set's rule `i`, raised by the JSON `event`: the event's
     /// `@timestamp`, `process.*`, `host.*`, `user.*`, `group.*` and `event.*` fields unchanged
     /// (nested or dotted), except that `event.kind` and the scoring become the rule's; then the
-    /// rule's fields and a one-line `message`. What `replay` writes.
+    /// rule's fields, the rule's name as `message` and a one-line `event.reason`. What `replay`
+    /// writes.
     pub fn build(&self, i: usize, rule: &Rule, event: &Map<String, Value>) -> Map<String, Value> {
-        let message = message(rule, &json_message_parts(event));
+        let reason = reason(rule, &json_reason_parts(event));
         let carried = event
             .iter()
             .filter(|(key, _)| is_carried(key))
             .map(|(key, value)| (key.clone(), value.clone()));
-        assemble(carried, &self.fields[i], message)
+        assemble(carried, &self.fields[i], rule, reason)
     }
 
     /// [`build`](Self::build) for an event this agent saw, whose fields move into the alert:
@@ -153,13 +154,13 @@ impl Alerts {
         rule: &Rule,
         mut event: Map<String, Value>,
     ) -> Map<String, Value> {
-        let message = message(rule, &json_message_parts(&event));
+        let reason = reason(rule, &json_reason_parts(&event));
         let own: Vec<(String, Value)> = ["ecs", "agent", NAMESPACE]
             .into_iter()
             .filter_map(|key| Some((key.to_owned(), event.remove(key)?)))
             .collect();
         let carried = event.into_iter().filter(|(key, _)| is_carried(key));
-        let mut alert = assemble(carried, &self.fields[i], message);
+        let mut alert = assemble(carried, &self.fields[i], rule, reason);
         for (key, value) in own {
             match (alert.get_mut(&key), value) {
                 (Some(Value::Object(ours)), Value::Object(theirs)) => ours.extend(theirs),
@@ -187,11 +188,13 @@ fn is_carried(key: &str) -> bool {
     CARRIED.contains(&top) || top == "event"
 }
 
-/// The alert of the `carried` event fields, the rule's `fields` and `message`.
+/// The alert of the `carried` event fields, the rule's `fields`, its name as `message` (stable
+/// per rule: Kibana's External Alerts rule names its alerts by it) and the `reason` summary.
 fn assemble(
     carried: impl Iterator<Item = (String, Value)>,
     fields: &Map<String, Value>,
-    message: String,
+    rule: &Rule,
+    reason: String,
 ) -> Map<String, Value> {
     let mut out = Map::new();
     for (key, value) in carried {
@@ -211,12 +214,16 @@ fn assemble(
             }
         }
     }
-    out.insert("message".into(), Value::String(message));
+    // The rule's fields always hold `event` (kind and scoring).
+    if let Some(Value::Object(event)) = out.get_mut("event") {
+        event.insert("reason".into(), Value::String(reason));
+    }
+    out.insert("message".into(), Value::String(rule.name.clone()));
     out
 }
 
-/// `event.*` fields the rule sets itself (its kind and scoring replace the source's).
-const RULE_EVENT_FIELDS: &[&str] = &["kind", "severity", "risk_score"];
+/// `event.*` fields the alert sets itself (its kind, scoring and reason replace the source's).
+const RULE_EVENT_FIELDS: &[&str] = &["kind", "severity", "risk_score", "reason"];
 
 fn carry_event_fields(out: &mut Map<String, Value>, key: String, value: Value) {
     match (key.as_str(), value) {
@@ -235,9 +242,9 @@ fn carry_event_fields(out: &mut Map<String, Value>, key: String, value: Value) {
     }
 }
 
-/// What an alert's message says.
+/// What an alert's `event.reason` says.
 #[derive(Debug, Default)]
-struct MessageParts<'a> {
+struct ReasonParts<'a> {
     user_name: Option<&'a str>,
     user_id: Option<&'a str>,
     /// The command line, else the executable, else the process name.
@@ -250,7 +257,7 @@ struct MessageParts<'a> {
 
 /// Who ran what, under which parent: "Boot File Copy: root ran `cp a /boot/x` (pid 10) under
 /// bash (/usr/bin/bash, pid 9)". Parts the event lacks are left out.
-fn message(rule: &Rule, p: &MessageParts) -> String {
+fn reason(rule: &Rule, p: &ReasonParts) -> String {
     use std::fmt::Write as _;
     // Writing into a String cannot fail.
     let mut m = format!("{}:", rule.name);
@@ -281,15 +288,15 @@ fn message(rule: &Rule, p: &MessageParts) -> String {
     m
 }
 
-/// The message parts of a JSON event.
-fn json_message_parts(e: &Map<String, Value>) -> MessageParts<'_> {
+/// The reason parts of a JSON event.
+fn json_reason_parts(e: &Map<String, Value>) -> ReasonParts<'_> {
     let text = |path: &str| lookup(e, path).and_then(Value::as_str);
     let number = |path: &str| {
         lookup(e, path)
             .filter(|v| v.is_number())
             .map(Value::to_string)
     };
-    MessageParts {
+    ReasonParts {
         user_name: text("user.name"),
         user_id: text("user.id"),
         command: ["process.command_line", "process.executable", "process.name"]
@@ -347,8 +354,9 @@ mod tests {
         assert_eq!(a["event"]["category"], json!(["process"]));
         assert_eq!(a["event"]["severity"], 21);
         assert_eq!(a["rule"]["id"], "5bda8597-69a6-4b9e-87a2-69a7c963ea83");
+        assert_eq!(a["message"], "Boot File Copy");
         assert_eq!(
-            a["message"],
+            a["event"]["reason"],
             "Boot File Copy: root ran `cp a /boot/x` (pid 10) under bash (/usr/bin/bash, pid 9)"
         );
         assert_eq!((&a["ecs"], &a["agent"]), (&event["ecs"], &event["agent"]));
@@ -433,7 +441,11 @@ mod tests {
         assert_eq!(a["@timestamp"], event["@timestamp"]);
         assert!(a.get("file").is_none());
         assert_eq!(a["event"]["kind"], "alert");
-        assert_eq!(a["message"], "Boot File Copy: root ran `cp a /boot/b`");
+        assert_eq!(a["message"], "Boot File Copy");
+        assert_eq!(
+            a["event"]["reason"],
+            "Boot File Copy: root ran `cp a /boot/b`"
+        );
     }
 
     #[test]
@@ -450,14 +462,12 @@ mod tests {
         let a = Value::Object(alerts.build(0, rule, event.as_object().unwrap()));
         assert_eq!(
             a["event"],
-            json!({"category": ["process"], "kind": "alert", "severity": 21, "risk_score": 21})
+            json!({"category": ["process"], "kind": "alert", "severity": 21, "risk_score": 21,
+                   "reason": "Boot File Copy: uid 0 ran `cp a /boot/x` (pid 10) under bash (/usr/bin/bash, pid 9)"})
         );
         assert_eq!(a["event.action"], "exec");
         assert!(a.get("event.kind").is_none());
-        assert_eq!(
-            a["message"],
-            "Boot File Copy: uid 0 ran `cp a /boot/x` (pid 10) under bash (/usr/bin/bash, pid 9)"
-        );
+        assert_eq!(a["message"], "Boot File Copy");
         assert_eq!(shorten("aé", 2), "a…");
     }
 }

@@ -1,7 +1,8 @@
-//! The Prometheus text endpoint (off by default): the same counters as the heartbeat, served on
-//! a loopback address. The daemon renders the page once a second; serving it costs nothing on the
-//! detection path.
-use crate::records::{Counters, counters::Listed};
+//! The Prometheus text endpoint (off by default): the heartbeat's counters, each sink's
+//! counters labelled by sink with gauges for its state and queue depth, and the build, served on
+//! a loopback address. The daemon renders the page once a second; serving it costs nothing on
+//! the detection path.
+use crate::{records::Counters, sink::SinkStats};
 use std::{
     collections::VecDeque,
     fmt::Write as _,
@@ -22,7 +23,7 @@ pub struct Page(Arc<Mutex<String>>);
 
 impl Page {
     pub fn update(&self, counters: &Counters) {
-        let text = render(&counters.list());
+        let text = render(counters);
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = text;
     }
 
@@ -31,17 +32,100 @@ impl Page {
     }
 }
 
-/// Counters in the Prometheus text exposition format (0.0.4).
-pub fn render(counters: &Listed) -> String {
+/// What a counter counts, for its HELP line.
+fn help(name: &str) -> &'static str {
+    match name {
+        "execs_seen" => "Execs the kernel program saw.",
+        "events_submitted" => "Exec records the kernel put into the ring buffer.",
+        "ringbuf_drops" => "Records the kernel dropped because the ring buffer was full.",
+        "args_truncated" => "Records whose argument bytes were cut.",
+        "parent_misses" => "Execs whose parent had no entry in the kernel's process table.",
+        "args_read_failures" => "Argument reads that faulted in the kernel.",
+        "path_truncations" => "Paths longer than the kernel program captures.",
+        "table_update_failures" => "Process-table updates the kernel could not make.",
+        "forks" => "Forks the kernel program saw.",
+        "degraded_records" => "Records missing fields the running kernel's layout lacks.",
+        "candidates" => "Exec records the agent evaluated.",
+        "decode_errors" => "Ring-buffer records the agent could not decode.",
+        "alerts" => "Alerts written.",
+        "suppressed" => "Alerts suppressed by the per-rule alert budget.",
+        "programs_detached" => "Kernel programs found detached by another process.",
+        "maps_tampered" => "Changes to the kernel prefilter maps by another process.",
+        _ => "A boot-copy counter, since the agent started.",
+    }
+}
+
+/// A per-sink metric: name, type, HELP text and its value for one sink.
+type SinkFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&SinkStats) -> u64,
+);
+
+/// The counters in the Prometheus text exposition format (0.0.4).
+pub fn render(counters: &Counters) -> String {
     let mut out = String::new();
-    for (name, value) in counters {
+    let _ = writeln!(
+        out,
+        "# HELP boot_copy_build_info The running agent's version.\n# TYPE boot_copy_build_info gauge\nboot_copy_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    for (name, value) in counters.scalars() {
         let metric = format!("boot_copy_{name}_total");
+        let _ = writeln!(out, "# HELP {metric} {}", help(&name));
+        let _ = writeln!(out, "# TYPE {metric} counter\n{metric} {value}");
+    }
+    let sinks = counters.daemon.iter().flat_map(|d| &d.sinks);
+    let families: [SinkFamily; 5] = [
+        (
+            "sink_records_written_total",
+            "counter",
+            "Records a sink wrote.",
+            |s| s.written,
+        ),
+        (
+            "sink_records_dropped_total",
+            "counter",
+            "Records refused because the sink's queue was full.",
+            |s| s.dropped,
+        ),
+        (
+            "sink_records_failed_total",
+            "counter",
+            "Records lost to a sink's write errors.",
+            |s| s.failed,
+        ),
+        (
+            "sink_queue_depth",
+            "gauge",
+            "Records waiting in a sink's queue.",
+            |s| s.queued,
+        ),
+        (
+            "sink_healthy",
+            "gauge",
+            "1 while a sink writes, 0 from an error until it writes again.",
+            |s| u64::from(s.healthy),
+        ),
+    ];
+    for (family, kind, text, value) in families {
+        let mut sinks = sinks.clone().peekable();
+        if sinks.peek().is_none() {
+            continue;
+        }
         let _ = writeln!(
             out,
-            "# HELP {metric} boot-copy counter {name} since the agent started."
+            "# HELP boot_copy_{family} {text}\n# TYPE boot_copy_{family} {kind}"
         );
-        let _ = writeln!(out, "# TYPE {metric} counter");
-        let _ = writeln!(out, "{metric} {value}");
+        for s in sinks {
+            let _ = writeln!(
+                out,
+                "boot_copy_{family}{{sink=\"{}\"}} {}",
+                s.sink,
+                value(s)
+            );
+        }
     }
     out
 }
@@ -109,13 +193,57 @@ async fn answer(mut conn: tokio::net::TcpStream, page: &Page) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::DaemonCounters;
 
     #[test]
-    fn renders_counters() {
-        let text = render(&vec![("alerts".to_owned(), 3)]);
-        assert_eq!(
-            text,
-            "# HELP boot_copy_alerts_total boot-copy counter alerts since the agent started.\n# TYPE boot_copy_alerts_total counter\nboot_copy_alerts_total 3\n"
+    fn counters_help_labelled_sinks_gauges_and_build_info() {
+        let mut c = Counters::default();
+        c.kernel[boot_copy_common::counter::RINGBUF_DROPS as usize] = 3;
+        c.daemon = Some(DaemonCounters {
+            sinks: vec![
+                SinkStats {
+                    sink: "alert_log",
+                    written: 5,
+                    dropped: 0,
+                    failed: 0,
+                    queued: 2,
+                    healthy: true,
+                },
+                SinkStats {
+                    sink: "syslog",
+                    written: 1,
+                    dropped: 4,
+                    failed: 6,
+                    queued: 0,
+                    healthy: false,
+                },
+            ],
+            ..DaemonCounters::default()
+        });
+        let page = render(&c);
+        for line in [
+            "boot_copy_build_info{version=\"0.1.0\"} 1",
+            "# HELP boot_copy_ringbuf_drops_total Records the kernel dropped because the ring buffer was full.",
+            "# TYPE boot_copy_ringbuf_drops_total counter",
+            "boot_copy_ringbuf_drops_total 3",
+            "boot_copy_sink_records_dropped_total{sink=\"syslog\"} 4",
+            "boot_copy_sink_records_failed_total{sink=\"syslog\"} 6",
+            "boot_copy_sink_records_written_total{sink=\"alert_log\"} 5",
+            "# TYPE boot_copy_sink_queue_depth gauge",
+            "boot_copy_sink_queue_depth{sink=\"alert_log\"} 2",
+            "boot_copy_sink_healthy{sink=\"alert_log\"} 1",
+            "boot_copy_sink_healthy{sink=\"syslog\"} 0",
+        ] {
+            assert!(
+                page.lines().any(|l| l == line),
+                "missing {line:?} in\n{page}"
+            );
+        }
+        // Every family has its HELP and TYPE once, before its samples.
+        assert_eq!(page.matches("# TYPE boot_copy_sink_healthy ").count(), 1);
+        assert!(
+            !page.contains("syslog_dropped"),
+            "per-sink names are labels now"
         );
     }
 
@@ -145,7 +273,7 @@ mod tests {
     #[tokio::test]
     async fn idle_connections_neither_pile_up_nor_block_a_scrape() {
         let page = Page::default();
-        page.update(&vec![("execs_seen".to_owned(), 1)]);
+        page.update(&Counters::default());
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = probe.local_addr().unwrap();
         drop(probe);

@@ -36,6 +36,17 @@ impl Counters {
 
     /// Every counter: the kernel's, then detection's, the guards' and each sink's.
     pub fn list(&self) -> Listed {
+        let mut c = self.scalars();
+        for s in self.daemon.iter().flat_map(|d| &d.sinks) {
+            c.push((format!("{}_written", s.sink), s.written));
+            c.push((format!("{}_dropped", s.sink), s.dropped));
+            c.push((format!("{}_failed", s.sink), s.failed));
+        }
+        c
+    }
+
+    /// The counters that are not per sink: the kernel's, then detection's and the guards'.
+    pub fn scalars(&self) -> Listed {
         let mut c: Listed = counter::NAMES
             .iter()
             .zip(self.kernel)
@@ -51,11 +62,6 @@ impl Counters {
                 ("programs_detached".to_owned(), daemon.programs_detached),
                 ("maps_tampered".to_owned(), daemon.maps_tampered),
             ]);
-            for s in &daemon.sinks {
-                c.push((format!("{}_written", s.sink), s.written));
-                c.push((format!("{}_dropped", s.sink), s.dropped));
-                c.push((format!("{}_failed", s.sink), s.failed));
-            }
         }
         c
     }
