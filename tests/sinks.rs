@@ -3,7 +3,7 @@
 //! Needs root (tmpfs mounts, rsyslogd) and installs rsyslog and logrotate if missing.
 use boot_copy_agent::sink::{
     AlertLogConfig, Record, Severity, SinkError, SinkStats, Sinks, SinksConfig, StdoutConfig,
-    SyslogConfig, SyslogTransport,
+    SyslogConfig, SyslogFormat, SyslogTransport,
 };
 use regex::Regex;
 use serde_json::{Value, json};
@@ -96,6 +96,9 @@ fn no_stdout() -> StdoutConfig {
     }
 }
 
+/// Syslog alone, RFC 5424 on every transport and no size limit: this file's rsyslogd parses
+/// RFC 5424 on its local socket too and takes 256 KiB messages. (The stock receivers are in
+/// tests/shipping.rs.)
 fn syslog_only(transport: SyslogTransport, address: String) -> SinksConfig {
     SinksConfig {
         alert_log: AlertLogConfig {
@@ -106,6 +109,8 @@ fn syslog_only(transport: SyslogTransport, address: String) -> SinksConfig {
             enabled: true,
             transport,
             address: Some(address),
+            format: Some(SyslogFormat::Rfc5424),
+            max_record_bytes: 0,
             ..Default::default()
         },
         stdout: no_stdout(),
