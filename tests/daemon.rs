@@ -8,18 +8,14 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/ecs_schema.rs"]
-mod ecs_schema;
-
-use daemon::{Agent, PUBLISHED, WAIT, in_boot_namespace, slowdown, tempdir, unique};
+use crate::AGENT;
+use boot_copy_harness::{Agent, PUBLISHED, WAIT, in_boot_namespace, slowdown, tempdir, unique};
 
 #[test]
 fn cp_and_mv_into_boot_alert_once_with_ecs_fields() {
-    let mut agent = Agent::start("basic", "");
+    let mut agent = Agent::start(AGENT, "basic", "").unwrap();
     cp_and_mv_alert_once(&mut agent);
-    let (status, took, _) = agent.stop();
+    let (status, took, _) = agent.stop().unwrap();
     assert!(status.success(), "exit status {status}");
     assert!(
         took < Duration::from_secs(2) * slowdown(),
@@ -32,8 +28,8 @@ fn cp_and_mv_alert_once(agent: &mut Agent) {
     let mv_target = format!("/boot/mv-{}", unique());
     in_boot_namespace(&format!(
         "cp /etc/hostname {cp_target} && cp /etc/hostname /tmp/mv-src-$$ && mv /tmp/mv-src-$$ {mv_target}"
-    ));
-    agent.sync();
+    )).unwrap();
+    agent.sync().unwrap();
     let cp = agent.alerts_of(PUBLISHED, &cp_target);
     let mv = agent.alerts_of(PUBLISHED, &mv_target);
     assert_eq!(cp.len(), 1, "{cp:#?}");
@@ -60,7 +56,7 @@ fn cp_and_mv_alert_once(agent: &mut Agent) {
         message.contains(&cp_target) && message.contains("under dash"),
         "{message}"
     );
-    let schema = ecs_schema::Schema::load();
+    let schema = crate::support::ecs_schema::Schema::load();
     for alert in [&cp[0], &mv[0]] {
         let problems = schema.violations(alert);
         assert!(problems.is_empty(), "alert is not ECS 9.4.0: {problems:#?}");
@@ -69,11 +65,11 @@ fn cp_and_mv_alert_once(agent: &mut Agent) {
 
 #[test]
 fn verdicts_follow_elastic_semantics() {
-    verdicts(&mut Agent::start("verdicts", ""));
+    verdicts(&mut Agent::start(AGENT, "verdicts", "").unwrap());
 }
 
 fn verdicts(agent: &mut Agent) {
-    let work = tempdir("verdict-work");
+    let work = tempdir("verdict-work").unwrap();
     let dash = fs::canonicalize("/bin/sh").unwrap();
     // Parents whose executables are really named like the rule's excluded tools.
     for name in [
@@ -132,9 +128,9 @@ fn verdicts(agent: &mut Agent) {
     let target = format!("/BOOT/upper-{}", unique());
     cases.push((format!("cp /etc/hostname {target} || true"), target, true));
     for (script, _, _) in &cases {
-        in_boot_namespace(script);
+        in_boot_namespace(script).unwrap();
     }
-    agent.sync();
+    agent.sync().unwrap();
     for (script, target, expect) in &cases {
         let alerts = agent.alerts_of(PUBLISHED, target);
         let want = usize::from(*expect);
@@ -155,14 +151,14 @@ entries = [{ field = "process.args", operator = "matches", value = "/boot/vmlinu
 
 #[test]
 fn configured_exception_suppresses_its_case() {
-    exception_suppresses(&mut Agent::start("exception", EXCEPTION));
+    exception_suppresses(&mut Agent::start(AGENT, "exception", EXCEPTION).unwrap());
 }
 
 /// The alert scenarios in turn against one agent: the kernel matrix runs this, since under
 /// emulation loading the programs costs seconds per agent.
 #[test]
 fn alert_scenarios_on_one_agent() {
-    let mut agent = Agent::start("matrix", EXCEPTION);
+    let mut agent = Agent::start(AGENT, "matrix", EXCEPTION).unwrap();
     cp_and_mv_alert_once(&mut agent);
     verdicts(&mut agent);
     exception_suppresses(&mut agent);
@@ -173,8 +169,9 @@ fn exception_suppresses(agent: &mut Agent) {
     let other = format!("/boot/other-{}", unique());
     in_boot_namespace(&format!(
         "cp /etc/hostname {excepted}; cp /etc/hostname {other}"
-    ));
-    agent.sync();
+    ))
+    .unwrap();
+    agent.sync().unwrap();
     assert!(agent.alerts_of(PUBLISHED, &excepted).is_empty());
     assert_eq!(agent.alerts_of(PUBLISHED, &other).len(), 1);
 }
@@ -182,13 +179,16 @@ fn exception_suppresses(agent: &mut Agent) {
 #[test]
 fn alert_budget_suppresses_and_reports() {
     let mut agent = Agent::start(
+        AGENT,
         "budget",
         "[alert_budget]\nmax_alerts = 100\nwindow_seconds = 8\n",
-    );
+    )
+    .unwrap();
     let tag = unique();
     in_boot_namespace(&format!(
         "i=0; while [ $i -lt 150 ]; do cp /etc/hostname /boot/budget-{tag}-$i; i=$((i+1)); done"
-    ));
+    ))
+    .unwrap();
     let record = agent
         .wait_for(Duration::from_secs(30), |r| {
             r["event"]["action"] == "alerts-suppressed"
@@ -212,9 +212,9 @@ fn alert_budget_suppresses_and_reports() {
 
 #[test]
 fn records_are_numbered_and_health_is_reported() {
-    let agent = Agent::start("health", "[health]\nheartbeat_seconds = 1\n");
+    let agent = Agent::start(AGENT, "health", "[health]\nheartbeat_seconds = 1\n").unwrap();
     std::thread::sleep(Duration::from_millis(2500));
-    let (status, _, records) = agent.stop();
+    let (status, _, records) = agent.stop().unwrap();
     assert!(status.success());
     let seqs: Vec<u64> = records
         .iter()
@@ -237,7 +237,7 @@ fn records_are_numbered_and_health_is_reported() {
         records[0]["boot_copy"]["prefilter"],
         "process.name in (\"busybox\", \"coreutils\", \"cp\", \"install\", \"mv\", \"rsync\")"
     );
-    let schema = ecs_schema::Schema::load();
+    let schema = crate::support::ecs_schema::Schema::load();
     for r in &records {
         let problems = schema.violations(r);
         assert!(
@@ -251,12 +251,12 @@ fn records_are_numbered_and_health_is_reported() {
 #[test]
 fn unclean_stop_is_reported_at_the_next_start() {
     use nix::sys::signal::Signal;
-    let mut agent = Agent::start("unclean", "");
-    agent.sync();
+    let mut agent = Agent::start(AGENT, "unclean", "").unwrap();
+    agent.sync().unwrap();
     let seq = |r: &Value| r["boot_copy"]["seq"].as_u64().unwrap();
     let synced = seq(agent.records().last().unwrap());
     // The status file is rewritten every second: let it catch up with the sync.
-    let status = agent.dir.join("log/status.json");
+    let status = agent.dir().join("log/status.json");
     let deadline = std::time::Instant::now() + *WAIT;
     while fs::read_to_string(&status)
         .ok()
@@ -271,7 +271,7 @@ fn unclean_stop_is_reported_at_the_next_start() {
     }
     let first_pid = agent.pid();
     let killed_at = SystemTime::now();
-    agent.restart(Signal::SIGKILL);
+    agent.restart(Signal::SIGKILL).unwrap();
     let restarted_at = SystemTime::now();
     let records = agent.records();
     let unclean: Vec<&Value> = records
@@ -311,9 +311,9 @@ fn unclean_stop_is_reported_at_the_next_start() {
             .contains(&format!("(pid {first_pid}) did not stop cleanly")),
         "{r}"
     );
-    agent.sync(); // the new run detects
+    agent.sync().unwrap(); // the new run detects
     // A clean stop is not reported as unclean at the next start.
-    agent.restart(Signal::SIGTERM);
+    agent.restart(Signal::SIGTERM).unwrap();
     let unclean = agent
         .records()
         .iter()
@@ -324,10 +324,10 @@ fn unclean_stop_is_reported_at_the_next_start() {
 
 #[test]
 fn bad_config_fails_before_attaching() {
-    let dir = tempdir("badconfig");
+    let dir = tempdir("badconfig").unwrap();
     let config = dir.join("config.toml");
     fs::write(&config, "[alert_budget]\nmax_alerts = \"many\"\n").unwrap();
-    let err = daemon::refused_run(&config);
+    let err = boot_copy_harness::refused_run(AGENT, &config).unwrap();
     assert!(
         err.contains(&config.display().to_string())
             && err.contains("line 2")
@@ -339,17 +339,17 @@ fn bad_config_fails_before_attaching() {
 
 #[test]
 fn sighup_with_a_bad_rule_keeps_the_running_rules() {
-    let mut agent = Agent::start("reload", "");
-    let config = agent.dir.join("config.toml");
-    let rules = agent.dir.join("rules");
+    let mut agent = Agent::start(AGENT, "reload", "").unwrap();
+    let config = agent.dir().join("config.toml");
+    let rules = agent.dir().join("rules");
     fs::create_dir(&rules).unwrap();
     fs::write(
         rules.join("broken.toml"),
         "[rule]\nquery = 'sequence [process where true]'\n",
     )
     .unwrap();
-    daemon::use_rules_dir(&config, &rules);
-    agent.signal(nix::sys::signal::Signal::SIGHUP);
+    boot_copy_harness::use_rules_dir(&config, &rules).unwrap();
+    agent.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
     let failed = agent
         .wait_for(*WAIT, |r| r["event"]["action"] == "reload-failed")
         .expect("reload-failed record");
@@ -357,7 +357,7 @@ fn sighup_with_a_bad_rule_keeps_the_running_rules() {
         failed["message"].as_str().unwrap().contains("broken.toml"),
         "{failed}"
     );
-    agent.sync(); // the bundled rule still alerts
+    agent.sync().unwrap(); // the bundled rule still alerts
 }
 
 #[test]
@@ -368,14 +368,16 @@ fn status_and_metrics_show_the_live_counters() {
         .unwrap()
         .port();
     let mut agent = Agent::start(
+        AGENT,
         "status",
         &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
-    );
-    agent.sync();
+    )
+    .unwrap();
+    agent.sync().unwrap();
     std::thread::sleep(Duration::from_millis(1500)); // the status file is rewritten every second
     let out = Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"))
         .args(["status", "--config"])
-        .arg(agent.dir.join("config.toml"))
+        .arg(agent.dir().join("config.toml"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -452,27 +454,29 @@ fn sighup_with_new_process_names_updates_the_kernel_prefilter() {
     .unwrap();
     let names = r#"process.name in ("cp", "mv")"#;
     assert!(bundled.contains(names));
-    let dir = tempdir("prefilter-rules");
+    let dir = tempdir("prefilter-rules").unwrap();
     let rule = dir.join("boot-file-copy.toml");
     fs::write(&rule, &bundled).unwrap();
     let mut agent = Agent::start(
+        AGENT,
         "prefilter",
         &format!("[rules]\npath = \"{}\"\n", rule.display()),
-    );
+    )
+    .unwrap();
     let before = format!("/boot/touch-{}", unique());
-    in_boot_namespace(&format!("touch {before}"));
+    in_boot_namespace(&format!("touch {before}")).unwrap();
     fs::write(
         &rule,
         bundled.replace(names, r#"process.name in ("cp", "mv", "touch")"#),
     )
     .unwrap();
-    agent.signal(nix::sys::signal::Signal::SIGHUP);
+    agent.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
     agent
         .wait_for(*WAIT, |r| r["event"]["action"] == "rules-reloaded")
         .expect("rules-reloaded record");
     let after = format!("/boot/touch-{}", unique());
-    in_boot_namespace(&format!("touch {after}"));
-    agent.sync();
+    in_boot_namespace(&format!("touch {after}")).unwrap();
+    agent.sync().unwrap();
     assert!(agent.alerts_with_arg(&before).is_empty());
     assert_eq!(agent.alerts_with_arg(&after).len(), 1);
     fs::remove_dir_all(&dir).unwrap();
@@ -531,13 +535,15 @@ fn btf_without_member(name: &str, member: &str, out: &std::path::Path) {
 /// and entity id out and counts the records.
 #[test]
 fn missing_kernel_field_degrades_its_ecs_fields_only() {
-    let dir = tempdir("btf");
+    let dir = tempdir("btf").unwrap();
     let btf = dir.join("vmlinux-no-start-boottime");
     btf_without_member("task_struct", "start_boottime", &btf);
     let mut agent = Agent::start(
+        AGENT,
         "degraded",
         &format!("[sensor]\nbtf = \"{}\"\n", btf.display()),
-    );
+    )
+    .unwrap();
     let started = agent
         .records()
         .into_iter()
@@ -555,8 +561,8 @@ fn missing_kernel_field_degrades_its_ecs_fields_only() {
             .contains("task_struct.start_boottime")
     );
     let target = format!("/boot/degraded-{}", unique());
-    in_boot_namespace(&format!("cp /etc/hostname {target}"));
-    agent.sync();
+    in_boot_namespace(&format!("cp /etc/hostname {target}")).unwrap();
+    agent.sync().unwrap();
     let alerts = agent.alerts_with_arg(&target);
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
     let p = &alerts[0]["process"];
@@ -577,7 +583,7 @@ fn missing_kernel_field_degrades_its_ecs_fields_only() {
     ] {
         assert!(absent.is_null(), "{p:#}");
     }
-    let (status, _, records) = agent.stop();
+    let (status, _, records) = agent.stop().unwrap();
     assert!(status.success());
     let stopped = records.last().unwrap();
     assert_eq!(stopped["event"]["action"], "agent-stopped");
@@ -592,9 +598,9 @@ fn missing_kernel_field_degrades_its_ecs_fields_only() {
 /// With the kernel's own BTF nothing is degraded and nothing is counted.
 #[test]
 fn kernel_btf_degrades_nothing() {
-    let mut agent = Agent::start("not-degraded", "");
-    agent.sync();
-    let (_, _, records) = agent.stop();
+    let mut agent = Agent::start(AGENT, "not-degraded", "").unwrap();
+    agent.sync().unwrap();
+    let (_, _, records) = agent.stop().unwrap();
     assert_eq!(
         records[0]["boot_copy"]["sensor"]["degraded_fields"],
         serde_json::json!([])
@@ -612,7 +618,7 @@ fn kernel_btf_degrades_nothing() {
 /// message naming the file.
 #[test]
 fn bad_sensor_btf_fails_before_attaching() {
-    let dir = tempdir("badbtf");
+    let dir = tempdir("badbtf").unwrap();
     let garbage = dir.join("garbage.btf");
     fs::write(&garbage, b"not BTF at all, just text\n").unwrap();
     for btf in [dir.join("missing.btf"), garbage] {
@@ -628,7 +634,7 @@ fn bad_sensor_btf_fails_before_attaching() {
             ),
         )
         .unwrap();
-        let err = daemon::refused_run(&config);
+        let err = boot_copy_harness::refused_run(AGENT, &config).unwrap();
         assert!(
             err.contains(&btf.display().to_string()) && err.contains("sensor.btf"),
             "{err}"
