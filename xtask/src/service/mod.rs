@@ -16,7 +16,6 @@
 //! `BOOT_COPY_DEBIAN_MIRROR` replaces http://deb.debian.org/debian; `BOOT_COPY_SERVICE_KERNEL`
 //! boots another kernel image (bzImage or PVH vmlinux) instead of Debian's 6.1.
 mod guest;
-mod kernel;
 mod rootfs;
 
 use crate::vm::qemu::{self, Machine};
@@ -70,11 +69,11 @@ pub fn run() -> anyhow::Result<()> {
     let deb = crate::package::run()?;
     eprintln!("service-test: package built in {:.1?}", step.elapsed());
 
-    let cache = cache_dir()?;
+    let cache = crate::vm::cache_dir()?;
     let step = Instant::now();
     let kernel = match std::env::var_os("BOOT_COPY_SERVICE_KERNEL") {
         Some(image) => PathBuf::from(image),
-        None => kernel::debian_6_1(&cache)?,
+        None => crate::vm::debian_kernel("6.1", &cache)?,
     };
     let base = rootfs::base(&cache)?;
     eprintln!(
@@ -195,14 +194,6 @@ impl Outcome {
             bail!("service-test: {}", problems.join("; "))
         }
     }
-}
-
-/// `BOOT_COPY_VM_CACHE`, else /var/cache/boot-copy-vm (shared with `vm-test`).
-fn cache_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::var_os("BOOT_COPY_VM_CACHE")
-        .map_or_else(|| PathBuf::from("/var/cache/boot-copy-vm"), PathBuf::from);
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
 }
 
 fn timeout() -> anyhow::Result<Duration> {
