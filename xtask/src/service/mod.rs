@@ -86,7 +86,7 @@ pub fn run() -> anyhow::Result<()> {
     let work = crate::workspace_root().join("target/service-test");
     fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let step = Instant::now();
-    let initrd = guest::initrd(&base, &deb, &work)?;
+    let initrd = guest::initrd(&base, &deb, &readme_exposure()?, &work)?;
     eprintln!("service-test: initramfs built in {:.1?}", step.elapsed());
 
     let log = work.join("console.log");
@@ -196,6 +196,26 @@ impl Outcome {
     }
 }
 
+/// The exposure score README.md states for the unit (`... exposure: **2.1**`).
+fn readme_exposure() -> anyhow::Result<String> {
+    let path = crate::workspace_root().join("README.md");
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    exposure_in(&text).with_context(|| {
+        format!(
+            "{} states no `systemd-analyze security` exposure as `exposure: **N.N**`",
+            path.display()
+        )
+    })
+}
+
+fn exposure_in(readme: &str) -> Option<String> {
+    let after = readme.split_once("exposure: **")?.1;
+    let figure = after.split_once("**")?.0;
+    figure.parse::<f64>().ok()?;
+    Some(figure.to_owned())
+}
+
 fn timeout() -> anyhow::Result<Duration> {
     let secs = match std::env::var("BOOT_COPY_SERVICE_TIMEOUT") {
         Ok(v) => v
@@ -218,6 +238,14 @@ mod tests {
             elapsed: Duration::ZERO,
             timeout: Duration::from_secs(1),
         }
+    }
+
+    #[test]
+    fn the_readme_states_an_exposure_figure() {
+        let figure = readme_exposure().unwrap();
+        assert!(figure.parse::<f64>().unwrap() > 0.0, "{figure}");
+        assert_eq!(exposure_in("x exposure: **2.1**. A"), Some("2.1".into()));
+        assert_eq!(exposure_in("x exposure: **low**"), None);
     }
 
     #[test]
