@@ -199,8 +199,7 @@ impl Outcome {
 /// The exposure score README.md states for the unit (`... exposure: **2.1**`).
 fn readme_exposure() -> anyhow::Result<String> {
     let path = crate::workspace_root().join("README.md");
-    let text =
-        fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     exposure_in(&text).with_context(|| {
         format!(
             "{} states no `systemd-analyze security` exposure as `exposure: **N.N**`",

@@ -43,7 +43,8 @@ pub fn build_static() -> anyhow::Result<Binaries> {
         "--package",
         AGENT,
     ]);
-    cmd.args(["--test", E2E_TESTS]).arg("--message-format=json-render-diagnostics")
+    cmd.args(["--test", E2E_TESTS])
+        .arg("--message-format=json-render-diagnostics")
         .env("RUSTFLAGS", static_rustflags())
         .current_dir(crate::workspace_root())
         .stdout(Stdio::piped());

@@ -102,7 +102,10 @@ impl Report {
             ("skipped scenarios", rows("SKIP")),
             ("no result for", missing),
             ("scenarios not required", unexpected),
-            ("required tests the binary lacks (renamed?)", required.missing.iter().map(String::as_str).collect()),
+            (
+                "required tests the binary lacks (renamed?)",
+                required.missing.iter().map(String::as_str).collect(),
+            ),
         ] {
             if !names.is_empty() {
                 problems.push(format!("{what}: {}", names.join(", ")));
@@ -268,7 +271,9 @@ mod tests {
         let dropped = GOOD.replace("VMTEST events/binary_with_args PASS 3s\n", "");
         let r = parse(&dropped, true);
         assert!(
-            r.problems.iter().any(|p| p.contains("no result for: events/binary_with_args")),
+            r.problems
+                .iter()
+                .any(|p| p.contains("no result for: events/binary_with_args")),
             "{:?}",
             r.problems
         );
