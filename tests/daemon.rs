@@ -190,7 +190,8 @@ fn alert_budget_suppresses_and_reports() {
     ))
     .unwrap();
     let record = agent
-        .wait_for(Duration::from_secs(30), |r| {
+        // Reported once the 8 s window closes.
+        .wait_for(*WAIT + Duration::from_secs(10), |r| {
             r["event"]["action"] == "alerts-suppressed"
                 && r["rule"]["id"] == "5bda8597-69a6-4b9e-87a2-69a7c963ea83"
         })
