@@ -71,10 +71,7 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             run_agent(args)
         }
-        Task::Test => {
-            setup::run()?;
-            test::run()
-        }
+        Task::Test => test::run(),
         Task::Bench { names } => {
             setup::run()?;
             bench::run(&names)

@@ -60,8 +60,10 @@ fn kernel_matrix() -> Outcome {
     }
 }
 
+/// Refuses a narrowed run, sets up, then runs every stage.
 pub fn run() -> anyhow::Result<()> {
     refuse_narrowing(|name| std::env::var_os(name).is_some())?;
+    setup::run()?;
     setup::require_root("the test suite")?;
     let stages: [Stage; 7] = [
         ("cargo fmt --check", || {
