@@ -9,18 +9,16 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/ecs_schema.rs"]
-mod ecs_schema;
-
-use daemon::{Agent, PUBLISHED, WAIT, in_boot_namespace, slowdown, tempdir, unique};
+use crate::AGENT;
+use boot_copy_harness::{
+    Agent, PUBLISHED, WAIT, in_boot_namespace, slowdown, tempdir, unique, use_rules_dir,
+};
 
 #[test]
 fn cp_and_mv_into_boot_alert_once_with_ecs_fields() {
-    let mut agent = Agent::start("basic", "");
+    let mut agent = Agent::start(AGENT, "basic", "").unwrap();
     cp_and_mv_alert_once(&mut agent);
-    let (status, took, _) = agent.stop();
+    let (status, took, _) = agent.stop().unwrap();
     assert!(status.success(), "exit status {status}");
     assert!(
         took < Duration::from_secs(2) * slowdown(),
@@ -33,8 +31,8 @@ fn cp_and_mv_alert_once(agent: &mut Agent) {
     let mv_target = format!("/boot/mv-{}", unique());
     in_boot_namespace(&format!(
         "cp /etc/hostname {cp_target} && cp /etc/hostname /tmp/mv-src-$$ && mv /tmp/mv-src-$$ {mv_target}"
-    ));
-    agent.sync();
+    )).unwrap();
+    agent.sync().unwrap();
     let cp = agent.alerts_of(PUBLISHED, &cp_target);
     let mv = agent.alerts_of(PUBLISHED, &mv_target);
     assert_eq!(cp.len(), 1, "{cp:#?}");
@@ -67,7 +65,7 @@ fn cp_and_mv_alert_once(agent: &mut Agent) {
         reason.contains(&cp_target) && reason.contains("under dash"),
         "{reason}"
     );
-    let schema = ecs_schema::Schema::load();
+    let schema = crate::support::ecs_schema::Schema::load();
     for alert in [&cp[0], &mv[0]] {
         let problems = schema.violations(alert);
         assert!(problems.is_empty(), "alert is not ECS 9.4.0: {problems:#?}");
@@ -76,11 +74,11 @@ fn cp_and_mv_alert_once(agent: &mut Agent) {
 
 #[test]
 fn verdicts_follow_elastic_semantics() {
-    verdicts(&mut Agent::start("verdicts", ""));
+    verdicts(&mut Agent::start(AGENT, "verdicts", "").unwrap());
 }
 
 fn verdicts(agent: &mut Agent) {
-    let work = tempdir("verdict-work");
+    let work = tempdir("verdict-work").unwrap();
     let dash = fs::canonicalize("/bin/sh").unwrap();
     // Parents whose executables are really named like the rule's excluded tools.
     for name in [
@@ -139,9 +137,9 @@ fn verdicts(agent: &mut Agent) {
     let target = format!("/BOOT/upper-{}", unique());
     cases.push((format!("cp /etc/hostname {target} || true"), target, true));
     for (script, _, _) in &cases {
-        in_boot_namespace(script);
+        in_boot_namespace(script).unwrap();
     }
-    agent.sync();
+    agent.sync().unwrap();
     for (script, target, expect) in &cases {
         let alerts = agent.alerts_of(PUBLISHED, target);
         let want = usize::from(*expect);
@@ -162,14 +160,14 @@ entries = [{ field = "process.args", operator = "matches", value = "/boot/vmlinu
 
 #[test]
 fn configured_exception_suppresses_its_case() {
-    exception_suppresses(&mut Agent::start("exception", EXCEPTION));
+    exception_suppresses(&mut Agent::start(AGENT, "exception", EXCEPTION).unwrap());
 }
 
 /// The alert scenarios in turn against one agent: the kernel matrix runs this, since under
 /// emulation loading the programs costs seconds per agent.
 #[test]
 fn alert_scenarios_on_one_agent() {
-    let mut agent = Agent::start("matrix", EXCEPTION);
+    let mut agent = Agent::start(AGENT, "matrix", EXCEPTION).unwrap();
     cp_and_mv_alert_once(&mut agent);
     verdicts(&mut agent);
     exception_suppresses(&mut agent);
@@ -180,8 +178,9 @@ fn exception_suppresses(agent: &mut Agent) {
     let other = format!("/boot/other-{}", unique());
     in_boot_namespace(&format!(
         "cp /etc/hostname {excepted}; cp /etc/hostname {other}"
-    ));
-    agent.sync();
+    ))
+    .unwrap();
+    agent.sync().unwrap();
     assert!(agent.alerts_of(PUBLISHED, &excepted).is_empty());
     assert_eq!(agent.alerts_of(PUBLISHED, &other).len(), 1);
 }
@@ -189,15 +188,19 @@ fn exception_suppresses(agent: &mut Agent) {
 #[test]
 fn alert_budget_suppresses_and_reports() {
     let mut agent = Agent::start(
+        AGENT,
         "budget",
         "[alert_budget]\nmax_alerts = 100\nwindow_seconds = 8\n",
-    );
+    )
+    .unwrap();
     let tag = unique();
     in_boot_namespace(&format!(
         "i=0; while [ $i -lt 150 ]; do cp /etc/hostname /boot/budget-{tag}-$i; i=$((i+1)); done"
-    ));
+    ))
+    .unwrap();
     let record = agent
-        .wait_for(Duration::from_secs(30), |r| {
+        // Reported once the 8 s window closes.
+        .wait_for(*WAIT + Duration::from_secs(10), |r| {
             r["event"]["action"] == "alerts-suppressed"
                 && r["rule"]["id"] == "5bda8597-69a6-4b9e-87a2-69a7c963ea83"
         })
@@ -219,9 +222,9 @@ fn alert_budget_suppresses_and_reports() {
 
 #[test]
 fn records_are_numbered_and_health_is_reported() {
-    let agent = Agent::start("health", "[health]\nheartbeat_seconds = 1\n");
+    let agent = Agent::start(AGENT, "health", "[health]\nheartbeat_seconds = 1\n").unwrap();
     std::thread::sleep(Duration::from_millis(2500));
-    let (status, _, records) = agent.stop();
+    let (status, _, records) = agent.stop().unwrap();
     assert!(status.success());
     let seqs: Vec<u64> = records
         .iter()
@@ -244,7 +247,7 @@ fn records_are_numbered_and_health_is_reported() {
         records[0]["boot_copy"]["prefilter"],
         "process.name in (\"busybox\", \"coreutils\", \"cp\", \"install\", \"mv\", \"rsync\")"
     );
-    let schema = ecs_schema::Schema::load();
+    let schema = crate::support::ecs_schema::Schema::load();
     for r in &records {
         let problems = schema.violations(r);
         assert!(
@@ -258,12 +261,12 @@ fn records_are_numbered_and_health_is_reported() {
 #[test]
 fn unclean_stop_is_reported_at_the_next_start() {
     use nix::sys::signal::Signal;
-    let mut agent = Agent::start("unclean", "");
-    agent.sync();
+    let mut agent = Agent::start(AGENT, "unclean", "").unwrap();
+    agent.sync().unwrap();
     let seq = |r: &Value| r["boot_copy"]["seq"].as_u64().unwrap();
     let synced = seq(agent.records().last().unwrap());
     // The status file is rewritten every second: let it catch up with the sync.
-    let status = agent.dir.join("log/status.json");
+    let status = agent.dir().join("log/status.json");
     let deadline = std::time::Instant::now() + *WAIT;
     while fs::read_to_string(&status)
         .ok()
@@ -278,7 +281,7 @@ fn unclean_stop_is_reported_at_the_next_start() {
     }
     let first_pid = agent.pid();
     let killed_at = SystemTime::now();
-    agent.restart(Signal::SIGKILL);
+    agent.restart(Signal::SIGKILL).unwrap();
     let restarted_at = SystemTime::now();
     let records = agent.records();
     let unclean: Vec<&Value> = records
@@ -318,9 +321,9 @@ fn unclean_stop_is_reported_at_the_next_start() {
             .contains(&format!("(pid {first_pid}) did not stop cleanly")),
         "{r}"
     );
-    agent.sync(); // the new run detects
+    agent.sync().unwrap(); // the new run detects
     // A clean stop is not reported as unclean at the next start.
-    agent.restart(Signal::SIGTERM);
+    agent.restart(Signal::SIGTERM).unwrap();
     let unclean = agent
         .records()
         .iter()
@@ -331,12 +334,12 @@ fn unclean_stop_is_reported_at_the_next_start() {
 
 #[test]
 fn every_record_has_a_unique_id_a_creation_time_and_its_sequence_across_restarts() {
-    let mut agent = Agent::start("eventid", "");
-    agent.sync();
-    agent.restart(nix::sys::signal::Signal::SIGTERM);
-    agent.sync();
-    agent.restart(nix::sys::signal::Signal::SIGKILL);
-    agent.sync();
+    let mut agent = Agent::start(AGENT, "eventid", "").unwrap();
+    agent.sync().unwrap();
+    agent.restart(nix::sys::signal::Signal::SIGTERM).unwrap();
+    agent.sync().unwrap();
+    agent.restart(nix::sys::signal::Signal::SIGKILL).unwrap();
+    agent.sync().unwrap();
     let records = agent.records();
     let starts = records
         .iter()
@@ -363,10 +366,10 @@ fn every_record_has_a_unique_id_a_creation_time_and_its_sequence_across_restarts
 
 #[test]
 fn bad_config_fails_before_attaching() {
-    let dir = tempdir("badconfig");
+    let dir = tempdir("badconfig").unwrap();
     let config = dir.join("config.toml");
     fs::write(&config, "[alert_budget]\nmax_alerts = \"many\"\n").unwrap();
-    let err = daemon::refused_run(&config);
+    let err = boot_copy_harness::refused_run(AGENT, &config).unwrap();
     assert!(
         err.contains(&config.display().to_string())
             && err.contains("line 2")
@@ -378,10 +381,10 @@ fn bad_config_fails_before_attaching() {
 
 #[test]
 fn a_refused_configuration_exits_with_ex_config() {
-    let dir = tempdir("exconfig");
+    let dir = tempdir("exconfig").unwrap();
     let config = dir.join("config.toml");
     let run = |config: &std::path::Path| {
-        Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"))
+        Command::new(AGENT)
             .args(["run", "--config"])
             .arg(config)
             .output()
@@ -403,16 +406,16 @@ fn a_refused_configuration_exits_with_ex_config() {
 
 #[test]
 fn reload_command_waits_for_the_agent_and_fails_when_it_refuses() {
-    let mut agent = Agent::start("reloadcmd", "");
-    let config = agent.dir.join("config.toml");
+    let mut agent = Agent::start(AGENT, "reloadcmd", "").unwrap();
+    let config = agent.dir().join("config.toml");
     let reload = || {
-        Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"))
+        Command::new(AGENT)
             .args(["reload", "--config"])
             .arg(&config)
             .output()
             .unwrap()
     };
-    let rules = agent.dir.join("rules");
+    let rules = agent.dir().join("rules");
     fs::create_dir(&rules).unwrap();
     fs::copy(
         concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/boot-file-copy.toml"),
@@ -420,7 +423,7 @@ fn reload_command_waits_for_the_agent_and_fails_when_it_refuses() {
     )
     .unwrap();
     fs::write(rules.join("broken.toml"), "[rule]\nname = \"broken\"\n").unwrap();
-    daemon::use_rules_dir(&config, &rules);
+    use_rules_dir(&config, &rules).unwrap();
     let out = reload();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -449,7 +452,7 @@ fn reload_command_waits_for_the_agent_and_fails_when_it_refuses() {
             .any(|r| r["event"]["action"] == "rules-reloaded"),
         "reload returned before the agent reported"
     );
-    agent.sync();
+    agent.sync().unwrap();
 }
 
 #[test]
@@ -460,9 +463,11 @@ fn idle_connections_from_a_user_cannot_starve_the_metrics_endpoint() {
         .unwrap()
         .port();
     let mut agent = Agent::start(
+        AGENT,
         "idleconns",
         &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
-    );
+    )
+    .unwrap();
     // nobody opens 2,000 connections and holds them, sending nothing.
     let hold = r#"
 use IO::Socket::INET;
@@ -510,7 +515,7 @@ sleep 60;
             start.elapsed()
         );
     }
-    agent.sync(); // alerts are still written
+    agent.sync().unwrap(); // alerts are still written
     let fds = fs::read_dir(format!("/proc/{}/fd", agent.pid()))
         .unwrap()
         .count();
@@ -521,17 +526,17 @@ sleep 60;
 
 #[test]
 fn sighup_with_a_bad_rule_keeps_the_running_rules() {
-    let mut agent = Agent::start("reload", "");
-    let config = agent.dir.join("config.toml");
-    let rules = agent.dir.join("rules");
+    let mut agent = Agent::start(AGENT, "reload", "").unwrap();
+    let config = agent.dir().join("config.toml");
+    let rules = agent.dir().join("rules");
     fs::create_dir(&rules).unwrap();
     fs::write(
         rules.join("broken.toml"),
         "[rule]\nquery = 'sequence [process where true]'\n",
     )
     .unwrap();
-    daemon::use_rules_dir(&config, &rules);
-    agent.signal(nix::sys::signal::Signal::SIGHUP);
+    boot_copy_harness::use_rules_dir(&config, &rules).unwrap();
+    agent.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
     let failed = agent
         .wait_for(*WAIT, |r| r["event"]["action"] == "reload-failed")
         .expect("reload-failed record");
@@ -539,7 +544,7 @@ fn sighup_with_a_bad_rule_keeps_the_running_rules() {
         failed["message"].as_str().unwrap().contains("broken.toml"),
         "{failed}"
     );
-    agent.sync(); // the bundled rule still alerts
+    agent.sync().unwrap(); // the bundled rule still alerts
 }
 
 #[test]
@@ -550,14 +555,16 @@ fn status_and_metrics_show_the_live_counters() {
         .unwrap()
         .port();
     let mut agent = Agent::start(
+        AGENT,
         "status",
         &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
-    );
-    agent.sync();
+    )
+    .unwrap();
+    agent.sync().unwrap();
     std::thread::sleep(Duration::from_millis(1500)); // the status file is rewritten every second
     let out = Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"))
         .args(["status", "--config"])
-        .arg(agent.dir.join("config.toml"))
+        .arg(agent.dir().join("config.toml"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -634,27 +641,29 @@ fn sighup_with_new_process_names_updates_the_kernel_prefilter() {
     .unwrap();
     let names = r#"process.name in ("cp", "mv")"#;
     assert!(bundled.contains(names));
-    let dir = tempdir("prefilter-rules");
+    let dir = tempdir("prefilter-rules").unwrap();
     let rule = dir.join("boot-file-copy.toml");
     fs::write(&rule, &bundled).unwrap();
     let mut agent = Agent::start(
+        AGENT,
         "prefilter",
         &format!("[rules]\npath = \"{}\"\n", rule.display()),
-    );
+    )
+    .unwrap();
     let before = format!("/boot/touch-{}", unique());
-    in_boot_namespace(&format!("touch {before}"));
+    in_boot_namespace(&format!("touch {before}")).unwrap();
     fs::write(
         &rule,
         bundled.replace(names, r#"process.name in ("cp", "mv", "touch")"#),
     )
     .unwrap();
-    agent.signal(nix::sys::signal::Signal::SIGHUP);
+    agent.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
     agent
         .wait_for(*WAIT, |r| r["event"]["action"] == "rules-reloaded")
         .expect("rules-reloaded record");
     let after = format!("/boot/touch-{}", unique());
-    in_boot_namespace(&format!("touch {after}"));
-    agent.sync();
+    in_boot_namespace(&format!("touch {after}")).unwrap();
+    agent.sync().unwrap();
     assert!(agent.alerts_with_arg(&before).is_empty());
     assert_eq!(agent.alerts_with_arg(&after).len(), 1);
     fs::remove_dir_all(&dir).unwrap();
@@ -713,13 +722,15 @@ fn btf_without_member(name: &str, member: &str, out: &std::path::Path) {
 /// and entity id out and counts the records.
 #[test]
 fn missing_kernel_field_degrades_its_ecs_fields_only() {
-    let dir = tempdir("btf");
+    let dir = tempdir("btf").unwrap();
     let btf = dir.join("vmlinux-no-start-boottime");
     btf_without_member("task_struct", "start_boottime", &btf);
     let mut agent = Agent::start(
+        AGENT,
         "degraded",
         &format!("[sensor]\nbtf = \"{}\"\n", btf.display()),
-    );
+    )
+    .unwrap();
     let started = agent
         .records()
         .into_iter()
@@ -737,8 +748,8 @@ fn missing_kernel_field_degrades_its_ecs_fields_only() {
             .contains("task_struct.start_boottime")
     );
     let target = format!("/boot/degraded-{}", unique());
-    in_boot_namespace(&format!("cp /etc/hostname {target}"));
-    agent.sync();
+    in_boot_namespace(&format!("cp /etc/hostname {target}")).unwrap();
+    agent.sync().unwrap();
     let alerts = agent.alerts_with_arg(&target);
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
     let p = &alerts[0]["process"];
@@ -759,7 +770,7 @@ fn missing_kernel_field_degrades_its_ecs_fields_only() {
     ] {
         assert!(absent.is_null(), "{p:#}");
     }
-    let (status, _, records) = agent.stop();
+    let (status, _, records) = agent.stop().unwrap();
     assert!(status.success());
     let stopped = records.last().unwrap();
     assert_eq!(stopped["event"]["action"], "agent-stopped");
@@ -774,9 +785,9 @@ fn missing_kernel_field_degrades_its_ecs_fields_only() {
 /// With the kernel's own BTF nothing is degraded and nothing is counted.
 #[test]
 fn kernel_btf_degrades_nothing() {
-    let mut agent = Agent::start("not-degraded", "");
-    agent.sync();
-    let (_, _, records) = agent.stop();
+    let mut agent = Agent::start(AGENT, "not-degraded", "").unwrap();
+    agent.sync().unwrap();
+    let (_, _, records) = agent.stop().unwrap();
     assert_eq!(
         records[0]["boot_copy"]["sensor"]["degraded_fields"],
         serde_json::json!([])
@@ -794,7 +805,7 @@ fn kernel_btf_degrades_nothing() {
 /// message naming the file.
 #[test]
 fn bad_sensor_btf_fails_before_attaching() {
-    let dir = tempdir("badbtf");
+    let dir = tempdir("badbtf").unwrap();
     let garbage = dir.join("garbage.btf");
     fs::write(&garbage, b"not BTF at all, just text\n").unwrap();
     for btf in [dir.join("missing.btf"), garbage] {
@@ -810,7 +821,7 @@ fn bad_sensor_btf_fails_before_attaching() {
             ),
         )
         .unwrap();
-        let err = daemon::refused_run(&config);
+        let err = boot_copy_harness::refused_run(AGENT, &config).unwrap();
         assert!(
             err.contains(&btf.display().to_string()) && err.contains("sensor.btf"),
             "{err}"

@@ -4,138 +4,15 @@
 use serde_json::Value;
 use std::{
     fs,
-    io::{BufRead, BufReader, Write},
+    io::Write,
     os::unix::{ffi::OsStrExt, fs::symlink},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
-    sync::mpsc::{Receiver, RecvTimeoutError, channel},
     time::{Duration, Instant},
 };
 
-#[path = "support/ecs_schema.rs"]
-mod ecs_schema;
-
-/// How long to wait for the agent, scaled by `BOOT_COPY_TEST_SLOWDOWN` (the kernel matrix sets
-/// it: under QEMU's emulation the verifier alone takes seconds).
-static WAIT: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| {
-    let factor = std::env::var("BOOT_COPY_TEST_SLOWDOWN")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    Duration::from_secs(20) * factor
-});
-
-/// A running `boot-copy-agent events` whose stdout lines arrive on a channel.
-struct Agent {
-    child: Child,
-    lines: Receiver<Value>,
-    seen: Vec<Value>,
-}
-
-impl Agent {
-    fn start(all: bool) -> Agent {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"));
-        cmd.arg("events");
-        if all {
-            cmd.arg("--all");
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("agent starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("agent printed invalid JSON ({e}): {line}"));
-                if tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut agent = Agent {
-            child,
-            lines,
-            seen: Vec::new(),
-        };
-        agent.wait_ready();
-        agent
-    }
-
-    /// Execs a marker `cp` until its event shows up: the programs are attached.
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + *WAIT;
-        let marker = format!("ready-{}", std::process::id());
-        while Instant::now() < deadline {
-            let _ = Command::new("cp").arg("--version").arg(&marker).output();
-            if self
-                .wait_for(Duration::from_millis(300), |e| has_arg(e, &marker))
-                .is_some()
-            {
-                return;
-            }
-        }
-        panic!("agent did not report a marker exec within {:?}", *WAIT);
-    }
-
-    /// The first event (already seen or arriving within `timeout`) satisfying `pred`.
-    fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
-            return Some(v.clone());
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => {
-                    let hit = pred(&v);
-                    self.seen.push(v.clone());
-                    if hit {
-                        return Some(v);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
-            }
-        }
-    }
-
-    /// The exec event of process `pid`.
-    fn exec_of(&mut self, pid: u32) -> Value {
-        self.wait_for(*WAIT, |e| {
-            e["event"]["action"] == "exec" && e["process"]["pid"] == pid
-        })
-        .unwrap_or_else(|| panic!("no exec event for pid {pid}"))
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.signal(nix::sys::signal::Signal::SIGCONT);
-        self.signal(nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn has_arg(e: &Value, arg: &str) -> bool {
-    e["process"]["args"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|x| x == arg))
-}
+use crate::AGENT;
+use boot_copy_harness::{Events, WAIT, tempdir};
 
 fn run(cmd: &mut Command) -> u32 {
     let mut child = cmd
@@ -146,13 +23,6 @@ fn run(cmd: &mut Command) -> u32 {
     let pid = child.id();
     child.wait().unwrap();
     pid
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("boot-copy-test-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn resolved(path: &str) -> String {
@@ -177,15 +47,15 @@ fn make_executable(path: &Path, text: &str) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-fn binary_with_args(agent: &mut Agent) {
-    let dir = tempdir("bin");
+fn binary_with_args(agent: &mut Events) {
+    let dir = tempdir("bin").unwrap();
     fs::write(dir.join("a"), "x").unwrap();
     let pid = run(Command::new("cp")
         .arg("-p")
         .arg(dir.join("a"))
         .arg(dir.join("b"))
         .current_dir(&dir));
-    let e = agent.exec_of(pid);
+    let e = agent.exec_of(pid).unwrap();
     let me = std::process::id();
     assert_eq!(e["event"]["category"][0], "process");
     assert_eq!(e["event"]["type"][0], "start");
@@ -203,7 +73,7 @@ fn binary_with_args(agent: &mut Agent) {
         dir.to_string_lossy().as_ref()
     );
     assert_eq!(e["process"]["user"]["id"], "0");
-    let problems = ecs_schema::Schema::load().violations(&e);
+    let problems = crate::support::ecs_schema::Schema::load().violations(&e);
     assert!(problems.is_empty(), "not ECS 9.4.0: {problems:#?}");
     assert!(
         e["process"]["entity_id"]
@@ -230,23 +100,23 @@ fn binary_with_args(agent: &mut Agent) {
     );
 }
 
-fn symlinked_binary_reports_resolved_executable_and_invoked_argv0(agent: &mut Agent) {
-    let dir = tempdir("link");
+fn symlinked_binary_reports_resolved_executable_and_invoked_argv0(agent: &mut Events) {
+    let dir = tempdir("link").unwrap();
     let link = dir.join("mv");
     symlink(resolved("/bin/cp"), &link).unwrap();
     let pid = run(Command::new(&link).arg("--version"));
-    let e = agent.exec_of(pid);
+    let e = agent.exec_of(pid).unwrap();
     assert_eq!(e["process"]["executable"], resolved("/bin/cp"));
     assert_eq!(e["process"]["name"], "cp");
     assert_eq!(args(&e)[0], link.to_string_lossy().as_ref());
 }
 
-fn script_is_the_executable_with_spliced_args(agent: &mut Agent) {
-    let dir = tempdir("script");
+fn script_is_the_executable_with_spliced_args(agent: &mut Events) {
+    let dir = tempdir("script").unwrap();
     let script = dir.join("grub-pc.postinst");
     make_executable(&script, "#!/bin/sh -e\nexit 0\n");
     let pid = run(Command::new(&script).arg("configure"));
-    let e = agent.exec_of(pid);
+    let e = agent.exec_of(pid).unwrap();
     let path = script.to_string_lossy();
     assert_eq!(e["process"]["executable"], path.as_ref());
     assert_eq!(e["process"]["name"], "grub-pc.postinst");
@@ -258,21 +128,21 @@ fn script_is_the_executable_with_spliced_args(agent: &mut Agent) {
     );
 }
 
-fn long_name_is_not_cut_like_comm(agent: &mut Agent) {
-    let dir = tempdir("long");
+fn long_name_is_not_cut_like_comm(agent: &mut Events) {
+    let dir = tempdir("long").unwrap();
     let prog = dir.join("update-grub-gfxpayload");
     fs::copy(resolved("/bin/true"), &prog).unwrap();
     let pid = run(&mut Command::new(&prog));
-    let e = agent.exec_of(pid);
+    let e = agent.exec_of(pid).unwrap();
     assert_eq!(e["process"]["name"], "update-grub-gfxpayload");
     assert_eq!(e["boot_copy"]["process"]["comm"], "update-grub-gfx");
 }
 
-fn relative_exec_is_made_absolute_with_cwd(agent: &mut Agent) {
-    let dir = tempdir("rel");
+fn relative_exec_is_made_absolute_with_cwd(agent: &mut Events) {
+    let dir = tempdir("rel").unwrap();
     fs::copy(resolved("/bin/true"), dir.join("prog")).unwrap();
     let pid = run(Command::new("./prog").current_dir(&dir));
-    let e = agent.exec_of(pid);
+    let e = agent.exec_of(pid).unwrap();
     assert_eq!(
         e["process"]["executable"],
         dir.join("prog").to_string_lossy().as_ref()
@@ -285,7 +155,7 @@ fn relative_exec_is_made_absolute_with_cwd(agent: &mut Agent) {
 }
 
 /// The event of the cp run in `dir`.
-fn cp_event_in(agent: &mut Agent, dir: &Path) -> Value {
+fn cp_event_in(agent: &mut Events, dir: &Path) -> Value {
     agent
         .wait_for(*WAIT, |e| {
             e["process"]["name"] == "cp"
@@ -294,8 +164,8 @@ fn cp_event_in(agent: &mut Agent, dir: &Path) -> Value {
         .expect("cp event")
 }
 
-fn forked_subshell_parent_carries_the_shell_image(agent: &mut Agent) {
-    let dir = tempdir("sub");
+fn forked_subshell_parent_carries_the_shell_image(agent: &mut Events) {
+    let dir = tempdir("sub").unwrap();
     fs::write(dir.join("a"), "x").unwrap();
     // The parenthesised subshell forks; cp is not its last command, so it forks and execs.
     let script = "(cp a b; true); exit 0";
@@ -316,8 +186,8 @@ fn forked_subshell_parent_carries_the_shell_image(agent: &mut Agent) {
 
 /// A shell that forked (so has a table entry) and then exec'd another program: the program's
 /// children see it as it is now, never the entry from before the exec.
-fn parent_that_execd_after_forking_is_described_anew(agent: &mut Agent) {
-    let dir = tempdir("reexec");
+fn parent_that_execd_after_forking_is_described_anew(agent: &mut Events) {
+    let dir = tempdir("reexec").unwrap();
     fs::write(dir.join("a"), "x").unwrap();
     let inner = "cp a b; true";
     let outer = format!("/bin/true; exec /bin/sh -c '{inner}'");
@@ -338,8 +208,8 @@ fn parent_that_execd_after_forking_is_described_anew(agent: &mut Agent) {
 
 /// A script's subshell is described as the script (its path as the executable), as Defend
 /// describes a forked process by its parent's image: the kernel copies the script's entry.
-fn script_subshell_parent_is_the_script(agent: &mut Agent) {
-    let dir = tempdir("scriptsub");
+fn script_subshell_parent_is_the_script(agent: &mut Events) {
+    let dir = tempdir("scriptsub").unwrap();
     fs::write(dir.join("a"), "x").unwrap();
     let script = dir.join("postinst");
     make_executable(&script, "#!/bin/sh\n(cp a b; true)\nexit 0\n");
@@ -365,7 +235,7 @@ struct EarlyParent {
 
 impl EarlyParent {
     fn spawn() -> EarlyParent {
-        let dir = tempdir("before");
+        let dir = tempdir("before").unwrap();
         fs::write(dir.join("a"), "x").unwrap();
         let sh = Command::new("/bin/sh")
             .arg("-c")
@@ -378,7 +248,7 @@ impl EarlyParent {
         EarlyParent { sh }
     }
 
-    fn check(mut self, agent: &mut Agent) {
+    fn check(mut self, agent: &mut Events) {
         self.sh.stdin.take().unwrap().write_all(b"go\n").unwrap();
         self.sh.wait().unwrap();
         let sh = self.sh.id();
@@ -399,13 +269,13 @@ impl EarlyParent {
 #[test]
 fn parent_started_before_the_agent() {
     let early = EarlyParent::spawn();
-    early.check(&mut Agent::start(false));
+    early.check(&mut Events::start(AGENT, false).unwrap());
 }
 
-fn parent_exited_before_the_event_was_read(agent: &mut Agent) {
-    let dir = tempdir("gone");
+fn parent_exited_before_the_event_was_read(agent: &mut Events) {
+    let dir = tempdir("gone").unwrap();
     fs::write(dir.join("a"), "x").unwrap();
-    agent.signal(nix::sys::signal::Signal::SIGSTOP);
+    agent.signal(nix::sys::signal::Signal::SIGSTOP).unwrap();
     let sh = run(Command::new("/bin/sh")
         .arg("-c")
         .arg("cp a b; exit 0")
@@ -415,7 +285,7 @@ fn parent_exited_before_the_event_was_read(agent: &mut Agent) {
         !Path::new(&format!("/proc/{sh}")).exists(),
         "shell has exited"
     );
-    agent.signal(nix::sys::signal::Signal::SIGCONT);
+    agent.signal(nix::sys::signal::Signal::SIGCONT).unwrap();
     let e = agent
         .wait_for(*WAIT, |e| e["process"]["parent"]["pid"] == sh)
         .expect("cp event");
@@ -424,8 +294,8 @@ fn parent_exited_before_the_event_was_read(agent: &mut Agent) {
     assert_eq!(e["boot_copy"]["parent"]["source"], "kernel");
 }
 
-fn cp_with_4000_sources_keeps_every_argument(agent: &mut Agent) {
-    let dir = tempdir("many");
+fn cp_with_4000_sources_keeps_every_argument(agent: &mut Events) {
+    let dir = tempdir("many").unwrap();
     let dst = dir.join("dst");
     fs::create_dir(&dst).unwrap();
     let mut cmd = Command::new("cp");
@@ -436,7 +306,7 @@ fn cp_with_4000_sources_keeps_every_argument(agent: &mut Agent) {
     }
     cmd.arg(&dst);
     let pid = run(&mut cmd);
-    let e = agent.exec_of(pid);
+    let e = agent.exec_of(pid).unwrap();
     let a = args(&e);
     assert_eq!(a.len(), 4002);
     assert_eq!(e["process"]["args_count"], 4002);
@@ -445,10 +315,10 @@ fn cp_with_4000_sources_keeps_every_argument(agent: &mut Agent) {
     assert_eq!(e["boot_copy"]["process"]["args_truncated"], false);
 }
 
-fn unwatched_128k_argument_is_truncated_and_flagged(agent: &mut Agent) {
+fn unwatched_128k_argument_is_truncated_and_flagged(agent: &mut Events) {
     let big = "A".repeat(128 * 1024 - 1);
     let pid = run(Command::new("/bin/true").arg(&big).arg("after"));
-    let e = agent.exec_of(pid);
+    let e = agent.exec_of(pid).unwrap();
     assert_eq!(e["boot_copy"]["process"]["args_truncated"], true);
     assert_eq!(e["process"]["args_count"], 3);
     assert_eq!(e["boot_copy"]["process"]["args_bytes"], 10 + 128 * 1024 + 6);
@@ -456,23 +326,23 @@ fn unwatched_128k_argument_is_truncated_and_flagged(agent: &mut Agent) {
     assert!(a.len() >= 2 && a[1].len() >= 20 * 1024 && a[1].len() < big.len());
 }
 
-fn hostile_bytes_stay_valid_json_and_flagged(agent: &mut Agent) {
+fn hostile_bytes_stay_valid_json_and_flagged(agent: &mut Events) {
     let raw = std::ffi::OsStr::from_bytes(b"bad\xff\xfe name");
     let pid = run(Command::new("cp")
         .arg("--version")
         .arg(raw)
         .arg("two\nlines \"quoted\" {\"json\":1}"));
-    let e = agent.exec_of(pid);
+    let e = agent.exec_of(pid).unwrap();
     let a = args(&e);
     assert_eq!(a[2], "bad\u{fffd}\u{fffd} name");
     assert_eq!(a[3], "two\nlines \"quoted\" {\"json\":1}");
     assert_eq!(e["boot_copy"]["process"]["text_altered"][0], "args");
 }
 
-fn stopped_consumer_drops_are_counted_and_reported(agent: &mut Agent) {
+fn stopped_consumer_drops_are_counted_and_reported(agent: &mut Events) {
     // Only a loss record from this storm counts.
     agent.seen.clear();
-    agent.signal(nix::sys::signal::Signal::SIGSTOP);
+    agent.signal(nix::sys::signal::Signal::SIGSTOP).unwrap();
     // Watched execs carry up to 512 KiB of arguments: 50 records of 300 KiB are over three
     // times the default 4 MiB ring, in few enough execs to stay quick under emulation.
     let padding = "P".repeat(100 * 1024);
@@ -481,7 +351,7 @@ fn stopped_consumer_drops_are_counted_and_reported(agent: &mut Agent) {
             .arg("--version")
             .args([&padding, &padding, &padding]));
     }
-    agent.signal(nix::sys::signal::Signal::SIGCONT);
+    agent.signal(nix::sys::signal::Signal::SIGCONT).unwrap();
     let loss = agent
         .wait_for(*WAIT, |e| e["event"]["action"] == "events-lost")
         .expect("a loss record");
@@ -495,7 +365,7 @@ fn stopped_consumer_drops_are_counted_and_reported(agent: &mut Agent) {
     );
     // The agent keeps going.
     let pid = run(Command::new("cp").arg("--version").arg("after-the-storm"));
-    agent.exec_of(pid);
+    agent.exec_of(pid).unwrap();
 }
 
 /// Each scenario as its own test, with its own agent (`events --all`).
@@ -504,12 +374,12 @@ macro_rules! own_agent_tests {
         $(
             #[test]
             fn $name() {
-                super::$name(&mut super::Agent::start(true));
+                super::$name(&mut super::Events::start(crate::AGENT, true).unwrap());
             }
         )*
         /// Every scenario in turn against one agent: the kernel matrix runs this, since under
         /// emulation loading the programs costs seconds per agent.
-        pub const ALL: &[(&str, fn(&mut super::Agent))] = &[$((stringify!($name), super::$name)),*];
+        pub const ALL: &[(&str, fn(&mut super::Events))] = &[$((stringify!($name), super::$name)),*];
     };
 }
 
@@ -535,7 +405,7 @@ mod one_agent_each {
 #[test]
 fn every_scenario_on_one_agent() {
     let early = EarlyParent::spawn();
-    let mut agent = Agent::start(true);
+    let mut agent = Events::start(AGENT, true).unwrap();
     early.check(&mut agent);
     for (name, scenario) in one_agent_each::ALL {
         let start = Instant::now();

@@ -12,12 +12,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/ecs_schema.rs"]
-mod ecs_schema;
-
-use daemon::{Agent, PUBLISHED, STRICT, exec_in_boot_namespace, tempdir, unique};
+use crate::AGENT;
+use boot_copy_harness::{Agent, PUBLISHED, STRICT, exec_in_boot_namespace, tempdir, unique};
 
 /// Text meant to break a log line, a JSON parser or a terminal: newline, quotes, a JSON
 /// fragment, ANSI escapes (clear screen, red) and U+202E.
@@ -67,7 +63,7 @@ impl Case {
     }
 
     /// Problems with the alerts found for this case (empty when right).
-    fn check(&self, agent: &Agent, schema: &ecs_schema::Schema) -> Vec<String> {
+    fn check(&self, agent: &Agent, schema: &crate::support::ecs_schema::Schema) -> Vec<String> {
         let alerts = agent.alerts_for_pid(self.pid);
         let [alert] = alerts.as_slice() else {
             return vec![format!("{} alerts, not one", alerts.len())];
@@ -148,9 +144,9 @@ fn os(bytes: &[u8]) -> OsString {
 
 #[test]
 fn hostile_execs_alert_once_each_as_valid_json_with_their_fields() {
-    let mut agent = Agent::start("hostile", "[alert_budget]\nmax_alerts = 1000\n");
+    let mut agent = Agent::start(AGENT, "hostile", "[alert_budget]\nmax_alerts = 1000\n").unwrap();
     let tag = unique();
-    let work = tempdir("hostile-work");
+    let work = tempdir("hostile-work").unwrap();
     let cp = PathBuf::from("/usr/bin/cp");
     let src = work.join("src");
     fs::write(&src, "hostile\n").unwrap();
@@ -233,8 +229,8 @@ fn hostile_execs_alert_once_each_as_valid_json_with_their_fields() {
     for case in &mut cases {
         case.run();
     }
-    agent.sync();
-    let schema = ecs_schema::Schema::load();
+    agent.sync().unwrap();
+    let schema = crate::support::ecs_schema::Schema::load();
     let failures: Vec<String> = cases
         .iter()
         .flat_map(|c| {
@@ -273,13 +269,13 @@ fn cp_from_deep_tree(work: &Path, component: &str, levels: usize, target: &str) 
 
 #[test]
 fn paths_beyond_the_capture_limits_alert_with_the_deepest_part_flagged() {
-    let mut agent = Agent::start("deep", "");
-    let work = tempdir("deep-work");
+    let mut agent = Agent::start(AGENT, "deep", "").unwrap();
+    let work = tempdir("deep-work").unwrap();
     let tag = unique();
     // Longer than PATH_MAX (4096 bytes), and deeper than the 64 directory levels walked.
     let long = cp_from_deep_tree(&work, &"L".repeat(200), 24, &format!("/boot/long-{tag}"));
     let deep = cp_from_deep_tree(&work, "d", 80, &format!("/boot/deep-{tag}"));
-    agent.sync();
+    agent.sync().unwrap();
     for ((pid, real), target) in [
         (long, format!("/boot/long-{tag}")),
         (deep, format!("/boot/deep-{tag}")),
@@ -303,7 +299,7 @@ fn paths_beyond_the_capture_limits_alert_with_the_deepest_part_flagged() {
             "{cwd}"
         );
     }
-    let (_, _, records) = agent.stop();
+    let (_, _, records) = agent.stop().unwrap();
     let stopped = records.last().unwrap();
     assert_eq!(stopped["event"]["action"], "agent-stopped");
     assert!(stopped["boot_copy"]["counters"]["path_truncations"].as_u64() >= Some(2));

@@ -7,16 +7,15 @@ use std::{
     fs,
     os::unix::fs::{PermissionsExt, chown},
     path::{Path, PathBuf},
-    process::{Child, Command},
+    process::Command,
     time::{Duration, Instant},
 };
 
-#[path = "support/daemon.rs"]
-mod daemon;
-
-use daemon::{PUBLISHED, WAIT, in_boot_namespace, tempdir, unique};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_boot-copy-agent");
+use crate::AGENT;
+use boot_copy_harness::{
+    Agent, Launch, PUBLISHED, WAIT, has_arg, in_boot_namespace, refused_run, tempdir, unique,
+    use_rules_dir,
+};
 /// CAP_BPF (39) and CAP_SYS_PTRACE (19).
 const KEPT_CAPS: u64 = 1 << 39 | 1 << 19;
 const NOBODY: u32 = 65534;
@@ -47,106 +46,32 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
     config
 }
 
-/// A running `boot-copy-agent run`; stdout goes to `dir/stdout.ndjson`.
-struct Agent {
-    child: Child,
-    log: PathBuf,
-    /// Records before this index are an earlier run's.
-    from: usize,
+/// `run` with `config`, writing into `dir` (which may hold an earlier run's records); its stdout
+/// goes to `dir/stdout.ndjson`.
+fn start(dir: &Path, config: &Path) -> Agent {
+    Launch::existing(AGENT, dir, config)
+        .stdout_to(dir.join("stdout.ndjson"))
+        .start()
+        .unwrap()
 }
 
-impl Agent {
-    fn start(dir: &Path, config: &Path) -> Agent {
-        let stdout = fs::File::create(dir.join("stdout.ndjson")).unwrap();
-        let child = Command::new(AGENT)
-            .args(["run", "--config"])
-            .arg(config)
-            .stdout(stdout)
-            .spawn()
-            .expect("agent starts");
-        let mut agent = Agent {
-            child,
-            log: dir.join("log/alerts.ndjson"),
-            from: 0,
-        };
-        // A previous run's records may be in the log already: look only after them.
-        agent.from = agent.all_records().len();
-        let started = agent.wait_for(|r| r["event"]["action"] == "agent-started");
-        assert!(started.is_some(), "no start record");
-        agent
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// This run's records.
-    fn records(&self) -> Vec<Value> {
-        let mut all = self.all_records();
-        all.drain(..self.from.min(all.len()));
-        all
-    }
-
-    /// Complete lines only: the agent may be writing the last one.
-    fn all_records(&self) -> Vec<Value> {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-        complete
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// The last record matching `pred`, waiting for one.
-    fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-        let deadline = Instant::now() + *WAIT;
-        loop {
-            let exited = self.child.try_wait().ok().flatten();
-            if let Some(r) = self.records().into_iter().rev().find(|r| pred(r)) {
-                return Some(r);
-            }
-            if let Some(status) = exited {
-                panic!("agent exited: {status}");
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
-    }
-
-    /// Copies into the namespace's /boot and waits for the published rule's alert.
-    fn alert_on_copy(&mut self) -> Value {
-        let target = format!("/boot/integrity-{}", unique());
-        in_boot_namespace(&format!("cp /etc/hostname {target}"));
-        self.wait_for(|r| {
+/// Copies into the namespace's /boot and waits for the published rule's alert.
+fn alert_on_copy(agent: &mut Agent) -> Value {
+    let target = format!("/boot/integrity-{}", unique());
+    in_boot_namespace(&format!("cp /etc/hostname {target}")).unwrap();
+    agent
+        .wait_for(*WAIT, |r| {
             r["event"]["kind"] == "alert"
                 && r["rule"]["id"] == PUBLISHED
-                && r["process"]["args"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|x| x == target.as_str()))
+                && has_arg(&r["process"]["args"], &target)
         })
-        .unwrap_or_else(|| panic!("no alert for {target}"))
-    }
-
-    fn stop(mut self) {
-        self.signal(nix::sys::signal::Signal::SIGTERM);
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "agent stopped with {status}");
-    }
+        .unwrap_or_else(|e| panic!("no alert for {target}: {e}"))
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Stops the agent, which must exit with success.
+fn stop(agent: Agent) {
+    let (status, _, _) = agent.stop().unwrap();
+    assert!(status.success(), "agent stopped with {status}");
 }
 
 /// `Cap*:` and `NoNewPrivs:` lines of /proc/PID/task/TID/status, as numbers.
@@ -169,14 +94,14 @@ fn privileges(status: &str) -> Vec<(String, u64)> {
 
 #[test]
 fn running_agent_keeps_only_bpf_and_ptrace_and_still_detects_and_reloads() {
-    let dir = tempdir("caps");
+    let dir = tempdir("caps").unwrap();
     let config = write_config(&dir, "");
     // A log left world-readable (and group-writable) by someone else is tightened at start.
     fs::create_dir(dir.join("log")).unwrap();
     let log = dir.join("log/alerts.ndjson");
     fs::write(&log, "").unwrap();
     chmod(&log, 0o666);
-    let mut agent = Agent::start(&dir, &config);
+    let mut agent = start(&dir, &config);
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode(&log), 0o640);
     let expected: Vec<(String, u64)> = [
@@ -190,7 +115,7 @@ fn running_agent_keeps_only_bpf_and_ptrace_and_still_detects_and_reloads() {
     .map(|(n, v)| (n.to_owned(), v))
     .into();
     // Capabilities are per thread: every thread (main loop, sinks) must have dropped them.
-    let tasks: Vec<_> = fs::read_dir(format!("/proc/{}/task", agent.pid()))
+    let tasks: Vec<_> = fs::read_dir(format!("/proc/{}/task", agent.pid() as i32))
         .unwrap()
         .map(|t| t.unwrap().path())
         .collect();
@@ -200,7 +125,7 @@ fn running_agent_keeps_only_bpf_and_ptrace_and_still_detects_and_reloads() {
         assert_eq!(privileges(&status), expected, "{}", task.display());
     }
     let start = agent
-        .wait_for(|r| r["event"]["action"] == "agent-started")
+        .wait_for(*WAIT, |r| r["event"]["action"] == "agent-started")
         .unwrap();
     assert_eq!(
         start["boot_copy"]["capabilities"],
@@ -208,7 +133,7 @@ fn running_agent_keeps_only_bpf_and_ptrace_and_still_detects_and_reloads() {
     );
 
     // Detection after the drop.
-    let alert = agent.alert_on_copy();
+    let alert = alert_on_copy(&mut agent);
     assert_eq!(alert["process"]["parent"]["name"], "dash");
     // SIGHUP after the drop: rules come from a (root-owned) directory now, and apply.
     let rules = dir.join("rules");
@@ -218,15 +143,15 @@ fn running_agent_keeps_only_bpf_and_ptrace_and_still_detects_and_reloads() {
         rules.join("boot-file-copy.toml"),
     )
     .unwrap();
-    daemon::use_rules_dir(&config, &rules);
+    use_rules_dir(&config, &rules).unwrap();
     // What logrotate's `create 0644 root root` leaves: a new file that SIGHUP must reopen and
     // tighten, without the capabilities the agent dropped.
     fs::rename(&log, dir.join("log/alerts.ndjson.1")).unwrap();
     fs::write(&log, "").unwrap();
     chmod(&log, 0o644);
-    agent.signal(nix::sys::signal::Signal::SIGHUP);
+    agent.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
     let reloaded = agent
-        .wait_for(|r| r["event"]["action"] == "rules-reloaded")
+        .wait_for(*WAIT, |r| r["event"]["action"] == "rules-reloaded")
         .expect("rules-reloaded after the drop, in the reopened log");
     assert_eq!(mode(&log), 0o640);
     assert_eq!(
@@ -234,9 +159,9 @@ fn running_agent_keeps_only_bpf_and_ptrace_and_still_detects_and_reloads() {
         "boot-copy reloaded rules: Boot File Copy v2; watching process.name in (\"cp\", \"mv\")"
     );
     // The kernel's watch list followed, written through the descriptor kept open.
-    assert_eq!(watched_names(agent.pid()), ["cp", "mv"]);
-    agent.alert_on_copy();
-    agent.stop();
+    assert_eq!(watched_names(agent.pid() as i32), ["cp", "mv"]);
+    alert_on_copy(&mut agent);
+    stop(agent);
     let status_file = dir.join("log/status.json");
     let status: Value = serde_json::from_str(&fs::read_to_string(&status_file).unwrap()).unwrap();
     assert_eq!(status["stopped"], true);
@@ -247,7 +172,7 @@ fn running_agent_keeps_only_bpf_and_ptrace_and_still_detects_and_reloads() {
 
 /// `run` with `config`: must fail before opening the log, naming `culprit` and `why`.
 fn assert_refused(dir: &Path, config: &Path, culprit: &Path, why: &str) {
-    let err = daemon::refused_run(config);
+    let err = refused_run(AGENT, config).unwrap();
     let named = format!("{} is {why}", culprit.display());
     assert!(err.contains(&named), "expected `{named}` in: {err}");
     assert!(
@@ -273,7 +198,7 @@ fn assert_refused(dir: &Path, config: &Path, culprit: &Path, why: &str) {
 
 #[test]
 fn config_rules_and_key_that_others_can_change_or_read_are_refused() {
-    let dir = tempdir("strictmodes");
+    let dir = tempdir("strictmodes").unwrap();
     let etc = dir.join("etc");
     let rules = etc.join("rules");
     fs::create_dir_all(&rules).unwrap();
@@ -330,7 +255,7 @@ fn config_rules_and_key_that_others_can_change_or_read_are_refused() {
     assert_refused(&dir, &config, &dir, &group_writable(0o777));
     chmod(&dir, 0o755);
     // And with everything in order the agent runs.
-    Agent::start(&dir, &config).stop();
+    stop(start(&dir, &config));
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -372,7 +297,7 @@ fn seq(line: &str) -> u64 {
 
 #[test]
 fn hmac_chain_verifies_a_real_log_and_names_each_kind_of_tampering() {
-    let dir = tempdir("chain");
+    let dir = tempdir("chain").unwrap();
     let key = dir.join("chain.key");
     write_key(&key);
     let config = write_config(
@@ -380,17 +305,21 @@ fn hmac_chain_verifies_a_real_log_and_names_each_kind_of_tampering() {
         &format!("[integrity]\nkey_file = \"{}\"\n", key.display()),
     );
     // Two runs: alerts, heartbeats, a reload, a clean stop and a start linked to it.
-    let mut agent = Agent::start(&dir, &config);
-    agent.alert_on_copy();
-    agent.signal(nix::sys::signal::Signal::SIGHUP);
-    agent.wait_for(|r| r["event"]["action"] == "rules-reloaded");
-    agent.alert_on_copy();
-    agent.wait_for(|r| r["event"]["action"] == "heartbeat");
+    let mut agent = start(&dir, &config);
+    alert_on_copy(&mut agent);
+    agent.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+    agent
+        .wait_for(*WAIT, |r| r["event"]["action"] == "rules-reloaded")
+        .expect("rules-reloaded after SIGHUP");
+    alert_on_copy(&mut agent);
+    agent
+        .wait_for(*WAIT, |r| r["event"]["action"] == "heartbeat")
+        .expect("a heartbeat (heartbeat_seconds = 1)");
     let stdout_first_run = fs::read_to_string(dir.join("stdout.ndjson")).unwrap();
-    agent.stop();
-    let mut agent = Agent::start(&dir, &config);
-    agent.alert_on_copy();
-    agent.stop();
+    stop(agent);
+    let mut agent = start(&dir, &config);
+    alert_on_copy(&mut agent);
+    stop(agent);
 
     let log = dir.join("log/alerts.ndjson");
     // Created by the agent: neither the directory nor the log is open to others.
@@ -571,10 +500,10 @@ fn links_of(pid: i32) -> Vec<(i32, u64, String)> {
 
 #[test]
 fn detaching_a_program_is_reported() {
-    let dir = tempdir("detach");
+    let dir = tempdir("detach").unwrap();
     let config = write_config(&dir, "");
-    let mut agent = Agent::start(&dir, &config);
-    let links = links_of(agent.pid());
+    let mut agent = start(&dir, &config);
+    let links = links_of(agent.pid() as i32);
     let tracepoints: Vec<&str> = links.iter().map(|l| l.2.as_str()).collect();
     assert_eq!(tracepoints.len(), 2, "exec and fork links: {tracepoints:?}");
     let (fd, link_id, _) = links
@@ -594,9 +523,9 @@ fn detaching_a_program_is_reported() {
         "bpftool detached a raw tracepoint link: {out:?}"
     );
     // What another root process can do: close the agent's descriptor for the link.
-    close_fd_in(agent.pid(), fd);
+    close_fd_in(agent.pid() as i32, fd);
     let record = agent
-        .wait_for(|r| r["event"]["action"] == "programs-detached")
+        .wait_for(*WAIT, |r| r["event"]["action"] == "programs-detached")
         .expect("programs-detached record");
     assert_eq!(
         record["boot_copy"]["detached"][0]["tracepoint"],
@@ -649,21 +578,21 @@ fn map_id_of(pid: i32, name: &str) -> u64 {
 
 #[test]
 fn changed_prefilter_maps_are_reported_and_restored() {
-    let dir = tempdir("maps");
+    let dir = tempdir("maps").unwrap();
     let config = write_config(&dir, "");
-    let mut agent = Agent::start(&dir, &config);
+    let mut agent = start(&dir, &config);
     let start = agent
-        .wait_for(|r| r["event"]["action"] == "agent-started")
+        .wait_for(*WAIT, |r| r["event"]["action"] == "agent-started")
         .unwrap();
     assert_eq!(
         start["boot_copy"]["guarded_maps"],
         serde_json::json!(["WATCHED", "WATCHED_SIZES", "CONFIG"])
     );
     assert_eq!(
-        watched_names(agent.pid()),
+        watched_names(agent.pid() as i32),
         ["busybox", "coreutils", "cp", "install", "mv", "rsync"]
     );
-    let watched = map_id_of(agent.pid(), "WATCHED").to_string();
+    let watched = map_id_of(agent.pid() as i32, "WATCHED").to_string();
     // `cp` as the kernel's key: the name, zero-padded to 64 bytes.
     let mut key = vec!["hex".to_owned(), "63".to_owned(), "70".to_owned()];
     key.extend(std::iter::repeat_n("00".to_owned(), 62));
@@ -674,7 +603,7 @@ fn changed_prefilter_maps_are_reported_and_restored() {
     let key: Vec<&str> = key.iter().map(String::as_str).collect();
     bpftool(&[&["map", "delete", "id", &watched, "key"], &key[..]].concat());
     let record = agent
-        .wait_for(|r| r["event"]["action"] == "maps-tampered")
+        .wait_for(*WAIT, |r| r["event"]["action"] == "maps-tampered")
         .expect("maps-tampered record");
     assert_eq!(
         record["boot_copy"]["tampered"],
@@ -683,16 +612,16 @@ fn changed_prefilter_maps_are_reported_and_restored() {
     assert_eq!(record["event"]["kind"], "state");
     // Restored: the key is back, and a copy alerts again.
     bpftool(&[&["map", "lookup", "id", &watched, "key"], &key[..]].concat());
-    agent.alert_on_copy();
+    alert_on_copy(&mut agent);
     let heartbeat = agent
-        .wait_for(|r| {
+        .wait_for(*WAIT, |r| {
             r["event"]["action"] == "heartbeat" && r["boot_copy"]["counters"]["maps_tampered"] == 1
         })
         .expect("heartbeat counting the change");
     assert!(heartbeat["boot_copy"]["seq"].as_u64() > record["boot_copy"]["seq"].as_u64());
 
     // Zeroed, CONFIG's bitmaps would turn every name away before WATCHED is consulted.
-    let config_map = map_id_of(agent.pid(), "CONFIG").to_string();
+    let config_map = map_id_of(agent.pid() as i32, "CONFIG").to_string();
     let zero = ["0"; 56];
     let update = [
         "map",
@@ -708,7 +637,7 @@ fn changed_prefilter_maps_are_reported_and_restored() {
     ];
     bpftool(&[&update[..], &zero[..]].concat());
     let record = agent
-        .wait_for(|r| {
+        .wait_for(*WAIT, |r| {
             r["event"]["action"] == "maps-tampered"
                 && r["boot_copy"]["tampered"][0]["map"] == "CONFIG"
         })
@@ -719,8 +648,8 @@ fn changed_prefilter_maps_are_reported_and_restored() {
         tampered["added"][0],
         "flags 0 name bits [0, 0, 0, 0] size bits [0, 0]"
     );
-    agent.alert_on_copy();
-    agent.stop();
+    alert_on_copy(&mut agent);
+    stop(agent);
     fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -9,16 +9,14 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-#[path = "support/daemon.rs"]
-mod daemon;
-
-use daemon::{Agent, WAIT, in_boot_namespace, tempdir, unique};
+use crate::AGENT;
+use boot_copy_harness::{Agent, WAIT, in_boot_namespace, tempdir, unique};
 
 /// A rule like the published one on a tool with a name of its own: the kernel prefilter then
 /// watches only this test's execs, so execs of other processes on the machine (other tests copy
 /// files too) cannot take ring-buffer space or add drops.
 fn rule_for(name: &str) -> String {
-    daemon::eql_rule(
+    boot_copy_harness::eql_rule(
         "0f0f0f0f-0000-4000-8000-000000000001",
         "Overflow test copy",
         "Copies into /boot by the overflow test's own copy tool.",
@@ -43,7 +41,7 @@ fn time(v: &Value) -> SystemTime {
 fn execs_lost_while_stopped_equal_the_kernel_drop_count() {
     const STORM: usize = 400;
     let tag = unique();
-    let work = tempdir("overflow-work");
+    let work = tempdir("overflow-work").unwrap();
     let name = format!("ovfcp{}", tag.replace('-', "x"));
     let tool = work.join(&name);
     fs::copy("/usr/bin/cp", &tool).unwrap();
@@ -53,35 +51,36 @@ fn execs_lost_while_stopped_equal_the_kernel_drop_count() {
         "[rules]\npath = \"{}\"\n[sensor]\nring_buffer_bytes = 1048576\n[alert_budget]\nmax_alerts = 1000000\n",
         rule.display()
     );
-    let mut agent = Agent::start("overflow", &config);
+    let mut agent = Agent::start(AGENT, "overflow", &config).unwrap();
     let tool = tool.display().to_string();
     let sync = |agent: &mut Agent, label: &str| {
         let marker = format!("/boot/{label}-{tag}");
-        in_boot_namespace(&format!("{tool} /etc/hostname {marker}"));
+        in_boot_namespace(&format!("{tool} /etc/hostname {marker}")).unwrap();
         agent
             .wait_for(*WAIT, |r| {
-                r["event"]["kind"] == "alert" && daemon::has_arg(&r["process"]["args"], &marker)
+                r["event"]["kind"] == "alert"
+                    && boot_copy_harness::has_arg(&r["process"]["args"], &marker)
             })
-            .unwrap_or_else(|| panic!("no alert for {marker}"));
+            .unwrap_or_else(|e| panic!("no alert for {marker}: {e}"));
     };
     sync(&mut agent, "before"); // the ring is empty now
 
-    agent.signal(nix::sys::signal::Signal::SIGSTOP);
+    agent.signal(nix::sys::signal::Signal::SIGSTOP).unwrap();
     while state(agent.pid()) != 'T' {
         std::thread::sleep(Duration::from_millis(5));
     }
     let storm_start = SystemTime::now();
     in_boot_namespace(&format!(
         "i=0; while [ $i -lt {STORM} ]; do {tool} /etc/hostname /boot/storm-{tag}-$i; i=$((i+1)); done"
-    ));
+    )).unwrap();
     let storm_end = SystemTime::now();
-    agent.signal(nix::sys::signal::Signal::SIGCONT);
+    agent.signal(nix::sys::signal::Signal::SIGCONT).unwrap();
     sync(&mut agent, "after"); // every storm record still in the ring has been handled
     let loss = agent
         .wait_for(*WAIT, |r| r["event"]["action"] == "events-lost")
         .expect("a loss record");
 
-    let (status, _, records) = agent.stop();
+    let (status, _, records) = agent.stop().unwrap();
     assert!(status.success(), "{status}");
     let prefix = format!("/boot/storm-{tag}-");
     let mut alerted: Vec<usize> = records

@@ -13,10 +13,8 @@ use std::{
     process::{Command, Stdio},
 };
 
-#[path = "support/daemon.rs"]
-mod daemon;
-
-use daemon::{Agent, PUBLISHED, exec_in_boot_namespace, tempdir, unique};
+use crate::AGENT;
+use boot_copy_harness::{Agent, PUBLISHED, exec_in_boot_namespace, tempdir, unique};
 
 /// The system's python (not a shim earlier in PATH).
 const PYTHON: &str = "/usr/bin/python3";
@@ -30,7 +28,7 @@ fn rules_dir(work: &Path) -> PathBuf {
     fs::copy(bundled, dir.join("boot-file-copy.toml")).unwrap();
     fs::write(
         dir.join("any-boot-arg.toml"),
-        daemon::eql_rule(
+        boot_copy_harness::eql_rule(
             CATCH_ALL,
             "Any /boot argument",
             "Any exec with an argument under /boot/.",
@@ -44,12 +42,14 @@ fn rules_dir(work: &Path) -> PathBuf {
 fn start_agent(work: &Path) -> Agent {
     let rules = rules_dir(work);
     Agent::start(
+        AGENT,
         "tree",
         &format!(
             "[rules]\npath = \"{}\"\n[alert_budget]\nmax_alerts = 100000\n",
             rules.display()
         ),
     )
+    .unwrap()
 }
 
 /// The one alert of `rule` whose args contain `arg`.
@@ -86,7 +86,7 @@ fn assert_parent_is_this_test(a: &Value) {
 
 #[test]
 fn recycled_pid_never_inherits_the_old_process_data() {
-    let work = tempdir("reuse-work");
+    let work = tempdir("reuse-work").unwrap();
     let mut agent = start_agent(&work);
     let tag = unique();
     let old_image = work.join(format!("oldparent-{tag}"));
@@ -111,7 +111,7 @@ fn recycled_pid_never_inherits_the_old_process_data() {
             x - 1
         );
         sh_in_boot_namespace(&script);
-        agent.sync();
+        agent.sync().unwrap();
         let a = alert(&agent, CATCH_ALL, &target);
         if a["process"]["parent"]["pid"] == x {
             new_target = Some(target);
@@ -168,7 +168,7 @@ fn orphan_alert(agent: &Agent, tag: &str) -> (Value, u64) {
 
 #[test]
 fn orphan_adopted_by_a_subreaper_has_the_subreaper_as_parent() {
-    let work = tempdir("subreaper-work");
+    let work = tempdir("subreaper-work").unwrap();
     let mut agent = start_agent(&work);
     let tag = unique();
     let script = orphaning_script(&tag);
@@ -184,7 +184,7 @@ fn orphan_adopted_by_a_subreaper_has_the_subreaper_as_parent() {
     }
     let mut reaper = cmd.spawn().unwrap();
     assert!(reaper.wait().unwrap().success());
-    agent.sync();
+    agent.sync().unwrap();
     let (a, seen) = orphan_alert(&agent, &tag);
     let parent = &a["process"]["parent"];
     assert_eq!(seen, u64::from(reaper.id()), "the orphan was adopted");
@@ -196,7 +196,7 @@ fn orphan_adopted_by_a_subreaper_has_the_subreaper_as_parent() {
 
 #[test]
 fn orphan_adopted_by_a_pid_namespace_init_has_that_init_as_parent() {
-    let work = tempdir("nsinit-work");
+    let work = tempdir("nsinit-work").unwrap();
     let mut agent = start_agent(&work);
     let tag = unique();
     let script = orphaning_script(&tag);
@@ -215,7 +215,7 @@ fn orphan_adopted_by_a_pid_namespace_init_has_that_init_as_parent() {
         .status()
         .unwrap();
     assert!(status.success());
-    agent.sync();
+    agent.sync().unwrap();
     let (a, seen) = orphan_alert(&agent, &tag);
     let parent = &a["process"]["parent"];
     assert_eq!(parent["pid"], seen, "pids are the host's");
@@ -229,7 +229,7 @@ fn orphan_adopted_by_a_pid_namespace_init_has_that_init_as_parent() {
 
 #[test]
 fn exec_through_file_descriptors_names_the_file() {
-    let work = tempdir("fd-work");
+    let work = tempdir("fd-work").unwrap();
     let mut agent = start_agent(&work);
     let tag = unique();
     let cp = resolved("/usr/bin/cp");
@@ -261,7 +261,7 @@ fn exec_through_file_descriptors_names_the_file() {
     let mut child = exec_in_boot_namespace(PYTHON, ["-c", &py]).spawn().unwrap();
     let pid_execveat = child.id();
     assert!(child.wait().unwrap().success());
-    agent.sync();
+    agent.sync().unwrap();
 
     for (target, pid, exe, argv0) in [
         (&via_proc, pid_proc, &cp, "/proc/self/fd/3"),
@@ -284,7 +284,7 @@ fn exec_through_file_descriptors_names_the_file() {
 
 #[test]
 fn exec_of_a_memfd_is_named_after_the_memfd() {
-    let work = tempdir("memfd-work");
+    let work = tempdir("memfd-work").unwrap();
     let mut agent = start_agent(&work);
     let target = format!("/boot/memfd-{}", unique());
     let py = format!(
@@ -296,7 +296,7 @@ fn exec_of_a_memfd_is_named_after_the_memfd() {
     let mut child = exec_in_boot_namespace(PYTHON, ["-c", &py]).spawn().unwrap();
     let pid = child.id();
     assert!(child.wait().unwrap().success());
-    agent.sync();
+    agent.sync().unwrap();
     // The dentry walk gives the memfd's name under its internal mount: `/memfd:cp`. The published
     // rule needs process.name "cp", so only the catch-all rule fires.
     let a = alert(&agent, CATCH_ALL, &target);
@@ -315,7 +315,7 @@ fn exec_of_a_memfd_is_named_after_the_memfd() {
 
 #[test]
 fn exec_from_a_thread_is_the_process_that_ran_it() {
-    let work = tempdir("thread-work");
+    let work = tempdir("thread-work").unwrap();
     let mut agent = start_agent(&work);
     let target = format!("/boot/thread-{}", unique());
     // The target is also python's own argument, so its exec alerts too (same process).
@@ -329,7 +329,7 @@ fn exec_from_a_thread_is_the_process_that_ran_it() {
         .unwrap();
     let pid = child.id();
     assert!(child.wait().unwrap().success());
-    agent.sync();
+    agent.sync().unwrap();
     let alerts = agent.alerts_of(CATCH_ALL, &target);
     let python = alerts
         .iter()

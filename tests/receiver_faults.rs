@@ -16,10 +16,8 @@ use std::{
     time::Duration,
 };
 
-#[path = "support/daemon.rs"]
-mod daemon;
-
-use daemon::{Agent, PUBLISHED, in_boot_namespace, slowdown, unique};
+use crate::AGENT;
+use boot_copy_harness::{Agent, PUBLISHED, in_boot_namespace, slowdown, unique};
 
 /// Copies per scenario, and the size of the padding argument each carries (an alert holds it
 /// three times: `process.args`, `process.command_line`, `message`).
@@ -119,8 +117,8 @@ fn storm_against(addr: &str, tag: &str) -> Outcome {
         "[sinks.syslog]\nenabled = true\ntransport = \"tcp\"\naddress = \"{addr}\"\nqueue_capacity = 16\ntimeout_ms = 1000\nreconnect_max_ms = 1000\n\
          [alert_budget]\nmax_alerts = 1000000\n[sensor]\nring_buffer_bytes = 33554432\n"
     );
-    let mut agent = Agent::start(tag, &config);
-    agent.sync();
+    let mut agent = Agent::start(AGENT, tag, &config).unwrap();
+    agent.sync().unwrap();
     let pid = agent.pid();
     let baseline = rss_anon_kb(pid);
     let peak = Arc::new(AtomicU64::new(baseline));
@@ -138,14 +136,14 @@ fn storm_against(addr: &str, tag: &str) -> Outcome {
     let pad = "P".repeat(PAD);
     in_boot_namespace(&format!(
         "i=0; while [ $i -lt {COPIES} ]; do cp --suffix={pad} /etc/hostname /boot/rf-{run}-$i; i=$((i+1)); done"
-    ));
-    agent.sync(); // every copy of the storm has been handled
+    )).unwrap();
+    agent.sync().unwrap(); // every copy of the storm has been handled
     // The once-a-second tick reports losses.
     thread::sleep(Duration::from_millis(1500));
     sampling.store(false, SeqCst);
     sampler.join().unwrap();
     // A receiver that is down does not make the stop fail or slow.
-    let (status, took, records) = agent.stop();
+    let (status, took, records) = agent.stop().unwrap();
     assert!(status.success(), "exit status {status}");
     assert!(
         took < Duration::from_secs(2) * slowdown(),
@@ -159,7 +157,7 @@ fn storm_against(addr: &str, tag: &str) -> Outcome {
                 .filter(|r| {
                     r["event"]["kind"] == "alert"
                         && r["rule"]["id"] == PUBLISHED
-                        && daemon::has_arg(&r["process"]["args"], &target)
+                        && boot_copy_harness::has_arg(&r["process"]["args"], &target)
                 })
                 .count()
         })

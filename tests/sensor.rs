@@ -20,7 +20,7 @@ use boot_copy_common::{
     RECORD_EXEC, counter, exec_flags, image_flags,
 };
 
-const WAIT: Duration = Duration::from_secs(5);
+use boot_copy_harness::WAIT;
 
 /// These tests load programs into the running kernel: without root they fail, they do not skip.
 fn is_root() -> bool {
@@ -117,7 +117,7 @@ fn wait_for(
     seen: &mut Vec<Rec>,
     want: impl Fn(&Rec) -> bool,
 ) -> Option<usize> {
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + *WAIT;
     loop {
         reader.drain(|raw| seen.push(decode(raw)));
         if let Some(i) = seen.iter().position(&want) {
@@ -333,7 +333,7 @@ fn all_execs_wakeups_counters_and_table_lifecycle() {
         .build()
         .unwrap();
     let mut seen = Vec::new();
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + *WAIT;
     while !seen.iter().any(|r: &Rec| r.header.tgid == pid) && Instant::now() < deadline {
         rt.block_on(reader.wait(Some(Duration::from_millis(100))))
             .unwrap();

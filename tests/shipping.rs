@@ -4,10 +4,11 @@
 //! syslog destination) run as they are, forwarding the alert log to a TCP receiver while
 //! logrotate rotates it. Needs root; installs rsyslog and logrotate, and unpacks Debian's
 //! syslog-ng (which conflicts with rsyslog as a package) under `target/tools`, if missing.
-#[path = "support/daemon.rs"]
-mod support;
-
+use crate::AGENT;
 use boot_copy_agent::sink::{AlertLogConfig, Record, Severity, Sinks, SinksConfig, StdoutConfig};
+use boot_copy_harness::{
+    Agent, PUBLISHED, WAIT, exec_in_boot_namespace, has_arg, in_boot_namespace, tempdir, unique,
+};
 use serde_json::{Value, json};
 use std::{
     collections::BTreeMap,
@@ -20,7 +21,6 @@ use std::{
     thread,
     time::{Duration, Instant},
 };
-use support::{Agent, PUBLISHED, WAIT, exec_in_boot_namespace, in_boot_namespace, unique};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -261,7 +261,7 @@ fn assert_every_record_once(receiver: &Receiver, sent: usize, shipper: &str) {
 #[test]
 fn shipped_rsyslog_config_forwards_every_alert_once_through_logrotate() {
     apt_install(&["rsyslog", "logrotate"]);
-    let dir = support::tempdir("ship-rsyslog");
+    let dir = tempdir("ship-rsyslog").unwrap();
     let log = dir.join("log/alerts.ndjson");
     fs::create_dir_all(dir.join("log")).unwrap();
     fs::create_dir_all(dir.join("work")).unwrap();
@@ -299,7 +299,7 @@ fn shipped_rsyslog_config_forwards_every_alert_once_through_logrotate() {
 fn shipped_syslog_ng_config_forwards_every_alert_once_through_logrotate() {
     apt_install(&["logrotate"]);
     let root = syslog_ng();
-    let dir = support::tempdir("ship-syslog-ng");
+    let dir = tempdir("ship-syslog-ng").unwrap();
     let log = dir.join("log/alerts.ndjson");
     fs::create_dir_all(dir.join("log")).unwrap();
     fs::write(&log, "").unwrap();
@@ -351,7 +351,7 @@ struct StockRsyslog {
 impl StockRsyslog {
     fn start() -> StockRsyslog {
         apt_install(&["rsyslog"]);
-        let dir = support::tempdir("stock-rsyslog");
+        let dir = tempdir("stock-rsyslog").unwrap();
         fs::create_dir_all(dir.join("work")).unwrap();
         let d = dir.display();
         let conf = format!(
@@ -408,17 +408,19 @@ impl Drop for StockRsyslog {
 fn stock_rsyslog_on_the_local_socket_files_every_alert_as_json_under_its_tag() {
     let rsyslog = StockRsyslog::start();
     let mut agent = Agent::start(
+        AGENT,
         "stock-rsyslog",
         &format!(
             "[sinks.syslog]\nenabled = true\naddress = \"{}\"\n",
             rsyslog.dir.join("log.sock").display()
         ),
-    );
+    )
+    .unwrap();
     let targets: Vec<String> = (0..5)
         .map(|i| format!("/boot/stock-{i}-{}", unique()))
         .collect();
     for t in &targets {
-        in_boot_namespace(&format!("cp /etc/hostname {t}"));
+        in_boot_namespace(&format!("cp /etc/hostname {t}")).unwrap();
     }
     // 80 KiB of arguments: the alert is far over rsyslog's 8 KiB.
     let big = format!("/boot/stock-big-{}", unique());
@@ -430,8 +432,8 @@ fn stock_rsyslog_on_the_local_socket_files_every_alert_as_json_under_its_tag() {
     assert!(status.success());
     for t in targets.iter().chain([&big]) {
         agent
-            .wait_for(*WAIT, |r| support::has_arg(&r["process"]["args"], t))
-            .unwrap_or_else(|| panic!("no alert for {t} in the log"));
+            .wait_for(*WAIT, |r| has_arg(&r["process"]["args"], t))
+            .unwrap_or_else(|e| panic!("no alert for {t} in the log: {e}"));
     }
     let deadline = Instant::now() + *WAIT;
     let filed = |t: &str| -> Vec<Value> {

@@ -26,7 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-const WAIT: Duration = Duration::from_secs(30);
+use boot_copy_harness::WAIT;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -72,7 +72,7 @@ fn seqs(path: &Path) -> Vec<usize> {
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        assert!(start.elapsed() < *WAIT, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(20));
     }
 }
@@ -265,7 +265,7 @@ action(type="omfile" file="{d}/raw.log" template="raw")
         let mut seen = [false; 3];
         while seen != [true; 3] {
             assert!(
-                start.elapsed() < WAIT,
+                start.elapsed() < *WAIT,
                 "rsyslogd did not come up; see {}",
                 self.dir.display()
             );

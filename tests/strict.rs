@@ -5,12 +5,8 @@
 //! host's /boot is never touched. Needs root (and busybox for the applet cases).
 use std::{fs, process::Command};
 
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/ecs_schema.rs"]
-mod ecs_schema;
-
-use daemon::{Agent, PUBLISHED, STRICT, in_boot_namespace, tempdir, unique};
+use crate::AGENT;
+use boot_copy_harness::{Agent, PUBLISHED, STRICT, in_boot_namespace, tempdir, unique};
 
 fn busybox() -> String {
     let out = Command::new("sh")
@@ -42,8 +38,8 @@ fn source(work: &std::path::Path) -> String {
 
 #[test]
 fn each_evasion_alerts_once_under_the_strict_rule() {
-    let mut agent = Agent::start("evasions", "");
-    let work = tempdir("evasion-work");
+    let mut agent = Agent::start(AGENT, "evasions", "").unwrap();
+    let work = tempdir("evasion-work").unwrap();
     let w = work.display().to_string();
     let bb = busybox();
     fs::copy("/usr/bin/cp", work.join("xyz")).unwrap();
@@ -102,10 +98,10 @@ fn each_evasion_alerts_once_under_the_strict_rule() {
         None,
     );
     for c in &cases {
-        in_boot_namespace(&c.script);
+        in_boot_namespace(&c.script).unwrap();
     }
-    agent.sync();
-    let schema = ecs_schema::Schema::load();
+    agent.sync().unwrap();
+    let schema = crate::support::ecs_schema::Schema::load();
     let mut failures = Vec::new();
     for c in &cases {
         let alerts = agent.alerts_with_arg(&c.src);
@@ -147,13 +143,13 @@ fn each_evasion_alerts_once_under_the_strict_rule() {
 
 #[test]
 fn strict_rule_can_be_disabled() {
-    let mut agent = Agent::start("disabled", "[rules]\nstrict = false\n");
-    let work = tempdir("disabled-work");
+    let mut agent = Agent::start(AGENT, "disabled", "[rules]\nstrict = false\n").unwrap();
+    let work = tempdir("disabled-work").unwrap();
     let src = source(&work);
-    in_boot_namespace(&format!("cp {src} /boot"));
-    agent.sync();
+    in_boot_namespace(&format!("cp {src} /boot")).unwrap();
+    agent.sync().unwrap();
     assert!(agent.alerts_with_arg(&src).is_empty());
-    let (status, _, records) = agent.stop();
+    let (status, _, records) = agent.stop().unwrap();
     assert!(status.success());
     assert_eq!(
         records[0]["boot_copy"]["prefilter"],

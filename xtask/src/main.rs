@@ -71,10 +71,7 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             run_agent(args)
         }
-        Task::Test => {
-            setup::run()?;
-            test::run()
-        }
+        Task::Test => test::run(),
         Task::Bench { names } => {
             setup::run()?;
             bench::run(&names)
@@ -100,7 +97,7 @@ fn run_agent(mut args: Vec<String>) -> anyhow::Result<()> {
     if args.is_empty() {
         args.push("run".into());
     }
-    let agent = workspace_root().join("target/release/boot-copy-agent");
+    let agent = release_agent();
     use std::os::unix::process::CommandExt as _;
     let err = Command::new(&agent).args(&args).exec();
     Err(err).with_context(|| format!("executing {}", agent.display()))
@@ -112,6 +109,11 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask is inside the workspace")
         .to_path_buf()
+}
+
+/// The agent's release build (`cargo build --release --package boot-copy-agent`).
+pub fn release_agent() -> PathBuf {
+    workspace_root().join("target/release/boot-copy-agent")
 }
 
 /// Runs `cargo ARGS` in the workspace, failing on a non-zero exit.

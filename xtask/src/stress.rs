@@ -8,29 +8,25 @@
 //! The triggering tool is a copy of cp with a name of its own, watched by a rule of its own, so
 //! execs of other processes on the machine take no ring-buffer space. Copies go to a tmpfs over
 //! /boot in a private mount namespace.
-use crate::{cargo, setup, workspace_root};
-use anyhow::{Context as _, bail, ensure};
+use crate::{cargo, setup};
+use anyhow::{Context as _, ensure};
+use boot_copy_harness::{WAIT, eql_rule, has_arg, in_boot_namespace, tempdir};
+use nix::sys::signal::Signal;
 use serde_json::Value;
-use std::{
-    fs,
-    net::TcpListener,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    thread,
-    time::{Duration, Instant},
-};
+use std::{fs, net::TcpListener, path::PathBuf, thread, time::Duration};
 
 /// Execs per storm.
 const STORM: usize = 3000;
 /// How much the agent's heap may have grown after all cycles.
 const HEAP_GROWTH_LIMIT_KB: u64 = 16 * 1024;
-/// Generous: a storm leaves thousands of records to handle, on a machine that may be busy.
-const WAIT: Duration = Duration::from_secs(180);
+/// Waits for a storm's records, in [`WAIT`]s: a storm leaves thousands of records to handle, on a
+/// machine that may be busy.
+const STORM_WAITS: u32 = 9;
 
 pub fn run(cycles: usize) -> anyhow::Result<()> {
     setup::require_root("the stress scenarios")?;
     cargo(&["build", "--release", "--package", "boot-copy-agent"])?;
-    let agent = Agent::start()?;
+    let mut agent = Agent::start()?;
     agent.sync("start")?;
     let baseline = agent.rss_anon_kb()?;
     let mut drops_before = agent.counter("ringbuf_drops")?;
@@ -40,16 +36,16 @@ pub fn run(cycles: usize) -> anyhow::Result<()> {
         for (phase, stopped) in [("stopped", true), ("awake", false)] {
             let label = format!("c{cycle}-{phase}");
             if stopped {
-                agent.signal("-STOP")?;
+                agent.pause()?;
             }
             agent.storm(&label)?;
             if stopped {
-                agent.signal("-CONT")?;
+                agent.resume()?;
             }
             agent.sync(&label)?;
             // The status file and loss records follow once a second.
             thread::sleep(Duration::from_millis(2500));
-            let alerts = agent.alerts_with_prefix(&format!("/boot/{label}-"))?;
+            let alerts = agent.alerts_with_prefix(&format!("/boot/{label}-"));
             let drops = agent.counter("ringbuf_drops")?;
             let lost = drops - drops_before;
             drops_before = drops;
@@ -67,7 +63,7 @@ pub fn run(cycles: usize) -> anyhow::Result<()> {
         }
     }
     let reported: u64 = agent
-        .records()?
+        .records()
         .iter()
         .filter(|r| r["event"]["action"] == "events-lost")
         .filter_map(|r| r["boot_copy"]["loss"]["ringbuf_drops"].as_u64())
@@ -94,97 +90,61 @@ pub fn run(cycles: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `boot-copy-agent run` (release) with its files, tool and rule in a scratch directory.
+/// `boot-copy-agent run` (release), started by the shared harness, with its tool and rule in a
+/// scratch directory of their own.
 struct Agent {
-    child: Child,
-    dir: PathBuf,
-    log: PathBuf,
+    run: boot_copy_harness::Agent,
+    work: PathBuf,
     tool: String,
 }
 
 impl Agent {
     fn start() -> anyhow::Result<Self> {
-        let dir = PathBuf::from(format!("/tmp/boot-copy-stress-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir)?;
+        let work = tempdir("stress-work")?;
         let name = format!("stresscp{}", std::process::id());
-        let tool = dir.join(&name);
+        let tool = work.join(&name);
         fs::copy("/usr/bin/cp", &tool).context("copying cp")?;
-        let rule = dir.join("rule.toml");
+        let rule = work.join("rule.toml");
         fs::write(&rule, rule_for(&name))?;
         // A port nobody listens on: the syslog receiver is down throughout.
         let down = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let log = dir.join("log/alerts.ndjson");
-        let config = dir.join("config.toml");
-        fs::write(
-            &config,
-            format!(
-                "[rules]\npath = \"{rule}\"\n[sensor]\nring_buffer_bytes = 1048576\n[alert_budget]\nmax_alerts = 100000000\n\
-                 [health]\nstate_dir = \"{d}/log\"\n[sinks.stdout]\nenabled = false\n[sinks.alert_log]\npath = \"{l}\"\n\
-                 [sinks.syslog]\nenabled = true\ntransport = \"tcp\"\naddress = \"{down}\"\nqueue_capacity = 64\n",
-                rule = rule.display(),
-                d = dir.display(),
-                l = log.display()
-            ),
-        )?;
-        let child = Command::new(workspace_root().join("target/release/boot-copy-agent"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting the agent")?;
-        let agent = Self {
-            child,
-            dir,
-            log,
+        let extra = format!(
+            "[rules]\npath = \"{rule}\"\n[sensor]\nring_buffer_bytes = 1048576\n[alert_budget]\nmax_alerts = 100000000\n\
+             [sinks.stdout]\nenabled = false\n\
+             [sinks.syslog]\nenabled = true\ntransport = \"tcp\"\naddress = \"{down}\"\nqueue_capacity = 64\n",
+            rule = rule.display(),
+        );
+        let run = boot_copy_harness::Agent::start(crate::release_agent(), "stress", &extra)?;
+        Ok(Self {
+            run,
+            work,
             tool: tool.display().to_string(),
-        };
-        agent.wait(|r| r["event"]["action"] == "agent-started")?;
-        Ok(agent)
-    }
-
-    fn records(&self) -> anyhow::Result<Vec<Value>> {
-        let mut text = fs::read_to_string(&self.log).unwrap_or_default();
-        // A last line without its newline is still being written.
-        text.truncate(text.rfind('\n').map_or(0, |i| i + 1));
-        text.lines()
-            .map(|l| serde_json::from_str(l).with_context(|| format!("bad line in the log: {l}")))
-            .collect()
-    }
-
-    fn wait(&self, pred: impl Fn(&Value) -> bool) -> anyhow::Result<()> {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if self.records()?.iter().any(&pred) {
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        bail!("nothing expected in {} within {WAIT:?}", self.log.display())
-    }
-
-    /// One triggering copy, waited for: everything before it has been handled.
-    fn sync(&self, label: &str) -> anyhow::Result<()> {
-        let marker = format!("/boot/sync-{label}");
-        in_boot_namespace(&format!("{} /etc/hostname {marker}", self.tool))?;
-        self.wait(|r| {
-            r["event"]["kind"] == "alert"
-                && r["process"]["args"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|x| x == marker.as_str()))
         })
     }
 
-    fn storm(&self, label: &str) -> anyhow::Result<()> {
-        in_boot_namespace(&format!(
-            "i=0; while [ $i -lt {STORM} ]; do {} /etc/hostname /boot/{label}-$i; i=$((i+1)); done",
-            self.tool
-        ))
+    fn records(&self) -> Vec<Value> {
+        self.run.records()
     }
 
-    fn alerts_with_prefix(&self, prefix: &str) -> anyhow::Result<usize> {
-        Ok(self
-            .records()?
+    /// One triggering copy, waited for: everything before it has been handled.
+    fn sync(&mut self, label: &str) -> anyhow::Result<()> {
+        let marker = format!("/boot/sync-{label}");
+        in_boot_namespace(&format!("{} /etc/hostname {marker}", self.tool))?;
+        self.run.wait_for(*WAIT * STORM_WAITS, |r| {
+            r["event"]["kind"] == "alert" && has_arg(&r["process"]["args"], &marker)
+        })?;
+        Ok(())
+    }
+
+    fn storm(&self, label: &str) -> anyhow::Result<()> {
+        Ok(in_boot_namespace(&format!(
+            "i=0; while [ $i -lt {STORM} ]; do {} /etc/hostname /boot/{label}-$i; i=$((i+1)); done",
+            self.tool
+        ))?)
+    }
+
+    fn alerts_with_prefix(&self, prefix: &str) -> usize {
+        self.records()
             .iter()
             .filter(|r| r["event"]["kind"] == "alert")
             .filter(|r| {
@@ -192,35 +152,33 @@ impl Agent {
                     .as_str()
                     .is_some_and(|a| a.starts_with(prefix))
             })
-            .count())
+            .count()
     }
 
     /// A counter from the status file (rewritten every second).
     fn counter(&self, name: &str) -> anyhow::Result<u64> {
-        let status: Value = serde_json::from_slice(&fs::read(self.dir.join("log/status.json"))?)?;
-        status["counters"][name]
+        self.run.status_file()?["counters"][name]
             .as_u64()
             .with_context(|| format!("no counter {name} in the status file"))
     }
 
-    fn signal(&self, sig: &str) -> anyhow::Result<()> {
-        crate::status(
-            Command::new("kill")
-                .arg(sig)
-                .arg(self.child.id().to_string()),
-        )?;
-        if sig == "-STOP" {
-            // Stopped once its state letter says so.
-            while proc_state(self.child.id())? != 'T' {
-                thread::sleep(Duration::from_millis(5));
-            }
+    /// SIGSTOP, waited for.
+    fn pause(&self) -> anyhow::Result<()> {
+        self.run.signal(Signal::SIGSTOP)?;
+        // Stopped once its state letter says so.
+        while proc_state(self.run.pid())? != 'T' {
+            thread::sleep(Duration::from_millis(5));
         }
         Ok(())
     }
 
+    fn resume(&self) -> anyhow::Result<()> {
+        Ok(self.run.signal(Signal::SIGCONT)?)
+    }
+
     /// `RssAnon` in kB: the heap, without the ring buffer's shared pages.
     fn rss_anon_kb(&self) -> anyhow::Result<u64> {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let status = fs::read_to_string(format!("/proc/{}/status", self.run.pid()))?;
         status
             .lines()
             .find_map(|l| l.strip_prefix("RssAnon:"))
@@ -231,14 +189,8 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        for sig in ["-CONT", "-TERM"] {
-            let _ = Command::new("kill")
-                .arg(sig)
-                .arg(self.child.id().to_string())
-                .status();
-        }
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
+        let _ = self.run.signal(Signal::SIGCONT);
+        let _ = fs::remove_dir_all(&self.work);
     }
 }
 
@@ -250,39 +202,14 @@ fn proc_state(pid: u32) -> anyhow::Result<char> {
         .context("stat")
 }
 
-fn in_boot_namespace(script: &str) -> anyhow::Result<()> {
-    let full = format!("mount -t tmpfs boot-copy-stress /boot && {script}");
-    crate::status(Command::new("unshare").args([
-        "-m",
-        "--propagation",
-        "private",
-        "/bin/sh",
-        "-c",
-        &full,
-    ]))
-}
-
+/// The stress scenario's rule: copies into /boot by its own copy tool.
 fn rule_for(name: &str) -> String {
-    format!(
-        r#"[metadata]
-creation_date = "2026/01/01"
-maturity = "development"
-updated_date = "2026/01/01"
-
-[rule]
-author = ["boot-copy stress"]
-description = "Copies into /boot by the stress scenario's own copy tool."
-language = "eql"
-license = "MIT"
-name = "Stress copy"
-risk_score = 21
-rule_id = "0f0f0f0f-0000-4000-8000-000000000003"
-severity = "low"
-type = "eql"
-version = 1
-query = '''
-process where event.type == "start" and process.name == "{name}" and process.args like~ "/boot/*"
-'''
-"#
+    eql_rule(
+        "0f0f0f0f-0000-4000-8000-000000000003",
+        "Stress copy",
+        "Copies into /boot by the stress scenario's own copy tool.",
+        &format!(
+            r#"process where event.type == "start" and process.name == "{name}" and process.args like~ "/boot/*""#
+        ),
     )
 }

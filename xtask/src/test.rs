@@ -1,46 +1,147 @@
-//! `cargo xtask test`: the whole suite — the workspace's tests (unit, rule engine, sinks, and the
-//! end-to-end tests that load the real programs into the running kernel, so this needs root),
-//! a brief fuzzing run, the kernel matrix under QEMU, and the packaged service under a real
-//! systemd. Every stage runs; the last line counts stages passed and failed.
+//! `cargo xtask test`: the whole suite — formatting and clippy, the workspace's tests (the pure
+//! packages in parallel; the agent's, whose end-to-end tests load the real programs into the
+//! running kernel, one at a time, so this needs root), a brief fuzzing run, the kernel matrix
+//! under QEMU, and the packaged service under a real systemd. Every stage runs; the summary lists
+//! each stage and each kernel's count of required scenarios passed.
 use crate::{cargo, fuzz, service, setup, vm};
 
-/// The scenario set (every events, alert-verdict and strict-evasion scenario, one agent per
-/// suite) on every kernel of the matrix, the host's included (natively), in one table.
-fn kernel_matrix() -> anyhow::Result<()> {
-    vm::run(&[])
+/// Variables that narrow or loosen a run (`cargo xtask vm-test` and `service-test` accept them
+/// by hand): the whole suite refuses to start with any of them set.
+const NARROWING: [&str; 4] = [
+    "VMTEST_ONLY",
+    "VMTEST_SET",
+    "BOOT_COPY_SERVICE_KERNEL",
+    "BOOT_COPY_TEST_SLOWDOWN",
+];
+
+/// Packages whose tests touch neither the kernel nor the host's exec stream: they run in
+/// parallel. The rule engine's crate, `boot-copy-rules`, belongs here once it exists.
+const PARALLEL_PACKAGES: [&str; 3] = ["boot-copy-common", "boot-copy-harness", "xtask"];
+
+/// One stage's outcome, and what the summary shows for it beyond pass or fail.
+type Outcome = (anyhow::Result<()>, Vec<String>);
+
+type Stage = (&'static str, fn() -> Outcome);
+
+fn plain(result: anyhow::Result<()>) -> Outcome {
+    (result, Vec::new())
 }
 
-type Stage = (&'static str, fn() -> anyhow::Result<()>);
+/// The parallel packages' tests, in one `cargo test`.
+fn parallel_tests() -> Outcome {
+    let mut args = vec!["test", "--no-fail-fast"];
+    for package in PARALLEL_PACKAGES {
+        args.extend(["--package", package]);
+    }
+    plain(cargo(&args))
+}
 
+/// The agent's tests: kernel tests share the host's exec stream, and one test at a time keeps
+/// timing honest.
+fn kernel_tests() -> Outcome {
+    plain(cargo(&[
+        "test",
+        "--package",
+        "boot-copy-agent",
+        "--no-fail-fast",
+        "--",
+        "--test-threads=1",
+    ]))
+}
+
+/// The scenario set on every kernel of the matrix, the host's included (natively), in one table.
+fn kernel_matrix() -> Outcome {
+    match vm::matrix(&[]) {
+        Ok(reports) => {
+            let counts = reports.iter().map(vm::Report::count).collect();
+            (vm::verdict(&reports), counts)
+        }
+        Err(e) => plain(Err(e)),
+    }
+}
+
+/// Refuses a narrowed run, sets up, then runs every stage.
 pub fn run() -> anyhow::Result<()> {
+    refuse_narrowing(|name| std::env::var_os(name).is_some())?;
+    setup::run()?;
     setup::require_root("the test suite")?;
-    let stages: [Stage; 4] = [
-        // Kernel tests share the host's exec stream; one test at a time keeps timing honest.
-        ("cargo test", || {
-            cargo(&[
-                "test",
-                "--workspace",
-                "--no-fail-fast",
-                "--",
-                "--test-threads=1",
-            ])
+    let stages: [Stage; 7] = [
+        ("cargo fmt --check", || {
+            plain(cargo(&["fmt", "--all", "--check"]))
         }),
-        ("fuzz (brief)", fuzz::brief),
+        // The workspace's default members: the eBPF crate builds only for the BPF target.
+        ("cargo clippy", || {
+            plain(cargo(&["clippy", "--all-targets", "--", "-D", "warnings"]))
+        }),
+        ("cargo test (parallel)", parallel_tests),
+        ("cargo test (kernel, one at a time)", kernel_tests),
+        ("fuzz (brief)", || plain(fuzz::brief())),
         ("kernel matrix", kernel_matrix),
-        ("service under systemd", service::run),
+        ("service under systemd", || plain(service::run())),
     ];
-    let mut failed = Vec::new();
+    let mut summary = Vec::new();
     for (name, stage) in stages {
         eprintln!("==> {name}");
-        if let Err(e) = stage() {
+        let (result, details) = stage();
+        if let Err(e) = &result {
             eprintln!("==> {name} FAILED: {e:#}");
-            failed.push(name);
+        }
+        summary.push((name, result.is_ok(), details));
+    }
+    print_summary(&summary)
+}
+
+/// Fails naming every variable in [`NARROWING`] that `is_set`.
+fn refuse_narrowing(is_set: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+    let set: Vec<&str> = NARROWING.into_iter().filter(|v| is_set(v)).collect();
+    if !set.is_empty() {
+        anyhow::bail!(
+            "cargo xtask test runs the whole suite; unset {} (it narrows or loosens the run; \
+             `cargo xtask vm-test` or `service-test` accept it by hand)",
+            set.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// One line per stage (with a line per kernel for the matrix), then the count.
+fn print_summary(summary: &[(&str, bool, Vec<String>)]) -> anyhow::Result<()> {
+    println!("test summary:");
+    for (name, ok, details) in summary {
+        println!("  {:<4} {name}", if *ok { "ok" } else { "FAIL" });
+        for d in details {
+            println!("         {d}");
         }
     }
-    let passed = stages.len() - failed.len();
-    println!("stages: {passed} passed, {} failed", failed.len());
+    let failed: Vec<&str> = summary
+        .iter()
+        .filter(|(_, ok, _)| !ok)
+        .map(|(name, ..)| *name)
+        .collect();
+    println!(
+        "stages: {} passed, {} failed",
+        summary.len() - failed.len(),
+        failed.len()
+    );
     if !failed.is_empty() {
         anyhow::bail!("failed stages: {}", failed.join(", "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_narrowing_variable_is_refused_by_name() {
+        assert!(refuse_narrowing(|_| false).is_ok());
+        let err = refuse_narrowing(|v| v == "VMTEST_ONLY" || v == "BOOT_COPY_TEST_SLOWDOWN")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unset VMTEST_ONLY, BOOT_COPY_TEST_SLOWDOWN"),
+            "{err}"
+        );
+    }
 }

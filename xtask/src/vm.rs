@@ -1,25 +1,29 @@
 //! `cargo xtask vm-test [KERNEL...]`: the kernel matrix. Boots Debian's own kernels under QEMU
 //! (TCG: KVM does not work for nested guests on these machines) with an initramfs holding
-//! busybox, real coreutils and the statically linked agent and end-to-end test binaries
-//! (tests/events.rs, tests/daemon.rs), and runs `tests/vm/scenarios.sh` in each guest; `host`
-//! runs the same script with the same binaries natively on this kernel.
+//! busybox, real coreutils and the statically linked agent and end-to-end test binary
+//! (tests/tests.rs), and runs `tests/vm/scenarios.sh` in each guest on the required scenarios
+//! (see `scenarios.rs`); `host` runs the same script with the same binaries natively on this
+//! kernel.
 //!
 //! KERNEL is `5.10` (Debian bullseye), `6.1`, `6.12` (bookworm), `host`, or a path to a kernel
 //! image (bzImage, or a vmlinux with a PVH entry); none means all four. Kernel packages are cached in `/var/cache/boot-copy-vm` (override with
 //! `BOOT_COPY_VM_CACHE`); `BOOT_COPY_VM_TIMEOUT` (seconds, default 900) bounds each kernel;
 //! `BOOT_COPY_VM_JOBS` runs that many kernels at once (default: one per two host cores);
-//! `VMTEST_SET=all` runs every test with its own agent instead of the shared scenario set;
-//! `VMTEST_ONLY` (a shell glob) selects scenarios by name.
+//! `VMTEST_SET=all` runs every test of the matrix's modules with its own agent instead of the
+//! shared scenario set; `VMTEST_ONLY` (a shell glob) selects scenarios by name. Both narrow or
+//! change what is required, so `cargo xtask test` refuses them.
 pub mod binaries;
 mod cpio;
 mod initramfs;
 mod kernels;
 pub mod qemu;
 mod report;
+mod scenarios;
 
 use anyhow::{Context as _, bail};
 use kernels::Target;
-use report::Report;
+pub use report::Report;
+use scenarios::Required;
 use std::{
     path::{Path, PathBuf},
     sync::{
@@ -30,37 +34,28 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// The image of Debian's kernel `series` (`5.10`, `6.1`, `6.12`): from the kernel cache, or
+/// downloaded into it.
+pub fn debian_kernel(series: &str, cache: &Path) -> anyhow::Result<PathBuf> {
+    let prepared = Target::parse(series)?.prepare(cache)?;
+    prepared
+        .image
+        .with_context(|| format!("{series} is not a Debian kernel series"))
+}
+
+pub use kernels::cache_dir;
+
 /// The kernels run when none are named.
 pub const DEFAULT_KERNELS: [&str; 4] = ["5.10", "6.1", "6.12", "host"];
 
 /// Runs the scenario set on each kernel (all of [`DEFAULT_KERNELS`] when `kernels` is empty) and
-/// fails unless every scenario passed on every kernel.
+/// fails unless every required scenario passed on every kernel.
 pub fn run(kernels: &[String]) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let targets = parse_targets(kernels)?;
-    let cache = kernels::cache_dir()?;
-    let prepared = timed("kernels ready", || {
-        targets
-            .iter()
-            .map(|t| t.prepare(&cache))
-            .collect::<anyhow::Result<Vec<_>>>()
-    })?;
-    let bins = timed("static binaries built", binaries::build_static)?;
-    let work = crate::workspace_root().join("target/vm-test");
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let initrd = match prepared.iter().any(|k| k.image.is_some()) {
-        true => Some(timed("initramfs built", || initramfs::build(&bins, &work))?),
-        false => None,
-    };
-    let runs = run_all(&prepared, &bins, initrd.as_deref(), &work)?;
-    for (report, run) in &runs {
-        if !report.ok() {
-            report.print_failure(run);
-        }
-    }
-    let reports: Vec<Report> = runs.into_iter().map(|(report, _)| report).collect();
-    report::print_matrix(&reports);
-    eprintln!("vm-test: whole matrix took {:.1?}", started.elapsed());
+    verdict(&matrix(kernels)?)
+}
+
+/// Fails unless every kernel passed.
+pub fn verdict(reports: &[Report]) -> anyhow::Result<()> {
     let failed: Vec<&str> = reports
         .iter()
         .filter(|r| !r.ok())
@@ -70,6 +65,39 @@ pub fn run(kernels: &[String]) -> anyhow::Result<()> {
         bail!("vm-test failed on: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// Runs the scenario set on each kernel and prints the matrix: one report per kernel.
+pub fn matrix(kernels: &[String]) -> anyhow::Result<Vec<Report>> {
+    let started = Instant::now();
+    let targets = parse_targets(kernels)?;
+    let cache = cache_dir()?;
+    let prepared = timed("kernels ready", || {
+        targets
+            .iter()
+            .map(|t| t.prepare(&cache))
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    let bins = timed("static binaries built", binaries::build_static)?;
+    let required = Required::of(&bins.tests)?;
+    let work = crate::workspace_root().join("target/vm-test");
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let initrd = match prepared.iter().any(|k| k.image.is_some()) {
+        true => Some(timed("initramfs built", || {
+            initramfs::build(&bins, &required, &work)
+        })?),
+        false => None,
+    };
+    let runs = run_all(&prepared, &bins, &required, initrd.as_deref(), &work)?;
+    for (report, run) in &runs {
+        if !report.ok() {
+            report.print_failure(run);
+        }
+    }
+    let reports: Vec<Report> = runs.into_iter().map(|(report, _)| report).collect();
+    report::print_matrix(&reports);
+    eprintln!("vm-test: whole matrix took {:.1?}", started.elapsed());
+    Ok(reports)
 }
 
 fn parse_targets(kernels: &[String]) -> anyhow::Result<Vec<Target>> {
@@ -100,6 +128,7 @@ fn timed<T>(what: &str, step: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Res
 fn run_all(
     kernels: &[kernels::Prepared],
     bins: &binaries::Binaries,
+    required: &Required,
     initrd: Option<&Path>,
     work: &Path,
 ) -> anyhow::Result<Vec<(Report, qemu::Run)>> {
@@ -114,7 +143,8 @@ fn run_all(
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(kernel) = kernels.get(i) else { break };
-                    let result = run_one(kernel, bins, initrd, work, Duration::from_secs(timeout));
+                    let timeout = Duration::from_secs(timeout);
+                    let result = run_one(kernel, bins, required, initrd, work, timeout);
                     results.lock().unwrap()[i] = Some(result);
                 }
             });
@@ -131,6 +161,7 @@ fn run_all(
 fn run_one(
     kernel: &kernels::Prepared,
     bins: &binaries::Binaries,
+    required: &Required,
     initrd: Option<&Path>,
     work: &Path,
     timeout: Duration,
@@ -154,9 +185,10 @@ fn run_one(
             initramfs::with_modules(base, &kernel.modules, &initrd)?;
             qemu::boot(image, &initrd, &qemu::MATRIX, &log, timeout, echo)?
         }
-        _ => qemu::run_host(bins, &log, timeout, echo)?,
+        _ => qemu::run_host(bins, &required.names, &log, timeout, echo)?,
     };
-    Ok((Report::parse(&kernel.label, &kernel.describe(), &run), run))
+    let report = Report::parse(&kernel.label, &kernel.describe(), &run, required);
+    Ok((report, run))
 }
 
 fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {

@@ -1,20 +1,16 @@
-//! `boot-copy-agent run` (release) under the benchmark: its files in a scratch directory, its
+//! `boot-copy-agent run` (release) under the benchmark, started by the shared harness: its
 //! readiness timed through `$NOTIFY_SOCKET` (the agent's sd_notify `READY=1`), its CPU time,
-//! memory and final counters read from /proc and its status file.
+//! memory and final counters read from /proc and its stop record.
 use super::procs;
-use crate::workspace_root;
 use anyhow::{Context as _, bail};
+use boot_copy_harness::{Launch, WAIT};
 use serde_json::Value;
 use std::{
     fs,
     os::unix::net::UnixDatagram,
     path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
-
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How to configure the agent for a block.
 #[derive(Clone, Copy)]
@@ -35,91 +31,41 @@ impl Default for Options {
 }
 
 pub struct Agent {
-    child: Child,
-    dir: PathBuf,
+    run: boot_copy_harness::Agent,
     pub log: PathBuf,
     /// From spawning the process to its `READY=1`.
     pub ready_after: Duration,
-    stopped: bool,
 }
 
 impl Agent {
     /// Starts the agent and waits for its readiness notification. The alert budget is raised
     /// out of reach so that suppression never mixes into a measurement.
     pub fn start(opts: Options) -> anyhow::Result<Self> {
-        static STARTS: AtomicUsize = AtomicUsize::new(0);
-        let dir = PathBuf::from(format!(
-            "/tmp/boot-copy-bench-{}-{}",
-            std::process::id(),
-            STARTS.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir)?;
-        let log = dir.join("log/alerts.ndjson");
-        let config = dir.join("config.toml");
         let ring = opts
             .ring_bytes
             .map(|b| format!("[sensor]\nring_buffer_bytes = {b}\n"))
             .unwrap_or_default();
-        fs::write(
-            &config,
-            format!(
-                "[rules]\nstrict = {strict}\n{ring}[alert_budget]\nmax_alerts = 1000000000\n[health]\nstate_dir = \"{d}/log\"\n[sinks.stdout]\nenabled = false\n[sinks.alert_log]\npath = \"{l}\"\n",
-                strict = opts.strict,
-                d = dir.display(),
-                l = log.display()
-            ),
-        )?;
-        let notify_path = dir.join("notify.sock");
+        let extra = format!(
+            "[rules]\nstrict = {strict}\n{ring}[alert_budget]\nmax_alerts = 1000000000\n[sinks.stdout]\nenabled = false\n",
+            strict = opts.strict,
+        );
+        let launch = Launch::fresh(crate::release_agent(), "bench", &extra)?;
+        let notify_path = launch.dir().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).context("binding the notify socket")?;
         notify.set_read_timeout(Some(Duration::from_millis(100)))?;
         let spawned = Instant::now();
-        let child = Command::new(workspace_root().join("target/release/boot-copy-agent"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting the agent")?;
-        let mut agent = Self {
-            child,
-            dir,
-            log,
-            ready_after: Duration::ZERO,
-            stopped: false,
-        };
-        agent.ready_after = agent.wait_ready(&notify, spawned)?;
-        Ok(agent)
-    }
-
-    /// Waits for `READY=1` on the notify socket; the time since `spawned`.
-    fn wait_ready(&mut self, notify: &UnixDatagram, spawned: Instant) -> anyhow::Result<Duration> {
-        let mut buf = [0u8; 4096];
-        while spawned.elapsed() < READY_TIMEOUT {
-            match notify.recv(&mut buf) {
-                Ok(n) if buf[..n].split(|&b| b == b'\n').any(|l| l == b"READY=1") => {
-                    return Ok(spawned.elapsed());
-                }
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => return Err(e).context("reading the notify socket"),
-            }
-            if let Some(status) = self.child.try_wait()? {
-                self.stopped = true;
-                bail!("the agent exited before READY=1: {status}");
-            }
-        }
-        bail!("the agent did not report READY=1 within {READY_TIMEOUT:?}")
+        let mut run = launch.env("NOTIFY_SOCKET", &notify_path).spawn()?;
+        let ready_after = wait_ready(&mut run, &notify, spawned)?;
+        Ok(Self {
+            log: run.log.clone(),
+            run,
+            ready_after,
+        })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.run.pid()
     }
-
     /// utime + stime so far, in clock ticks.
     pub fn cpu_ticks(&self) -> anyhow::Result<u64> {
         procs::cpu_ticks(self.pid())
@@ -179,48 +125,51 @@ impl Agent {
 
     /// The `agent-started` record from the alert log (queued before READY=1, written by the
     /// sink's thread soon after).
-    pub fn start_record(&self) -> anyhow::Result<Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let text = fs::read_to_string(&self.log).unwrap_or_default();
-            let found = text
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .find(|r| r["event"]["action"] == "agent-started");
-            if let Some(record) = found {
-                return Ok(record);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        bail!("no agent-started record in the alert log within 10 s")
+    pub fn start_record(&mut self) -> anyhow::Result<Value> {
+        Ok(self
+            .run
+            .wait_for(*WAIT, |r| r["event"]["action"] == "agent-started")?)
     }
 
-    /// Stops the agent (SIGTERM, it drains first) and returns its final counters.
-    pub fn stop(mut self) -> anyhow::Result<Value> {
-        self.terminate();
-        let text = fs::read_to_string(self.dir.join("log/status.json"))
-            .context("reading the agent's status file")?;
-        let status: Value = serde_json::from_str(&text)?;
-        if status["stopped"] != true {
-            bail!("the agent did not stop cleanly");
-        }
-        Ok(status["counters"].clone())
-    }
-
-    fn terminate(&mut self) {
-        if !self.stopped {
-            procs::signal(self.pid(), libc::SIGTERM);
-            let _ = self.child.wait();
-            self.stopped = true;
+    /// Stops the agent (SIGTERM, it drains first) and returns its final counters, from its
+    /// stop record.
+    pub fn stop(self) -> anyhow::Result<Value> {
+        let (status, _, records) = self.run.stop()?;
+        let stopped = records
+            .iter()
+            .find(|r| r["event"]["action"] == "agent-stopped");
+        match stopped {
+            Some(r) if status.success() => Ok(r["boot_copy"]["counters"].clone()),
+            _ => bail!("the agent did not stop cleanly ({status})"),
         }
     }
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.terminate();
-        let _ = fs::remove_dir_all(&self.dir);
+/// Waits for `READY=1` on the notify socket; the time since `spawned`.
+fn wait_ready(
+    run: &mut boot_copy_harness::Agent,
+    notify: &UnixDatagram,
+    spawned: Instant,
+) -> anyhow::Result<Duration> {
+    let mut buf = [0u8; 4096];
+    while spawned.elapsed() < *WAIT {
+        match notify.recv(&mut buf) {
+            Ok(n) if buf[..n].split(|&b| b == b'\n').any(|l| l == b"READY=1") => {
+                return Ok(spawned.elapsed());
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e).context("reading the notify socket"),
+        }
+        if let Some(status) = run.child.try_wait()? {
+            bail!("the agent exited before READY=1: {status}");
+        }
     }
+    bail!("the agent did not report READY=1 within {:?}", *WAIT)
 }
 
 /// Memory figures from /proc/PID/status, KiB.

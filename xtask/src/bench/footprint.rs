@@ -44,7 +44,7 @@ fn block(extra: usize, marker: &str) -> anyhow::Result<Block> {
     if crowd.len() != extra {
         bail!("spawned {} of {extra} processes", crowd.len());
     }
-    let agent = Agent::start(agent::Options::default())?;
+    let mut agent = Agent::start(agent::Options::default())?;
     let seeded = agent.start_record()?["boot_copy"]["seeded_processes"]
         .as_f64()
         .unwrap_or(f64::NAN);

@@ -34,8 +34,9 @@ ExecStopPost=/usr/bin/systemctl --no-block poweroff
 WantedBy=multi-user.target
 ";
 
-/// Builds `work/initrd`: the base archive followed by this run's overlay.
-pub fn initrd(base: &Path, deb: &Path, work: &Path) -> anyhow::Result<PathBuf> {
+/// Builds `work/initrd`: the base archive followed by this run's overlay. `exposure` is the
+/// README's figure for `systemd-analyze security`, which the script checks the unit against.
+pub fn initrd(base: &Path, deb: &Path, exposure: &str, work: &Path) -> anyhow::Result<PathBuf> {
     let overlay = work.join("overlay");
     let _ = fs::remove_dir_all(&overlay);
     let system = overlay.join("etc/systemd/system");
@@ -50,6 +51,7 @@ pub fn initrd(base: &Path, deb: &Path, work: &Path) -> anyhow::Result<PathBuf> {
     fs::write(&script, SCRIPT)?;
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755))?;
     fs::create_dir_all(overlay.join("root"))?;
+    fs::write(overlay.join("root/readme-exposure"), exposure)?;
     fs::copy(deb, overlay.join("root/boot-copy-agent.deb"))
         .with_context(|| format!("copying {}", deb.display()))?;
 

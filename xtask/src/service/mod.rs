@@ -16,7 +16,6 @@
 //! `BOOT_COPY_DEBIAN_MIRROR` replaces http://deb.debian.org/debian; `BOOT_COPY_SERVICE_KERNEL`
 //! boots another kernel image (bzImage or PVH vmlinux) instead of Debian's 6.1.
 mod guest;
-mod kernel;
 mod rootfs;
 
 use crate::vm::qemu::{self, Machine};
@@ -76,11 +75,11 @@ pub fn run() -> anyhow::Result<()> {
     let deb = crate::package::run()?;
     eprintln!("service-test: package built in {:.1?}", step.elapsed());
 
-    let cache = cache_dir()?;
+    let cache = crate::vm::cache_dir()?;
     let step = Instant::now();
     let kernel = match std::env::var_os("BOOT_COPY_SERVICE_KERNEL") {
         Some(image) => PathBuf::from(image),
-        None => kernel::debian_6_1(&cache)?,
+        None => crate::vm::debian_kernel("6.1", &cache)?,
     };
     let base = rootfs::base(&cache)?;
     eprintln!(
@@ -93,7 +92,7 @@ pub fn run() -> anyhow::Result<()> {
     let work = crate::workspace_root().join("target/service-test");
     fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let step = Instant::now();
-    let initrd = guest::initrd(&base, &deb, &work)?;
+    let initrd = guest::initrd(&base, &deb, &readme_exposure()?, &work)?;
     eprintln!("service-test: initramfs built in {:.1?}", step.elapsed());
 
     let log = work.join("console.log");
@@ -203,12 +202,23 @@ impl Outcome {
     }
 }
 
-/// `BOOT_COPY_VM_CACHE`, else /var/cache/boot-copy-vm (shared with `vm-test`).
-fn cache_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::var_os("BOOT_COPY_VM_CACHE")
-        .map_or_else(|| PathBuf::from("/var/cache/boot-copy-vm"), PathBuf::from);
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
+/// The exposure score README.md states for the unit (`... exposure: **2.1**`).
+fn readme_exposure() -> anyhow::Result<String> {
+    let path = crate::workspace_root().join("README.md");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    exposure_in(&text).with_context(|| {
+        format!(
+            "{} states no `systemd-analyze security` exposure as `exposure: **N.N**`",
+            path.display()
+        )
+    })
+}
+
+fn exposure_in(readme: &str) -> Option<String> {
+    let after = readme.split_once("exposure: **")?.1;
+    let figure = after.split_once("**")?.0;
+    figure.parse::<f64>().ok()?;
+    Some(figure.to_owned())
 }
 
 fn timeout() -> anyhow::Result<Duration> {
@@ -233,6 +243,14 @@ mod tests {
             elapsed: Duration::ZERO,
             timeout: Duration::from_secs(1),
         }
+    }
+
+    #[test]
+    fn the_readme_states_an_exposure_figure() {
+        let figure = readme_exposure().unwrap();
+        assert!(figure.parse::<f64>().unwrap() > 0.0, "{figure}");
+        assert_eq!(exposure_in("x exposure: **2.1**. A"), Some("2.1".into()));
+        assert_eq!(exposure_in("x exposure: **low**"), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The statically linked agent and end-to-end test binaries the guests run. One
-//! `cargo test --no-run` builds them all (the tests run the agent as
+//! The statically linked agent and end-to-end test binary (tests/tests.rs) the guests run. One
+//! `cargo test --no-run` builds both (the tests run the agent as
 //! `CARGO_BIN_EXE_boot-copy-agent`, an absolute path under target/x86_64-unknown-linux-gnu/release
 //! that the initramfs reproduces). With an explicit `--target`, RUSTFLAGS apply to target code
 //! only, not to build scripts or proc macros.
@@ -13,9 +13,8 @@ use std::{
 
 pub const TRIPLE: &str = "x86_64-unknown-linux-gnu";
 const AGENT: &str = "boot-copy-agent";
-/// The agent package's end-to-end tests (tests/*.rs) that make up the scenario set: exec events
-/// with their fields, the daemon's alerts with their verdicts, and the strict rule's evasions.
-pub const E2E_TESTS: [&str; 3] = ["events", "daemon", "strict"];
+/// The agent package's end-to-end test binary (tests/tests.rs).
+const E2E_TESTS: &str = "tests";
 
 /// RUSTFLAGS of the static build: the caller's own plus crt-static. A host test run with these
 /// RUSTFLAGS, `--release` and `--target TRIPLE` shares its build with vm-test.
@@ -28,20 +27,8 @@ pub fn static_rustflags() -> String {
 
 pub struct Binaries {
     pub agent: PathBuf,
-    /// (test name, executable), in [`E2E_TESTS`] order.
-    pub tests: Vec<(String, PathBuf)>,
-}
-
-impl Binaries {
-    /// The scenario script's TESTS value: `NAME=PATH` words.
-    pub fn tests_env(&self) -> String {
-        let words: Vec<String> = self
-            .tests
-            .iter()
-            .map(|(name, exe)| format!("{name}={}", exe.display()))
-            .collect();
-        words.join(" ")
-    }
+    /// The end-to-end test binary.
+    pub tests: PathBuf,
 }
 
 pub fn build_static() -> anyhow::Result<Binaries> {
@@ -56,24 +43,22 @@ pub fn build_static() -> anyhow::Result<Binaries> {
         "--package",
         AGENT,
     ]);
-    for test in E2E_TESTS {
-        cmd.args(["--test", test]);
-    }
-    cmd.arg("--message-format=json-render-diagnostics")
+    cmd.args(["--test", E2E_TESTS])
+        .arg("--message-format=json-render-diagnostics")
         .env("RUSTFLAGS", static_rustflags())
         .current_dir(crate::workspace_root())
         .stdout(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("running {cmd:?}"))?;
     let stdout = child.stdout.take().expect("piped");
     let mut agent = None;
-    let mut tests = Vec::new();
+    let mut tests = None;
     for line in BufReader::new(stdout).lines() {
         let Ok(msg) = serde_json::from_str::<Value>(&line?) else {
             continue;
         };
         match artifact(&msg) {
             Some(Artifact::Agent(exe)) => agent = Some(exe),
-            Some(Artifact::Test(name, exe)) => tests.push((name, exe)),
+            Some(Artifact::Tests(exe)) => tests = Some(exe),
             None => {}
         }
     }
@@ -81,16 +66,15 @@ pub fn build_static() -> anyhow::Result<Binaries> {
     if !st.success() {
         bail!("static build failed: {cmd:?}: {st}");
     }
-    tests.sort_by_key(|(name, _)| E2E_TESTS.iter().position(|t| t == name));
-    match agent {
-        Some(agent) if tests.len() == E2E_TESTS.len() => Ok(Binaries { agent, tests }),
-        _ => bail!("{cmd:?} did not report the {AGENT} binary and every test executable"),
+    match (agent, tests) {
+        (Some(agent), Some(tests)) => Ok(Binaries { agent, tests }),
+        _ => bail!("{cmd:?} did not report the {AGENT} binary and the {E2E_TESTS} executable"),
     }
 }
 
 enum Artifact {
     Agent(PathBuf),
-    Test(String, PathBuf),
+    Tests(PathBuf),
 }
 
 /// The binary a `compiler-artifact` message is about, if it is one we need.
@@ -110,8 +94,8 @@ fn artifact(msg: &Value) -> Option<Artifact> {
     let name = target["name"].as_str()?;
     if name == AGENT && is("bin") && !harness {
         Some(Artifact::Agent(exe))
-    } else if is("test") && E2E_TESTS.contains(&name) {
-        Some(Artifact::Test(name.to_string(), exe))
+    } else if is("test") && name == E2E_TESTS {
+        Some(Artifact::Tests(exe))
     } else {
         None
     }

@@ -4,7 +4,7 @@
 //! and the static agent and test binaries at the absolute paths the test binary has compiled in.
 //! One base archive serves every kernel; each kernel's modules (overlayfs, which Debian builds
 //! as a module) go in a second archive appended to it — the kernel unpacks concatenated cpios.
-use super::{binaries::Binaries, cpio, guest_script};
+use super::{binaries::Binaries, cpio, guest_script, scenarios::Required};
 use anyhow::{Context as _, bail};
 use std::{
     fs,
@@ -27,7 +27,7 @@ const HOST_PROGRAMS: &[&str] = &["/bin/cp", "/bin/mv", "/bin/true", "/bin/dash"]
 const OPTIONAL_HOST_PROGRAMS: &[&str] = &["/usr/bin/promtool"];
 
 /// Builds the base archive `work/initramfs.cpio` (uncompressed: TCG is slow at gunzip).
-pub fn build(bins: &Binaries, work: &Path) -> anyhow::Result<PathBuf> {
+pub fn build(bins: &Binaries, required: &Required, work: &Path) -> anyhow::Result<PathBuf> {
     let root = work.join("rootfs");
     if root.exists() {
         fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
@@ -46,7 +46,7 @@ pub fn build(bins: &Binaries, work: &Path) -> anyhow::Result<PathBuf> {
     }
     symlink("dash", root.join("usr/bin/sh"))?;
     install_test_binaries(&root, bins)?;
-    install_scripts(&root, bins)?;
+    install_scripts(&root, bins, required)?;
     let out = work.join("initramfs.cpio");
     write_cpio(&root, &out)?;
     Ok(out)
@@ -152,8 +152,7 @@ fn shared_libraries(program: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// `CARGO_BIN_EXE_boot-copy-agent`), plus the data the tests read through
 /// `CARGO_MANIFEST_DIR/../tests/data`.
 fn install_test_binaries(root: &Path, bins: &Binaries) -> anyhow::Result<()> {
-    let tests = bins.tests.iter().map(|(_, exe)| exe);
-    for bin in std::iter::once(&bins.agent).chain(tests) {
+    for bin in [&bins.agent, &bins.tests] {
         if !is_static(bin)? {
             bail!(
                 "{} is dynamically linked; the static build did not take",
@@ -174,23 +173,18 @@ fn install_test_binaries(root: &Path, bins: &Binaries) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn install_scripts(root: &Path, bins: &Binaries) -> anyhow::Result<()> {
+fn install_scripts(root: &Path, bins: &Binaries, required: &Required) -> anyhow::Result<()> {
     copy(&guest_script("init"), &root.join("init"))?;
     copy(
         &guest_script("scenarios.sh"),
         &root.join("vmtest/scenarios.sh"),
     )?;
-    let mut env = format!(
-        "export AGENT='{}'\nexport TESTS='{}'\n",
+    let env = format!(
+        "export AGENT='{}'\nexport TESTS='{}'\nexport SCENARIOS='{}'\n",
         bins.agent.display(),
-        bins.tests_env()
+        bins.tests.display(),
+        required.names.join(" ")
     );
-    // A scenario filter given to the xtask applies inside the guests too.
-    for var in ["VMTEST_ONLY", "VMTEST_SET"] {
-        if let Ok(value) = std::env::var(var) {
-            env.push_str(&format!("export {var}='{value}'\n"));
-        }
-    }
     fs::write(root.join("vmtest/env"), env)?;
     Ok(())
 }

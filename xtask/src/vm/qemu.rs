@@ -71,6 +71,7 @@ pub fn boot(
 /// The scenario script on the host kernel, natively, with the same static binaries.
 pub fn run_host(
     bins: &Binaries,
+    scenarios: &[String],
     log: &Path,
     timeout: Duration,
     on_line: impl FnMut(&str),
@@ -78,7 +79,8 @@ pub fn run_host(
     let mut cmd = Command::new("sh");
     cmd.arg(guest_script("scenarios.sh"))
         .env("AGENT", &bins.agent)
-        .env("TESTS", bins.tests_env())
+        .env("TESTS", &bins.tests)
+        .env("SCENARIOS", scenarios.join(" "))
         .current_dir("/");
     run_logged(cmd, log, timeout, on_line)
 }

@@ -1,6 +1,7 @@
-//! Reading a run's console: the `VMTEST` lines the scenario script prints, plus what must fail a
-//! kernel whatever the scenarios said (panic or oops, verifier rejection, no DONE line, timeout).
-use super::qemu::Run;
+//! Reading a run's console: the `VMTEST` lines the scenario script prints, checked against the
+//! required scenarios (each needs a PASS row), plus what must fail a kernel whatever the
+//! scenarios said (panic or oops, verifier rejection, no DONE line, timeout).
+use super::{qemu::Run, scenarios::Required};
 
 pub struct Scenario {
     pub name: String,
@@ -14,6 +15,8 @@ pub struct Report {
     pub kernel: String,
     pub release: Option<String>,
     pub scenarios: Vec<Scenario>,
+    /// How many scenarios this kernel had to pass.
+    pub required: usize,
     pub problems: Vec<String>,
     pub elapsed_secs: f64,
 }
@@ -35,12 +38,13 @@ const KERNEL_TROUBLE: &[(&str, &str)] = &[
 ];
 
 impl Report {
-    pub fn parse(label: &str, kernel: &str, run: &Run) -> Report {
+    pub fn parse(label: &str, kernel: &str, run: &Run, required: &Required) -> Report {
         let mut report = Report {
             label: label.into(),
             kernel: kernel.into(),
             release: None,
             scenarios: Vec::new(),
+            required: required.names.len(),
             problems: Vec::new(),
             elapsed_secs: run.elapsed.as_secs_f64(),
         };
@@ -67,21 +71,50 @@ impl Report {
             }
             Some(_) => {}
         }
-        let failed: Vec<&str> = report
+        report.check_required(required);
+        report
+    }
+
+    /// Every required scenario has exactly one row, and it says PASS; no other rows.
+    fn check_required(&mut self, required: &Required) {
+        let rows = |status: &str| -> Vec<&str> {
+            self.scenarios
+                .iter()
+                .filter(|s| s.status == status)
+                .map(|s| s.name.as_str())
+                .collect()
+        };
+        let missing: Vec<&str> = required
+            .names
+            .iter()
+            .filter(|n| !self.scenarios.iter().any(|s| &s.name == *n))
+            .map(String::as_str)
+            .collect();
+        let unexpected: Vec<&str> = self
             .scenarios
             .iter()
-            .filter(|s| s.status == "FAIL")
+            .filter(|s| !required.names.contains(&s.name))
             .map(|s| s.name.as_str())
             .collect();
-        if !failed.is_empty() {
-            report
-                .problems
-                .push(format!("failed scenarios: {}", failed.join(", ")));
+        let mut problems = Vec::new();
+        for (what, names) in [
+            ("failed scenarios", rows("FAIL")),
+            ("skipped scenarios", rows("SKIP")),
+            ("no result for", missing),
+            ("scenarios not required", unexpected),
+            (
+                "required tests the binary lacks (renamed?)",
+                required.missing.iter().map(String::as_str).collect(),
+            ),
+        ] {
+            if !names.is_empty() {
+                problems.push(format!("{what}: {}", names.join(", ")));
+            }
         }
-        if report.scenarios.iter().all(|s| s.status != "PASS") {
-            report.problems.push("no scenario passed".into());
+        if required.names.is_empty() {
+            problems.push("no scenario required (VMTEST_ONLY matches none)".into());
         }
-        report
+        self.problems.extend(problems);
     }
 
     fn read_line(&mut self, line: &str, done: &mut Option<String>) {
@@ -113,6 +146,11 @@ impl Report {
 
     pub fn passed(&self) -> usize {
         self.scenarios.iter().filter(|s| s.status == "PASS").count()
+    }
+
+    /// `LABEL PASSED/REQUIRED`, as the test command's summary shows it.
+    pub fn count(&self) -> String {
+        format!("{} {}/{}", self.label, self.passed(), self.required)
     }
 
     /// The whole console (it holds the agent's errors and any verifier log in full), then why
@@ -160,10 +198,10 @@ pub fn print_matrix(reports: &[Report]) {
     for r in reports {
         let verdict = if r.ok() { "ok" } else { "FAILED" };
         println!(
-            "  {:>5}: {verdict}, {}/{} scenarios passed, {:.0} s ({}; running {})",
+            "  {:>5}: {verdict}, {}/{} required scenarios passed, {:.0} s ({}; running {})",
             r.label,
             r.passed(),
-            r.scenarios.len(),
+            r.required,
             r.elapsed_secs,
             r.kernel,
             r.release.as_deref().unwrap_or("?"),
@@ -186,29 +224,63 @@ mod tests {
         }
     }
 
+    fn required(names: &[&str]) -> Required {
+        Required {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            missing: Vec::new(),
+        }
+    }
+
+    fn parse(console: &str, finished: bool) -> Report {
+        let req = required(&["agent-loads", "events/binary_with_args"]);
+        Report::parse("k", "p", &run(console, finished), &req)
+    }
+
     const GOOD: &str = "VMTEST-KERNEL 6.1.0-56-amd64\nnoise\nVMTEST agent-loads PASS 2s\n\
         VMTEST events/binary_with_args PASS 3s\nVMTEST-DONE passed=2 failed=0 skipped=0\n";
 
     #[test]
     fn all_pass_is_ok() {
-        let r = Report::parse("6.1", "pkg", &run(GOOD, true));
+        let r = parse(GOOD, true);
         assert!(r.ok(), "{:?}", r.problems);
         assert_eq!(r.release.as_deref(), Some("6.1.0-56-amd64"));
-        assert_eq!(r.passed(), 2);
+        assert_eq!(r.count(), "k 2/2");
     }
 
     #[test]
     fn failures_panics_timeouts_and_missing_done_fail() {
         let bad = GOOD.replace("binary_with_args PASS", "binary_with_args FAIL");
-        assert!(!Report::parse("k", "p", &run(&bad, true)).ok());
+        assert!(!parse(&bad, true).ok());
         let panic = format!("{GOOD}[ 3.1] Kernel panic - not syncing: Fatal exception\n");
-        assert!(!Report::parse("k", "p", &run(&panic, true)).ok());
-        assert!(!Report::parse("k", "p", &run(GOOD, false)).ok());
+        assert!(!parse(&panic, true).ok());
+        assert!(!parse(GOOD, false).ok());
         let cut = GOOD.replace("VMTEST-DONE", "VMTEST-D0NE");
-        assert!(!Report::parse("k", "p", &run(&cut, true)).ok());
+        assert!(!parse(&cut, true).ok());
         let verifier = format!(
             "{GOOD}boot-copy-agent: the kernel verifier rejected program exec (x); verifier log:\n"
         );
-        assert!(!Report::parse("k", "p", &run(&verifier, true)).ok());
+        assert!(!parse(&verifier, true).ok());
+    }
+
+    #[test]
+    fn a_skip_a_missing_row_or_a_renamed_test_fails() {
+        let skipped = GOOD.replace("binary_with_args PASS", "binary_with_args SKIP");
+        let r = parse(&skipped, true);
+        assert!(!r.ok());
+        assert_eq!(r.count(), "k 1/2");
+        let dropped = GOOD.replace("VMTEST events/binary_with_args PASS 3s\n", "");
+        let r = parse(&dropped, true);
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.contains("no result for: events/binary_with_args")),
+            "{:?}",
+            r.problems
+        );
+        let mut req = required(&["agent-loads", "events/binary_with_args"]);
+        req.missing.push("events/binary_with_args".into());
+        assert!(!Report::parse("k", "p", &run(GOOD, true), &req).ok());
+        let extra = required(&["agent-loads"]);
+        assert!(!Report::parse("k", "p", &run(GOOD, true), &extra).ok());
     }
 }

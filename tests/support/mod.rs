@@ -1,0 +1,2 @@
+//! Checks the test modules share.
+pub mod ecs_schema;
