@@ -20,6 +20,9 @@ use std::{
     time::{Instant, SystemTime},
 };
 
+/// The alert buffer's capacity kept between alerts (alerts of megabyte argv are rare).
+const BUF_KEPT: usize = 256 * 1024;
+
 /// What the detection path counted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DetectCounts {
@@ -129,6 +132,9 @@ impl Detector {
                     severity: severity(rule),
                     alert: true,
                 });
+                if self.buf.capacity() > BUF_KEPT {
+                    self.buf = Vec::new(); // the alert of a megabyte argv: not kept
+                }
             } else {
                 self.counts.suppressed += 1;
             }

@@ -114,10 +114,11 @@ scenario() {
     esac
 }
 
-# The scenario set: every events scenario, every alert verdict and exception scenario, and every
-# strict-rule evasion, each suite against one agent (under TCG loading the programs takes about
-# ten seconds per agent). VMTEST_SET=all runs every test of the binaries instead, one agent each.
-SHARED="events/every_scenario_on_one_agent daemon/alert_scenarios_on_one_agent strict/each_evasion_alerts_once_under_the_strict_rule"
+# The scenario set: every events scenario, every alert verdict and exception scenario, every
+# strict-rule evasion, and the whole-argv and loader scenarios (with the 1 MiB-ring one), each
+# suite against one agent (under TCG loading the programs takes about ten seconds per agent).
+# VMTEST_SET=all runs every test of the binaries instead, one agent each.
+SHARED="events/every_scenario_on_one_agent daemon/alert_scenarios_on_one_agent strict/each_evasion_alerts_once_under_the_strict_rule argv/whole_command_lines_and_the_loader_on_one_agent argv/an_incomplete_argv_alerts_as_args_incomplete"
 
 echo "VMTEST-KERNEL $(uname -r)"
 scenario agent-loads agent_loads

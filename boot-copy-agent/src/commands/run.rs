@@ -84,6 +84,7 @@ impl Signals {
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
+    return_large_allocations();
     let mut signals = Signals::register().context("registering signal handlers")?;
     let config = Config::load(&opts.config, opts.explicit)?;
     let rules = load_daemon_rules(&config)?;
@@ -406,6 +407,15 @@ impl Daemon {
                 "decode_errors".to_owned(),
                 self.detector.counts.decode_errors,
             ),
+            // Watched execs whose argv did not reach the agent whole.
+            (
+                "args_incomplete".to_owned(),
+                kernel[counter::ARGS_INCOMPLETE as usize],
+            ),
+            (
+                "args_chunks_missing".to_owned(),
+                self.sensor.chunks_missing(),
+            ),
         ];
         for s in self.sinks.stats() {
             l.push((format!("{}_dropped", s.sink), s.dropped));
@@ -429,6 +439,10 @@ impl Daemon {
             ("suppressed".to_owned(), d.suppressed),
             ("programs_detached".to_owned(), self.detached),
             ("maps_tampered".to_owned(), self.tampered),
+            (
+                "args_chunks_missing".to_owned(),
+                self.sensor.chunks_missing(),
+            ),
         ]);
         for s in self.sinks.stats() {
             c.push((format!("{}_written", s.sink), s.written));
@@ -513,6 +527,15 @@ impl Daemon {
 
 /// Loading parsed the kernel's BTF (megabytes) and seeding read /proc: freed by now, but kept
 /// by the allocator. Hands it back, so the resident set is the steady state's.
+/// A watched exec's argv can be megabytes (its alert twice that): allocations of 128 KiB and
+/// more are mapped on their own and unmapped when freed, instead of glibc's default, which raises
+/// that threshold after each such free and then keeps the memory in the heap.
+fn return_large_allocations() {
+    // SAFETY: mallopt only sets the allocator's parameters; a fixed threshold also fixes the trim
+    // threshold.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
+}
+
 fn release_startup_memory() {
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     unsafe { libc::malloc_trim(0) };

@@ -2,12 +2,20 @@
 //! against `sensor.btf`, learns from a test run of its layout probe which kernel fields that BTF
 //! lacks, sizes and fills its maps, attaches the exec/fork/exit programs, and hands out the
 //! ring-buffer reader. Records are `boot_copy_common::ExecRecord`s truncated after their argument bytes.
+mod diagnostics;
 mod error;
 pub mod prefilter;
 pub mod requirements;
 mod ring;
+mod spill;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use aya::{
     Btf, Ebpf, EbpfLoader, Endianness,
@@ -74,6 +82,8 @@ pub struct Sensor {
     table: HashMap<MapData, u32, ProcImage>,
     counters: PerCpuArray<MapData, u64>,
     reader: Option<RingReader>,
+    /// Spilled argv chunks the agent did not find (see `spill`).
+    chunks_missing: Arc<AtomicU64>,
     degraded: Vec<&'static str>,
     // Owns the programs and their links; last so the maps above are released first.
     ebpf: Ebpf,
@@ -124,7 +134,9 @@ impl Sensor {
             .map_max_entries("EVENTS", cfg.ring_bytes)
             .map_max_entries("SCRATCH", requirements::possible_cpu_slots()?)
             .map_max_entries("PROC_TABLE", cfg.table_entries)
+            .map_max_entries("ARGV_SPILL", spill::entries(cfg.ring_bytes))
             .load(EBPF_OBJECT)?;
+        let log = diagnostics::KernelLog::take(&mut ebpf);
         let degraded = check_layout(&mut ebpf, &cfg.btf)?;
 
         prefilter::fill(&mut ebpf, &keys, &cfg.watched_sizes, cfg.all_execs)?;
@@ -152,10 +164,20 @@ impl Sensor {
                 source,
             }
         })?;
+        let spill = spill::Spill::new(
+            HashMap::try_from(take_map(&mut ebpf, "ARGV_SPILL")?).map_err(|source| {
+                SensorError::Map {
+                    map: "ARGV_SPILL",
+                    source,
+                }
+            })?,
+        );
+        let chunks_missing = spill.missing_counter();
         Ok(Sensor {
             table,
             counters,
-            reader: Some(RingReader::new(ring)),
+            reader: Some(RingReader::new(ring, spill, log)),
+            chunks_missing,
             degraded,
             ebpf,
         })
@@ -197,6 +219,12 @@ impl Sensor {
             *total = values.iter().copied().fold(0u64, u64::wrapping_add);
         }
         Ok(totals)
+    }
+
+    /// Spilled argv chunks that were not in the spill map when the agent read them: each made
+    /// its exec's argv incomplete.
+    pub fn chunks_missing(&self) -> u64 {
+        self.chunks_missing.load(Ordering::Relaxed)
     }
 
     /// Statistics of the three programs.

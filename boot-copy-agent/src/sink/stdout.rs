@@ -44,5 +44,6 @@ impl Worker for Stdout {
             Ok(()) => shared.ok(),
             Err(e) => shared.fail(&format_args!("writing to stdout: {e}")),
         }
+        super::release_large(&mut self.buf);
     }
 }

@@ -14,8 +14,9 @@ use std::{
 pub const TRIPLE: &str = "x86_64-unknown-linux-gnu";
 const AGENT: &str = "boot-copy-agent";
 /// The agent package's end-to-end tests (tests/*.rs) that make up the scenario set: exec events
-/// with their fields, the daemon's alerts with their verdicts, and the strict rule's evasions.
-pub const E2E_TESTS: [&str; 3] = ["events", "daemon", "strict"];
+/// with their fields, the daemon's alerts with their verdicts, the strict rule's evasions, and
+/// whole command lines and the loader (tests/argv.rs).
+pub const E2E_TESTS: [&str; 4] = ["events", "daemon", "strict", "argv"];
 
 /// RUSTFLAGS of the static build: the caller's own plus crt-static. A host test run with these
 /// RUSTFLAGS, `--release` and `--target TRIPLE` shares its build with vm-test.
