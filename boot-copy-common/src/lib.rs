@@ -8,8 +8,8 @@
 pub const PATH_CAP: usize = 4096;
 /// Capacity of the `#!` interpreter string (the kernel's BINPRM_BUF_SIZE bounds it).
 pub const INTERP_CAP: usize = 256;
-/// Argument bytes captured for execs whose name is watched. Padding argv past a capture limit is a
-/// known evasion, so this is generous; it must stay a power of two (used as a verifier mask).
+/// Argument bytes a watched exec's record carries (the rest goes to `ARGV_SPILL`, see
+/// `SPILL_CHUNK`); it must stay a power of two (used as a verifier mask).
 pub const ARGS_CAP_WATCHED: usize = 512 * 1024;
 /// Argument bytes captured for other execs when all execs are requested (Elastic keeps 20 KiB).
 pub const ARGS_CAP_OTHER: usize = 32 * 1024;

@@ -1,7 +1,9 @@
 //! The kernel sensor: loads the eBPF object (`boot-copy-ebpf`, embedded at build time) relocated
 //! against `sensor.btf`, learns from a test run of its layout probe which kernel fields that BTF
 //! lacks, sizes and fills its maps, attaches the exec/fork/exit programs, and hands out the
-//! ring-buffer reader. Records are `boot_copy_common::ExecRecord`s truncated after their argument bytes.
+//! ring-buffer reader. Records are `boot_copy_common::ExecRecord`s truncated after their argument
+//! bytes; the reader puts a watched exec's spilled argv back in (`spill`) and forwards the
+//! programs' aya-log diagnostics (`diagnostics`).
 mod diagnostics;
 mod error;
 pub mod prefilter;
@@ -49,7 +51,7 @@ const BPF_NOEXIST: u64 = 1;
 
 #[derive(Debug, Clone)]
 pub struct SensorConfig {
-    /// Executable basenames whose execs are always submitted, with up to 512 KiB of arguments.
+    /// Executable basenames whose execs are always submitted, with their whole argv (see `spill`).
     pub watched: Vec<String>,
     /// Executable file sizes submitted like watched names (the agent confirms what they are).
     pub watched_sizes: Vec<u64>,

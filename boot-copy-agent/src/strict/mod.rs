@@ -533,6 +533,82 @@ mod tests {
     }
 
     #[test]
+    fn the_loader_running_a_copy_tool_is_that_tool() {
+        let Some(ld) = loader::interpreter(std::path::Path::new("/usr/bin/cp")) else {
+            return; // a static cp: no loader on this machine
+        };
+        let ld = ld.display().to_string();
+        let mut an = Analyzer::system();
+        let mut run = |line: &str| {
+            let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+            an.analyse(&ld, &args, "/")
+        };
+        let r = run("ld.so --argv0 ls /usr/bin/cp x /boot/y").unwrap();
+        assert_eq!((r.tool, r.how), ("cp", identity::How::Name));
+        assert_eq!(r.evasion, ["loader"]);
+        assert_eq!(r.program.as_deref(), Some("/usr/bin/cp"));
+        assert_eq!(r.boot_paths, ["/boot/y"]);
+        let r = run("ld.so /usr/bin/mv /boot/vmlinuz /tmp/").unwrap();
+        assert_eq!((r.tool, r.evasion), ("mv", vec!["loader"]));
+        assert!(run("ld.so /usr/bin/true x /boot/y").is_none());
+        assert!(run("ld.so --list /usr/bin/cp").is_none());
+        // The loader is recognised by what it is: not by its name.
+        let r = an.analyse(
+            "/usr/bin/true",
+            &[
+                "true".into(),
+                "/usr/bin/cp".into(),
+                "x".into(),
+                "/boot/y".into(),
+            ],
+            "/",
+        );
+        assert!(r.is_none());
+    }
+
+    #[test]
+    fn an_incomplete_argv_may_write_into_boot() {
+        let mut exec = crate::decode::Exec {
+            flags: exec_flags::WATCHED | exec_flags::ARGS_TRUNCATED | exec_flags::SPILL_FULL,
+            ktime_boot_ns: 0,
+            start_boottime_ns: 0,
+            pid: 7,
+            tgid: 7,
+            ppid: 1,
+            uid: 0,
+            euid: 0,
+            gid: 0,
+            egid: 0,
+            args_count: 5,
+            args_size: 100,
+            comm: b"cp".to_vec(),
+            filename: b"/usr/bin/cp".to_vec(),
+            exe: b"/usr/bin/cp".to_vec(),
+            interp: None,
+            cwd: Some(b"/".to_vec()),
+            args: vec![b"cp".to_vec(), b"--suffix=x".to_vec(), b"/tm".to_vec()],
+            parent: None,
+        };
+        exec.flags |= exec_flags::LAST_ARG_CUT;
+        let r = Analyzer::default().analyse_exec(&exec).unwrap();
+        assert_eq!(r.evasion, ["args_incomplete"]);
+        assert!(r.fields_view().into_boot);
+        let m = r.args_missing.unwrap();
+        // "cp\0--suffix=x\0/tm": 17 bytes, the last argument cut.
+        assert_eq!(
+            (m.captured_bytes, m.missing_bytes, m.total_bytes),
+            (17, 83, 100)
+        );
+        assert_eq!(
+            (m.captured_args, m.total_args, m.cause),
+            (3, 5, "spill_full")
+        );
+        exec.flags = exec_flags::WATCHED;
+        let whole = Analyzer::default().analyse_exec(&exec).unwrap();
+        assert!(whole.args_missing.is_none() && !whole.fields_view().into_boot);
+    }
+
+    #[test]
     fn fields_of_an_analysis() {
         let r = Analyzer::default()
             .analyse(
