@@ -31,6 +31,10 @@ const CHUNK: u64 = 64 * 1024;
 /// README, Whole command lines).
 const HEAP_KEPT_KB: u64 = 4 * 1024;
 
+/// The alert budget out of reach: other tests on the machine copy into /boot too, and every
+/// agent sees their execs; their alerts must not use up this test's budget.
+const NO_BUDGET: &str = "[alert_budget]\nmax_alerts = 1000000\n";
+
 /// The system's dynamic loader (what cp names as its program interpreter).
 fn loader() -> PathBuf {
     fs::canonicalize("/lib64/ld-linux-x86-64.so.2").expect("the x86-64 glibc loader")
@@ -192,7 +196,7 @@ fn evasions(alert: &Value) -> Vec<String> {
 /// what they took. Then the loader scenarios.
 #[test]
 fn whole_command_lines_and_the_loader_on_one_agent() {
-    let mut agent = Agent::start("argv", "");
+    let mut agent = Agent::start("argv", NO_BUDGET);
     let work = tempdir("argv-work");
     agent.sync();
     let heap_before = heap_kb(agent.pid());
@@ -217,10 +221,10 @@ fn whole_command_lines_and_the_loader_on_one_agent() {
         let alerts = alerts_with(&agent, src);
         let ok = match expect {
             None => alerts.is_empty(),
-            Some(rule) => {
+            Some(evasion) => {
                 alerts.len() == 1
-                    && alerts[0]["rule"]["id"] == *rule
-                    && (*rule != STRICT || evasions(&alerts[0]).iter().any(|e| e == "loader"))
+                    && alerts[0]["rule"]["id"] == STRICT
+                    && evasions(&alerts[0]).iter().any(|e| e == evasion)
             }
         };
         if !ok {
@@ -240,7 +244,8 @@ fn whole_command_lines_and_the_loader_on_one_agent() {
     fs::remove_dir_all(&work).unwrap();
 }
 
-/// Loader scenarios: (unique source, script, the rule that must alert once or `None`).
+/// Loader scenarios, and other evasions of an attacker who read the rules: (unique source,
+/// script, the evasion the one strict alert names, or `None`: no alert).
 fn loader_scenarios(work: &Path) -> Vec<(String, String, Option<&'static str>)> {
     let ld = loader();
     let ld = ld.display();
@@ -257,36 +262,50 @@ fn loader_scenarios(work: &Path) -> Vec<(String, String, Option<&'static str>)> 
     };
     case(
         &|s| format!("{ld} /usr/bin/cp {s} /boot/l1 && test -s /boot/l1"),
-        Some(STRICT),
+        Some("loader"),
     );
     case(
         &|s| format!("{ld} --argv0 cp /usr/bin/cp {s} /boot/l2 && test -s /boot/l2"),
-        Some(STRICT),
+        Some("loader"),
     );
     case(
         &|s| {
             format!("{ld} --argv0 ls --inhibit-cache /usr/bin/cp {s} /boot/l3 && test -s /boot/l3")
         },
-        Some(STRICT),
+        Some("loader"),
     );
     case(
         &|s| format!("{w}/ldlink /usr/bin/cp {s} /boot/l4 && test -s /boot/l4"),
-        Some(STRICT),
+        Some("loader"),
     );
     case(
         &|s| format!("{w}/myld /usr/bin/cp {s} /boot/l5 && test -s /boot/l5"),
-        Some(STRICT),
+        Some("loader"),
     );
     case(
         &|s| format!("cd {w} && {ld} ./xyz {s} /boot/l6 && test -s /boot/l6"),
-        Some(STRICT),
+        Some("loader"),
     );
     case(
         &|s| format!("{ld} --preload /nonexistent.so /usr/bin/mv {s} /boot/ && test -s /boot/*"),
-        Some(STRICT),
+        Some("loader"),
     );
     // The loader running another program: no alert.
     case(&|s| format!("{ld} /usr/bin/true {s} /boot/"), None);
+    // With POSIXLY_CORRECT (in the environment, which the agent does not see) options end at the
+    // first operand: this copies into /boot, where the permuting parse sees `-t /tmp`.
+    case(
+        &|s| {
+            let name = Path::new(s)
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            format!("POSIXLY_CORRECT=1 cp {s} -t /tmp /boot; test -s /boot/{name}")
+        },
+        Some("posix_operands"),
+    );
     cases
 }
 
@@ -295,7 +314,8 @@ fn loader_scenarios(work: &Path) -> Vec<(String, String, Option<&'static str>)> 
 /// counters and a loss record say so.
 #[test]
 fn an_incomplete_argv_alerts_as_args_incomplete() {
-    let mut agent = Agent::start("argv-small-ring", "[sensor]\nring_buffer_bytes = 1048576\n");
+    let config = format!("[sensor]\nring_buffer_bytes = 1048576\n{NO_BUDGET}");
+    let mut agent = Agent::start("argv-small-ring", &config);
     let work = tempdir("argv-small-work");
     let src = source(&work, "mv");
     let copy = padded("/usr/bin/mv", &src, 5938 << 10, false);

@@ -228,8 +228,12 @@ impl Analyzer {
             }
             identity::How::Name => {}
         }
-        let parsed = options::parse(tool.name, argv.get(tool.first_arg..).unwrap_or(&[]));
+        let operands = argv.get(tool.first_arg..).unwrap_or(&[]);
+        let parsed = options::parse(tool.name, operands);
+        let posix = options::parse_posix(tool.name, operands).destination;
+        let posix = posix.filter(|(p, _)| parsed.destination.as_ref().is_none_or(|(d, _)| d != p));
         let mut written: Vec<(String, options::Form)> = parsed.destination.into_iter().collect();
+        written.extend(posix.map(|(p, _)| (p, options::Form::PosixOrder)));
         if tool.name == "mv" {
             written.extend(
                 parsed
@@ -432,6 +436,7 @@ mod tests {
             ["multicall_applet"]
         );
         assert_eq!(ev(cp, "cp x /boot/y", "/"), Vec::<&str>::new());
+        assert_eq!(ev(cp, "cp x -t /tmp /boot", "/"), ["posix_operands"]);
         assert_eq!(ev(cp, "cp x /tmp/y", "/"), Vec::<&str>::new());
         assert_eq!(
             ev("/usr/bin/mv", "mv boot/vmlinuz /tmp", "/"),
