@@ -310,13 +310,17 @@ fn loader_scenarios(work: &Path) -> Vec<(String, String, Option<&'static str>)> 
 }
 
 /// A 5.8 MiB argv with a 1 MiB ring (and so a 1.5 MiB spill map) cannot reach the agent whole:
-/// the strict rule alerts `args_incomplete` with what was captured and what is missing, and the
-/// counters and a loss record say so.
+/// the strict rule alerts `args_incomplete` with what was captured and what is missing, the
+/// counters and a loss record say so, and the kernel program's aya-log report is in the agent's
+/// log.
 #[test]
 fn an_incomplete_argv_alerts_as_args_incomplete() {
-    let config = format!("[sensor]\nring_buffer_bytes = 1048576\n{NO_BUDGET}");
-    let mut agent = Agent::start("argv-small-ring", &config);
     let work = tempdir("argv-small-work");
+    let stderr = work.join("agent.stderr");
+    let mut agent = start_with_stderr(
+        &format!("[sensor]\nring_buffer_bytes = 1048576\n{NO_BUDGET}"),
+        &stderr,
+    );
     let src = source(&work, "mv");
     let copy = padded("/usr/bin/mv", &src, 5938 << 10, false);
     copy.run();
@@ -372,5 +376,38 @@ fn an_incomplete_argv_alerts_as_args_incomplete() {
         "{counters}"
     );
     assert!(counters["args_spilled"].as_u64() >= Some(1), "{counters}");
+    // The kernel program reported it through aya-log, in the agent's own log.
+    let log = fs::read_to_string(&stderr).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("boot_copy::kernel") && l.contains("argv incomplete after")),
+        "agent stderr: {log}"
+    );
     fs::remove_dir_all(&work).unwrap();
+}
+
+/// `boot-copy-agent run` like the harness's, with `extra` configuration and its standard error
+/// (the agent's `tracing` output) in `stderr`.
+fn start_with_stderr(extra: &str, stderr: &Path) -> Agent {
+    let dir = tempdir("argv-agent");
+    let log = dir.join("log/alerts.ndjson");
+    let config = format!(
+        "{extra}\n[sinks.alert_log]\npath = \"{}\"\n\n[health]\nstate_dir = \"{}/log\"\n",
+        log.display(),
+        dir.display()
+    );
+    fs::write(dir.join("config.toml"), config).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"))
+        .arg("run")
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(stderr).unwrap())
+        .spawn()
+        .expect("agent starts");
+    let mut agent = Agent { child, dir, log };
+    agent
+        .wait_for(*daemon::WAIT, |r| r["event"]["action"] == "agent-started")
+        .expect("start record");
+    agent
 }
