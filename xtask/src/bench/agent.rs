@@ -45,7 +45,8 @@ pub struct Agent {
 
 impl Agent {
     /// Starts the agent and waits for its readiness notification. The alert budget is raised
-    /// out of reach so that suppression never mixes into a measurement.
+    /// out of reach so that suppression never mixes into a measurement, and the alert log does
+    /// not rotate (the benchmarks follow one file; megabyte alerts would fill 100 MiB).
     pub fn start(opts: Options) -> anyhow::Result<Self> {
         static STARTS: AtomicUsize = AtomicUsize::new(0);
         let dir = PathBuf::from(format!(
@@ -64,7 +65,7 @@ impl Agent {
         fs::write(
             &config,
             format!(
-                "[rules]\nstrict = {strict}\n{ring}[alert_budget]\nmax_alerts = 1000000000\n[health]\nstate_dir = \"{d}/log\"\n[sinks.stdout]\nenabled = false\n[sinks.alert_log]\npath = \"{l}\"\n",
+                "[rules]\nstrict = {strict}\n{ring}[alert_budget]\nmax_alerts = 1000000000\n[health]\nstate_dir = \"{d}/log\"\n[sinks.stdout]\nenabled = false\n[sinks.alert_log]\npath = \"{l}\"\nmax_bytes = 0\n",
                 strict = opts.strict,
                 d = dir.display(),
                 l = log.display()

@@ -101,7 +101,9 @@ pub fn run() -> anyhow::Result<Outcome> {
         memory.hwm,
     );
     if alerts + drops != execs {
-        bail!("{alerts} alerts and {drops} drops for {execs} execs");
+        bail!(
+            "{alerts} alerts and {drops} drops for {execs} execs; the agent's counters: {counters}"
+        );
     }
     Ok(Outcome {
         name: "bigargv",
