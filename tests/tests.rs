@@ -2,6 +2,7 @@
 //! area. Most load the programs into the running kernel and need root; run them one at a time
 //! (`-- --test-threads=1`): every agent on the host sees every exec. The kernel matrix runs the
 //! same binary in its guests (`cargo xtask vm-test`).
+mod argv;
 mod daemon;
 mod events;
 mod hostile;

@@ -94,6 +94,10 @@ pub fn decode(record: &[u8]) -> Result<Exec, DecodeError> {
         .then(|| field(offset_of!(ExecRecord, interp), INTERP_CAP, h.interp_len));
     let cwd = (h.flags & exec_flags::CWD_MISSING == 0)
         .then(|| field(offset_of!(ExecRecord, cwd), PATH_CAP, h.cwd_len));
+    let args = &args_area[..args_len];
+    // A cut argument has no terminating NUL: the captured byte count is one less than the
+    // arguments' lengths with their NULs.
+    let cut = args.last().is_some_and(|&b| b != 0);
     let parent = (h.flags & exec_flags::PARENT_FOUND != 0).then(|| {
         let start = offset_of!(ExecRecord, parent);
         // SAFETY: the record is at least ARGS_OFFSET long, which covers `parent`.
@@ -102,7 +106,7 @@ pub fn decode(record: &[u8]) -> Result<Exec, DecodeError> {
         image_from(&image)
     });
     Ok(Exec {
-        flags: h.flags,
+        flags: h.flags | if cut { exec_flags::LAST_ARG_CUT } else { 0 },
         ktime_boot_ns: h.ktime_boot_ns,
         start_boottime_ns: h.start_boottime_ns,
         pid: h.pid,
@@ -119,7 +123,7 @@ pub fn decode(record: &[u8]) -> Result<Exec, DecodeError> {
         exe,
         interp,
         cwd,
-        args: split_args(&args_area[..args_len]),
+        args: split_args(args),
         parent,
     })
 }
@@ -228,6 +232,12 @@ mod tests {
     #[test]
     fn decodes_args_and_strings() {
         let exec = decode(&record(b"cp\0a b\0/boot/x\0", 0)).unwrap();
+        assert!(!exec.has(exec_flags::LAST_ARG_CUT));
+        assert!(
+            decode(&record(b"cp\0a b\0/bo", 0))
+                .unwrap()
+                .has(exec_flags::LAST_ARG_CUT)
+        );
         assert_eq!(exec.pid, 42);
         assert_eq!(exec.filename, b"/bin/cp");
         assert_eq!(

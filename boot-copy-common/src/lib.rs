@@ -8,11 +8,20 @@
 pub const PATH_CAP: usize = 4096;
 /// Capacity of the `#!` interpreter string (the kernel's BINPRM_BUF_SIZE bounds it).
 pub const INTERP_CAP: usize = 256;
-/// Argument bytes captured for execs whose name is watched. Padding argv past a capture limit is a
-/// known evasion, so this is generous; it must stay a power of two (used as a verifier mask).
+/// Argument bytes a watched exec's record carries (the rest goes to `ARGV_SPILL`, see
+/// `SPILL_CHUNK`); it must stay a power of two (used as a verifier mask).
 pub const ARGS_CAP_WATCHED: usize = 512 * 1024;
 /// Argument bytes captured for other execs when all execs are requested (Elastic keeps 20 KiB).
 pub const ARGS_CAP_OTHER: usize = 32 * 1024;
+/// A watched exec's argv beyond what its record carries goes to the `ARGV_SPILL` map in chunks
+/// of this size (a power of two), which the agent reads back and deletes.
+pub const SPILL_CHUNK: usize = 64 * 1024;
+/// Chunks one exec may spill: with the record's part, more than the kernel's own ceiling of
+/// argv plus environment (6 MiB, `bprm_stack_limits` with an unlimited stack).
+pub const SPILL_CHUNKS_MAX: u32 = 96;
+/// `ARGV_SPILL` holds this many times the ring buffer's size (4 MiB by default: 6 MiB of chunks,
+/// one exec of the kernel's largest argv).
+pub const SPILL_PER_RING_BYTE: (u32, u32) = (3, 2);
 /// Bounds of a process image kept in the kernel's process table (the parent context).
 pub const IMAGE_EXE_CAP: usize = 512;
 pub const IMAGE_ARGS_CAP: usize = 1024;
@@ -47,6 +56,15 @@ pub mod exec_flags {
     pub const PARENT_FOUND: u32 = 1 << 7;
     /// The working directory could not be read (kernel thread, no fs).
     pub const CWD_MISSING: u32 = 1 << 8;
+    /// `ExecHeader::spill_len` bytes of argv follow the record's in `ARGV_SPILL` chunks (cleared
+    /// by the agent once it has put them into the record).
+    pub const SPILLED: u32 = 1 << 9;
+    /// A chunk did not fit into `ARGV_SPILL` (it was full): argv is incomplete.
+    pub const SPILL_FULL: u32 = 1 << 10;
+    /// Set by the agent: a spilled chunk was not in `ARGV_SPILL` when it was read.
+    pub const CHUNK_MISSING: u32 = 1 << 11;
+    /// Set by the agent's decoder: the last captured argument was cut (no terminating NUL).
+    pub const LAST_ARG_CUT: u32 = 1 << 12;
 }
 
 /// `ProcImage::flags`.
@@ -81,7 +99,16 @@ pub mod counter {
     /// Records submitted while a guarded kernel field is missing (see `kernel_fields`): each
     /// lacks the values those fields feed.
     pub const DEGRADED_RECORDS: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// Watched execs whose argv went partly to `ARGV_SPILL`.
+    pub const ARGS_SPILLED: u32 = 10;
+    /// Watched execs whose argv did not fit into `ARGV_SPILL`.
+    pub const SPILL_FULL: u32 = 11;
+    /// Watched execs sent without their whole argv (spill full, or a read that faulted).
+    pub const ARGS_INCOMPLETE: u32 = 12;
+    /// Map lookups that failed where they cannot (a per-CPU scratch slot, the configuration): the
+    /// program gave up on that exec or fork.
+    pub const MAP_LOOKUP_FAILURES: u32 = 13;
+    pub const COUNT: u32 = 14;
     /// Names in index order, as the agent reports them.
     pub const NAMES: [&str; COUNT as usize] = [
         "execs_seen",
@@ -94,6 +121,10 @@ pub mod counter {
         "table_update_failures",
         "forks",
         "degraded_records",
+        "args_spilled",
+        "args_spill_full",
+        "args_incomplete",
+        "map_lookup_failures",
     ];
 }
 
@@ -315,7 +346,20 @@ pub struct ExecHeader {
     pub exe_len: u32,
     pub interp_len: u32,
     pub cwd_len: u32,
+    /// Argument bytes that follow in `ARGV_SPILL` chunks (`SPILLED`).
+    pub spill_len: u32,
+    /// The error of the helper call that cut argv short (a read or a spill insert), else 0.
+    pub args_error: i32,
     pub comm: [u8; 16],
+}
+
+/// Key of an `ARGV_SPILL` chunk: the exec (its record's time and tgid) and the chunk's index.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpillKey {
+    pub ktime_boot_ns: u64,
+    pub tgid: u32,
+    pub index: u32,
 }
 
 /// An exec record as built in the kernel. Only `ARGS_OFFSET + header.args_len` bytes are
@@ -335,6 +379,8 @@ pub struct ExecRecord {
     /// Working directory (`task->fs->pwd`).
     pub cwd: [u8; PATH_CAP],
     pub args: [u8; ARGS_CAP_WATCHED],
+    /// Where a chunk is read before it is copied into `ARGV_SPILL` (never submitted).
+    pub spill: [u8; SPILL_CHUNK],
 }
 
 /// Byte offset of the argument area in a submitted exec record.
@@ -343,7 +389,9 @@ pub const ARGS_OFFSET: usize = core::mem::offset_of!(ExecRecord, args);
 const _: () = assert!(
     core::mem::size_of::<ProcImage>() == 40 + IMAGE_EXE_CAP + IMAGE_ARGS_CAP + IMAGE_CWD_CAP
 );
-const _: () = assert!(core::mem::size_of::<ExecHeader>() == 96);
+const _: () = assert!(core::mem::size_of::<ExecHeader>() == 104);
+const _: () = assert!(SPILL_CHUNK.is_power_of_two());
+const _: () = assert!(ARGS_CAP_WATCHED + SPILL_CHUNKS_MAX as usize * SPILL_CHUNK > 6 << 20);
 const _: () = assert!(ARGS_OFFSET.is_multiple_of(8));
 const _: () = assert!(ARGS_CAP_WATCHED.is_power_of_two() && ARGS_CAP_OTHER.is_power_of_two());
 
@@ -353,4 +401,6 @@ mod user {
     unsafe impl aya::Pod for super::ProcImage {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Prefilter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SpillKey {}
 }

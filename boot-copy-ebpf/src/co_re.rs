@@ -58,6 +58,9 @@ unsafe extern "C" {
     /// Zero-padded name of the executable file (its dentry's name) into `key` (always fully
     /// written); -1 if empty or too long.
     pub fn bc_exe_name_key(bprm: Binprm, key: *mut u8) -> i32;
+    /// Reads `min(len, SPILL_CHUNK)` bytes of user memory into a SPILL_CHUNK-byte map area;
+    /// returns the bytes read or the helper's negative error.
+    pub fn bc_read_user_chunk(dst: *mut u8, src: u64, len: u64) -> i32;
     /// Copies `min(len, cap)` bytes between map values (`cap` must be a constant); returns it.
     pub fn bc_copy_prefix(dst: *mut u8, src: *const u8, len: u32, cap: u32) -> u32;
 }

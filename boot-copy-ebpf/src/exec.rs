@@ -4,7 +4,8 @@ use core::{ffi::c_void, mem::MaybeUninit};
 
 use aya_ebpf::{
     bindings::{
-        BPF_ANY, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE,
+        BPF_ANY, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+        BPF_RB_RING_SIZE,
     },
     helpers::generated::{
         bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
@@ -14,14 +15,16 @@ use aya_ebpf::{
 };
 use boot_copy_common::{
     ARGS_CAP_OTHER, ARGS_CAP_WATCHED, ARGS_OFFSET, ExecHeader, ExecRecord, INTERP_CAP,
-    NAME_KEY_CAP, NameWords, PATH_CAP, Prefilter, ProcImage, RECORD_EXEC, config_flags, counter,
-    exec_flags, image_flags,
+    NAME_KEY_CAP, NameWords, PATH_CAP, Prefilter, ProcImage, RECORD_EXEC, SPILL_CHUNK,
+    SPILL_CHUNKS_MAX, SpillKey, config_flags, counter, exec_flags, image_flags,
 };
 
 use crate::{
     co_re::{self, Binprm, KPath, Task},
-    image,
-    maps::{self, EVENTS, IMAGE_SCRATCH, PROC_TABLE, SCRATCH, WATCHED, WATCHED_SIZES, count},
+    diag, image,
+    maps::{
+        self, ARGV_SPILL, EVENTS, IMAGE_SCRATCH, PROC_TABLE, SCRATCH, WATCHED, WATCHED_SIZES, count,
+    },
     path, table,
 };
 
@@ -32,7 +35,7 @@ pub fn handle(ctx: &BtfTracePointContext) -> Result<u32, u32> {
     let task: Task = ctx.arg(0);
     let bprm: Binprm = ctx.arg(2);
     count(counter::EXECS_SEEN);
-    let prefilter = maps::prefilter().ok_or(0u32)?;
+    let prefilter = maps::prefilter().ok_or_else(|| diag::lookup_failed("CONFIG"))?;
     // What the prefilter decides first; a script's name is known only from its path (read
     // into the record).
     // SAFETY: bprm comes from the tracepoint and is read through helpers.
@@ -49,7 +52,9 @@ pub fn handle(ctx: &BtfTracePointContext) -> Result<u32, u32> {
     };
     // SAFETY: plain helper call; the CPU cannot change while a tracepoint program runs.
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let rec = SCRATCH.get_ptr_mut(cpu).ok_or(0u32)?;
+    let rec = SCRATCH
+        .get_ptr_mut(cpu)
+        .ok_or_else(|| diag::lookup_failed("SCRATCH"))?;
     // SAFETY: `rec` is this CPU's map slot; task and bprm come from the tracepoint.
     unsafe { record(task, bprm, prefilter, found, rec) };
     Ok(0)
@@ -303,7 +308,8 @@ unsafe fn send(task: Task, bprm: Binprm, rec: *mut ExecRecord) {
             exec_flags::EXE_TRUNCATED,
         );
 
-        // argv: one bounded read of user memory.
+        // argv: one bounded read of user memory into the record, and for a watched exec whose
+        // argv is longer, the rest into ARGV_SPILL.
         let mut flags = reload(&raw const (*h).flags);
         let watched = flags & exec_flags::WATCHED != 0;
         let mut args_size = 0u64;
@@ -315,26 +321,43 @@ unsafe fn send(task: Task, bprm: Binprm, rec: *mut ExecRecord) {
         } as u64;
         let want = (if args_size < cap { args_size } else { cap }) as u32 & ARGS_MASK;
         let mut args_len = 0u32;
+        (*h).args_error = 0;
         if want > 0 {
             let src = args_start as usize as *const c_void;
             let scratch = (&raw mut (*rec).args).cast::<u8>();
-            if bpf_probe_read_user(scratch.cast(), want, src) < 0 {
+            let err = bpf_probe_read_user(scratch.cast(), want, src);
+            if err < 0 {
                 flags |= exec_flags::ARGS_READ_FAILED;
+                (*h).args_error = err as i32;
                 count(counter::ARGS_READ_FAILURES);
             } else {
                 args_len = want;
             }
         }
-        if (args_len as u64) < args_size && flags & exec_flags::ARGS_READ_FAILED == 0 {
-            flags |= exec_flags::ARGS_TRUNCATED;
-            count(counter::ARGS_TRUNCATED);
+        (*h).args_len = args_len;
+        (*h).spill_len = 0;
+        if watched && args_len > 0 && (args_len as u64) < args_size {
+            flags |= spill(
+                rec,
+                args_start + args_len as u64,
+                args_size - args_len as u64,
+            );
+        }
+        let captured = args_len as u64 + reload(&raw const (*h).spill_len) as u64;
+        if captured < args_size {
+            if flags & exec_flags::ARGS_READ_FAILED == 0 {
+                flags |= exec_flags::ARGS_TRUNCATED;
+                count(counter::ARGS_TRUNCATED);
+            }
+            if watched {
+                count(counter::ARGS_INCOMPLETE);
+            }
         }
         (*h).args_size = if args_size > u32::MAX as u64 {
             u32::MAX
         } else {
             args_size as u32
         };
-        (*h).args_len = args_len;
         if flags & (exec_flags::EXE_TRUNCATED | exec_flags::CWD_TRUNCATED) != 0 {
             count(counter::PATH_TRUNCATIONS);
         }
@@ -342,7 +365,84 @@ unsafe fn send(task: Task, bprm: Binprm, rec: *mut ExecRecord) {
             count(counter::DEGRADED_RECORDS);
         }
         (*h).flags = flags;
-        submit_record(rec, args_len, watched);
+        if !submit_record(rec, args_len, watched) {
+            unspill(h);
+        }
+        // Reported once, from map memory: the states of the argv reads merge before it.
+        let error = reload((&raw const (*h).args_error).cast());
+        if error != 0 {
+            let captured = reload(&raw const (*h).args_len) + reload(&raw const (*h).spill_len);
+            diag::args_incomplete(error as i32, captured);
+        }
+    }
+}
+
+/// Puts `len` bytes of argv from user address `src` into `ARGV_SPILL`, chunk by chunk, through the
+/// record's staging area; sets the header's `spill_len` to the bytes stored and returns the flags
+/// to add. Stops at the first chunk that cannot be read or stored: what follows is missing.
+#[inline(always)]
+unsafe fn spill(rec: *mut ExecRecord, src: u64, len: u64) -> u32 {
+    // SAFETY (whole function): as in `record`; the staging area is SPILL_CHUNK bytes of the
+    // record.
+    unsafe {
+        let h = &raw mut (*rec).header;
+        let staging = (&raw mut (*rec).spill).cast::<u8>();
+        let mut key = SpillKey {
+            ktime_boot_ns: (*h).ktime_boot_ns,
+            tgid: (*h).tgid,
+            index: 0,
+        };
+        let mut done = 0u64;
+        let mut flags = exec_flags::SPILLED;
+        // The counter stays in a register, so that the verifier sees the loop's bound.
+        let mut i = 0u32;
+        while i < SPILL_CHUNKS_MAX && done < len {
+            key.index = i;
+            let n = co_re::bc_read_user_chunk(staging, src + done, len - done);
+            if n < 0 {
+                flags |= exec_flags::ARGS_READ_FAILED;
+                (*h).args_error = n;
+                count(counter::ARGS_READ_FAILURES);
+                break;
+            }
+            let chunk = &*staging.cast::<[u8; SPILL_CHUNK]>();
+            if let Err(e) = ARGV_SPILL.insert(&key, chunk, BPF_NOEXIST as u64) {
+                flags |= exec_flags::SPILL_FULL;
+                (*h).args_error = e as i32;
+                count(counter::SPILL_FULL);
+                break;
+            }
+            done += n as u64;
+            i += 1;
+        }
+        if i > 0 {
+            count(counter::ARGS_SPILLED);
+        } else {
+            flags &= !exec_flags::SPILLED;
+        }
+        (*h).spill_len = done as u32;
+        flags
+    }
+}
+
+/// Deletes the spilled chunks of a record that could not be sent (the agent will never ask for
+/// them).
+#[inline(always)]
+unsafe fn unspill(h: *const ExecHeader) {
+    // SAFETY: a header of this CPU's record.
+    unsafe {
+        let chunks = ((*h).spill_len as usize).div_ceil(SPILL_CHUNK) as u32;
+        let mut key = SpillKey {
+            ktime_boot_ns: (*h).ktime_boot_ns,
+            tgid: (*h).tgid,
+            index: 0,
+        };
+        let mut i = 0u32;
+        while i < SPILL_CHUNKS_MAX && i < chunks {
+            key.index = i;
+            let _ = ARGV_SPILL.remove(&key);
+            i += 1;
+        }
     }
 }
 
@@ -353,6 +453,7 @@ unsafe fn write_image(task: Task, rec: *mut ExecRecord) {
     // SAFETY (whole function): as in `record`; img is a PROC_TABLE value.
     unsafe {
         let Some(img_scratch) = IMAGE_SCRATCH.get_ptr_mut(0) else {
+            diag::lookup_failed("IMAGE_SCRATCH");
             return;
         };
         let h = &raw const (*rec).header;
@@ -361,11 +462,12 @@ unsafe fn write_image(task: Task, rec: *mut ExecRecord) {
             Some(img) => img,
             None => {
                 let image: &ProcImage = &*img_scratch; // by reference: not via the stack
-                let made = PROC_TABLE.insert(tgid, image, BPF_ANY as u64).is_ok();
+                let made = PROC_TABLE.insert(tgid, image, BPF_ANY as u64);
                 match PROC_TABLE.get_ptr_mut(tgid) {
-                    Some(img) if made => img,
+                    Some(img) if made.is_ok() => img,
                     _ => {
                         count(counter::TABLE_UPDATE_FAILURES);
+                        diag::table_update_failed(made.err().unwrap_or(0) as i32);
                         return;
                     }
                 }
@@ -411,9 +513,9 @@ unsafe fn read_filename(filename: *mut u8, src: *const u8, flags: &mut u32) -> u
     len
 }
 
-/// Sends `ARGS_OFFSET + args_len` bytes of the record.
+/// Sends `ARGS_OFFSET + args_len` bytes of the record; false if the ring had no room.
 #[inline(always)]
-unsafe fn submit_record(rec: *const ExecRecord, args_len: u32, watched: bool) {
+unsafe fn submit_record(rec: *const ExecRecord, args_len: u32, watched: bool) -> bool {
     let len = ARGS_OFFSET + (args_len & ARGS_MASK) as usize;
     let wakeup = if watched {
         BPF_RB_FORCE_WAKEUP
@@ -426,7 +528,13 @@ unsafe fn submit_record(rec: *const ExecRecord, args_len: u32, watched: bool) {
     // SAFETY: the record is a map value of size_of::<ExecRecord>() >= len bytes.
     let data = unsafe { core::slice::from_raw_parts(rec.cast::<u8>(), len) };
     match EVENTS.output::<[u8]>(data, wakeup) {
-        Ok(()) => count(counter::EVENTS_SUBMITTED),
-        Err(_) => count(counter::RINGBUF_DROPS),
+        Ok(()) => {
+            count(counter::EVENTS_SUBMITTED);
+            true
+        }
+        Err(_) => {
+            count(counter::RINGBUF_DROPS);
+            false
+        }
     }
 }

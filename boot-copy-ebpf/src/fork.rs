@@ -9,7 +9,7 @@ use boot_copy_common::{ProcImage, counter, image_flags};
 
 use crate::{
     co_re::{self, Task},
-    image,
+    diag, image,
     maps::{FORKERS, FORKERS_LEN, Forker, IMAGE_SCRATCH, PROC_TABLE, count},
     table,
 };
@@ -37,7 +37,9 @@ pub fn handle(ctx: &BtfTracePointContext) -> Result<u32, u32> {
         start_boottime_ns: start,
         exec_id,
     };
-    let slot = FORKERS.get_ptr_mut(tgid % FORKERS_LEN).ok_or(0u32)?;
+    let slot = FORKERS
+        .get_ptr_mut(tgid % FORKERS_LEN)
+        .ok_or_else(|| diag::lookup_failed("FORKERS"))?;
     // SAFETY: a FORKERS value; see Forker for concurrent writers.
     if unsafe { *slot == me } {
         return Ok(0); // the common case: a process forking again
@@ -50,7 +52,9 @@ pub fn handle(ctx: &BtfTracePointContext) -> Result<u32, u32> {
             return Ok(0);
         }
     }
-    let img = IMAGE_SCRATCH.get_ptr_mut(0).ok_or(0u32)?;
+    let img = IMAGE_SCRATCH
+        .get_ptr_mut(0)
+        .ok_or_else(|| diag::lookup_failed("IMAGE_SCRATCH"))?;
     // SAFETY: img is this CPU's scratch image; parent is the current task.
     unsafe {
         if !inherit(parent, img) {
@@ -60,10 +64,12 @@ pub fn handle(ctx: &BtfTracePointContext) -> Result<u32, u32> {
         (*img).exec_id = exec_id;
         (*img).tgid = tgid;
         let image: &ProcImage = &*img; // by reference: not through the 512-byte stack
-        if PROC_TABLE.insert(tgid, image, BPF_ANY as u64).is_ok() {
-            *slot = me;
-        } else {
-            count(counter::TABLE_UPDATE_FAILURES);
+        match PROC_TABLE.insert(tgid, image, BPF_ANY as u64) {
+            Ok(()) => *slot = me,
+            Err(e) => {
+                count(counter::TABLE_UPDATE_FAILURES);
+                diag::table_update_failed(e as i32);
+            }
         }
     }
     Ok(0)

@@ -7,6 +7,7 @@
 #![no_main]
 
 mod co_re;
+mod diag;
 mod exec;
 mod fork;
 mod image;

@@ -5,12 +5,19 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use boot_copy_common::{
-    ExecRecord, NAME_KEY_CAP, Prefilter, ProcImage, WATCHED_ENTRIES, WATCHED_SIZE_ENTRIES, counter,
+    ExecRecord, NAME_KEY_CAP, Prefilter, ProcImage, SPILL_CHUNK, SpillKey, WATCHED_ENTRIES,
+    WATCHED_SIZE_ENTRIES, counter,
 };
 
 /// Exec records for the agent. The loader sets the size (default 4 MiB).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);
+
+/// The part of a watched exec's argv that its record cannot carry, in chunks keyed by exec and
+/// index: the agent reads each chunk back when the record arrives, and deletes it. Preallocated;
+/// the loader sizes it from the ring buffer's size (`SPILL_PER_RING_BYTE`).
+#[map]
+pub static ARGV_SPILL: HashMap<SpillKey, [u8; SPILL_CHUNK]> = HashMap::with_max_entries(1, 0);
 
 /// One exec record per possible CPU (too large for a per-CPU map); indexed by CPU id, which is
 /// stable while a tracepoint program runs. The loader sets max_entries.

@@ -15,8 +15,13 @@ const NARROWING: [&str; 4] = [
 ];
 
 /// Packages whose tests touch neither the kernel nor the host's exec stream: they run in
-/// parallel. The rule engine's crate, `boot-copy-rules`, belongs here once it exists.
-const PARALLEL_PACKAGES: [&str; 3] = ["boot-copy-common", "boot-copy-harness", "xtask"];
+/// parallel.
+const PARALLEL_PACKAGES: [&str; 4] = [
+    "boot-copy-common",
+    "boot-copy-harness",
+    "boot-copy-rules",
+    "xtask",
+];
 
 /// One stage's outcome, and what the summary shows for it beyond pass or fail.
 type Outcome = (anyhow::Result<()>, Vec<String>);

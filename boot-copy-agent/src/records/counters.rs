@@ -25,6 +25,8 @@ pub struct DaemonCounters {
     pub programs_detached: u64,
     /// Prefilter map changes by another process.
     pub maps_tampered: u64,
+    /// Spilled argv chunks missing when the agent read them (each made an argv incomplete).
+    pub args_chunks_missing: u64,
     pub sinks: Vec<SinkStats>,
 }
 
@@ -61,6 +63,7 @@ impl Counters {
                 ("suppressed".to_owned(), d.suppressed),
                 ("programs_detached".to_owned(), daemon.programs_detached),
                 ("maps_tampered".to_owned(), daemon.maps_tampered),
+                ("args_chunks_missing".to_owned(), daemon.args_chunks_missing),
             ]);
         }
         c
@@ -74,6 +77,15 @@ impl Counters {
                 self.kernel(counter::RINGBUF_DROPS),
             ),
             ("decode_errors".to_owned(), self.detect.decode_errors),
+            // Watched execs whose argv did not reach the agent whole.
+            (
+                "args_incomplete".to_owned(),
+                self.kernel(counter::ARGS_INCOMPLETE),
+            ),
+            (
+                "args_chunks_missing".to_owned(),
+                self.daemon.as_ref().map_or(0, |d| d.args_chunks_missing),
+            ),
         ];
         for s in self.daemon.iter().flat_map(|d| &d.sinks) {
             l.push((format!("{}_dropped", s.sink), s.dropped));
@@ -128,6 +140,8 @@ mod tests {
             [
                 ("ringbuf_drops".to_owned(), 4),
                 ("decode_errors".to_owned(), 1),
+                ("args_incomplete".to_owned(), 0),
+                ("args_chunks_missing".to_owned(), 0),
                 ("syslog_dropped".to_owned(), 3),
                 ("syslog_failed".to_owned(), 0),
             ]

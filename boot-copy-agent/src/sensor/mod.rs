@@ -1,13 +1,23 @@
 //! The kernel sensor: loads the eBPF object (`boot-copy-ebpf`, embedded at build time) relocated
 //! against `sensor.btf`, learns from a test run of its layout probe which kernel fields that BTF
 //! lacks, sizes and fills its maps, attaches the exec and fork programs, and hands out the
-//! ring-buffer reader. Records are `boot_copy_common::ExecRecord`s truncated after their argument bytes.
+//! ring-buffer reader. Records are `boot_copy_common::ExecRecord`s truncated after their argument
+//! bytes; the reader puts a watched exec's spilled argv back in (`spill`) and forwards the
+//! programs' aya-log diagnostics (`diagnostics`).
+mod diagnostics;
 mod error;
 pub mod prefilter;
 pub mod requirements;
 mod ring;
+mod spill;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use aya::{
     Btf, Ebpf, EbpfLoader, Endianness,
@@ -41,7 +51,8 @@ const BPF_NOEXIST: u64 = 1;
 
 #[derive(Debug, Clone)]
 pub struct SensorConfig {
-    /// What the kernel reports: watched names and sizes, or every exec.
+    /// What the kernel reports: watched names and sizes (their whole argv, see `spill`), or
+    /// every exec.
     pub filter: prefilter::KernelFilter,
     /// Ring-buffer size: a power of two of at least 1 MiB.
     pub ring_bytes: u32,
@@ -68,6 +79,8 @@ pub struct Sensor {
     table: HashMap<MapData, u32, ProcImage>,
     counters: PerCpuArray<MapData, u64>,
     reader: Option<RingReader>,
+    /// Spilled argv chunks the agent did not find (see `spill`).
+    chunks_missing: Arc<AtomicU64>,
     degraded: Vec<&'static str>,
     // Owns the programs and their links; last so the maps above are released first.
     ebpf: Ebpf,
@@ -117,7 +130,9 @@ impl Sensor {
             .map_max_entries("EVENTS", cfg.ring_bytes)
             .map_max_entries("SCRATCH", requirements::possible_cpu_slots()?)
             .map_max_entries("PROC_TABLE", cfg.table_entries)
+            .map_max_entries("ARGV_SPILL", spill::entries(cfg.ring_bytes))
             .load(EBPF_OBJECT)?;
+        let log = diagnostics::KernelLog::take(&mut ebpf);
         let degraded = check_layout(&mut ebpf, &cfg.btf)?;
 
         prefilter::fill(&mut ebpf, &cfg.filter)?;
@@ -145,10 +160,20 @@ impl Sensor {
                 source,
             }
         })?;
+        let spill = spill::Spill::new(
+            HashMap::try_from(take_map(&mut ebpf, "ARGV_SPILL")?).map_err(|source| {
+                SensorError::Map {
+                    map: "ARGV_SPILL",
+                    source,
+                }
+            })?,
+        );
+        let chunks_missing = spill.missing_counter();
         Ok(Sensor {
             table,
             counters,
-            reader: Some(RingReader::new(ring)),
+            reader: Some(RingReader::new(ring, spill, log)),
+            chunks_missing,
             degraded,
             ebpf,
         })
@@ -190,6 +215,12 @@ impl Sensor {
             *total = values.iter().copied().fold(0u64, u64::wrapping_add);
         }
         Ok(totals)
+    }
+
+    /// Spilled argv chunks that were not in the spill map when the agent read them: each made
+    /// its exec's argv incomplete.
+    pub fn chunks_missing(&self) -> u64 {
+        self.chunks_missing.load(Ordering::Relaxed)
     }
 
     /// Statistics of the programs.

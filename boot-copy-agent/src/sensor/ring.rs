@@ -1,13 +1,25 @@
-//! Reading exec records from the `EVENTS` ring buffer.
+//! Reading exec records from the `EVENTS` ring buffer (their spilled argv put back in), and the
+//! kernel programs' diagnostics from aya-log's ring.
 use std::{io, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::io::{Interest, unix::AsyncFd};
 
+use super::{diagnostics::KernelLog, spill::Spill};
+
 /// The ring-buffer consumer. Registered with tokio on first `wait` (so it can be created outside
 /// a runtime and moved into a task).
 pub struct RingReader {
     state: State,
+    spill: Spill,
+    log: Option<KernelLog>,
+}
+
+/// A record with a spilled argv left thousands of small allocations freed in the heap (its
+/// arguments, their text): hands the pages back, so the resident set returns to its steady state.
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe { libc::malloc_trim(0) };
 }
 
 enum State {
@@ -18,9 +30,11 @@ enum State {
 }
 
 impl RingReader {
-    pub(super) fn new(ring: RingBuf<MapData>) -> Self {
+    pub(super) fn new(ring: RingBuf<MapData>, spill: Spill, log: Option<KernelLog>) -> Self {
         Self {
             state: State::Plain(ring),
+            spill,
+            log,
         }
     }
 
@@ -57,8 +71,12 @@ impl RingReader {
         Ok(())
     }
 
-    /// Calls `f` for every record currently in the ring; returns how many.
+    /// Calls `f` for every record currently in the ring, whole; returns how many. Forwards the
+    /// kernel's diagnostics first.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        if let Some(log) = &mut self.log {
+            log.flush();
+        }
         let ring = match &mut self.state {
             State::Plain(ring) => ring,
             State::Registered(fd) => fd.get_mut(),
@@ -66,7 +84,15 @@ impl RingReader {
         };
         let mut n = 0;
         while let Some(item) = ring.next() {
-            f(&item);
+            match self.spill.assemble(&item) {
+                Some(whole) => {
+                    drop(item); // frees its ring space before the (large) record is handled
+                    f(&whole);
+                    drop(whole);
+                    release_freed_memory();
+                }
+                None => f(&item),
+            }
             n += 1;
         }
         n

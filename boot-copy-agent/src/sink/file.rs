@@ -316,6 +316,7 @@ impl Worker for AlertLog {
                 self.path.display()
             )),
         }
+        super::release_large(&mut self.buf);
     }
 
     /// Is the file we hold still the one at the path? logrotate renames it (then we follow to

@@ -71,6 +71,14 @@ impl Record {
     }
 }
 
+/// Drops a line buffer grown past what ordinary records need (the alert of an exec with megabytes
+/// of argv), so that its memory is not kept.
+fn release_large(buf: &mut Vec<u8>) {
+    if buf.capacity() > 256 * 1024 {
+        *buf = Vec::new();
+    }
+}
+
 /// Syslog severities used: heartbeat/health = Info, low alert = Notice, medium/high = Warning,
 /// critical = Err.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -64,5 +64,6 @@ impl Worker for Stdout {
             Ok(()) => shared.ok(),
             Err(e) => shared.fail(&format_args!("writing to stdout: {e}")),
         }
+        super::release_large(&mut self.buf);
     }
 }

@@ -8,6 +8,7 @@
 //!    system's cp and mv; an executable with the same inode (a hard link) or the same size and
 //!    content (a renamed copy) is that tool. The size is compared first, so only executables of
 //!    exactly cp's or mv's size are read; hashes are cached per (device, inode, size, mtime).
+//! 4. The dynamic loader (`ld.so`), recorded the same way (see `loader`): [`Identity::is_loader`].
 
 use std::collections::HashMap;
 use std::hash::Hasher;
@@ -25,9 +26,25 @@ const REFERENCES: [(&str, &str); 4] = [
     ("mv", "/bin/mv"),
 ];
 
-/// The sizes of the system's cp and mv (what the kernel's size prefilter watches).
+/// The tool name of a loader reference.
+const LOADER: &str = "ld.so";
+
+/// The reference binaries: the system's cp and mv, and its loaders.
+fn reference_paths() -> Vec<(&'static str, std::path::PathBuf)> {
+    REFERENCES
+        .iter()
+        .map(|&(tool, p)| (tool, p.into()))
+        .chain(
+            super::loader::system_loaders()
+                .into_iter()
+                .map(|p| (LOADER, p)),
+        )
+        .collect()
+}
+
+/// The sizes of the system's cp, mv and loaders (what the kernel's size prefilter watches).
 pub fn reference_sizes() -> Vec<u64> {
-    let mut sizes: Vec<u64> = REFERENCES
+    let mut sizes: Vec<u64> = reference_paths()
         .iter()
         .filter_map(|(_, p)| std::fs::metadata(p).ok().map(|m| m.size()))
         .collect();
@@ -94,17 +111,17 @@ fn hash_file(path: &Path) -> Option<u64> {
 }
 
 impl Identity {
-    /// Records the system's cp and mv.
+    /// Records the system's cp, mv and loaders.
     pub fn system() -> Identity {
         let mut refs: Vec<Reference> = Vec::new();
-        for (tool, path) in REFERENCES {
-            let Ok(md) = std::fs::metadata(path) else {
+        for (tool, path) in reference_paths() {
+            let Ok(md) = std::fs::metadata(&path) else {
                 continue;
             };
             if refs.iter().any(|r| r.dev == md.dev() && r.ino == md.ino()) {
                 continue;
             }
-            if let Some(hash) = hash_file(Path::new(path)) {
+            if let Some(hash) = hash_file(&path) {
                 refs.push(Reference {
                     tool,
                     dev: md.dev(),
@@ -138,11 +155,18 @@ impl Identity {
         if MULTICALL.contains(&name) {
             return applet(args);
         }
-        self.by_file(executable).map(|t| Tool {
-            name: t,
-            how: How::File,
-            first_arg: 1,
-        })
+        self.by_file(executable)
+            .filter(|&t| t != LOADER)
+            .map(|t| Tool {
+                name: t,
+                how: How::File,
+                first_arg: 1,
+            })
+    }
+
+    /// Whether `executable` is one of the system's loaders (by inode, or size and content).
+    pub fn is_loader(&mut self, executable: &Path) -> bool {
+        self.by_file(executable) == Some(LOADER)
     }
 
     fn by_file(&mut self, executable: &Path) -> Option<&'static str> {

@@ -14,13 +14,20 @@
 //! | `boot_copy.strict.boot_paths` | those of them that lie in `/boot` (canonical when reached through a symlink or another mount) |
 //! | `boot_copy.strict.into_boot` | whether `boot_paths` is non-empty |
 //! | `boot_copy.strict.evasion` | forms that hide the write from the published rule (absent when none) |
+//! | `boot_copy.strict.program` | for a copy tool run by the dynamic loader (`loader`): the program it runs |
+//! | `boot_copy.strict.args_missing` | when argv did not reach the agent whole (`args_incomplete`): bytes and arguments captured, the true counts, and why |
 //!
-//! Only execs of a recognised copy tool get these fields.
+//! Only execs of a recognised copy tool (directly, or as the program of a loader exec) get these
+//! fields. An exec whose argv is incomplete may write into `/boot` from the part that is missing
+//! (GNU getopt permutes, so `-t /boot` can be anywhere): `into_boot` is then true.
 
 pub mod identity;
+pub mod loader;
 pub mod mounts;
 pub mod options;
 pub mod paths;
+
+use std::{borrow::Cow, path::Path};
 
 use boot_copy_common::exec_flags;
 use serde::Serialize;
@@ -40,6 +47,54 @@ pub struct Analysis {
     pub targets: Vec<String>,
     pub boot_paths: Vec<String>,
     pub evasion: Vec<&'static str>,
+    /// The program, when a loader runs the tool.
+    pub program: Option<String>,
+    /// What is missing of argv, when it is incomplete.
+    pub args_missing: Option<ArgsMissing>,
+}
+
+/// What of an exec's argv the agent has, of what it ran with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArgsMissing {
+    pub captured_args: u32,
+    pub captured_bytes: u64,
+    /// Why: `spill_full` (the kernel's spill map had no room), `chunk_missing` (a spilled chunk
+    /// was gone when read), `read_failed` (reading the process's memory faulted), `capture_limit`
+    /// (the exec was not watched, so captured to the limit for other execs).
+    pub cause: &'static str,
+    pub missing_bytes: u64,
+    pub total_args: u32,
+    pub total_bytes: u64,
+}
+
+impl ArgsMissing {
+    /// What is missing of `exec`'s argv (`None`: nothing).
+    pub fn of(exec: &Exec) -> Option<ArgsMissing> {
+        let cut = exec_flags::ARGS_TRUNCATED | exec_flags::ARGS_READ_FAILED;
+        if !exec.has(cut) {
+            return None;
+        }
+        let cause = if exec.has(exec_flags::SPILL_FULL) {
+            "spill_full"
+        } else if exec.has(exec_flags::CHUNK_MISSING) {
+            "chunk_missing"
+        } else if exec.has(exec_flags::ARGS_READ_FAILED) {
+            "read_failed"
+        } else {
+            "capture_limit"
+        };
+        let bytes: u64 = exec.args.iter().map(|a| a.len() as u64 + 1).sum();
+        let captured = bytes - u64::from(exec.has(exec_flags::LAST_ARG_CUT));
+        let total = u64::from(exec.args_size).max(captured);
+        Some(ArgsMissing {
+            captured_args: exec.args.len() as u32,
+            captured_bytes: captured,
+            cause,
+            missing_bytes: total - captured,
+            total_args: exec.args_count,
+            total_bytes: total,
+        })
+    }
 }
 
 impl Analysis {
@@ -58,21 +113,27 @@ impl Analysis {
                 identity::How::Applet => "applet",
                 identity::How::File => "file",
             },
-            into_boot: !self.boot_paths.is_empty(),
+            into_boot: !self.boot_paths.is_empty() || self.args_missing.is_some(),
             targets: &self.targets,
             tool: self.tool,
+            program: self.program.as_deref(),
+            args_missing: self.args_missing.as_ref(),
         }
     }
 }
 
-/// `boot_copy.strict.*` (fields in JSON key order; `evasion` absent when empty).
+/// `boot_copy.strict.*` (fields in JSON key order; optional ones absent when empty).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct StrictFields<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args_missing: Option<&'a ArgsMissing>,
     pub boot_paths: &'a [String],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub evasion: &'a [&'static str],
     pub identified_by: &'static str,
     pub into_boot: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<&'a str>,
     pub targets: &'a [String],
     pub tool: &'static str,
 }
@@ -81,6 +142,27 @@ impl StrictFields<'_> {
     /// Hands the fields, by dotted name, to `put` (which makes a value only if it wants it).
     pub fn fill(&self, put: &mut dyn FnMut(&'static str, &mut dyn FnMut() -> DocValue)) {
         let texts = |v: &[String]| DocValue::from(v.iter().map(String::as_str).collect::<Vec<_>>());
+        if let Some(m) = self.args_missing {
+            let int = |n: u64| DocValue::Int(n as i64);
+            put("boot_copy.strict.args_missing.captured_args", &mut || {
+                int(m.captured_args.into())
+            });
+            put("boot_copy.strict.args_missing.captured_bytes", &mut || {
+                int(m.captured_bytes)
+            });
+            put("boot_copy.strict.args_missing.cause", &mut || {
+                m.cause.into()
+            });
+            put("boot_copy.strict.args_missing.missing_bytes", &mut || {
+                int(m.missing_bytes)
+            });
+            put("boot_copy.strict.args_missing.total_args", &mut || {
+                int(m.total_args.into())
+            });
+            put("boot_copy.strict.args_missing.total_bytes", &mut || {
+                int(m.total_bytes)
+            });
+        }
         put("boot_copy.strict.boot_paths", &mut || {
             texts(self.boot_paths)
         });
@@ -93,6 +175,9 @@ impl StrictFields<'_> {
             self.identified_by.into()
         });
         put("boot_copy.strict.into_boot", &mut || self.into_boot.into());
+        if let Some(program) = self.program {
+            put("boot_copy.strict.program", &mut || program.into());
+        }
         put("boot_copy.strict.targets", &mut || texts(self.targets));
         put("boot_copy.strict.tool", &mut || self.tool.into());
     }
@@ -120,15 +205,18 @@ impl Analyzer {
     }
 
     /// The analysis of an exec of `executable` (the resolved binary) with `args`, in `cwd`;
-    /// `None` when it is not a copy tool.
+    /// `None` when it is not a copy tool, nor the loader running one.
     pub fn analyse(
         &mut self,
-        executable: impl AsRef<std::path::Path>,
+        executable: impl AsRef<Path>,
         args: &[String],
         cwd: &str,
     ) -> Option<Analysis> {
-        let tool = self.identity.identify(executable, args)?;
+        let (tool, argv, program) = self.tool_run(executable.as_ref(), args, cwd)?;
         let mut evasion = Vec::new();
+        if program.is_some() {
+            push(&mut evasion, "loader");
+        }
         match tool.how {
             identity::How::Applet => push(&mut evasion, "multicall_applet"),
             identity::How::File => push(&mut evasion, "renamed_binary"),
@@ -137,8 +225,12 @@ impl Analyzer {
             }
             identity::How::Name => {}
         }
-        let parsed = options::parse(tool.name, args.get(tool.first_arg..).unwrap_or(&[]));
+        let operands = argv.get(tool.first_arg..).unwrap_or(&[]);
+        let parsed = options::parse(tool.name, operands);
+        let posix = options::parse_posix(tool.name, operands).destination;
+        let posix = posix.filter(|(p, _)| parsed.destination.as_ref().is_none_or(|(d, _)| d != p));
         let mut written: Vec<(String, options::Form)> = parsed.destination.into_iter().collect();
+        written.extend(posix.map(|(p, _)| (p, options::Form::PosixOrder)));
         if tool.name == "mv" {
             written.extend(
                 parsed
@@ -186,7 +278,37 @@ impl Analyzer {
             targets,
             boot_paths,
             evasion,
+            program: program.map(|p| p.display().to_string()),
+            args_missing: None,
         })
+    }
+
+    /// The copy tool an exec runs and the argv it runs with: the exec's own, or, when the
+    /// executable is the dynamic loader, its program's (a loader running a loader is followed).
+    fn tool_run<'a>(
+        &mut self,
+        executable: &Path,
+        args: &'a [String],
+        cwd: &str,
+    ) -> Option<(
+        identity::Tool,
+        Cow<'a, [String]>,
+        Option<std::path::PathBuf>,
+    )> {
+        if let Some(tool) = self.identity.identify(executable, args) {
+            return Some((tool, Cow::Borrowed(args), None));
+        }
+        let mut run = loader::program(args, cwd).filter(|_| self.identity.is_loader(executable))?;
+        for _ in 0..2 {
+            if let Some(tool) = self.identity.identify(&run.path, &run.argv) {
+                return Some((tool, Cow::Owned(run.argv), Some(run.path)));
+            }
+            if !self.identity.is_loader(&run.path) {
+                return None;
+            }
+            run = loader::program(&run.argv, cwd)?;
+        }
+        None
     }
 
     /// [`Analyzer::analyse`] of a decoded exec.
@@ -204,7 +326,16 @@ impl Analyzer {
             .as_deref()
             .map(String::from_utf8_lossy)
             .unwrap_or("/".into());
-        self.analyse(exe, &args, &cwd)
+        let mut analysis = self.analyse(exe, &args, &cwd)?;
+        analysis.args_missing = ArgsMissing::of(exec);
+        if analysis.args_missing.is_some() {
+            // The missing part may name a target in /boot: the analysis cannot rule it out.
+            if analysis.boot_paths.is_empty() && analysis.program.is_some() {
+                push(&mut analysis.evasion, "loader");
+            }
+            push(&mut analysis.evasion, "args_incomplete");
+        }
+        Some(analysis)
     }
 }
 
@@ -305,6 +436,7 @@ mod tests {
             ["multicall_applet"]
         );
         assert_eq!(ev(cp, "cp x /boot/y", "/"), Vec::<&str>::new());
+        assert_eq!(ev(cp, "cp x -t /tmp /boot", "/"), ["posix_operands"]);
         assert_eq!(ev(cp, "cp x /tmp/y", "/"), Vec::<&str>::new());
         assert_eq!(
             ev("/usr/bin/mv", "mv boot/vmlinuz /tmp", "/"),
@@ -403,6 +535,82 @@ mod tests {
                 t.elapsed().as_nanos() as f64 / n as f64
             );
         }
+    }
+
+    #[test]
+    fn the_loader_running_a_copy_tool_is_that_tool() {
+        let Some(ld) = loader::interpreter(std::path::Path::new("/usr/bin/cp")) else {
+            return; // a static cp: no loader on this machine
+        };
+        let ld = ld.display().to_string();
+        let mut an = Analyzer::system();
+        let mut run = |line: &str| {
+            let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+            an.analyse(&ld, &args, "/")
+        };
+        let r = run("ld.so --argv0 ls /usr/bin/cp x /boot/y").unwrap();
+        assert_eq!((r.tool, r.how), ("cp", identity::How::Name));
+        assert_eq!(r.evasion, ["loader"]);
+        assert_eq!(r.program.as_deref(), Some("/usr/bin/cp"));
+        assert_eq!(r.boot_paths, ["/boot/y"]);
+        let r = run("ld.so /usr/bin/mv /boot/vmlinuz /tmp/").unwrap();
+        assert_eq!((r.tool, r.evasion), ("mv", vec!["loader"]));
+        assert!(run("ld.so /usr/bin/true x /boot/y").is_none());
+        assert!(run("ld.so --list /usr/bin/cp").is_none());
+        // The loader is recognised by what it is: not by its name.
+        let r = an.analyse(
+            "/usr/bin/true",
+            &[
+                "true".into(),
+                "/usr/bin/cp".into(),
+                "x".into(),
+                "/boot/y".into(),
+            ],
+            "/",
+        );
+        assert!(r.is_none());
+    }
+
+    #[test]
+    fn an_incomplete_argv_may_write_into_boot() {
+        let mut exec = crate::decode::Exec {
+            flags: exec_flags::WATCHED | exec_flags::ARGS_TRUNCATED | exec_flags::SPILL_FULL,
+            ktime_boot_ns: 0,
+            start_boottime_ns: 0,
+            pid: 7,
+            tgid: 7,
+            ppid: 1,
+            uid: 0,
+            euid: 0,
+            gid: 0,
+            egid: 0,
+            args_count: 5,
+            args_size: 100,
+            comm: b"cp".to_vec(),
+            filename: b"/usr/bin/cp".to_vec(),
+            exe: b"/usr/bin/cp".to_vec(),
+            interp: None,
+            cwd: Some(b"/".to_vec()),
+            args: vec![b"cp".to_vec(), b"--suffix=x".to_vec(), b"/tm".to_vec()],
+            parent: None,
+        };
+        exec.flags |= exec_flags::LAST_ARG_CUT;
+        let r = Analyzer::default().analyse_exec(&exec).unwrap();
+        assert_eq!(r.evasion, ["args_incomplete"]);
+        assert!(r.fields_view().into_boot);
+        let m = r.args_missing.unwrap();
+        // "cp\0--suffix=x\0/tm": 17 bytes, the last argument cut.
+        assert_eq!(
+            (m.captured_bytes, m.missing_bytes, m.total_bytes),
+            (17, 83, 100)
+        );
+        assert_eq!(
+            (m.captured_args, m.total_args, m.cause),
+            (3, 5, "spill_full")
+        );
+        exec.flags = exec_flags::WATCHED;
+        let whole = Analyzer::default().analyse_exec(&exec).unwrap();
+        assert!(whole.args_missing.is_none() && !whole.fields_view().into_boot);
     }
 
     #[test]

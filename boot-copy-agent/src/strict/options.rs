@@ -18,6 +18,10 @@ pub enum Form {
     LongSeparate,
     /// `--target-directory=DIR` (or an abbreviation).
     LongJoined,
+    /// The last operand when options end at the first operand, as with `POSIXLY_CORRECT` in the
+    /// environment (`cp f -t /tmp /boot` then copies `f`, `-t` and `/tmp` into `/boot`), where
+    /// it differs from the destination GNU's permuting parse finds.
+    PosixOrder,
 }
 
 impl Form {
@@ -27,6 +31,7 @@ impl Form {
         match self {
             Form::ShortJoined => Some("joined_target_option"),
             Form::LongJoined => Some("long_target_option"),
+            Form::PosixOrder => Some("posix_operands"),
             _ => None,
         }
     }
@@ -152,6 +157,16 @@ fn long_match<'a>(name: &str, all: &[&'a str]) -> Option<&'a str> {
 
 /// Parses `args` (without argv\[0\]) of `tool` (`cp`, `mv`, `install` or `rsync`).
 pub fn parse(tool: &str, args: &[String]) -> Parsed {
+    parse_with(tool, args, false)
+}
+
+/// [`parse`] as getopt does with `POSIXLY_CORRECT` set (which the agent cannot see): options end
+/// at the first operand.
+pub fn parse_posix(tool: &str, args: &[String]) -> Parsed {
+    parse_with(tool, args, true)
+}
+
+fn parse_with(tool: &str, args: &[String], posix: bool) -> Parsed {
     let syn = syntax(tool);
     let mut target: Option<(String, Form)> = None;
     let mut operands = Vec::new();
@@ -162,6 +177,7 @@ pub fn parse(tool: &str, args: &[String]) -> Parsed {
         i += 1;
         if options_done || a == "-" || !a.starts_with('-') {
             operands.push(a.clone());
+            options_done |= posix;
             continue;
         }
         if a == "--" {
@@ -267,5 +283,12 @@ mod tests {
         assert_eq!(p("install", "-Dt /boot x").0, d("/boot", ShortSeparate));
         assert_eq!(p("rsync", "-avt x /boot").0, d("/boot", Operand));
         assert_eq!(p("rsync", "-e ssh x /boot").1, vec!["x"]);
+        let posix = |line: &str| {
+            let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+            parse_posix("cp", &args).destination
+        };
+        assert_eq!(posix("x -t /tmp /boot"), d("/boot", Operand));
+        assert_eq!(posix("-t /tmp x /boot"), d("/tmp", ShortSeparate));
+        assert_eq!(p("cp", "x -t /tmp /boot").0, d("/tmp", ShortSeparate));
     }
 }

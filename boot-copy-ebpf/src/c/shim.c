@@ -577,3 +577,18 @@ SHIM int bc_basename_key(const char *buf, __u32 len, char *key)
 	bpf_probe_read_kernel(key, n & NAME_KEY_MASK, buf + (start & PATH_MASK));
 	return n;
 }
+
+// Reads min(len, SPILL_CHUNK) bytes of user memory at src into dst (a SPILL_CHUNK-byte area at
+// the end of a map value). Returns the bytes read, or the helper's negative error.
+#define SPILL_CHUNK (64 * 1024)
+SHIM int bc_read_user_chunk(char *dst, __u64 src, __u64 len)
+{
+	__u32 n = len > SPILL_CHUNK ? SPILL_CHUNK : (__u32)len;
+	barrier_var(n);
+	if (n == 0 || n > SPILL_CHUNK)
+		return 0;
+	long err = bpf_probe_read_user(dst, n, (const void *)src);
+	if (err < 0)
+		return (int)err;
+	return (int)n;
+}

@@ -17,14 +17,16 @@ pub struct Launch {
     dir: PathBuf,
     config: PathBuf,
     stdout: Option<PathBuf>,
+    stderr: Option<PathBuf>,
     env: Vec<(OsString, OsString)>,
     remove_dir: bool,
 }
 
 impl Launch {
     /// `bin run` in a fresh directory: `extra` appended to a configuration that points the
-    /// alert log (`DIR/log/alerts.ndjson`) and the state directory (`DIR/log`) into it. The
-    /// directory is removed when the [`Agent`] is dropped.
+    /// alert log (`DIR/log/alerts.ndjson`) and the state directory (`DIR/log`) into it. `extra`
+    /// follows the `[sinks.alert_log]` table, so keys before its first table header are the
+    /// alert log's. The directory is removed when the [`Agent`] is dropped.
     pub fn fresh(bin: impl AsRef<Path>, tag: &str, extra: &str) -> Result<Launch> {
         let dir = tempdir(tag)?;
         let state_dir = format!("state_dir = \"{}/log\"\n", dir.display());
@@ -52,6 +54,7 @@ impl Launch {
             dir: dir.to_owned(),
             config: config.to_owned(),
             stdout: None,
+            stderr: None,
             env: Vec::new(),
             remove_dir: false,
         }
@@ -65,6 +68,12 @@ impl Launch {
     /// Sends the agent's standard output to `file` (else it is discarded).
     pub fn stdout_to(mut self, file: PathBuf) -> Launch {
         self.stdout = Some(file);
+        self
+    }
+
+    /// Sends the agent's standard error (its `tracing` output) to `file` (else it is inherited).
+    pub fn stderr_to(mut self, file: PathBuf) -> Launch {
+        self.stderr = Some(file);
         self
     }
 
@@ -94,11 +103,16 @@ impl Launch {
     }
 
     fn command(&self) -> Result<Child> {
+        let create = |file: &PathBuf| {
+            fs::File::create(file).map_err(Error::io(format!("creating {}", file.display())))
+        };
         let stdout = match &self.stdout {
-            Some(file) => fs::File::create(file)
-                .map_err(Error::io(format!("creating {}", file.display())))?
-                .into(),
+            Some(file) => create(file)?.into(),
             None => Stdio::null(),
+        };
+        let stderr = match &self.stderr {
+            Some(file) => create(file)?.into(),
+            None => Stdio::inherit(),
         };
         Command::new(&self.bin)
             .arg("run")
@@ -106,6 +120,7 @@ impl Launch {
             .arg(&self.config)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .map_err(Error::io(format!("starting {}", self.bin.display())))
     }

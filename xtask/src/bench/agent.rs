@@ -39,14 +39,15 @@ pub struct Agent {
 
 impl Agent {
     /// Starts the agent and waits for its readiness notification. The alert budget is raised
-    /// out of reach so that suppression never mixes into a measurement.
+    /// out of reach so that suppression never mixes into a measurement, and the alert log does
+    /// not rotate (the benchmarks follow one file; megabyte alerts would fill 100 MiB).
     pub fn start(opts: Options) -> anyhow::Result<Self> {
         let ring = opts
             .ring_bytes
             .map(|b| format!("[sensor]\nring_buffer_bytes = {b}\n"))
             .unwrap_or_default();
         let extra = format!(
-            "[rules]\nstrict = {strict}\n{ring}[alert_budget]\nmax_alerts = 1000000000\n[sinks.stdout]\nenabled = false\n",
+            "max_bytes = 0\n[rules]\nstrict = {strict}\n{ring}[alert_budget]\nmax_alerts = 1000000000\n[sinks.stdout]\nenabled = false\n",
             strict = opts.strict,
         );
         let launch = Launch::fresh(crate::release_agent(), "bench", &extra)?;

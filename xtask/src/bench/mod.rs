@@ -6,6 +6,7 @@ mod agent;
 mod alertlog;
 mod alerts;
 mod auditd;
+mod bigargv;
 mod bpf;
 mod cproject;
 mod exec;
@@ -24,7 +25,7 @@ use std::{fs, path::PathBuf, process::Command, time::SystemTime};
 
 /// Blocks per variant in every comparison.
 pub const BLOCKS: usize = 5;
-const NAMES: [&str; 5] = ["exec", "storm", "alerts", "replay", "footprint"];
+const NAMES: [&str; 6] = ["exec", "storm", "alerts", "replay", "footprint", "bigargv"];
 
 /// One benchmark's outcome: the machine-readable result and its section of the summary.
 pub struct Outcome {
@@ -42,9 +43,9 @@ pub fn run(names: &[String]) -> anyhow::Result<()> {
         );
     }
     let wants = |n: &str| names.is_empty() || names.iter().any(|x| x == n);
-    let live = ["exec", "storm", "alerts", "footprint"];
+    let live = ["exec", "storm", "alerts", "footprint", "bigargv"];
     if live.iter().any(|n| wants(n)) {
-        setup::require_root("the exec, storm, alert and footprint benchmarks")?;
+        setup::require_root("the exec, storm, alert, footprint and bigargv benchmarks")?;
         cargo(&["build", "--release", "--package", "boot-copy-agent"])?;
     }
     let header = Header::now(names);
@@ -55,6 +56,7 @@ pub fn run(names: &[String]) -> anyhow::Result<()> {
             "exec" => exec::run()?,
             "storm" => storm::run()?,
             "alerts" => alerts::run()?,
+            "bigargv" => bigargv::run()?,
             _ => footprint::run()?,
         };
         write_result(&header, &outcome)?;

@@ -12,16 +12,19 @@ const FIXED: [&str; 2] = ["agent-loads", "requirement-missing-btf"];
 
 /// The shared set, each suite against one agent (under TCG loading the programs takes about ten
 /// seconds per agent): every events scenario, every alert verdict and exception, every
-/// strict-rule evasion, and the ring-buffer overflow, whose drops must match exactly.
-const SHARED: [&str; 4] = [
+/// strict-rule evasion, whole command lines and the loader (with the 1 MiB-ring incomplete
+/// argv), and the ring-buffer overflow, whose drops must match exactly.
+const SHARED: [&str; 6] = [
     "events::every_scenario_on_one_agent",
     "daemon::alert_scenarios_on_one_agent",
     "strict::each_evasion_alerts_once_under_the_strict_rule",
+    "argv::whole_command_lines_and_the_loader_on_one_agent",
+    "argv::an_incomplete_argv_alerts_as_args_incomplete",
     "overflow::execs_lost_while_stopped_equal_the_kernel_drop_count",
 ];
 
 /// The modules `VMTEST_SET=all` runs every test of, one agent each.
-const SUITES: [&str; 4] = ["events::", "daemon::", "strict::", "overflow::"];
+const SUITES: [&str; 5] = ["events::", "daemon::", "strict::", "argv::", "overflow::"];
 
 /// What every kernel must pass.
 pub struct Required {

@@ -161,6 +161,7 @@ impl Daemon {
             daemon: Some(DaemonCounters {
                 programs_detached: self.guards.detached(),
                 maps_tampered: self.guards.tampered(),
+                args_chunks_missing: self.sensor.chunks_missing(),
                 sinks: self.writer.sinks().stats(),
             }),
         }

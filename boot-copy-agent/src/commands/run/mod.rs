@@ -48,6 +48,7 @@ impl std::fmt::Display for Misconfigured {
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
+    return_large_allocations();
     let mut signals = Signals::register().context("registering signal handlers")?;
     let config = Config::load(&opts.config, opts.explicit).context(Misconfigured)?;
     let rules = load_watched_rules(&config).context(Misconfigured)?;
@@ -139,6 +140,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 fn chain_link(prior: &Status) -> Option<Value> {
     let hmac = prior.chain_hmac.as_ref()?;
     Some(json!({ "seq": prior.seq, "hmac": hmac, "clean": prior.stopped }))
+}
+
+/// A watched exec's argv can be megabytes (its alert twice that): allocations of 128 KiB and
+/// more are mapped on their own and unmapped when freed, instead of glibc's default, which raises
+/// that threshold after each such free and then keeps the memory in the heap.
+fn return_large_allocations() {
+    // SAFETY: mallopt only sets the allocator's parameters; a fixed threshold also fixes the trim
+    // threshold.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
 }
 
 /// Loading parsed the kernel's BTF (megabytes) and seeding read /proc: freed by now, but kept
