@@ -111,9 +111,18 @@ impl Drop for Container {
     }
 }
 
+/// An image removed when dropped.
+struct Image(String);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = Command::new("podman").args(["rmi", &self.0]).output();
+    }
+}
+
 /// An image holding only busybox (from busybox-static), made from a root file system of our own.
-fn busybox_image() -> String {
-    let name = "localhost/boot-copy-test-busybox:1".to_string();
+fn busybox_image() -> Image {
+    let name = format!("localhost/boot-copy-test-busybox:{}", unique());
     let rootfs = tempdir("busybox-rootfs");
     fs::create_dir_all(rootfs.join("bin")).unwrap();
     fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
@@ -131,7 +140,7 @@ fn busybox_image() -> String {
     podman(&["import", tar.to_str().unwrap(), &name]);
     let _ = fs::remove_dir_all(&rootfs);
     let _ = fs::remove_file(&tar);
-    name
+    Image(name)
 }
 
 /// A podman container's processes are in that container, by the id podman gives it; this test's
@@ -144,7 +153,7 @@ fn a_podman_container_is_identified_by_its_cgroup() {
     let mut run = vec!["run", "--detach", "--rm", "--name", &name];
     let options = host_options();
     run.extend(options.iter().map(String::as_str));
-    run.extend([image.as_str(), "/bin/busybox", "sleep", "300"]);
+    run.extend([image.0.as_str(), "/bin/busybox", "sleep", "300"]);
     let id = podman(&run);
     let _guard = Container(id.clone());
     let inspected = podman(&["inspect", "--format", "{{.Id}} {{.State.Pid}}", &id]);
