@@ -20,7 +20,7 @@ chmod 0750 "$logs"
 #   /sys/fs/bpf        the host's BPF file system (the agent pins nothing there today)
 #   /boot              the strict rule resolves targets against the host's /boot and its mounts
 #   /usr/bin/cp, mv    the strict rule's reference binaries (a renamed cp is the same file) and
-#                      the kernel's size prefilter
+#                      the kernel's size prefilter (merged /usr, as on Debian 12)
 #   /etc/os-release, /etc/machine-id   host.os.* and host.id (and so agent.id, entity ids)
 #   /etc/passwd, /etc/group            user and group names
 # --pid=host: every process's /proc and the host's pids (the kernel reports those);
