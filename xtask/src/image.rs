@@ -68,8 +68,10 @@ pub fn run() -> anyhow::Result<String> {
     )?;
     let version = env!("CARGO_PKG_VERSION");
     let name = format!("{REPOSITORY}:{version}");
+    let previous = image_id(&name);
     import(&tar, &name, version)?;
     status(Command::new("podman").args(["tag", &name, &format!("{REPOSITORY}:latest")]))?;
+    remove_replaced(previous, &name);
     println!("{name}");
     Ok(name)
 }
@@ -140,6 +142,24 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o644))?;
     Ok(())
+}
+
+/// The id of image `name`, if there is one.
+fn image_id(name: &str) -> Option<String> {
+    let out = Command::new("podman")
+        .args(["image", "inspect", "--format", "{{.Id}}", name])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Removes the image a rebuild replaced (now untagged), unless a container still uses it.
+fn remove_replaced(previous: Option<String>, name: &str) {
+    if let Some(old) = previous.filter(|old| image_id(name).as_ref() != Some(old)) {
+        let _ = Command::new("podman").args(["rmi", &old]).output();
+    }
 }
 
 /// `podman import` with the image's command and labels.
