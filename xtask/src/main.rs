@@ -2,6 +2,7 @@
 mod bench;
 mod ecs;
 mod fuzz;
+mod image;
 mod package;
 mod service;
 mod setup;
@@ -55,6 +56,9 @@ enum Task {
     },
     /// Build the Debian package into target/debian/ and check it with lintian.
     Package,
+    /// Build the OCI image localhost/boot-copy-agent:VERSION with podman (no registry; see
+    /// deploy/).
+    Image,
     /// Boot Debian with systemd as PID 1 under QEMU, install the package, test the service.
     ServiceTest,
     /// Run the scenario set on Debian kernels under QEMU and on the host (see xtask/src/vm.rs).
@@ -87,6 +91,10 @@ fn main() -> anyhow::Result<()> {
         Task::EcsExtract { schema } => ecs::run(schema.as_deref()),
         Task::VmTest { kernels } => vm::run(&kernels),
         Task::Package => package::run().map(|_| ()),
+        Task::Image => {
+            setup::run()?;
+            image::run().map(|_| ())
+        }
         Task::ServiceTest => service::run(),
     }
 }

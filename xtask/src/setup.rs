@@ -7,7 +7,9 @@ use std::process::Command;
 /// bpftool for BPF run-time statistics, python3-venv for the EQL differential test, rsyslog and
 /// logrotate for the sink tests, prometheus for promtool; debootstrap, lintian, dpkg-dev,
 /// binutils, man-db, qemu, cpio and busybox-static for the package, the service test under a
-/// real systemd and the kernel matrix; auditd, the peer in the exec benchmark.
+/// real systemd and the kernel matrix; auditd, the peer in the exec benchmark; podman and runc
+/// for the agent's image and its test, file(1) to check the image's agent is static (runc: Debian's default crun refuses hybrid cgroup hosts
+/// whose v2 hierarchy holds a controller).
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -29,6 +31,9 @@ const PACKAGES: &[&str] = &[
     "cpio",
     "busybox-static",
     "auditd",
+    "podman",
+    "runc",
+    "file",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -1,6 +1,9 @@
 //! An exec joined with its parent: the executable resolved as Elastic Defend reports it, and the
 //! parent described from the kernel table, from /proc, or marked unknown.
-use super::{paths, procfs};
+use super::{
+    container::{self, Container},
+    paths, procfs,
+};
 use crate::decode::{Exec, Image};
 use boot_copy_common::{exec_flags, image_flags};
 
@@ -55,6 +58,18 @@ pub struct ExecContext {
     pub process: Process,
     pub parent: Process,
     pub parent_source: ParentSource,
+    /// The process's container (`container.*`), from its cgroup; `None` on the host.
+    pub container: Option<Container>,
+}
+
+impl ExecContext {
+    /// Sets the container from the cgroup path the process ran in (a `/proc/PID/cgroup` line's
+    /// path, or what the kernel recorded at the exec): the one entry point for container context.
+    /// The exec record does not carry the cgroup yet, so exec events have no `container.*` until
+    /// the sensor records it.
+    pub fn set_cgroup(&mut self, cgroup_path: &str) {
+        self.container = container::from_path(cgroup_path);
+    }
 }
 
 /// Resolves an exec and its parent.
@@ -75,6 +90,7 @@ pub fn resolve(exec: Exec) -> ExecContext {
         process,
         parent,
         parent_source,
+        container: None,
     }
 }
 

@@ -6,6 +6,7 @@
 use super::{Describer, Ecs, Id, Ids};
 use crate::context::{
     clock::rfc3339,
+    container::Container,
     exec::{ExecContext, Process},
 };
 use crate::strict::{Analysis, StrictFields};
@@ -59,6 +60,7 @@ impl Describer {
         });
         process.parent = Some(Box::new(parent));
         let script = e.interp.as_ref();
+        let container = ctx.container.as_ref();
         ExecEvent {
             timestamp: rfc3339(self.epoch.wall(e.ktime_boot_ns)),
             agent: &self.agent_raw,
@@ -68,6 +70,9 @@ impl Describer {
                     source: ctx.parent_source.as_str(),
                     text_altered: (!parent_altered.is_empty()).then_some(parent_altered),
                 },
+                pod: container
+                    .and_then(|c| c.pod_uid.as_deref())
+                    .map(|uid| OursPod { uid }),
                 process: OursProcess {
                     args_bytes: e.args_size,
                     args_truncated: ctx.process.args_truncated,
@@ -80,10 +85,12 @@ impl Describer {
                 seq: None,
                 strict: strict.map(Analysis::fields_view),
             },
+            container: container.map(ContainerFields::of),
             ecs: Ecs::CURRENT,
             event: EVENT,
             group,
             host: &self.host_raw,
+            orchestrator: container.and_then(Orchestrator::of),
             process,
             user,
             base: &self.exec_base,
@@ -133,10 +140,14 @@ pub struct ExecEvent<'a> {
     pub timestamp: String,
     pub agent: &'a RawValue,
     pub boot_copy: Ours<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerFields<'a>>,
     pub ecs: Ecs,
     pub event: EventFields,
     pub group: Ids<'a>,
     pub host: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orchestrator: Option<Orchestrator<'a>>,
     pub process: ProcessFields<'a>,
     pub user: Ids<'a>,
     /// The fields of `agent`, `ecs`, `event` and `host`, flattened.
@@ -151,6 +162,54 @@ pub struct EventFields {
     #[serde(rename = "type")]
     pub type_: [&'static str; 1],
 }
+
+/// `container.*`: the process's container, from its cgroup.
+#[derive(Debug, Serialize)]
+pub struct ContainerFields<'a> {
+    pub id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<&'static str>,
+}
+
+impl<'a> ContainerFields<'a> {
+    fn of(c: &'a Container) -> Self {
+        Self {
+            id: &c.id,
+            name: c.name.as_deref(),
+            runtime: c.runtime.map(|r| r.as_str()),
+        }
+    }
+}
+
+/// `orchestrator.*`: the Kubernetes pod a container belongs to.
+#[derive(Debug, Serialize)]
+pub struct Orchestrator<'a> {
+    pub resource: OrchestratorResource<'a>,
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OrchestratorResource<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+}
+
+impl<'a> Orchestrator<'a> {
+    fn of(c: &'a Container) -> Option<Self> {
+        Some(Self {
+            resource: OrchestratorResource {
+                id: c.pod_uid.as_deref()?,
+                type_: "pod",
+            },
+            type_: "kubernetes",
+        })
+    }
+}
+
 /// `process.*`; the parent has neither credentials nor a parent of its own.
 #[derive(Debug, Default, Serialize)]
 pub struct ProcessFields<'a> {
@@ -187,6 +246,8 @@ pub struct ProcessFields<'a> {
 #[derive(Debug, Serialize)]
 pub struct Ours<'a> {
     pub parent: OursParent,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<OursPod<'a>>,
     pub process: OursProcess<'a>,
     /// Set when the event (or its alert) is written.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -201,6 +262,12 @@ pub struct OursParent {
     pub source: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text_altered: Option<Vec<&'static str>>,
+}
+
+/// `boot_copy.pod`: the Kubernetes pod's UID, also where `orchestrator.*` is not read.
+#[derive(Debug, Serialize)]
+pub struct OursPod<'a> {
+    pub uid: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -307,8 +374,28 @@ impl ExecEvent<'_> {
         if let Some(r) = &p.real_group {
             d.put("process.real_group.id", || text(&r.id));
         }
+        if let Some(c) = &self.container {
+            c.fill(&mut d);
+        }
+        if let Some(o) = &self.orchestrator {
+            d.put("orchestrator.type", || o.type_.into());
+            d.put("orchestrator.resource.type", || o.resource.type_.into());
+            d.put("orchestrator.resource.id", || text(o.resource.id));
+        }
         self.boot_copy.fill(&mut d);
         d.doc
+    }
+}
+
+impl ContainerFields<'_> {
+    fn fill(&self, d: &mut Fill) {
+        d.put("container.id", || text(self.id));
+        if let Some(n) = self.name {
+            d.put("container.name", || text(n));
+        }
+        if let Some(r) = self.runtime {
+            d.put("container.runtime", || r.into());
+        }
     }
 }
 
@@ -346,6 +433,9 @@ impl Ours<'_> {
         d.put("boot_copy.parent.source", || p.source.into());
         if let Some(t) = &p.text_altered {
             d.put("boot_copy.parent.text_altered", || texts(t));
+        }
+        if let Some(pod) = &self.pod {
+            d.put("boot_copy.pod.uid", || text(pod.uid));
         }
         d.put("boot_copy.process.args_bytes", || {
             Field::Int(c.args_bytes.into())
@@ -444,6 +534,36 @@ mod tests {
         let line = serde_json::to_string(&v).unwrap();
         assert!(!line.contains('\n'));
         assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), v);
+    }
+
+    /// A container's cgroup gives `container.*`, `orchestrator.*` and `boot_copy.pod.uid`, in the
+    /// JSON (serialized in key order, as a `Value` of it) and in the rules' document alike.
+    #[test]
+    fn container_fields_from_the_cgroup() {
+        let mut d = describer();
+        let mut ctx = resolve(exec());
+        let id = "4f797c539e6c745de61a93ca3ff892358ecbcaccd8414d5db545c38428142970";
+        ctx.set_cgroup(&format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod8dbf1a4e_5b4c_4a4e_9a5e_0e3c2b1d7f60.slice/cri-containerd-{id}.scope"
+        ));
+        d.learn_names(0, 0);
+        let event = d.exec(&ctx, None);
+        let v = serde_json::to_value(&event).unwrap();
+        assert_eq!(serde_json::to_string(&event).unwrap(), v.to_string());
+        assert_eq!(v["container"], json!({"id": id, "runtime": "containerd"}));
+        let pod = "8dbf1a4e-5b4c-4a4e-9a5e-0e3c2b1d7f60";
+        assert_eq!(
+            v["orchestrator"],
+            json!({"type": "kubernetes", "resource": {"type": "pod", "id": pod}})
+        );
+        assert_eq!(v["boot_copy"]["pod"]["uid"], pod);
+        assert_eq!(event.document(None), Document::from_json(&v));
+
+        // A host process: none of them.
+        ctx.set_cgroup("/process_api/066d82d2816111511c193b382c94c866");
+        let v = d.exec_json(&ctx);
+        assert!(v.get("container").is_none() && v.get("orchestrator").is_none());
+        assert!(v["boot_copy"].get("pod").is_none());
     }
 
     /// The epoch read now from a wall clock set `ahead` of the real one.

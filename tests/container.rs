@@ -1,0 +1,427 @@
+//! End-to-end, under podman (Debian's, installed by `cargo xtask setup`): the agent from its own
+//! image (`cargo xtask image`), run as `deploy/podman/boot-copy-agent.sh` runs it, alerts on a
+//! host copy with the same fields and verdicts as the agent run directly; and a real container's
+//! identity read from its cgroup. Copies into /boot happen in a private mount namespace with a
+//! tmpfs over /boot. Needs root; fails, naming the reason, where podman cannot run.
+use boot_copy_agent::{
+    context::{clock::BootEpoch, container, exec::resolve, host::Host},
+    decode::Exec,
+    describe::Describer,
+};
+use serde_json::Value;
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::OnceLock,
+    time::Instant,
+};
+
+use crate::{AGENT, support::ecs_schema};
+use boot_copy_harness::{
+    Agent, PUBLISHED, STRICT, WAIT, has_arg, in_boot_namespace, tempdir, unique,
+};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Runs podman, failing the test with podman's own words when it cannot.
+fn podman(args: &[&str]) -> String {
+    let out = Command::new("podman")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("podman does not run ({e}): `cargo xtask setup` installs it"));
+    check(&format!("podman {}", args.join(" ")), &out);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn check(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `podman run` options this host needs. Debian's crun refuses a hybrid cgroup host whose v2
+/// hierarchy holds a controller ("cgroups in hybrid mode not supported"): runc does not. podman
+/// gives containers RLIMIT_NOFILE and RLIMIT_NPROC of 1048576 by default, which fails where the
+/// caller's hard limits are lower and CAP_SYS_RESOURCE is missing (this machine): the container
+/// gets the caller's, and for RLIMIT_NPROC at most the 32768 podman 4.3 sets for itself at start
+/// (its /proc/PID/limits), which its container's limits cannot exceed.
+fn host_options() -> Vec<String> {
+    let limit = |resource, name: &str, cap: libc::rlim_t| {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid pointer to an rlimit.
+        assert_eq!(unsafe { libc::getrlimit(resource, &mut l) }, 0);
+        let (soft, hard) = (l.rlim_cur.min(cap), l.rlim_max.min(cap));
+        format!("--ulimit={name}={soft}:{hard}")
+    };
+    vec![
+        "--runtime=runc".into(),
+        limit(libc::RLIMIT_NOFILE, "nofile", 1 << 20),
+        limit(libc::RLIMIT_NPROC, "nproc", 32768),
+    ]
+}
+
+/// The image `cargo xtask image` builds from this tree (built once per test run).
+fn agent_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        eprintln!("building the agent's image: cargo xtask image");
+        let out = Command::new(cargo)
+            .args(["xtask", "image"])
+            .current_dir(workspace())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cargo runs");
+        check("cargo xtask image", &out);
+        let name = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(
+            name,
+            format!("localhost/boot-copy-agent:{}", env!("CARGO_PKG_VERSION"))
+        );
+        name
+    })
+}
+
+/// A container removed when dropped.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("podman")
+            .args(["rm", "--force", "--time", "0", &self.0])
+            .output();
+    }
+}
+
+/// An image removed when dropped.
+struct Image(String);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = Command::new("podman").args(["rmi", &self.0]).output();
+    }
+}
+
+/// An image holding only busybox (from busybox-static), made from a root file system of our own.
+fn busybox_image() -> Image {
+    let name = format!("localhost/boot-copy-test-busybox:{}", unique());
+    let rootfs = tempdir("busybox-rootfs").unwrap();
+    fs::create_dir_all(rootfs.join("bin")).unwrap();
+    fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+        .expect("/bin/busybox (busybox-static, installed by cargo xtask setup)");
+    let tar = rootfs.with_extension("tar");
+    let out = Command::new("tar")
+        .args(["--create", "--owner=0", "--group=0", "--file"])
+        .arg(&tar)
+        .arg("--directory")
+        .arg(&rootfs)
+        .arg(".")
+        .output()
+        .unwrap();
+    check("tar", &out);
+    podman(&["import", tar.to_str().unwrap(), &name]);
+    let _ = fs::remove_dir_all(&rootfs);
+    let _ = fs::remove_file(&tar);
+    Image(name)
+}
+
+/// A podman container's processes are in that container, by the id podman gives it; this test's
+/// own process (on the host, in a cgroup named like an id: `/process_api/<32 hex>` on this
+/// machine) is in none.
+#[test]
+fn a_podman_container_is_identified_by_its_cgroup() {
+    let image = busybox_image();
+    let name = format!("boot-copy-test-{}", unique());
+    let mut run = vec!["run", "--detach", "--rm", "--name", &name];
+    let options = host_options();
+    run.extend(options.iter().map(String::as_str));
+    run.extend([image.0.as_str(), "/bin/busybox", "sleep", "300"]);
+    let id = podman(&run);
+    let _guard = Container(id.clone());
+    let inspected = podman(&["inspect", "--format", "{{.Id}} {{.State.Pid}}", &id]);
+    let (full_id, pid) = inspected.split_once(' ').unwrap();
+    assert_eq!(full_id, id);
+    let pid: u32 = pid.parse().unwrap();
+    let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let found = container::of_pid(pid)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no container found in {cgroup}"));
+    assert_eq!(found.id, id, "{cgroup}");
+    assert_eq!(found.runtime, Some(container::Runtime::Podman), "{cgroup}");
+    assert_eq!(found.pod_uid, None);
+
+    let mine = fs::read_to_string("/proc/self/cgroup").unwrap();
+    assert_eq!(
+        container::of_pid(std::process::id()).unwrap(),
+        None,
+        "{mine}"
+    );
+}
+
+fn exec() -> Exec {
+    Exec {
+        flags: 0,
+        ktime_boot_ns: 5_000_000_000,
+        start_boottime_ns: 4_000_000_000,
+        pid: 7,
+        tgid: 7,
+        ppid: 0,
+        uid: 0,
+        euid: 0,
+        gid: 0,
+        egid: 0,
+        args_count: 3,
+        args_size: 20,
+        comm: b"cp".to_vec(),
+        filename: b"/bin/cp".to_vec(),
+        exe: b"/usr/bin/cp".to_vec(),
+        interp: None,
+        cwd: Some(b"/".to_vec()),
+        args: vec![b"cp".to_vec(), b"x".to_vec(), b"/boot/x".to_vec()],
+        parent: None,
+    }
+}
+
+/// The container fields an event carries (`container.*`, `orchestrator.*`) are ECS 9.4.0
+/// fields of the right types, and the check would name one that is not.
+#[test]
+fn container_fields_pass_the_ecs_check() {
+    let mut describer = Describer::new(Host::read(), BootEpoch::now().unwrap());
+    let schema = ecs_schema::Schema::load();
+    let id = "4f797c539e6c745de61a93ca3ff892358ecbcaccd8414d5db545c38428142970";
+    for cgroup in [
+        format!(
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod8dbf1a4e_5b4c_4a4e_9a5e_0e3c2b1d7f60.slice/crio-{id}.scope"
+        ),
+        "/machine.slice/machine-build\\x2dbox.scope".to_string(),
+        format!("/libpod_parent/libpod-{id}"),
+    ] {
+        let mut ctx = resolve(exec());
+        ctx.set_cgroup(&cgroup);
+        let mut event = describer.exec_json(&ctx);
+        assert!(event["container"]["id"].is_string(), "{cgroup}: {event}");
+        let problems = schema.violations(&event);
+        assert!(problems.is_empty(), "{cgroup}: {problems:#?}");
+        event["container"]["runtime_name"] = "podman".into();
+        assert_eq!(
+            schema.violations(&event),
+            ["container.runtime_name: not an ECS 9.4.0 field"]
+        );
+    }
+}
+
+/// The agent from its image under podman, as deploy/podman/boot-copy-agent.sh runs it.
+struct ImageAgent {
+    child: Child,
+    name: String,
+    dir: PathBuf,
+}
+
+impl ImageAgent {
+    fn start(image: &str) -> ImageAgent {
+        let dir = tempdir("image-agent").unwrap();
+        let name = format!("boot-copy-agent-test-{}", unique());
+        let mut options = host_options();
+        options.push(format!("--name={name}"));
+        let child = Command::new(workspace().join("deploy/podman/boot-copy-agent.sh"))
+            .env("BOOT_COPY_IMAGE", image)
+            .env("BOOT_COPY_LOG_DIR", dir.join("log"))
+            .env("BOOT_COPY_PODMAN", options.join(" "))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("deploy/podman/boot-copy-agent.sh runs");
+        let mut agent = ImageAgent { child, name, dir };
+        agent
+            .wait_for(|r| r["event"]["action"] == "agent-started")
+            .expect("the image's agent wrote its start record");
+        agent
+    }
+
+    fn records(&self) -> Vec<Value> {
+        let text = fs::read_to_string(self.dir.join("log/alerts.ndjson")).unwrap_or_default();
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        complete
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line ({e}): {l}")))
+            .collect()
+    }
+
+    fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + *WAIT * 3;
+        loop {
+            if let Some(r) = self.records().into_iter().find(|r| pred(r)) {
+                return Some(r);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the image's agent exited: {status} (its stderr is above)");
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM through podman's signal proxy; the exit status and the records.
+    fn stop(mut self) -> (std::process::ExitStatus, Vec<Value>) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        (status, self.records())
+    }
+}
+
+impl Drop for ImageAgent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = Command::new("podman")
+            .args(["rm", "--force", "--time", "0", &self.name])
+            .output();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An alert without what differs between two agents watching the same exec: the record number,
+/// and times converted from the boot clock by each agent's own reading of the wall clock.
+fn comparable(alert: &Value) -> (Value, Vec<i128>) {
+    let mut a = alert.clone();
+    a["boot_copy"].as_object_mut().unwrap().remove("seq");
+    let mut times = Vec::new();
+    for pointer in ["/@timestamp", "/process/start", "/process/parent/start"] {
+        if let Some(t) = a.pointer_mut(pointer) {
+            let text = t.as_str().unwrap();
+            let wall = humantime::parse_rfc3339(text).unwrap();
+            let ns = wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            times.push(ns as i128);
+            *t = Value::Null;
+        }
+    }
+    (a, times)
+}
+
+/// Waits for one alert per rule in `rules` for the copy whose argument is `arg`, in both agents;
+/// then both alerts of each rule must agree.
+fn same_alerts(direct: &mut Agent, image: &mut ImageAgent, arg: &str, rules: &[&str]) {
+    let ours = |r: &Value| r["event"]["kind"] == "alert" && has_arg(&r["process"]["args"], arg);
+    for rule in rules {
+        let of_rule = |r: &Value| ours(r) && r["rule"]["id"] == *rule;
+        let d = direct
+            .wait_for(*WAIT, of_rule)
+            .expect("direct agent's alert");
+        let i = image.wait_for(of_rule).expect("image agent's alert");
+        let (d_fields, d_times) = comparable(&d);
+        let (i_fields, i_times) = comparable(&i);
+        assert_eq!(i_fields, d_fields, "rule {rule}, copy {arg}");
+        for (a, b) in d_times.iter().zip(&i_times) {
+            // Each agent reads the wall clock against the boot clock itself.
+            assert!((a - b).abs() < 2_000_000, "times differ: {d} / {i}");
+        }
+        assert_eq!(d_times.len(), i_times.len());
+        assert!(i.get("container").is_none(), "a host copy: {i}");
+        let problems = ecs_schema::Schema::load().violations(&i);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+    // The same verdicts: no rule alerted in one agent and not in the other.
+    sync(direct, image);
+    let rules_of = |records: Vec<Value>| {
+        let mut ids: Vec<String> = records
+            .iter()
+            .filter(|r| ours(r))
+            .map(|r| r["rule"]["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut expected: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
+    expected.sort();
+    assert_eq!(rules_of(direct.records()), expected, "direct agent, {arg}");
+    assert_eq!(rules_of(image.records()), expected, "image agent, {arg}");
+}
+
+/// Runs a copy that alerts and waits for both agents' alerts: every exec before it has then been
+/// handled by both, so an alert absent then is a verdict.
+fn sync(direct: &mut Agent, image: &mut ImageAgent) {
+    let marker = format!("/boot/sentinel-{}", unique());
+    in_boot_namespace(&format!("cp /etc/hostname {marker}")).unwrap();
+    let seen = |r: &Value| r["event"]["kind"] == "alert" && has_arg(&r["process"]["args"], &marker);
+    direct
+        .wait_for(*WAIT, seen)
+        .expect("direct agent's sentinel alert");
+    image.wait_for(seen).expect("image agent's sentinel alert");
+}
+
+/// The agent from its image, with the host's pid namespace, BTF, BPF file system, /boot and the
+/// packaged unit's capabilities, watches the host as the agent run directly does: the published
+/// rule's alert for `cp f /boot/x` and the strict rule's for a relative copy, with the same
+/// fields (host, agent and entity ids, user names, parent, strict analysis) and verdicts; it
+/// keeps the packaged unit's capabilities after its drop, and stops cleanly on SIGTERM.
+#[test]
+fn the_image_watches_the_host_as_the_agent_run_directly_does() {
+    let image = agent_image();
+    let mut direct = Agent::start(AGENT, "direct", "").unwrap();
+    let mut contained = ImageAgent::start(image);
+
+    let start = contained
+        .wait_for(|r| r["event"]["action"] == "agent-started")
+        .unwrap();
+    let direct_start = direct
+        .wait_for(*WAIT, |r| r["event"]["action"] == "agent-started")
+        .unwrap();
+    for field in ["capabilities", "prefilter", "sensor"] {
+        assert_eq!(
+            start["boot_copy"][field], direct_start["boot_copy"][field],
+            "agent-started boot_copy.{field}"
+        );
+    }
+    // The same rules: the package's files in the image (loaded in file name order), the same
+    // rules built into the agent.
+    let rules = |r: &Value| -> Vec<(Value, Value)> {
+        let list = r["boot_copy"]["rules"].as_array().unwrap();
+        let mut ids: Vec<(Value, Value)> = list
+            .iter()
+            .map(|r| (r["id"].clone(), r["version"].clone()))
+            .collect();
+        ids.sort_by_key(|(id, _)| id.to_string());
+        ids
+    };
+    assert_eq!(rules(&start), rules(&direct_start));
+    assert_eq!(start["host"], direct_start["host"]);
+    assert_eq!(start["agent"], direct_start["agent"]);
+
+    let published = format!("/boot/image-{}", unique());
+    in_boot_namespace(&format!("cp /etc/hostname {published}")).unwrap();
+    same_alerts(&mut direct, &mut contained, &published, &[PUBLISHED]);
+
+    let relative = format!("image-{}", unique());
+    in_boot_namespace(&format!("cd /boot && cp /etc/hostname {relative}")).unwrap();
+    same_alerts(&mut direct, &mut contained, &relative, &[STRICT]);
+
+    let (status, records) = contained.stop();
+    assert!(status.success(), "the image's agent exited with {status}");
+    assert_eq!(
+        records.last().map(|r| r["event"]["action"].clone()),
+        Some("agent-stopped".into())
+    );
+}
