@@ -99,9 +99,19 @@ fn corpus_file() -> Vec<Entry> {
 
 /// The query of every rule file the project ships (`rules/*.toml`).
 fn bundled_rules() -> Vec<Entry> {
-    let dir = root().join("rules");
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .expect("rules/")
+    rule_queries(&root().join("rules"), "rules")
+}
+
+/// The queries of Elastic's vendored Linux rule library (`tests/data/detection-rules`).
+fn library_rules() -> Vec<Entry> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/detection-rules");
+    rule_queries(&dir, "detection-rules")
+}
+
+/// The query of every `*.toml` rule file in `dir`, each expected to parse with equal trees.
+fn rule_queries(dir: &Path, origin: &str) -> Vec<Entry> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
@@ -120,7 +130,7 @@ fn bundled_rules() -> Vec<Entry> {
             Entry {
                 text: query.to_owned(),
                 expect: Expect::Accept,
-                origin: format!("rules/{}", file.file_name().unwrap().to_string_lossy()),
+                origin: format!("{origin}/{}", file.file_name().unwrap().to_string_lossy()),
             }
         })
         .collect()
@@ -561,6 +571,7 @@ fn elastic_eql_parser_agrees_with_the_engine() {
     let rules = bundled_rules();
     let rule_query = rules[0].text.clone();
     entries.extend(rules);
+    entries.extend(library_rules());
     entries.extend(generated(&rule_query));
     // The same text can come from several sources; keep the first (the most specific expectation).
     let mut seen = std::collections::HashSet::new();

@@ -9,6 +9,7 @@ mod compile;
 mod eval;
 mod lexer;
 pub(crate) mod parser;
+mod regex;
 mod schema;
 mod wildcard;
 
@@ -29,6 +30,10 @@ impl Node {
             Node::Not(inner) => inner.fields_into(out),
             Node::Test(field, _) => {
                 out.insert(field);
+            }
+            Node::Pair(left, right, _) => {
+                out.insert(left);
+                out.insert(right);
             }
         }
     }

@@ -1,0 +1,61 @@
+//! Elastic's Linux `process where` rule library (`tests/data/detection-rules/`, see its README):
+//! every file loads through the API the agent's `check` uses, and the rules read only the fields
+//! [`Rule::fields`] names.
+use boot_copy_rules::{Exceptions, load_ruleset};
+use std::path::{Path, PathBuf};
+
+fn library() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/detection-rules")
+}
+
+/// Every vendored file loads: what `check --rules DIR` does, exit 0.
+#[test]
+fn every_vendored_rule_loads() {
+    let dir = library();
+    let files = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "toml")
+        })
+        .count();
+    assert_eq!(files, 167, "the README names 167 vendored rule files");
+    let set = match load_ruleset(Some(&dir), &Exceptions::default()) {
+        Ok(set) => set,
+        Err(problems) => {
+            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            panic!("{} problems:\n{}", list.len(), list.join("\n"));
+        }
+    };
+    assert_eq!(set.rules().len(), files);
+}
+
+/// `Rule::fields` names what each query reads, e.g. both fields of a field-argument function.
+#[test]
+fn rules_name_the_fields_they_read() {
+    let set = load_ruleset(Some(&library()), &Exceptions::default()).unwrap();
+    let rule = set
+        .rules()
+        .iter()
+        .find(|r| {
+            r.source
+                .ends_with("privilege_escalation_potential_suid_lpe_via_process_args.toml")
+        })
+        .unwrap();
+    let fields = rule.fields();
+    for f in [
+        "event.category",
+        "process.executable",
+        "process.command_line",
+        "process.name",
+        "process.user.id",
+    ] {
+        assert!(fields.contains(f), "{f} not in {fields:?}");
+    }
+    for rule in set.rules() {
+        assert!(rule.fields().contains("event.category"), "{}", rule.name);
+    }
+}
