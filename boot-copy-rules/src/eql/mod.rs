@@ -19,7 +19,7 @@ pub use ast::Pos;
 pub use wildcard::Wildcard;
 
 use crate::document::Document;
-pub(crate) use compile::{Node, Operand, Test};
+pub(crate) use compile::{Lit, Node, Operand, Test};
 
 impl Node {
     /// Adds the fields this condition reads to `out`: all a document needs for its verdict.
@@ -85,6 +85,11 @@ impl CompiledQuery {
     #[inline]
     pub fn matches(&self, doc: &Document) -> bool {
         self.root.eval(doc)
+    }
+
+    /// The compiled condition (for the rule set's index).
+    pub(crate) fn root(&self) -> &Node {
+        &self.root
     }
 
     /// The query text as written.

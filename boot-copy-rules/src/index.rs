@@ -1,0 +1,285 @@
+//! The index [`RuleSet`](crate::RuleSet) builds when rules load, so that an event is evaluated
+//! only against the rules whose constant preconditions it can meet.
+//!
+//! A rule's *key* is one top-level conjunct of its query (every match needs it) that tests a
+//! field against constant strings: `f == "x"`, `f in (...)`, `f in~ (...)`, `f like "x*"`,
+//! `f : ("a", "b*")`, `startsWith(f, "x")`, or an `or` of such tests on the same field. Keys on
+//! fields every exec event fills alike (`event.type`, `event.action`, `host.os.type`, …) are taken
+//! only when a rule has no other. An event is a candidate for a keyed rule if one of the key
+//! field's string values equals one of the key's strings, or begins with one of its prefixes
+//! (folding ASCII case where the test does); a non-string value makes it a candidate for every
+//! rule keyed on that field, since equality coerces numbers and booleans. Rules without a key are
+//! always candidates. The key is a necessary condition, so the index never changes a verdict; the
+//! candidates are then evaluated in load order. Looking up candidates allocates nothing for up to
+//! [`INLINE_RULES`] rules.
+
+use std::collections::HashMap;
+
+use crate::document::{Document, Value};
+use crate::eql::{Node, Test};
+
+/// Rule sets up to this size keep their candidate set on the stack.
+pub(crate) const INLINE_RULES: usize = 512;
+const INLINE_WORDS: usize = INLINE_RULES / 64;
+
+/// Fields that hold the same few values in every exec event: poor keys.
+const COMMON_FIELDS: &[&str] = &[
+    "event.category",
+    "event.type",
+    "event.action",
+    "event.kind",
+    "event.dataset",
+    "event.module",
+    "data_stream.dataset",
+    "host.os.type",
+    "host.os.name",
+    "host.os.platform",
+];
+
+/// The longest value the case-insensitive lookup lowercases on the stack; longer values scan.
+const FOLD_BUFFER: usize = 256;
+
+/// One string a key admits.
+#[derive(Debug, Clone)]
+struct KeyEntry {
+    text: Box<str>,
+    ci: bool,
+    /// The whole value must equal `text` (else it must begin with it).
+    whole: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct FieldIndex {
+    field: Box<str>,
+    exact: HashMap<Box<str>, Vec<u32>>,
+    /// Keyed by the ASCII-lowercased text.
+    exact_ci: HashMap<Box<str>, Vec<u32>>,
+    prefixes: Vec<(KeyEntry, u32)>,
+    /// Every rule keyed on this field (for values the maps cannot judge).
+    rules: Vec<u32>,
+}
+
+/// The candidate rules of an event, as a bit set.
+pub(crate) enum Candidates {
+    Inline([u64; INLINE_WORDS]),
+    Heap(Vec<u64>),
+}
+
+impl Candidates {
+    fn words(&mut self) -> &mut [u64] {
+        match self {
+            Candidates::Inline(w) => w,
+            Candidates::Heap(w) => w,
+        }
+    }
+
+    fn set(&mut self, rule: u32) {
+        self.words()[rule as usize / 64] |= 1 << (rule % 64);
+    }
+
+    pub(crate) fn contains(&self, rule: usize) -> bool {
+        let words: &[u64] = match self {
+            Candidates::Inline(w) => w,
+            Candidates::Heap(w) => w,
+        };
+        words[rule / 64] & (1 << (rule % 64)) != 0
+    }
+}
+
+/// The index over a rule set's queries.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RuleIndex {
+    rules: usize,
+    /// Rules without a key: always candidates.
+    always: Vec<u32>,
+    fields: Vec<FieldIndex>,
+}
+
+impl RuleIndex {
+    /// Builds the index over the queries' compiled roots, in rule order.
+    pub(crate) fn new<'a>(roots: impl Iterator<Item = &'a Node>) -> RuleIndex {
+        let mut index = RuleIndex::default();
+        for (i, root) in roots.enumerate() {
+            let rule = i as u32;
+            index.rules = i + 1;
+            let Some((field, entries)) = best_key(root) else {
+                index.always.push(rule);
+                continue;
+            };
+            let at = match index.fields.iter().position(|f| *f.field == *field) {
+                Some(at) => at,
+                None => {
+                    index.fields.push(FieldIndex {
+                        field: field.into(),
+                        ..FieldIndex::default()
+                    });
+                    index.fields.len() - 1
+                }
+            };
+            let f = &mut index.fields[at];
+            f.rules.push(rule);
+            for e in entries {
+                match (e.whole, e.ci) {
+                    (true, false) => f.exact.entry(e.text).or_default().push(rule),
+                    (true, true) => f
+                        .exact_ci
+                        .entry(e.text.to_ascii_lowercase().into())
+                        .or_default()
+                        .push(rule),
+                    (false, _) => f.prefixes.push((e, rule)),
+                }
+            }
+        }
+        index
+    }
+
+    /// Number of rules that have a key.
+    pub(crate) fn keyed(&self) -> usize {
+        self.rules - self.always.len()
+    }
+
+    /// The rules `doc` may match.
+    pub(crate) fn candidates(&self, doc: &Document) -> Candidates {
+        let words = self.rules.div_ceil(64);
+        let mut c = if words <= INLINE_WORDS {
+            Candidates::Inline([0; INLINE_WORDS])
+        } else {
+            Candidates::Heap(vec![0; words])
+        };
+        for &rule in &self.always {
+            c.set(rule);
+        }
+        for f in &self.fields {
+            let Some(value) = doc.get(&f.field) else {
+                continue;
+            };
+            for v in value.elements() {
+                match v {
+                    Value::Str(s) => f.admit(s, &mut c),
+                    Value::Null | Value::Array(_) => {}
+                    _ => f.rules.iter().for_each(|&r| c.set(r)),
+                }
+            }
+        }
+        c
+    }
+}
+
+impl FieldIndex {
+    fn admit(&self, s: &str, c: &mut Candidates) {
+        let hits = |rules: Option<&Vec<u32>>, c: &mut Candidates| {
+            rules.into_iter().flatten().for_each(|&r| c.set(r));
+        };
+        hits(self.exact.get(s), c);
+        if !self.exact_ci.is_empty() {
+            if s.len() <= FOLD_BUFFER {
+                let mut buf = [0u8; FOLD_BUFFER];
+                let lower = &mut buf[..s.len()];
+                lower.copy_from_slice(s.as_bytes());
+                lower.make_ascii_lowercase();
+                // ASCII lowercasing keeps UTF-8 valid.
+                let lower = std::str::from_utf8(lower).expect("lowercased UTF-8");
+                hits(self.exact_ci.get(lower), c);
+            } else {
+                for (text, rules) in &self.exact_ci {
+                    if text.eq_ignore_ascii_case(s) {
+                        hits(Some(rules), c);
+                    }
+                }
+            }
+        }
+        for (e, rule) in &self.prefixes {
+            let p = e.text.as_bytes();
+            let b = s.as_bytes();
+            let hit = b.len() >= p.len()
+                && if e.ci {
+                    b[..p.len()].eq_ignore_ascii_case(p)
+                } else {
+                    &b[..p.len()] == p
+                };
+            if hit {
+                c.set(*rule);
+            }
+        }
+    }
+}
+
+/// The key of a rule: the best of its top-level conjuncts' keys.
+fn best_key(root: &Node) -> Option<(&str, Vec<KeyEntry>)> {
+    let mut conjuncts = Vec::new();
+    flatten_all(root, &mut conjuncts);
+    conjuncts
+        .into_iter()
+        .filter_map(key_of)
+        .min_by_key(|(field, entries)| {
+            (
+                COMMON_FIELDS.contains(field),
+                entries.iter().any(|e| !e.whole),
+                entries.len(),
+            )
+        })
+}
+
+fn flatten_all<'a>(node: &'a Node, out: &mut Vec<&'a Node>) {
+    match node {
+        Node::All(items) => items.iter().for_each(|n| flatten_all(n, out)),
+        other => out.push(other),
+    }
+}
+
+/// The key a condition gives, if it is a test against constant strings (or an `or` of such tests
+/// on one field).
+fn key_of(node: &Node) -> Option<(&str, Vec<KeyEntry>)> {
+    match node {
+        Node::Test(field, test) => Some((field, test_entries(test)?)),
+        Node::Any(branches) => {
+            let mut field = None;
+            let mut entries = Vec::new();
+            for b in branches.iter() {
+                // A branch's own key (e.g. `(process.name == "x" and ...)`) is necessary for it.
+                let mut conjuncts = Vec::new();
+                flatten_all(b, &mut conjuncts);
+                let (f, mut e) = conjuncts
+                    .into_iter()
+                    .filter_map(key_of)
+                    .find(|(f, _)| field.is_none_or(|seen| seen == *f))?;
+                field = Some(f);
+                entries.append(&mut e);
+            }
+            Some((field?, entries))
+        }
+        _ => None,
+    }
+}
+
+fn test_entries(test: &Test) -> Option<Vec<KeyEntry>> {
+    let string = |op: &crate::eql::Operand, ci: bool| {
+        (op.lit == crate::eql::Lit::Str).then(|| KeyEntry {
+            text: op.text.clone(),
+            ci,
+            whole: true,
+        })
+    };
+    match test {
+        Test::Eq(op) => Some(vec![string(op, false)?]),
+        Test::In(ops) => ops.iter().map(|op| string(op, false)).collect(),
+        Test::InCi(ops) => ops.iter().map(|op| string(op, true)).collect(),
+        Test::Like(patterns) => patterns
+            .iter()
+            .map(|p| {
+                let (text, whole) = p.literal_prefix()?;
+                Some(KeyEntry {
+                    text: text.into(),
+                    ci: p.case_insensitive(),
+                    whole,
+                })
+            })
+            .collect(),
+        Test::StartsWith(p, ci) if !p.is_empty() => Some(vec![KeyEntry {
+            text: p.clone(),
+            ci: *ci,
+            whole: false,
+        }]),
+        _ => None,
+    }
+}
