@@ -3,7 +3,8 @@
 //!
 //! A rule's *key* is one top-level conjunct of its query (every match needs it) that tests a
 //! field against constant strings: `f == "x"`, `f in (...)`, `f in~ (...)`, `f like "x*"`,
-//! `f : ("a", "b*")`, `startsWith(f, "x")`, or an `or` of such tests on the same field. Keys on
+//! `f : ("a", "b*")`, `startsWith(f, "x")`, or an `or` every branch of which has a key (the event
+//! must then meet one branch's key, on whichever field). Keys on
 //! fields every exec event fills alike (`event.type`, `event.action`, `host.os.type`, …) are taken
 //! only when a rule has no other. An event is a candidate for a keyed rule if one of the key
 //! field's string values equals one of the key's strings, or begins with one of its prefixes
@@ -22,18 +23,20 @@ use crate::eql::{Node, Test};
 pub(crate) const INLINE_RULES: usize = 512;
 const INLINE_WORDS: usize = INLINE_RULES / 64;
 
-/// Fields that hold the same few values in every exec event: poor keys.
+/// Fields that hold the same few values in every exec event: poor keys, from the least poor
+/// (`event.action` tells an exec from a module load) to the worst (`event.category`, which every
+/// `process where` query tests).
 const COMMON_FIELDS: &[&str] = &[
-    "event.category",
-    "event.type",
     "event.action",
+    "event.type",
     "event.kind",
-    "event.dataset",
     "event.module",
+    "event.dataset",
     "data_stream.dataset",
-    "host.os.type",
-    "host.os.name",
     "host.os.platform",
+    "host.os.name",
+    "host.os.type",
+    "event.category",
 ];
 
 /// The longest value the case-insensitive lookup lowercases on the stack; longer values scan.
@@ -102,35 +105,41 @@ impl RuleIndex {
         for (i, root) in roots.enumerate() {
             let rule = i as u32;
             index.rules = i + 1;
-            let Some((field, entries)) = best_key(root) else {
+            let Some(key) = best_key(root) else {
                 index.always.push(rule);
                 continue;
             };
-            let at = match index.fields.iter().position(|f| *f.field == *field) {
-                Some(at) => at,
-                None => {
-                    index.fields.push(FieldIndex {
-                        field: field.into(),
-                        ..FieldIndex::default()
-                    });
-                    index.fields.len() - 1
-                }
-            };
-            let f = &mut index.fields[at];
-            f.rules.push(rule);
-            for e in entries {
-                match (e.whole, e.ci) {
-                    (true, false) => f.exact.entry(e.text).or_default().push(rule),
-                    (true, true) => f
-                        .exact_ci
-                        .entry(e.text.to_ascii_lowercase().into())
-                        .or_default()
-                        .push(rule),
-                    (false, _) => f.prefixes.push((e, rule)),
-                }
+            for (field, entries) in key {
+                index.add(rule, field, entries);
             }
         }
         index
+    }
+
+    fn add(&mut self, rule: u32, field: &str, entries: Vec<KeyEntry>) {
+        let at = match self.fields.iter().position(|f| *f.field == *field) {
+            Some(at) => at,
+            None => {
+                self.fields.push(FieldIndex {
+                    field: field.into(),
+                    ..FieldIndex::default()
+                });
+                self.fields.len() - 1
+            }
+        };
+        let f = &mut self.fields[at];
+        f.rules.push(rule);
+        for e in entries {
+            match (e.whole, e.ci) {
+                (true, false) => f.exact.entry(e.text).or_default().push(rule),
+                (true, true) => f
+                    .exact_ci
+                    .entry(e.text.to_ascii_lowercase().into())
+                    .or_default()
+                    .push(rule),
+                (false, _) => f.prefixes.push((e, rule)),
+            }
+        }
     }
 
     /// Number of rules that have a key.
@@ -204,20 +213,31 @@ impl FieldIndex {
     }
 }
 
+/// A necessary condition: one of the parts holds (a part: a field's value is admitted by one of
+/// its entries). A test gives one part; an `or` gives the parts of its branches' keys.
+type Key<'a> = Vec<(&'a str, Vec<KeyEntry>)>;
+
 /// The key of a rule: the best of its top-level conjuncts' keys.
-fn best_key(root: &Node) -> Option<(&str, Vec<KeyEntry>)> {
+fn best_key(root: &Node) -> Option<Key<'_>> {
     let mut conjuncts = Vec::new();
     flatten_all(root, &mut conjuncts);
-    conjuncts
-        .into_iter()
-        .filter_map(key_of)
-        .min_by_key(|(field, entries)| {
-            (
-                COMMON_FIELDS.contains(field),
-                entries.iter().any(|e| !e.whole),
-                entries.len(),
-            )
-        })
+    conjuncts.into_iter().filter_map(key_of).min_by_key(rank)
+}
+
+/// Keys on fields every exec fills alike last (the worst of [`COMMON_FIELDS`] last of all),
+/// then prefix-free ones first, then the fewest strings.
+fn rank(key: &Key<'_>) -> (usize, bool, usize) {
+    let commonness = |f: &str| {
+        COMMON_FIELDS
+            .iter()
+            .position(|c| *c == f)
+            .map_or(0, |i| i + 1)
+    };
+    (
+        key.iter().map(|(f, _)| commonness(f)).max().unwrap_or(0),
+        key.iter().flat_map(|(_, e)| e).any(|e| !e.whole),
+        key.iter().map(|(_, e)| e.len()).sum(),
+    )
 }
 
 fn flatten_all<'a>(node: &'a Node, out: &mut Vec<&'a Node>) {
@@ -227,26 +247,17 @@ fn flatten_all<'a>(node: &'a Node, out: &mut Vec<&'a Node>) {
     }
 }
 
-/// The key a condition gives, if it is a test against constant strings (or an `or` of such tests
-/// on one field).
-fn key_of(node: &Node) -> Option<(&str, Vec<KeyEntry>)> {
+/// The key a condition gives, if it is a test against constant strings, or an `or` each of
+/// whose branches has a key (then one of them must hold).
+fn key_of(node: &Node) -> Option<Key<'_>> {
     match node {
-        Node::Test(field, test) => Some((field, test_entries(test)?)),
+        Node::Test(field, test) => Some(vec![(&**field, test_entries(test)?)]),
         Node::Any(branches) => {
-            let mut field = None;
-            let mut entries = Vec::new();
+            let mut parts = Vec::new();
             for b in branches.iter() {
-                // A branch's own key (e.g. `(process.name == "x" and ...)`) is necessary for it.
-                let mut conjuncts = Vec::new();
-                flatten_all(b, &mut conjuncts);
-                let (f, mut e) = conjuncts
-                    .into_iter()
-                    .filter_map(key_of)
-                    .find(|(f, _)| field.is_none_or(|seen| seen == *f))?;
-                field = Some(f);
-                entries.append(&mut e);
+                parts.extend(best_key(b)?);
             }
-            Some((field?, entries))
+            Some(parts)
         }
         _ => None,
     }

@@ -30,6 +30,8 @@ pub(crate) struct Regex {
     insts: Box<[Inst]>,
     sets: Box<[CharSet]>,
     start: u32,
+    /// Characters every match contains (a cheap reject before the automaton runs).
+    required: Box<[char]>,
 }
 
 impl fmt::Debug for Regex {
@@ -122,6 +124,7 @@ impl Regex {
             }
             e
         };
+        let required = required_chars(&ast).into_boxed_slice();
         let mut b = Builder::default();
         let accept = b.push(Inst::Match);
         let start = b.emit(&ast, accept)?;
@@ -132,11 +135,15 @@ impl Regex {
             insts: b.insts.into(),
             sets: b.sets.into(),
             start,
+            required,
         })
     }
 
     /// Whether the whole of `text` matches. Allocates nothing.
     pub(crate) fn is_match(&self, text: &str) -> bool {
+        if !self.required.iter().all(|&c| text.contains(c)) {
+            return false;
+        }
         let mut cur = [0u64; WORDS];
         let mut next = [0u64; WORDS];
         let mut stack = [0u32; MAX_STATES];
@@ -188,6 +195,45 @@ impl Regex {
             }
         }
     }
+}
+
+/// Characters that occur in every string `ast` matches (a subset: exact for literals, `+` and
+/// `{n,}` with n ≥ 1; a union keeps what both sides require).
+fn required_chars(ast: &Ast) -> Vec<char> {
+    let mut out = match ast {
+        Ast::Set(set) => match set.items.as_slice() {
+            [
+                Item {
+                    ranges,
+                    negated: false,
+                },
+            ] if !set.negated && ranges.len() == 1 => {
+                let (lo, hi) = ranges[0];
+                match char::from_u32(lo) {
+                    Some(c) if lo == hi => vec![c],
+                    _ => vec![],
+                }
+            }
+            _ => vec![],
+        },
+        Ast::Concat(a, b) => {
+            let mut v = required_chars(a);
+            v.extend(required_chars(b));
+            v
+        }
+        Ast::Union(a, b) => {
+            let right = required_chars(b);
+            required_chars(a)
+                .into_iter()
+                .filter(|c| right.contains(c))
+                .collect()
+        }
+        Ast::Repeat(e, min, _) if *min > 0 => required_chars(e),
+        _ => vec![],
+    };
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 #[derive(Default)]
@@ -613,6 +659,22 @@ mod tests {
         for &(p, ci, text, want) in rows {
             assert_eq!(m(p, ci, text), want, "{p} (ci {ci}) on {text:?}");
         }
+    }
+
+    #[test]
+    fn required_characters_reject_early_without_changing_verdicts() {
+        let r = Regex::new(".*[0-9]+:[0-9]+(a|ab)x.*", false).unwrap();
+        assert_eq!(&*r.required, &[':', 'a', 'x']);
+        assert!(r.is_match("1:2ax"));
+        assert!(!r.is_match("1:2bx"));
+        assert!(Regex::new("a|b", false).unwrap().required.is_empty());
+        assert!(
+            Regex::new("(ab)?c{0,2}", false)
+                .unwrap()
+                .required
+                .is_empty()
+        );
+        assert!(Regex::new("a", true).unwrap().required.is_empty());
     }
 
     #[test]
