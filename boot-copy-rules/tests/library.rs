@@ -108,3 +108,27 @@ fn the_index_agrees_with_evaluating_every_rule() {
         "only {matched} matches in {events} events: the test proves little"
     );
 }
+
+/// Past 512 rules the candidate set moves to the heap; the verdicts stay those of a scan.
+#[test]
+fn large_rule_sets_index_the_same() {
+    use boot_copy_rules::{Document, RuleSet};
+    let one = load_ruleset(Some(&library()), &Exceptions::default()).unwrap();
+    let rules: Vec<_> = (0..4).flat_map(|_| one.rules().iter().cloned()).collect();
+    let set = RuleSet::from_rules(rules);
+    assert!(set.rules().len() > 512);
+    let doc = Document::from_json(&serde_json::json!({
+        "event": {"category": ["process"], "type": ["start"], "action": "exec"},
+        "host": {"os": {"type": "linux"}},
+        "process": {"name": "shred", "args": ["shred", "-u", "/tmp/x"], "args_count": 3,
+                    "executable": "/usr/bin/shred", "command_line": "shred -u /tmp/x",
+                    "parent": {"name": "bash", "executable": "/usr/bin/bash"}},
+    }));
+    let indexed: Vec<usize> = set.matching(&doc).map(|(i, _)| i).collect();
+    let scanned: Vec<usize> = (0..set.rules().len())
+        .filter(|&i| set.rules()[i].query.matches(&doc))
+        .collect();
+    assert_eq!(indexed, scanned);
+    assert_eq!(indexed.len() % 4, 0);
+    assert!(!indexed.is_empty(), "shred -u matches the shred rule");
+}

@@ -10,22 +10,24 @@ judge each with the evaluator below. Output, one JSON object per line:
     {"rule": "FILE NAME", "event": {"dotted.field": VALUE, ...}, "match": BOOL}
 
 The evaluator follows Elasticsearch's execution of EQL (docs/SEMANTICS.md), not the eql
-package's own Python evaluator, which differs on purpose-built points. The divergences, each
-followed here as Elasticsearch does:
+package's own Python engine (`eql.PythonEngine`, the language's reference implementation), which
+differs from Elasticsearch on these points (each checked against eql 1.0.1), followed here as
+Elasticsearch does:
 
-- `==` and `in` are case-sensitive (the package folds case for strings unless told otherwise).
-- `like~`, `:`, `in~` and the `~` functions fold ASCII letters only (the package uses Python's
-  Unicode `lower()`).
-- A backslash in a wildcard pattern is an ordinary character (the package's wildcard treats it as
-  the start of an escape in some versions).
-- A comparison on a missing field is false and `not` is two-valued (the package propagates null:
-  `not (missing == "x")` is null there, so false; in Elasticsearch it is a negated term query and
-  true).
-- Arrays match when any element does (the package compares the array as one value).
-- `regex` is a Lucene RegExp over the whole value (the package uses Python's `re.search`):
-  translated here by `lucene_to_python`, checked by `self_test()` on Lucene's documented cases.
+- `==` is case-sensitive (the package: `a == "CP"` matches `cp`).
+- `like~`, `:`, `in~` and the `~` functions fold ASCII letters only (the package folds Unicode:
+  `like~ "é"` matches `É`, `in~ ("k")` matches the Kelvin sign).
+- A comparison on a missing field is false and `not` is two-valued (the package propagates
+  null: `not a == "x"` does not match an event without `a`; in Elasticsearch it is a negated
+  term query and does).
+- Arrays match when any element does (the package: `a == "x"` does not match `["x", "y"]`).
+- `regex` is a Lucene RegExp over the whole value, Lucene syntax (`^`/`$` literal, `@`, `#`,
+  `"..."`, ranges not folded by `regex~`); the package uses Python's `re` syntax. Translated
+  here by `lucene_to_python`, checked by `self_test()` on cases from Lucene's RegExp source.
 - A string function whose second argument is a field runs as a script over doc values: each
   field's first (least) value.
+
+A backslash in a wildcard pattern is an ordinary character in both.
 """
 import json
 import random
