@@ -6,7 +6,7 @@
 //! `#` is the empty language; `\d \D \s \S \w \W` are ASCII classes (`\s` is space, tab, newline,
 //! carriage return); `\` before any other non-letter is that character, before another letter an
 //! error; a reserved character where an atom is expected (`*` in `*a`, a lone `)`) is literal;
-//! `[^...]` never crosses into ranges' case variants. Lucene's intersection `&`, complement `~`
+//! `[^...]` is any character outside the class. Lucene's intersection `&`, complement `~`
 //! and `<...>` intervals/automata are refused with a message (no rule uses them; escape them to
 //! match the character). `regex~` is Lucene's `ASCII_CASE_INSENSITIVE`: every single character
 //! written in the pattern (also inside a class) matches its other ASCII case, but a range such as
