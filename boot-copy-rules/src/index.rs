@@ -3,16 +3,16 @@
 //!
 //! A rule's *key* is one top-level conjunct of its query (every match needs it) that tests a
 //! field against constant strings: `f == "x"`, `f in (...)`, `f in~ (...)`, `f like "x*"`,
-//! `f : ("a", "b*")`, `startsWith(f, "x")`, or an `or` every branch of which has a key (the event
-//! must then meet one branch's key, on whichever field). Keys on
-//! fields every exec event fills alike (`event.type`, `event.action`, `host.os.type`, …) are taken
-//! only when a rule has no other. An event is a candidate for a keyed rule if one of the key
-//! field's string values equals one of the key's strings, or begins with one of its prefixes
-//! (folding ASCII case where the test does); a non-string value makes it a candidate for every
-//! rule keyed on that field, since equality coerces numbers and booleans. Rules without a key are
-//! always candidates. The key is a necessary condition, so the index never changes a verdict; the
-//! candidates are then evaluated in load order. Looking up candidates allocates nothing for up to
-//! [`INLINE_RULES`] rules.
+//! `f : ("a", "*.b")`, `startsWith(f, "x")`, or an `or` every branch of which has a key (the
+//! event must then meet one branch's key, on whichever field). Keys on fields every exec event
+//! fills alike (`event.type`, `event.action`, `host.os.type`, …) are taken only when a rule has
+//! no other. An event is a candidate for a keyed rule if one of the key field's string values
+//! equals one of the key's strings, begins with one of its prefixes or ends with one of its
+//! suffixes (`like "*.cgi"`), folding ASCII case where the test does; a non-string value makes
+//! it a candidate for every rule keyed on that field, since equality coerces numbers and
+//! booleans. Rules without a key are always candidates. The key is a necessary condition, so the
+//! index never changes a verdict; the candidates are then evaluated in load order. Looking up
+//! candidates allocates nothing for up to [`INLINE_RULES`] rules.
 
 use std::collections::HashMap;
 
@@ -47,8 +47,15 @@ const FOLD_BUFFER: usize = 256;
 struct KeyEntry {
     text: Box<str>,
     ci: bool,
-    /// The whole value must equal `text` (else it must begin with it).
-    whole: bool,
+    place: Place,
+}
+
+/// Where `text` must be in the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Whole,
+    Prefix,
+    Suffix,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -57,7 +64,8 @@ struct FieldIndex {
     exact: HashMap<Box<str>, Vec<u32>>,
     /// Keyed by the ASCII-lowercased text.
     exact_ci: HashMap<Box<str>, Vec<u32>>,
-    prefixes: Vec<(KeyEntry, u32)>,
+    /// Prefix and suffix entries.
+    affixes: Vec<(KeyEntry, u32)>,
     /// Every rule keyed on this field (for values the maps cannot judge).
     rules: Vec<u32>,
 }
@@ -130,14 +138,14 @@ impl RuleIndex {
         let f = &mut self.fields[at];
         f.rules.push(rule);
         for e in entries {
-            match (e.whole, e.ci) {
-                (true, false) => f.exact.entry(e.text).or_default().push(rule),
-                (true, true) => f
+            match (e.place, e.ci) {
+                (Place::Whole, false) => f.exact.entry(e.text).or_default().push(rule),
+                (Place::Whole, true) => f
                     .exact_ci
                     .entry(e.text.to_ascii_lowercase().into())
                     .or_default()
                     .push(rule),
-                (false, _) => f.prefixes.push((e, rule)),
+                _ => f.affixes.push((e, rule)),
             }
         }
     }
@@ -197,15 +205,20 @@ impl FieldIndex {
                 }
             }
         }
-        for (e, rule) in &self.prefixes {
+        for (e, rule) in &self.affixes {
             let p = e.text.as_bytes();
             let b = s.as_bytes();
-            let hit = b.len() >= p.len()
-                && if e.ci {
-                    b[..p.len()].eq_ignore_ascii_case(p)
-                } else {
-                    &b[..p.len()] == p
+            let hit = b.len() >= p.len() && {
+                let part = match e.place {
+                    Place::Suffix => &b[b.len() - p.len()..],
+                    _ => &b[..p.len()],
                 };
+                if e.ci {
+                    part.eq_ignore_ascii_case(p)
+                } else {
+                    part == p
+                }
+            };
             if hit {
                 c.set(*rule);
             }
@@ -235,7 +248,9 @@ fn rank(key: &Key<'_>) -> (usize, bool, usize) {
     };
     (
         key.iter().map(|(f, _)| commonness(f)).max().unwrap_or(0),
-        key.iter().flat_map(|(_, e)| e).any(|e| !e.whole),
+        key.iter()
+            .flat_map(|(_, e)| e)
+            .any(|e| e.place != Place::Whole),
         key.iter().map(|(_, e)| e.len()).sum(),
     )
 }
@@ -268,7 +283,7 @@ fn test_entries(test: &Test) -> Option<Vec<KeyEntry>> {
         (op.lit == crate::eql::Lit::Str).then(|| KeyEntry {
             text: op.text.clone(),
             ci,
-            whole: true,
+            place: Place::Whole,
         })
     };
     match test {
@@ -278,18 +293,22 @@ fn test_entries(test: &Test) -> Option<Vec<KeyEntry>> {
         Test::Like(patterns) => patterns
             .iter()
             .map(|p| {
-                let (text, whole) = p.literal_prefix()?;
+                let (text, place) = match p.literal_prefix() {
+                    Some((text, true)) => (text, Place::Whole),
+                    Some((text, false)) => (text, Place::Prefix),
+                    None => (p.literal_suffix()?, Place::Suffix),
+                };
                 Some(KeyEntry {
                     text: text.into(),
                     ci: p.case_insensitive(),
-                    whole,
+                    place,
                 })
             })
             .collect(),
         Test::StartsWith(p, ci) if !p.is_empty() => Some(vec![KeyEntry {
             text: p.clone(),
             ci: *ci,
-            whole: false,
+            place: Place::Prefix,
         }]),
         _ => None,
     }

@@ -103,6 +103,14 @@ impl Wildcard {
         }
     }
 
+    /// What every match must end with, for a pattern that ends with literal text.
+    pub(crate) fn literal_suffix(&self) -> Option<&str> {
+        match self.tokens.last() {
+            Some(Token::Lit(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Whether the pattern folds ASCII case.
     pub(crate) fn case_insensitive(&self) -> bool {
         self.case_insensitive
