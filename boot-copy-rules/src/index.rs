@@ -103,6 +103,8 @@ pub(crate) struct RuleIndex {
     rules: usize,
     /// Rules without a key: always candidates.
     always: Vec<u32>,
+    /// Rules whose key tests only `event.category`, which every process event meets.
+    category_only: usize,
     fields: Vec<FieldIndex>,
 }
 
@@ -117,6 +119,9 @@ impl RuleIndex {
                 index.always.push(rule);
                 continue;
             };
+            if key.iter().all(|(f, _)| *f == "event.category") {
+                index.category_only += 1;
+            }
             for (field, entries) in key {
                 index.add(rule, field, entries);
             }
@@ -150,9 +155,9 @@ impl RuleIndex {
         }
     }
 
-    /// Number of rules that have a key.
+    /// Number of rules with a key more selective than `event.category`.
     pub(crate) fn keyed(&self) -> usize {
-        self.rules - self.always.len()
+        self.rules - self.always.len() - self.category_only
     }
 
     /// The rules `doc` may match.

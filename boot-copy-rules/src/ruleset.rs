@@ -71,8 +71,8 @@ impl RuleSet {
         }
     }
 
-    /// How many rules the index keys on a constant precondition (the others are evaluated
-    /// against every event).
+    /// How many rules the index keys on a constant precondition more selective than
+    /// `event.category` (the others are evaluated against every process event).
     pub fn keyed_rules(&self) -> usize {
         self.index.keyed()
     }
