@@ -32,6 +32,7 @@ mod check;
 mod document;
 mod eql;
 mod exceptions;
+mod index;
 mod prefilter;
 mod rulefile;
 mod ruleset;

@@ -13,7 +13,7 @@
 //! Only EQL rules (`language = "eql"`, `type = "eql"`) whose query is a single-event
 //! `process where` query are accepted; anything else is refused with the reason.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -103,6 +103,13 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Every field the rule's query reads, `event.category` (implied by `process where`)
+    /// included: what a host compares with the fields its sensor fills, to name a rule's blind
+    /// spots. A field read only under `not`, or only in one branch of an `or`, is listed too.
+    pub fn fields(&self) -> BTreeSet<&str> {
+        self.query.fields()
+    }
+
     /// The severity as a number, as Elastic's External Alerts rule maps it (21/47/73/99).
     pub fn severity_score(&self) -> u32 {
         match self.severity.as_str() {

@@ -2,16 +2,23 @@
 
 use crate::document::Document;
 use crate::exceptions::{CompiledItem, ExceptionError, Exceptions, compile_items};
+use crate::index::RuleIndex;
 use crate::prefilter::{AnalysisGate, Prefilter};
 use crate::rulefile::Rule;
 use std::collections::BTreeSet;
 
-/// Rules and their compiled exception items.
+/// Rules and their compiled exception items, with an index on the rules' constant
+/// preconditions (built when the set is made) so that an event is evaluated only against the
+/// rules it can match: a key per rule, one top-level conjunct testing a field such as
+/// `process.name` or `process.parent.name` against constant strings (equality, `in`, `in~`, a
+/// `like`/`:` prefix, `startsWith`). Looking up an event's candidates allocates nothing for sets
+/// of up to 512 rules; the verdicts are exactly those of evaluating every rule.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
     /// `exceptions[i]` belongs to `rules[i]`.
     exceptions: Vec<Vec<CompiledItem>>,
+    index: RuleIndex,
 }
 
 impl RuleSet {
@@ -43,10 +50,7 @@ impl RuleSet {
             }
         }
         if errors.is_empty() {
-            Ok(RuleSet {
-                rules,
-                exceptions: compiled,
-            })
+            Ok(RuleSet::assemble(rules, compiled))
         } else {
             Err(errors)
         }
@@ -55,7 +59,22 @@ impl RuleSet {
     /// Rules without exceptions.
     pub fn from_rules(rules: Vec<Rule>) -> RuleSet {
         let exceptions = rules.iter().map(|_| Vec::new()).collect();
-        RuleSet { rules, exceptions }
+        RuleSet::assemble(rules, exceptions)
+    }
+
+    fn assemble(rules: Vec<Rule>, exceptions: Vec<Vec<CompiledItem>>) -> RuleSet {
+        let index = RuleIndex::new(rules.iter().map(|r| r.query.root()));
+        RuleSet {
+            rules,
+            exceptions,
+            index,
+        }
+    }
+
+    /// How many rules the index keys on a constant precondition more selective than
+    /// `event.category` (the others are evaluated against every process event).
+    pub fn keyed_rules(&self) -> usize {
+        self.index.keyed()
     }
 
     /// The rules, in load order.
@@ -79,12 +98,15 @@ impl RuleSet {
         &'a self,
         doc: &'a Document,
     ) -> impl Iterator<Item = (usize, &'a Rule)> + 'a {
+        let candidates = self.index.candidates(doc);
         self.rules
             .iter()
             .zip(&self.exceptions)
             .enumerate()
-            .filter(move |(_, (rule, items))| {
-                rule.query.matches(doc) && !items.iter().any(|i| i.0.eval(doc))
+            .filter(move |(i, (rule, items))| {
+                candidates.contains(*i)
+                    && rule.query.matches(doc)
+                    && !items.iter().any(|i| i.0.eval(doc))
             })
             .map(|(i, (rule, _))| (i, rule))
     }

@@ -1,13 +1,17 @@
-//! Differential parse test against Elastic's own EQL parser: the `eql` package from PyPI in its
+//! Differential tests against Elastic's own EQL parser: the `eql` package from PyPI in its
 //! Elasticsearch-syntax mode (`tests/eql_diff/normalize.py`, installed into `target/eql-venv`).
 //!
-//! Every query of the corpus (`tests/eql_diff/corpus.txt`, the bundled rule files and variants
-//! generated here) must be accepted by both parsers or rejected by both, and where both accept,
-//! their trees, normalized into one JSON shape (documented in normalize.py), must be equal:
-//! the same fields, operators, literals and nesting. Both check ECS fields against the same
-//! table of ECS field types (the engine's; the package gets it as a schema), so a constant of the
-//! wrong type is refused by both. Only parses are compared; that package's evaluator does not
-//! follow Elasticsearch's semantics.
+//! Parses: every query of the corpus (`tests/eql_diff/corpus.txt`, the bundled rule files,
+//! Elastic's vendored Linux rule library and variants generated here) must be accepted by both
+//! parsers or rejected by both, and where both accept, their trees, normalized into one JSON
+//! shape (documented in normalize.py), must be equal: the same fields, operators, literals and
+//! nesting. Both check ECS fields against the same table of ECS field types (the engine's; the
+//! package gets it as a schema), so a constant of the wrong type is refused by both.
+//!
+//! Evaluation: over the vendored rule library, events generated near each rule's decision
+//! boundary are judged by `tests/eql_diff/evaluate.py`, an evaluator with Elasticsearch's
+//! semantics over the package's parse (the package's own evaluator does not follow
+//! Elasticsearch; evaluate.py lists each divergence), and must get the engine's verdicts.
 //!
 //! Needs python3 with venv (installed by `cargo xtask setup`) and PyPI the first time.
 use boot_copy_rules::ast::{Expr, Literal, LogicOp, MatchOp, Query};
@@ -99,9 +103,19 @@ fn corpus_file() -> Vec<Entry> {
 
 /// The query of every rule file the project ships (`rules/*.toml`).
 fn bundled_rules() -> Vec<Entry> {
-    let dir = root().join("rules");
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .expect("rules/")
+    rule_queries(&root().join("rules"), "rules")
+}
+
+/// The queries of Elastic's vendored Linux rule library (`tests/data/detection-rules`).
+fn library_rules() -> Vec<Entry> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/detection-rules");
+    rule_queries(&dir, "detection-rules")
+}
+
+/// The query of every `*.toml` rule file in `dir`, each expected to parse with equal trees.
+fn rule_queries(dir: &Path, origin: &str) -> Vec<Entry> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
@@ -120,7 +134,7 @@ fn bundled_rules() -> Vec<Entry> {
             Entry {
                 text: query.to_owned(),
                 expect: Expect::Accept,
-                origin: format!("rules/{}", file.file_name().unwrap().to_string_lossy()),
+                origin: format!("{origin}/{}", file.file_name().unwrap().to_string_lossy()),
             }
         })
         .collect()
@@ -138,7 +152,7 @@ fn generated(rule_query: &str) -> Vec<Entry> {
     };
     // Classes the engine refuses by design, with clear messages: ordering or wildcard-matching
     // against null, null in an `in` list, `in~` on a number field, a literal where a function
-    // wants a field, `length~`, and regex.
+    // wants a field, `length~`, and regex patterns outside the Lucene syntax the engine takes.
     let may_reject = |refused: bool| {
         if refused {
             Expect::EngineMayReject
@@ -561,6 +575,7 @@ fn elastic_eql_parser_agrees_with_the_engine() {
     let rules = bundled_rules();
     let rule_query = rules[0].text.clone();
     entries.extend(rules);
+    entries.extend(library_rules());
     entries.extend(generated(&rule_query));
     // The same text can come from several sources; keep the first (the most specific expectation).
     let mut seen = std::collections::HashSet::new();
@@ -639,5 +654,86 @@ fn elastic_eql_parser_agrees_with_the_engine() {
     assert!(
         problems.is_empty(),
         "disagreements with Elastic's EQL parser:\n{problems}"
+    );
+}
+
+// --- Evaluation over Elastic's Linux rule library ---------------------------------------------
+
+/// Events generated from each vendored rule's own literals near its decision boundary (a walk of
+/// the condition that makes it true, then every single-field edit of that event: removed,
+/// case-swapped, one character off), judged by `tests/eql_diff/evaluate.py`, an evaluator with
+/// Elasticsearch's semantics over the `eql` package's parse (its module docs list where it
+/// departs from the package's own evaluator, following Elasticsearch). Each verdict must equal
+/// the engine's, both for the rule's query alone and through the indexed [`RuleSet`].
+#[test]
+fn elasticsearch_semantics_agree_on_the_rule_library() {
+    use boot_copy_rules::{Document, Exceptions, load_ruleset};
+    let started = Instant::now();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/detection-rules");
+    let set = load_ruleset(Some(&dir), &Exceptions::default()).expect("the library loads");
+    let mut files: Vec<PathBuf> = set.rules().iter().map(|r| r.source.clone()).collect();
+    files.sort();
+    let output = Command::new(eql_python())
+        .arg(here().join("evaluate.py"))
+        .args(&files)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running evaluate.py");
+    assert!(output.status.success(), "evaluate.py failed");
+    let text = String::from_utf8(output.stdout).expect("UTF-8");
+
+    let by_file: std::collections::HashMap<String, usize> = set
+        .rules()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            (
+                r.source.file_name().unwrap().to_string_lossy().into_owned(),
+                i,
+            )
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let (mut events, mut matches) = (0, 0);
+    let mut rules_matched = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let row: Value = serde_json::from_str(line).expect("evaluate.py writes JSON lines");
+        let file = row["rule"].as_str().unwrap();
+        let want = row["match"].as_bool().unwrap();
+        let i = by_file[file];
+        let doc = Document::from_json(&row["event"]);
+        let alone = set.rules()[i].query.matches(&doc);
+        let indexed = set.matching(&doc).any(|(j, _)| j == i);
+        if alone != want || indexed != want {
+            problems.push(format!(
+                "{file}: Elasticsearch {want}, engine {alone}, rule set {indexed}\n    event: {}",
+                row["event"]
+            ));
+        }
+        events += 1;
+        if want {
+            matches += 1;
+            rules_matched.insert(i);
+        }
+    }
+    eprintln!(
+        "eql_diff evaluation: {events} events over {} rules, {matches} matching, {} rules with a \
+         matching event; {} disagreements; {:.1} s",
+        set.rules().len(),
+        rules_matched.len(),
+        problems.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        problems.is_empty(),
+        "{} disagreements with Elasticsearch's semantics (first 20):\n{}",
+        problems.len(),
+        problems[..problems.len().min(20)].join("\n")
+    );
+    assert!(events >= 10_000, "only {events} events");
+    assert!(
+        rules_matched.len() >= 155,
+        "only {} rules got a matching event: the generator misses their boundary",
+        rules_matched.len()
     );
 }

@@ -681,8 +681,8 @@ fn rejected_constructs_are_named_with_line_and_column() {
             "3:3: function `cidrMatch` is not supported",
         ),
         (
-            "process where process.name regex~ \"c.\"",
-            "1:28: the `regex~` operator is not supported",
+            "process where process.name regex~ \"c.~x\"",
+            "1:35: invalid `regex~` pattern: Lucene's complement operator `~`",
         ),
         (
             "process where nosuch(process.name)",

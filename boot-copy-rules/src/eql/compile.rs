@@ -6,6 +6,7 @@
 
 use super::EqlError;
 use super::ast::{CmpOp, Expr, Field, Literal, LogicOp, MatchOp, Pos, Query};
+use super::regex::Regex;
 use super::schema::{FieldType, field_type};
 use super::wildcard::Wildcard;
 
@@ -18,6 +19,18 @@ pub(crate) enum Node {
     Not(Box<Node>),
     /// A test on one field: true if **any** value of the field passes (false if it is missing).
     Test(Box<str>, Test),
+    /// A string function of two fields (`startsWith(process.executable, process.command_line)`).
+    /// Elasticsearch runs it as a script over doc values, which takes each field's first doc
+    /// value: the least, as keyword doc values are sorted. False if either has no string value.
+    Pair(Box<str>, Box<str>, PairOp),
+}
+
+/// The functions [`Node::Pair`] applies (case-sensitive, as their `~` forms are refused there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PairOp {
+    StartsWith,
+    EndsWith,
+    Contains,
 }
 
 /// A test applied to each scalar value of a field.
@@ -35,6 +48,8 @@ pub(crate) enum Test {
     Range(CmpOp, Operand),
     /// Whole-value wildcard match against any of the patterns.
     Like(Box<[Wildcard]>),
+    /// Whole-value Lucene regular expression match against any of the patterns.
+    Regex(Box<[Regex]>),
     StartsWith(Box<str>, bool),
     EndsWith(Box<str>, bool),
     Contains(Box<str>, bool),
@@ -223,37 +238,44 @@ fn compile_bool(expr: &Expr) -> Result<Node, EqlError> {
             patterns,
             pos,
         } => {
-            let ci = match op {
-                MatchOp::Like => false,
-                MatchOp::LikeCi | MatchOp::Seq => true,
-                MatchOp::Regex | MatchOp::RegexCi => {
-                    return Err(EqlError::new(
-                        *pos,
-                        format!("the `{}` operator is not supported", op.as_str()),
-                    ));
-                }
-            };
             let (field, field_pos) = operand_field(expr, op.as_str())?;
             check_string_field(field, field_pos, &format!("`{}`", op.as_str()))?;
-            let mut compiled = Vec::with_capacity(patterns.len());
-            for p in patterns {
-                match p {
+            let texts = patterns
+                .iter()
+                .map(|p| match p {
                     Expr::Literal {
                         value: Literal::Str(s),
-                        ..
-                    } => compiled.push(Wildcard::like(s, ci)),
-                    other => {
-                        return Err(EqlError::new(
-                            other.pos(),
-                            format!("`{}` needs string patterns, not `{other}`", op.as_str()),
-                        ));
-                    }
+                        pos,
+                    } => Ok((s.as_str(), *pos)),
+                    other => Err(EqlError::new(
+                        other.pos(),
+                        format!("`{}` needs string patterns, not `{other}`", op.as_str()),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let _ = pos;
+            let test = match op {
+                MatchOp::Like => {
+                    Test::Like(texts.iter().map(|t| Wildcard::like(t.0, false)).collect())
                 }
-            }
-            Ok(Node::Test(
-                field.name.as_str().into(),
-                Test::Like(compiled.into()),
-            ))
+                MatchOp::LikeCi | MatchOp::Seq => {
+                    Test::Like(texts.iter().map(|t| Wildcard::like(t.0, true)).collect())
+                }
+                MatchOp::Regex | MatchOp::RegexCi => Test::Regex(
+                    texts
+                        .iter()
+                        .map(|(text, pos)| {
+                            Regex::new(text, *op == MatchOp::RegexCi).map_err(|e| {
+                                EqlError::new(
+                                    *pos,
+                                    format!("invalid `{}` pattern: {}", op.as_str(), e.0),
+                                )
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+            };
+            Ok(Node::Test(field.name.as_str().into(), test))
         }
         Expr::Call {
             name,
@@ -512,6 +534,31 @@ fn compile_call(name: &str, insensitive: bool, args: &[Expr], pos: Pos) -> Resul
             }
             let field = field_arg()?;
             check_string_field(field, pos, &format!("`{shown}`"))?;
+            if let Some(Expr::Field {
+                field: other,
+                pos: other_pos,
+            }) = args.get(1)
+            {
+                if insensitive {
+                    return Err(EqlError::new(
+                        pos,
+                        format!(
+                            "`{shown}` with a field as its second argument is not supported; use `{name}`"
+                        ),
+                    ));
+                }
+                check_string_field(other, *other_pos, &format!("`{shown}`"))?;
+                let op = match lower.as_str() {
+                    "startswith" => PairOp::StartsWith,
+                    "endswith" => PairOp::EndsWith,
+                    _ => PairOp::Contains,
+                };
+                return Ok(Node::Pair(
+                    field.name.as_str().into(),
+                    other.name.as_str().into(),
+                    op,
+                ));
+            }
             let s: Box<str> = string_arg(1)?.into();
             let test = match lower.as_str() {
                 "startswith" => Test::StartsWith(s, insensitive),

@@ -16,7 +16,7 @@
 use std::cmp::Ordering;
 
 use super::ast::CmpOp;
-use super::compile::{Lit, Node, Operand, Test};
+use super::compile::{Lit, Node, Operand, PairOp, Test};
 use super::wildcard::bytes_eq;
 use crate::document::{Document, Value};
 
@@ -31,8 +31,24 @@ impl Node {
                 None => false,
                 Some(value) => value.elements().iter().any(|v| test.holds(v)),
             },
+            Node::Pair(left, right, op) => {
+                let (Some(s), Some(p)) = (least_str(doc, left), least_str(doc, right)) else {
+                    return false;
+                };
+                match op {
+                    PairOp::StartsWith => s.starts_with(p),
+                    PairOp::EndsWith => s.ends_with(p),
+                    PairOp::Contains => s.contains(p),
+                }
+            }
         }
     }
+}
+
+/// The field's first doc value as a script sees it: keyword doc values are sorted, so the least
+/// string value (UTF-8 byte order, Lucene's).
+fn least_str<'a>(doc: &'a Document, field: &str) -> Option<&'a str> {
+    doc.get(field)?.elements().iter().filter_map(str_of).min()
 }
 
 impl Test {
@@ -51,6 +67,9 @@ impl Test {
                 Value::Str(s) => patterns.iter().any(|p| p.is_match(s)),
                 _ => false,
             },
+            Test::Regex(patterns) => {
+                str_of(v).is_some_and(|s| patterns.iter().any(|p| p.is_match(s)))
+            }
             Test::StartsWith(p, ci) => str_of(v).is_some_and(|s| {
                 s.len() >= p.len() && bytes_eq(&s.as_bytes()[..p.len()], p.as_bytes(), *ci)
             }),
@@ -323,6 +342,62 @@ mod tests {
     }
 
     #[test]
+    fn regex_is_lucene_over_the_whole_value() {
+        check(&[
+            ("a regex \"b\"", json!({"a": "abc"}), false),
+            ("a regex \".*b.*\"", json!({"a": "abc"}), true),
+            ("a regex \"^a.*\"", json!({"a": "abc"}), false),
+            ("a regex (\"x\", \"a.c\")", json!({"a": ["q", "abc"]}), true),
+            ("a regex \"abc\"", json!({"a": "ABC"}), false),
+            ("a regex~ \"abc\"", json!({"a": "ABC"}), true),
+            ("a regex~ \"[a-c]+\"", json!({"a": "ABC"}), false),
+            ("a regex \"1.*\"", json!({"a": 12}), false),
+            ("not a regex \"x\"", json!({}), true),
+        ]);
+    }
+
+    #[test]
+    fn string_functions_with_a_field_argument() {
+        check(&[
+            (
+                "startsWith(a, b)",
+                json!({"a": "/bin/sh", "b": "/bin"}),
+                true,
+            ),
+            (
+                "startsWith(a, b)",
+                json!({"a": "/bin/sh", "b": "/BIN"}),
+                false,
+            ),
+            ("startsWith(a, b)", json!({"a": "/bin/sh"}), false),
+            ("not startsWith(a, b)", json!({"a": "/bin/sh"}), true),
+            ("endsWith(a, b)", json!({"a": "/bin/sh", "b": "sh"}), true),
+            (
+                "stringContains(a, b)",
+                json!({"a": "/bin/sh", "b": "in/"}),
+                true,
+            ),
+            ("startsWith(a, b)", json!({"a": "x", "b": ""}), true),
+            // A script sees each field's first (least) doc value.
+            (
+                "startsWith(a, b)",
+                json!({"a": ["zz", "ab"], "b": "a"}),
+                true,
+            ),
+            (
+                "startsWith(a, b)",
+                json!({"a": ["zz", "ab"], "b": "z"}),
+                false,
+            ),
+            (
+                "startsWith(a, b)",
+                json!({"a": "ab", "b": ["b", "a"]}),
+                true,
+            ),
+        ]);
+    }
+
+    #[test]
     fn long_values_are_matched_in_full() {
         let long = format!("/boot/{}", "x".repeat(4000));
         check(&[
@@ -379,7 +454,21 @@ mod tests {
     fn compile_errors_name_the_construct_and_position() {
         let rows = [
             ("file where true", "1:1", "event category `file`"),
-            ("process where a regex \"x\"", "1:17", "`regex` operator"),
+            (
+                "process where a regex \"x&y\"",
+                "1:23",
+                "intersection operator `&`",
+            ),
+            (
+                "process where a regex~ \"[z-a]\"",
+                "1:24",
+                "invalid `regex~` pattern",
+            ),
+            (
+                "process where startsWith~(a, b)",
+                "1:15",
+                "with a field as its second argument",
+            ),
             (
                 "process where concat(a, b) == \"x\"",
                 "1:15",

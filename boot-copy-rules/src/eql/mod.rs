@@ -9,6 +9,7 @@ mod compile;
 mod eval;
 mod lexer;
 pub(crate) mod parser;
+mod regex;
 mod schema;
 mod wildcard;
 
@@ -18,7 +19,7 @@ pub use ast::Pos;
 pub use wildcard::Wildcard;
 
 use crate::document::Document;
-pub(crate) use compile::{Node, Operand, Test};
+pub(crate) use compile::{Lit, Node, Operand, Test};
 
 impl Node {
     /// Adds the fields this condition reads to `out`: all a document needs for its verdict.
@@ -29,6 +30,10 @@ impl Node {
             Node::Not(inner) => inner.fields_into(out),
             Node::Test(field, _) => {
                 out.insert(field);
+            }
+            Node::Pair(left, right, _) => {
+                out.insert(left);
+                out.insert(right);
             }
         }
     }
@@ -80,6 +85,11 @@ impl CompiledQuery {
     #[inline]
     pub fn matches(&self, doc: &Document) -> bool {
         self.root.eval(doc)
+    }
+
+    /// The compiled condition (for the rule set's index).
+    pub(crate) fn root(&self) -> &Node {
+        &self.root
     }
 
     /// The query text as written.

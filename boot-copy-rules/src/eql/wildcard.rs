@@ -93,6 +93,29 @@ impl Wildcard {
         }
     }
 
+    /// What every match must begin with: `(text, whole)` where `whole` means the pattern is
+    /// exactly that text (no wildcard). `None` if the pattern starts with a wildcard.
+    pub(crate) fn literal_prefix(&self) -> Option<(&str, bool)> {
+        match &*self.tokens {
+            [Token::Lit(s)] => Some((s, true)),
+            [Token::Lit(s), ..] => Some((s, false)),
+            _ => None,
+        }
+    }
+
+    /// What every match must end with, for a pattern that ends with literal text.
+    pub(crate) fn literal_suffix(&self) -> Option<&str> {
+        match self.tokens.last() {
+            Some(Token::Lit(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether the pattern folds ASCII case.
+    pub(crate) fn case_insensitive(&self) -> bool {
+        self.case_insensitive
+    }
+
     /// Whether `text` as a whole matches the pattern.
     pub fn is_match(&self, text: &str) -> bool {
         let text = text.as_bytes();
