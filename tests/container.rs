@@ -300,11 +300,16 @@ impl Drop for ImageAgent {
     }
 }
 
-/// An alert without what differs between two agents watching the same exec: the record number,
-/// and times converted from the boot clock by each agent's own reading of the wall clock.
+/// An alert without what differs between two agents watching the same exec: the record's number
+/// and identity (each agent's own), and times converted from the boot clock by each agent's own
+/// reading of the wall clock.
 fn comparable(alert: &Value) -> (Value, Vec<i128>) {
     let mut a = alert.clone();
     a["boot_copy"].as_object_mut().unwrap().remove("seq");
+    let event = a["event"].as_object_mut().unwrap();
+    for own in ["id", "sequence", "created"] {
+        assert!(event.remove(own).is_some(), "an alert without event.{own}");
+    }
     let mut times = Vec::new();
     for pointer in ["/@timestamp", "/process/start", "/process/parent/start"] {
         if let Some(t) = a.pointer_mut(pointer) {

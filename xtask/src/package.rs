@@ -507,7 +507,7 @@ mod tests {
     use super::*;
 
     /// Keys the packaged configuration sets to something else than the built-in default.
-    const PACKAGED: &[&str] = &["rules.path"];
+    const PACKAGED: &[&str] = &["rules.path", "sinks.alert_log.max_bytes"];
 
     /// `(table, key, value)` of every `key = value` line in the packaged configuration, commented
     /// out or not, and `[[exceptions...]]` examples excepted.

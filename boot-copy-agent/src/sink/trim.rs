@@ -31,17 +31,31 @@ pub fn fit(line: &str, max: usize) -> Option<String> {
     if line.len() <= max {
         return None;
     }
+    let out = shortened(line, max);
+    if line.len() > HEAP_RETURN {
+        // The parsed record was many small allocations: hand the heap they leave back.
+        // SAFETY: malloc_trim only walks the allocator's own free lists.
+        unsafe { libc::malloc_trim(0) };
+    }
+    out
+}
+
+/// Records longer than this hand the heap their trimming used back to the system (a watched
+/// exec's alert can be megabytes).
+const HEAP_RETURN: usize = 1 << 20;
+
+fn shortened(line: &str, max: usize) -> Option<String> {
     let mut doc: Value = serde_json::from_str(line).ok()?;
     doc.as_object()?;
     let mut trimmed: Vec<String> = Vec::new();
     for _ in 0..MAX_STEPS {
         annotate(&mut doc, line.len(), &trimmed);
-        let out = doc.to_string();
-        if out.len() <= max {
-            return Some(out);
+        let len = size(&doc);
+        if len <= max {
+            break;
         }
-        let Some(path) = shrink_largest(&mut doc, out.len() - max) else {
-            return Some(out);
+        let Some(path) = shrink_largest(&mut doc, len - max) else {
+            break;
         };
         if !trimmed.contains(&path) {
             trimmed.push(path);
@@ -84,9 +98,21 @@ fn shrink_largest(doc: &mut Value, excess: usize) -> Option<String> {
 /// Text this short is not worth shortening further.
 const MIN_TEXT: usize = 8;
 
-/// Serialized length.
+/// Serialized length, counted without building the text.
 fn size(v: &Value) -> usize {
-    serde_json::to_string(v).map_or(0, |s| s.len())
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    let _ = serde_json::to_writer(&mut n, v);
+    n.0
 }
 
 fn get<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
