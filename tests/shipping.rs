@@ -258,87 +258,90 @@ fn assert_every_record_once(receiver: &Receiver, sent: usize, shipper: &str) {
     );
 }
 
-#[test]
-fn shipped_rsyslog_config_forwards_every_alert_once_through_logrotate() {
-    apt_install(&["rsyslog", "logrotate"]);
-    let dir = tempdir("ship-rsyslog").unwrap();
+/// A shipper run as users run it: its `contrib/` snippet (`snippet`, saved as `file` in a scratch
+/// directory, with the log's directory and the receiver's port put in) included by a main
+/// configuration that `main` writes for that directory; `start` starts the shipper there. Then a
+/// stream of records through logrotate must reach the receiver exactly once each.
+fn ship_through_logrotate(
+    name: &str,
+    snippet: &str,
+    file: &str,
+    main: impl Fn(&Path) -> String,
+    start: impl Fn(&Path) -> Command,
+) {
+    let dir = tempdir(name).unwrap();
     let log = dir.join("log/alerts.ndjson");
     fs::create_dir_all(dir.join("log")).unwrap();
     fs::create_dir_all(dir.join("work")).unwrap();
     fs::write(&log, "").unwrap();
     let receiver = Receiver::start();
-    fs::write(
-        dir.join("60-boot-copy.conf"),
-        contrib("rsyslog/60-boot-copy.conf", &log, receiver.port),
-    )
-    .unwrap();
-    // A main configuration as /etc/rsyslog.conf would be, less the host's own logging, with the
-    // larger message size the snippet asks for.
-    let main = format!(
-        "global(workDirectory=\"{d}/work\" maxMessageSize=\"1m\")\ninclude(file=\"{d}/60-boot-copy.conf\")\n",
-        d = dir.display()
-    );
-    fs::write(dir.join("rsyslog.conf"), main).unwrap();
-    let _rsyslogd = Daemon(
-        Command::new("rsyslogd")
-            .arg("-n")
-            .arg("-f")
-            .arg(dir.join("rsyslog.conf"))
-            .arg("-i")
-            .arg(dir.join("rsyslogd.pid"))
+    fs::write(dir.join(file), contrib(snippet, &log, receiver.port)).unwrap();
+    fs::write(dir.join("main.conf"), main(&dir)).unwrap();
+    let _shipper = Daemon(
+        start(&dir)
             .stdout(Stdio::null())
             .spawn()
-            .expect("rsyslogd starts"),
+            .unwrap_or_else(|e| panic!("{name} starts: {e}")),
     );
     let sent = stream_through_logrotate(&dir, &log, 3);
-    assert_every_record_once(&receiver, sent, "rsyslog");
+    assert_every_record_once(&receiver, sent, name);
     let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn shipped_rsyslog_config_forwards_every_alert_once_through_logrotate() {
+    apt_install(&["rsyslog", "logrotate"]);
+    ship_through_logrotate(
+        "rsyslog",
+        "rsyslog/60-boot-copy.conf",
+        "60-boot-copy.conf",
+        // As /etc/rsyslog.conf would be, less the host's own logging, with the larger message
+        // size the snippet asks for.
+        |d| {
+            format!(
+                "global(workDirectory=\"{d}/work\" maxMessageSize=\"1m\")\ninclude(file=\"{d}/60-boot-copy.conf\")\n",
+                d = d.display()
+            )
+        },
+        |d| {
+            let mut c = Command::new("rsyslogd");
+            c.arg("-n").arg("-f").arg(d.join("main.conf"));
+            c.arg("-i").arg(d.join("rsyslogd.pid"));
+            c
+        },
+    );
 }
 
 #[test]
 fn shipped_syslog_ng_config_forwards_every_alert_once_through_logrotate() {
     apt_install(&["logrotate"]);
     let root = syslog_ng();
-    let dir = tempdir("ship-syslog-ng").unwrap();
-    let log = dir.join("log/alerts.ndjson");
-    fs::create_dir_all(dir.join("log")).unwrap();
-    fs::write(&log, "").unwrap();
-    let receiver = Receiver::start();
-    fs::write(
-        dir.join("boot-copy.conf"),
-        contrib("syslog-ng/boot-copy.conf", &log, receiver.port),
-    )
-    .unwrap();
-    // As /etc/syslog-ng/syslog-ng.conf includes conf.d/*.conf, less the host's own logging.
-    let main = format!(
-        "@version: 3.38\n@include \"{}/boot-copy.conf\"\n",
-        dir.display()
-    );
-    fs::write(dir.join("syslog-ng.conf"), main).unwrap();
-    let _syslog_ng = Daemon(
-        Command::new(root.join("usr/sbin/syslog-ng"))
-            .arg("-F")
-            .arg("--no-caps")
-            .arg(format!(
+    ship_through_logrotate(
+        "syslog-ng",
+        "syslog-ng/boot-copy.conf",
+        "boot-copy.conf",
+        // As /etc/syslog-ng/syslog-ng.conf includes conf.d/*.conf, less the host's own logging.
+        |d| {
+            format!(
+                "@version: 3.38\n@include \"{}/boot-copy.conf\"\n",
+                d.display()
+            )
+        },
+        |d| {
+            let mut c = Command::new(root.join("usr/sbin/syslog-ng"));
+            c.arg("-F").arg("--no-caps");
+            c.arg(format!(
                 "--module-path={}/usr/lib/syslog-ng/3.38",
                 root.display()
-            ))
-            .arg("-f")
-            .arg(dir.join("syslog-ng.conf"))
-            .arg("-R")
-            .arg(dir.join("persist"))
-            .arg("-p")
-            .arg(dir.join("syslog-ng.pid"))
-            .arg("-c")
-            .arg(dir.join("syslog-ng.ctl"))
-            .env("LD_LIBRARY_PATH", root.join("usr/lib/syslog-ng"))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("syslog-ng starts"),
+            ));
+            c.arg("-f").arg(d.join("main.conf"));
+            c.arg("-R").arg(d.join("persist"));
+            c.arg("-p").arg(d.join("syslog-ng.pid"));
+            c.arg("-c").arg(d.join("syslog-ng.ctl"));
+            c.env("LD_LIBRARY_PATH", root.join("usr/lib/syslog-ng"));
+            c
+        },
     );
-    let sent = stream_through_logrotate(&dir, &log, 3);
-    assert_every_record_once(&receiver, sent, "syslog-ng");
-    let _ = fs::remove_dir_all(&dir);
 }
 
 /// A stock rsyslogd on the agent's local socket: default parsers, default 8 KiB
