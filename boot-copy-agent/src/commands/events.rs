@@ -49,7 +49,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let seeded = super::seed_process_table(&mut sensor);
     tracing::info!(seeded, "process table seeded from /proc");
     let mut reader = sensor.take_reader()?;
-    let describer = Describer::new(Host::read(), BootEpoch::now()?);
+    let describer = Describer::new(Host::read(), BootEpoch::at_start()?);
     let mut out = Output {
         origin: Origin::new(describer.host()),
         describer,

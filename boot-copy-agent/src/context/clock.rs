@@ -14,27 +14,59 @@ pub struct BootEpoch(i128);
 const STEP_NS: i128 = 1_000_000;
 
 /// A reading whose two boot-clock reads lie further apart than this (the thread was preempted
-/// between them) is too imprecise to follow.
-const MAX_BRACKET_NS: i128 = 100_000;
+/// between them) is too imprecise to follow: its error, half of it, stays below a step.
+const MAX_BRACKET_NS: i128 = STEP_NS / 2;
+
+/// Readings taken to find one whose boot-clock reads lie close together (under emulation, or
+/// on a busy host, a single one is often preempted).
+const ATTEMPTS: usize = 10;
+
+/// The system's clocks, in ns.
+fn system_clock(clock: ClockId) -> std::io::Result<i128> {
+    let t = clock_gettime(clock).map_err(std::io::Error::from)?;
+    Ok(t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128)
+}
 
 impl BootEpoch {
+    /// The epoch now, precise enough to tell a step of the wall clock from noise; an error if
+    /// no reading was (the caller keeps the epoch it has).
     pub fn now() -> std::io::Result<Self> {
-        Self::read(|clock| {
-            let t = clock_gettime(clock).map_err(std::io::Error::from)?;
-            Ok(t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128)
-        })
+        Self::read(system_clock)
     }
 
-    /// The epoch from `clock` (ns of a clock id): the realtime read bracketed between two
-    /// boottime reads, which bounds its error.
-    pub fn read(mut clock: impl FnMut(ClockId) -> std::io::Result<i128>) -> std::io::Result<Self> {
-        let b0 = clock(ClockId::CLOCK_BOOTTIME)?;
-        let real = clock(ClockId::CLOCK_REALTIME)?;
-        let b1 = clock(ClockId::CLOCK_BOOTTIME)?;
-        if b1 - b0 > MAX_BRACKET_NS {
-            return Err(std::io::Error::other("clock reads too far apart"));
+    /// The epoch at start: the most precise of a few readings, however imprecise (an error of
+    /// half its bracket in every wall-clock time, until the next precise reading replaces it).
+    pub fn at_start() -> std::io::Result<Self> {
+        Ok(Self::best(system_clock)?.0)
+    }
+
+    /// The epoch from `clock` (ns of a clock id), refused if no reading was precise enough.
+    pub fn read(clock: impl FnMut(ClockId) -> std::io::Result<i128>) -> std::io::Result<Self> {
+        match Self::best(clock)? {
+            (epoch, bracket) if bracket <= MAX_BRACKET_NS => Ok(epoch),
+            _ => Err(std::io::Error::other("clock reads too far apart")),
         }
-        Ok(Self(real - (b0 + b1) / 2))
+    }
+
+    /// The tightest of [`ATTEMPTS`] readings, each the realtime read bracketed between two
+    /// boottime reads, which bounds its error, with its bracket.
+    fn best(
+        mut clock: impl FnMut(ClockId) -> std::io::Result<i128>,
+    ) -> std::io::Result<(Self, i128)> {
+        let mut best: Option<(Self, i128)> = None;
+        for _ in 0..ATTEMPTS {
+            let b0 = clock(ClockId::CLOCK_BOOTTIME)?;
+            let real = clock(ClockId::CLOCK_REALTIME)?;
+            let b1 = clock(ClockId::CLOCK_BOOTTIME)?;
+            let reading = (Self(real - (b0 + b1) / 2), b1 - b0);
+            if best.is_none_or(|(_, b)| reading.1 < b) {
+                best = Some(reading);
+            }
+            if reading.1 <= MAX_BRACKET_NS / 10 {
+                break;
+            }
+        }
+        Ok(best.expect("at least one reading"))
     }
 
     /// This epoch, or `now` if the wall clock stepped since.

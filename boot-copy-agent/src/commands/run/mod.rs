@@ -86,7 +86,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Everything that needs privilege is done: the programs are attached, maps and ring open.
     let kept = privilege::drop_capabilities()?;
     let sinks = sinks.start().context("starting the sinks")?;
-    let describer = Describer::new(Host::read(), BootEpoch::now()?);
+    let describer = Describer::new(Host::read(), BootEpoch::at_start()?);
     let origin = Origin::new(describer.host());
     let chain = key.map(|key| Chain::new(key, prior.as_ref().and_then(chain_link)));
     let mut daemon = Daemon {
