@@ -261,8 +261,9 @@ T1=$(date +%s)
 if wait_for "$WAIT" has_alert clock-step; then
     T2=$(date +%s)
     LINE=$(grep -F '"/boot/clock-step"' "$LOG" | grep -F "\"id\":\"$RULE\"" | head -n 1)
-    TS=$(date -d "$(echo "$LINE" | jq -r '."@timestamp"')" +%s)
-    CR=$(date -d "$(echo "$LINE" | jq -r '.event.created')" +%s)
+    # Whole seconds of the RFC 3339 stamps (jq's fromdate takes no fraction).
+    TS=$(echo "$LINE" | jq -r '."@timestamp" | sub("\\.[0-9]+Z$"; "Z") | fromdate')
+    CR=$(echo "$LINE" | jq -r '.event.created | sub("\\.[0-9]+Z$"; "Z") | fromdate')
     if [ "$TS" -ge $((T0 - 1)) ] && [ "$TS" -le $((T1 + 1)) ] && [ "$CR" -ge $((T0 - 1)) ] && [ "$CR" -le $((T2 + 1)) ]; then
         pass clock-step "@timestamp $TS, event.created $CR, copy between $T0 and $T1"
     else
