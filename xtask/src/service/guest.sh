@@ -251,28 +251,6 @@ else
 fi
 restore_config
 
-# --- a step of the realtime clock while the agent runs: the next alert's @timestamp and
-# event.created follow it within a second
-date -s "@$(($(date +%s) + 3600))" >/dev/null
-sleep 2
-T0=$(date +%s)
-copy_to_boot clock-step
-T1=$(date +%s)
-if wait_for "$WAIT" has_alert clock-step; then
-    T2=$(date +%s)
-    LINE=$(grep -F '"/boot/clock-step"' "$LOG" | grep -F "\"id\":\"$RULE\"" | head -n 1)
-    # Whole seconds of the RFC 3339 stamps (jq's fromdate takes no fraction).
-    TS=$(echo "$LINE" | jq -r '."@timestamp" | sub("\\.[0-9]+Z$"; "Z") | fromdate')
-    CR=$(echo "$LINE" | jq -r '.event.created | sub("\\.[0-9]+Z$"; "Z") | fromdate')
-    if [ "$TS" -ge $((T0 - 1)) ] && [ "$TS" -le $((T1 + 1)) ] && [ "$CR" -ge $((T0 - 1)) ] && [ "$CR" -le $((T2 + 1)) ]; then
-        pass clock-step "@timestamp $TS, event.created $CR, copy between $T0 and $T1"
-    else
-        fail clock-step "@timestamp $TS, event.created $CR; copy between $T0 and $T1, seen at $T2"
-    fi
-else
-    fail clock-step "no alert for /boot/clock-step"
-fi
-
 # --- a reload with a bad rule: systemctl reload fails once the agent refused it, and the agent
 # keeps its running rules; a reload after the fix succeeds
 printf '[rule]\nname = "broken"\n' >/etc/boot-copy/rules/broken.toml

@@ -54,7 +54,6 @@ const CHECKS: &[&str] = &[
     "reload-record",
     "packaged-rotation",
     "journald-syslog",
-    "clock-step",
     "reload-refused",
     "reload-applied",
     "config-exit-78",
