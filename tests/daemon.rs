@@ -455,19 +455,20 @@ fn reload_command_waits_for_the_agent_and_fails_when_it_refuses() {
     agent.sync().unwrap();
 }
 
-#[test]
-fn idle_connections_from_a_user_cannot_starve_the_metrics_endpoint() {
+/// An agent serving metrics on a free loopback port, and the port.
+fn agent_with_metrics(tag: &str) -> (Agent, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut agent = Agent::start(
-        AGENT,
-        "idleconns",
-        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
-    )
-    .unwrap();
+    let extra = format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
+    (Agent::start(AGENT, tag, &extra).unwrap(), port)
+}
+
+#[test]
+fn idle_connections_from_a_user_cannot_starve_the_metrics_endpoint() {
+    let (mut agent, port) = agent_with_metrics("idleconns");
     // nobody opens 2,000 connections and holds them, sending nothing.
     let hold = r#"
 use IO::Socket::INET;
@@ -549,17 +550,7 @@ fn sighup_with_a_bad_rule_keeps_the_running_rules() {
 
 #[test]
 fn status_and_metrics_show_the_live_counters() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut agent = Agent::start(
-        AGENT,
-        "status",
-        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
-    )
-    .unwrap();
+    let (mut agent, port) = agent_with_metrics("status");
     agent.sync().unwrap();
     std::thread::sleep(Duration::from_millis(1500)); // the status file is rewritten every second
     let out = Command::new(env!("CARGO_BIN_EXE_boot-copy-agent"))
