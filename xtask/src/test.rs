@@ -4,6 +4,9 @@
 //! under QEMU, and the packaged service under a real systemd. Every stage runs; the summary lists
 //! each stage and each kernel's count of required scenarios passed.
 use crate::{cargo, fuzz, service, setup, vm};
+use anyhow::Context;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 
 /// Variables that narrow or loosen a run (`cargo xtask vm-test` and `service-test` accept them
 /// by hand): the whole suite refuses to start with any of them set.
@@ -38,20 +41,55 @@ fn parallel_tests() -> Outcome {
     for package in PARALLEL_PACKAGES {
         args.extend(["--package", package]);
     }
-    plain(cargo(&args))
+    cargo_test(&args)
+}
+
+/// Runs `cargo ARGS` passing its output through; the summary names each test that failed, so
+/// a run's last lines say what broke.
+fn cargo_test(args: &[&str]) -> Outcome {
+    let run = || -> anyhow::Result<(bool, Vec<String>)> {
+        let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(args)
+            .current_dir(crate::workspace_root())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running cargo {}", args.join(" ")))?;
+        let stdout = child.stdout.take().context("cargo's stdout")?;
+        let mut failed = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.context("reading cargo's output")?;
+            println!("{line}");
+            failed.extend(failed_test(&line));
+        }
+        Ok((child.wait()?.success(), failed))
+    };
+    match run() {
+        Ok((true, _)) => plain(Ok(())),
+        Ok((false, failed)) => (
+            Err(anyhow::anyhow!("cargo {} failed", args.join(" "))),
+            failed.into_iter().map(|t| format!("failed: {t}")).collect(),
+        ),
+        Err(e) => plain(Err(e)),
+    }
+}
+
+/// The test a libtest result line names as failed (`test NAME ... FAILED`).
+fn failed_test(line: &str) -> Option<String> {
+    let name = line.strip_prefix("test ")?.strip_suffix(" ... FAILED")?;
+    Some(name.to_string())
 }
 
 /// The agent's tests: kernel tests share the host's exec stream, and one test at a time keeps
 /// timing honest.
 fn kernel_tests() -> Outcome {
-    plain(cargo(&[
+    cargo_test(&[
         "test",
         "--package",
         "boot-copy-agent",
         "--no-fail-fast",
         "--",
         "--test-threads=1",
-    ]))
+    ])
 }
 
 /// The scenario set on every kernel of the matrix, the host's included (natively), in one table.
@@ -148,5 +186,15 @@ mod tests {
             err.contains("unset VMTEST_ONLY, BOOT_COPY_TEST_SLOWDOWN"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_failed_test_line_names_the_test() {
+        assert_eq!(
+            failed_test("test daemon::sighup_reloads ... FAILED").as_deref(),
+            Some("daemon::sighup_reloads")
+        );
+        assert_eq!(failed_test("test daemon::sighup_reloads ... ok"), None);
+        assert_eq!(failed_test("failures:"), None);
     }
 }

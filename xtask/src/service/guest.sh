@@ -251,6 +251,32 @@ else
 fi
 restore_config
 
+# --- a step of the realtime clock while the agent runs: the next alert's @timestamp and
+# event.created follow it within a second
+date -s "@$(($(date +%s) + 3600))" >/dev/null
+sleep 2
+T0=$(date +%s)
+copy_to_boot clock-step
+T1=$(date +%s)
+if wait_for "$WAIT" has_alert clock-step; then
+    T2=$(date +%s)
+    # The stamps straight from the log with jq (dash's echo would rewrite a line's backslashes),
+    # as whole seconds (jq's fromdate takes no fraction).
+    STAMPS=$(jq -r --arg p /boot/clock-step --arg r "$RULE" \
+        'select(.event.kind == "alert" and .rule.id == $r and ((.process.args // []) | index($p)))
+         | [."@timestamp", .event.created] | map(sub("\\.[0-9]+Z$"; "Z") | fromdate) | @tsv' \
+        "$LOG" | head -n 1)
+    TS=$(printf '%s' "$STAMPS" | cut -f1)
+    CR=$(printf '%s' "$STAMPS" | cut -f2)
+    if [ "$TS" -ge $((T0 - 1)) ] && [ "$TS" -le $((T1 + 1)) ] && [ "$CR" -ge $((T0 - 1)) ] && [ "$CR" -le $((T2 + 1)) ]; then
+        pass clock-step "@timestamp $TS, event.created $CR, copy between $T0 and $T1"
+    else
+        fail clock-step "@timestamp $TS, event.created $CR; copy between $T0 and $T1, seen at $T2"
+    fi
+else
+    fail clock-step "no alert for /boot/clock-step"
+fi
+
 # --- a reload with a bad rule: systemctl reload fails once the agent refused it, and the agent
 # keeps its running rules; a reload after the fix succeeds
 printf '[rule]\nname = "broken"\n' >/etc/boot-copy/rules/broken.toml

@@ -54,6 +54,7 @@ const CHECKS: &[&str] = &[
     "reload-record",
     "packaged-rotation",
     "journald-syslog",
+    "clock-step",
     "reload-refused",
     "reload-applied",
     "config-exit-78",
