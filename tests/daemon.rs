@@ -660,6 +660,54 @@ fn sighup_with_new_process_names_updates_the_kernel_prefilter() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A rule reading a field the sensor never fills is named with it by `check` and `rules`, and
+/// `run` warns of it at start.
+#[test]
+fn a_rule_reading_unfilled_fields_is_named_by_check_rules_and_run() {
+    let dir = tempdir("unfilled").unwrap();
+    let rules = dir.join("rules");
+    fs::create_dir(&rules).unwrap();
+    let rule = rules.join("leader.toml");
+    fs::write(
+        &rule,
+        boot_copy_harness::eql_rule(
+            "0f0f0f0f-0000-4000-8000-00000000f111",
+            "Leader test",
+            "Reads a field no event carries.",
+            r#"process where process.name == "cp" and process.entry_leader.name == "sshd""#,
+        ),
+    )
+    .unwrap();
+    let config = dir.join("config.toml");
+    let extra = format!("[rules]\npath = \"{}\"\n", rules.display());
+    fs::write(&config, &extra).unwrap();
+    let expected = "rule 0f0f0f0f-0000-4000-8000-00000000f111 (Leader test) reads fields never filled: process.entry_leader.name";
+    for command in ["check", "rules"] {
+        let out = Command::new(AGENT)
+            .args([command, "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{command}: {stdout}");
+        assert!(stdout.contains(expected), "{command}: {stdout}");
+    }
+    let stderr = dir.join("stderr");
+    let agent = boot_copy_harness::Launch::fresh(AGENT, "unfilled", &extra)
+        .unwrap()
+        .stderr_to(stderr.clone())
+        .start()
+        .unwrap();
+    let (status, ..) = agent.stop().unwrap();
+    assert!(status.success());
+    let log = fs::read_to_string(&stderr).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains(expected)),
+        "{log}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A copy of the kernel's BTF in which member `member` of `struct name` is renamed (its name
 /// string gets a different first byte: same length, so every offset stays valid). Relocating
 /// against it is what loading on a kernel without that field looks like.

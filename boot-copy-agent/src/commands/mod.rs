@@ -9,6 +9,7 @@ use crate::{
     context::procfs,
     decode::image_to_raw,
     detect::rules::LoadedRules,
+    rules::list,
     sensor::Sensor,
 };
 use boot_copy_rules::{RuleSet, load_ruleset_with};
@@ -32,7 +33,11 @@ pub fn load_watched_rules(config: &Config) -> anyhow::Result<LoadedRules> {
     if let Some(path) = &config.rules.path {
         require_root_owned_rules(path)?;
     }
-    Ok(LoadedRules::new(load_rules(config)?)?)
+    let rules = load_rules(config)?;
+    for line in list::blind_spots(&rules) {
+        tracing::warn!("{line}");
+    }
+    Ok(LoadedRules::new(rules)?)
 }
 
 /// Seeds the kernel's process table with processes that ran before the agent. Entries the kernel

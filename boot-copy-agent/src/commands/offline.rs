@@ -68,6 +68,9 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
     }
     if problems.is_empty() {
         println!("configuration, rules and exceptions are valid");
+        for line in list::blind_spots(&load_rules(config)?) {
+            println!("warning: {line}");
+        }
         return Ok(());
     }
     for p in &problems {

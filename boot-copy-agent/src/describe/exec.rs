@@ -607,4 +607,63 @@ mod tests {
         d.follow_clock(epoch_ahead(hour));
         assert_eq!(d.exec_json(&ctx)["@timestamp"], after["@timestamp"]);
     }
+
+    /// [`super::super::fields::FILLED`] is exactly what an exec event with every optional part
+    /// (interpreter, container with a pod, altered text, seq, the strict analysis with missing
+    /// arguments) carries.
+    #[test]
+    fn the_filled_fields_are_what_a_whole_event_carries() {
+        let os = Some("x".to_owned());
+        let mut d = Describer::new(
+            Host {
+                name: "h1".into(),
+                id: Some("0123456789abcdef".into()),
+                os_name: os.clone(),
+                os_version: os.clone(),
+                os_family: os.clone(),
+                os_platform: os.clone(),
+                os_full: os,
+                ..Host::default()
+            },
+            BootEpoch::now().unwrap(),
+        );
+        let mut e = exec();
+        e.interp = Some(b"/usr/bin/sh".to_vec());
+        let mut ctx = resolve(e);
+        ctx.parent = ctx.process.clone();
+        ctx.parent.args[1] = b"\xff".to_vec();
+        ctx.set_cgroup(
+            "/kubepods.slice/kubepods-pod8dbf1a4e_5b4c_4a4e_9a5e_0e3c2b1d7f60.slice/cri-containerd-4f797c539e6c745de61a93ca3ff892358ecbcaccd8414d5db545c38428142970.scope",
+        );
+        d.learn_names(0, 0);
+        let mut event = d.exec(&ctx, None);
+        event.boot_copy.seq = Some(1);
+        let mut fields: Vec<String> = event
+            .document(None)
+            .iter()
+            .map(|(k, _)| k.to_owned())
+            .collect();
+        let missing = crate::strict::ArgsMissing {
+            captured_args: 1,
+            captured_bytes: 1,
+            cause: "spill_full",
+            missing_bytes: 1,
+            total_args: 2,
+            total_bytes: 2,
+        };
+        let strict = StrictFields {
+            args_missing: Some(&missing),
+            boot_paths: &[],
+            evasion: &["loader"],
+            identified_by: "file",
+            into_boot: true,
+            program: Some("/usr/bin/cp"),
+            targets: &[],
+            tool: "cp",
+        };
+        strict.fill(&mut |name, _| fields.push(name.to_owned()));
+        fields.sort();
+        fields.dedup();
+        assert_eq!(fields, super::super::fields::FILLED);
+    }
 }

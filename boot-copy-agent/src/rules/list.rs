@@ -4,7 +4,10 @@ use std::io::{self, Write};
 
 use boot_copy_rules::RuleSet;
 
-/// Writes one line per rule (id, version, name, exception items, file), then the prefilter.
+use crate::describe::fields::unfilled;
+
+/// Writes one line per rule (id, version, name, exception items, file), then the fields rules
+/// read that the sensor never fills, then the prefilter.
 pub fn list(rules: &RuleSet, mut out: impl Write) -> io::Result<()> {
     writeln!(
         out,
@@ -22,11 +25,42 @@ pub fn list(rules: &RuleSet, mut out: impl Write) -> io::Result<()> {
             rule.source.display()
         )?;
     }
+    for line in blind_spots(rules) {
+        writeln!(out, "{line}")?;
+    }
     writeln!(
         out,
         "prefilter: {}",
         rules.prefilter(&[crate::strict::gate()])
     )
+}
+
+/// One line per rule reading fields the sensor never fills: conditions on them never hold and
+/// exclusions on them never fire (`check`, `rules`, and `run` at start say so).
+pub fn blind_spots(rules: &RuleSet) -> Vec<String> {
+    let mut lines = Vec::new();
+    for rule in rules.rules() {
+        let u = unfilled(rule);
+        if u.is_empty() {
+            continue;
+        }
+        let mut line = format!(
+            "rule {} ({}) reads fields never filled:",
+            rule.id, rule.name
+        );
+        if !u.missing.is_empty() {
+            line.push_str(&format!(" {}", u.missing.join(", ")));
+        }
+        if !u.other_sources.is_empty() {
+            let sep = if u.missing.is_empty() { "" } else { ";" };
+            line.push_str(&format!(
+                "{sep} of other data sources: {}",
+                u.other_sources.join(", ")
+            ));
+        }
+        lines.push(line);
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -76,5 +110,36 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    /// Elastic's Linux rules as vendored for the engine's tests: the ones reading session-leader
+    /// or auditd fields are named with those fields; the bundled rules read only filled fields.
+    #[test]
+    fn rules_reading_unfilled_fields_are_named() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../boot-copy-rules/tests/data/detection-rules"
+        );
+        let rules = load_ruleset(Some(dir.as_ref()), &Exceptions::default()).unwrap();
+        let lines = blind_spots(&rules);
+        let aws = lines
+            .iter()
+            .find(|l| l.contains("5749282b-7524-4c9d-af9a-e2b3e814e5d4"))
+            .expect("the container rule reads an entry leader's fields");
+        assert!(
+            aws.ends_with("never filled: process.entry_leader.entry_meta.type"),
+            "{aws}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("of other data sources: auditd.")),
+            "{lines:#?}"
+        );
+        let named = |id: &str| lines.iter().any(|l| l.contains(id));
+        assert!(!named("5bda8597-69a6-4b9e-87a2-69a7c963ea83"), "{lines:#?}");
+        assert!(listing(&rules).contains(aws.as_str()));
+        let bundled = load_ruleset_with(None, true, &Exceptions::default()).unwrap();
+        assert!(blind_spots(&bundled).is_empty());
     }
 }

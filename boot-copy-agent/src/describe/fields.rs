@@ -1,0 +1,123 @@
+//! The fields the sensor fills: what a rule may read and find. A rule reading a field outside
+//! them has a blind spot (a condition on it never holds, an exclusion on it never fires), which
+//! `check`, `rules` and `run` name.
+use boot_copy_rules::Rule;
+
+/// Every field an exec event can carry, sorted (a test checks it against the describer's output
+/// for an event with every optional part present).
+pub const FILLED: &[&str] = &[
+    "@timestamp",
+    "agent.id",
+    "agent.name",
+    "agent.type",
+    "agent.version",
+    "boot_copy.parent.args_truncated",
+    "boot_copy.parent.source",
+    "boot_copy.parent.text_altered",
+    "boot_copy.pod.uid",
+    "boot_copy.process.args_bytes",
+    "boot_copy.process.args_truncated",
+    "boot_copy.process.comm",
+    "boot_copy.process.interpreter",
+    "boot_copy.process.interpreter_executable",
+    "boot_copy.process.path_truncated",
+    "boot_copy.process.text_altered",
+    "boot_copy.seq",
+    "boot_copy.strict.args_missing.captured_args",
+    "boot_copy.strict.args_missing.captured_bytes",
+    "boot_copy.strict.args_missing.cause",
+    "boot_copy.strict.args_missing.missing_bytes",
+    "boot_copy.strict.args_missing.total_args",
+    "boot_copy.strict.args_missing.total_bytes",
+    "boot_copy.strict.boot_paths",
+    "boot_copy.strict.evasion",
+    "boot_copy.strict.identified_by",
+    "boot_copy.strict.into_boot",
+    "boot_copy.strict.program",
+    "boot_copy.strict.targets",
+    "boot_copy.strict.tool",
+    "container.id",
+    "container.runtime",
+    "ecs.version",
+    "event.action",
+    "event.category",
+    "event.kind",
+    "event.type",
+    "group.id",
+    "group.name",
+    "host.architecture",
+    "host.hostname",
+    "host.id",
+    "host.name",
+    "host.os.family",
+    "host.os.full",
+    "host.os.kernel",
+    "host.os.name",
+    "host.os.platform",
+    "host.os.type",
+    "host.os.version",
+    "orchestrator.resource.id",
+    "orchestrator.resource.type",
+    "orchestrator.type",
+    "process.args",
+    "process.args_count",
+    "process.command_line",
+    "process.entity_id",
+    "process.executable",
+    "process.group.id",
+    "process.group.name",
+    "process.name",
+    "process.parent.args",
+    "process.parent.args_count",
+    "process.parent.command_line",
+    "process.parent.entity_id",
+    "process.parent.executable",
+    "process.parent.name",
+    "process.parent.pid",
+    "process.parent.start",
+    "process.parent.working_directory",
+    "process.pid",
+    "process.real_group.id",
+    "process.real_user.id",
+    "process.start",
+    "process.user.id",
+    "process.user.name",
+    "process.working_directory",
+    "user.id",
+    "user.name",
+];
+
+/// Prefixes of fields that belong to other data sources some rules also accept (an `or` over
+/// the sensors that report them): not a blind spot of this sensor.
+const OTHER_SOURCES: &[&str] = &["auditd."];
+
+/// What of a rule's fields the sensor never fills.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Unfilled<'r> {
+    /// Fields this sensor could be expected to fill but does not.
+    pub missing: Vec<&'r str>,
+    /// Fields of other data sources (`auditd.*`).
+    pub other_sources: Vec<&'r str>,
+}
+
+impl Unfilled<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.other_sources.is_empty()
+    }
+}
+
+/// The fields `rule` reads that no event of the sensor carries.
+pub fn unfilled(rule: &Rule) -> Unfilled<'_> {
+    let mut out = Unfilled::default();
+    for field in rule.fields() {
+        if FILLED.binary_search(&field).is_ok() {
+            continue;
+        }
+        if OTHER_SOURCES.iter().any(|p| field.starts_with(p)) {
+            out.other_sources.push(field);
+        } else {
+            out.missing.push(field);
+        }
+    }
+    out
+}
