@@ -36,7 +36,7 @@ pub(super) fn base(agent: &Value, host: &Value) -> Document {
 impl Describer {
     /// The ECS process event for one exec, as JSON (the `events` command).
     pub fn exec_json(&mut self, ctx: &ExecContext) -> Value {
-        self.learn_names(ctx.exec.euid, ctx.exec.egid);
+        self.learn_all_names(ctx);
         serde_json::to_value(self.exec(ctx, None)).expect("an event serializes")
     }
 
@@ -48,13 +48,13 @@ impl Describer {
         let mut process = self.process(&ctx.process, &mut altered);
         let mut parent_altered = Vec::new();
         let parent = self.process(&ctx.parent, &mut parent_altered);
-        let user = self.ids(e.euid, &self.users);
-        let group = self.ids(e.egid, &self.groups);
-        process.user = Some(user.clone());
+        let user = self.ids_with_real(e.euid, e.uid, &self.users);
+        let group = self.ids_with_real(e.egid, e.gid, &self.groups);
+        process.user = Some(self.ids(e.euid, &self.users));
         process.real_user = Some(Id {
             id: e.uid.to_string(),
         });
-        process.group = Some(group.clone());
+        process.group = Some(self.ids(e.egid, &self.groups));
         process.real_group = Some(Id {
             id: e.gid.to_string(),
         });
@@ -368,6 +368,18 @@ impl ExecEvent<'_> {
                 }
             }
         }
+        let real = [
+            (&self.user, "user.Ext.real.id", "user.Ext.real.name"),
+            (&self.group, "group.Ext.real.id", "group.Ext.real.name"),
+        ];
+        for (ids, id, name) in real {
+            if let Some(r) = ids.ext.as_ref().map(|e| &e.real) {
+                d.put(id, || text(&r.id));
+                if let Some(n) = r.name {
+                    d.put(name, || text(n));
+                }
+            }
+        }
         if let Some(r) = &p.real_user {
             d.put("process.real_user.id", || text(&r.id));
         }
@@ -528,6 +540,9 @@ mod tests {
         assert_eq!(v["process"]["working_directory"], "/root");
         assert_eq!(v["process"]["user"]["id"], "0");
         assert_eq!(v["process"]["real_user"]["id"], "1000");
+        assert_eq!(v["user"]["Ext"]["real"]["id"], "1000");
+        assert_eq!(v["group"]["Ext"]["real"]["id"], "1000");
+        assert!(v["process"]["user"].get("Ext").is_none());
         assert_eq!(v["process"]["entity_id"], "0123456789ab-7-400");
         assert_eq!(v["boot_copy"]["process"]["text_altered"], json!(["args"]));
         // One line, valid JSON, whatever the arguments held.
@@ -629,13 +644,14 @@ mod tests {
         );
         let mut e = exec();
         e.interp = Some(b"/usr/bin/sh".to_vec());
+        (e.uid, e.gid) = (0, 0); // root's names resolve on every host
         let mut ctx = resolve(e);
         ctx.parent = ctx.process.clone();
         ctx.parent.args[1] = b"\xff".to_vec();
         ctx.set_cgroup(
             "/kubepods.slice/kubepods-pod8dbf1a4e_5b4c_4a4e_9a5e_0e3c2b1d7f60.slice/cri-containerd-4f797c539e6c745de61a93ca3ff892358ecbcaccd8414d5db545c38428142970.scope",
         );
-        d.learn_names(0, 0);
+        d.learn_all_names(&ctx);
         let mut event = d.exec(&ctx, None);
         event.boot_copy.seq = Some(1);
         let mut fields: Vec<String> = event

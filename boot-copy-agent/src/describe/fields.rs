@@ -43,6 +43,8 @@ pub const FILLED: &[&str] = &[
     "event.category",
     "event.kind",
     "event.type",
+    "group.Ext.real.id",
+    "group.Ext.real.name",
     "group.id",
     "group.name",
     "host.architecture",
@@ -83,6 +85,8 @@ pub const FILLED: &[&str] = &[
     "process.user.id",
     "process.user.name",
     "process.working_directory",
+    "user.Ext.real.id",
+    "user.Ext.real.name",
     "user.id",
     "user.name",
 ];

@@ -71,6 +71,12 @@ impl Describer {
         });
     }
 
+    /// Looks up the names of an exec's effective and real user and group.
+    pub fn learn_all_names(&mut self, ctx: &crate::context::exec::ExecContext) {
+        self.learn_names(ctx.exec.euid, ctx.exec.egid);
+        self.learn_names(ctx.exec.uid, ctx.exec.gid);
+    }
+
     /// Stable per process, distinct across pid reuse: host, pid and start time in /proc ticks (so
     /// a process seeded from /proc and seen by the kernel get the same id).
     pub fn entity_id(&self, pid: u32, start_ns: u64) -> String {
@@ -81,8 +87,29 @@ impl Describer {
 
     fn ids<'a>(&self, id: u32, names: &'a HashMap<u32, Option<String>>) -> Ids<'a> {
         Ids {
+            ext: None,
             id: id.to_string(),
             name: names.get(&id).and_then(|n| n.as_deref()),
+        }
+    }
+
+    /// `user` or `group` of an event: the effective id, with the real one under `Ext.real` as
+    /// Elastic Defend writes it.
+    fn ids_with_real<'a>(
+        &self,
+        effective: u32,
+        real: u32,
+        names: &'a HashMap<u32, Option<String>>,
+    ) -> Ids<'a> {
+        let real = self.ids(real, names);
+        Ids {
+            ext: Some(IdsExt {
+                real: RealIds {
+                    id: real.id,
+                    name: real.name,
+                },
+            }),
+            ..self.ids(effective, names)
         }
     }
 }
@@ -101,6 +128,22 @@ impl Ecs {
 /// `user` or `group`: the id, and the name when it resolves.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ids<'a> {
+    #[serde(rename = "Ext", skip_serializing_if = "Option::is_none")]
+    pub ext: Option<IdsExt<'a>>,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+}
+
+/// `user.Ext` / `group.Ext` (Elastic Defend's own fields).
+#[derive(Debug, Clone, Serialize)]
+pub struct IdsExt<'a> {
+    pub real: RealIds<'a>,
+}
+
+/// The real user or group id, and its name when it resolves.
+#[derive(Debug, Clone, Serialize)]
+pub struct RealIds<'a> {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a str>,

@@ -119,7 +119,7 @@ impl Detector {
         now: Instant,
         found: &mut impl FnMut(Finding),
     ) {
-        self.describer.learn_names(ctx.exec.euid, ctx.exec.egid);
+        self.describer.learn_all_names(ctx);
         let event = self.describer.exec(ctx, strict);
         let doc = event.document(Some(&self.wanted));
         // The budget first, in rule order: a window's summary goes before that rule's alert.
