@@ -8,6 +8,7 @@ mod daemon;
 mod events;
 mod hostile;
 mod integrity;
+mod library;
 mod overflow;
 mod process_tree;
 mod receiver_faults;

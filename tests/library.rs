@@ -1,0 +1,173 @@
+//! Elastic's Linux rule library through `run`: the agent loads every vendored rule file of
+//! detection-rules (`boot-copy-rules/tests/data/detection-rules`, every exec then crosses the
+//! kernel filter), and for rules chosen to span the engine's constructs — `regex`, `regex~`, a
+//! string function with a field as its second argument, a `like` pattern with literal
+//! backslashes, `length`, `?field`, `:` wildcards, `in`, `args_count` bounds — a real command
+//! that should fire the rule alerts once under that rule, and a near miss does not. Needs root.
+use std::{fs, os::unix::fs::PermissionsExt, path::Path, process::Command};
+
+use crate::AGENT;
+use boot_copy_harness::{Agent, tempdir, unique};
+
+const LIBRARY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../boot-copy-rules/tests/data/detection-rules"
+);
+
+/// One rule's pair of commands: `fires` must give exactly one alert of `rule` whose
+/// `process.args` hold `marker`; `misses` (holding its own marker) none.
+struct Case {
+    rule: &'static str,
+    what: &'static str,
+    fires: Run,
+    misses: Run,
+}
+
+/// A shell script to run and the argument that marks the process it must (or must not) alert on.
+struct Run {
+    script: String,
+    marker: String,
+}
+
+/// `/bin/true` copied into `dir` under `name`: `process.name` is the executable's basename, so
+/// the copy is, to the rules, the tool it is named for — without running it.
+fn renamed(dir: &Path, name: &str) -> String {
+    let sub = dir.join(unique());
+    fs::create_dir(&sub).unwrap();
+    let path = sub.join(name);
+    fs::copy("/bin/true", &path).unwrap();
+    path.display().to_string()
+}
+
+/// A run of `tool` (a renamed `true`) with `args` and a fresh marker as the last argument.
+fn tool_run(tool: &str, args: &str) -> Run {
+    let marker = format!("marker-{}", unique());
+    Run {
+        script: format!("{tool} {args} {marker}"),
+        marker,
+    }
+}
+
+fn cases(dir: &Path) -> Vec<Case> {
+    let hex14 = r"\x41".repeat(14);
+    let python = |body: &str| {
+        let marker = format!("marker-{}", unique());
+        Run {
+            script: format!(
+                "/usr/bin/python3 -c \"import subprocess; subprocess.run(['/bin/sh', '-c', 'true', '{marker}']) {body}\""
+            ),
+            marker,
+        }
+    };
+    vec![
+        Case {
+            rule: "8c8df61f-ed2a-4832-87b8-ee30812606e0",
+            what: "regex over the command line",
+            fires: tool_run(&renamed(dir, "fwd"), "-L 127.0.0.1:8080:10.1.2.3:80"),
+            misses: tool_run(&renamed(dir, "fwd"), "-L 127.0.0.1:8080"),
+        },
+        Case {
+            rule: "a1329140-8de3-4445-9f87-908fb6d824f4",
+            what: "regex~ folding Z to z",
+            fires: tool_run(&renamed(dir, "shred"), "-fZ file"),
+            misses: tool_run(&renamed(dir, "shred"), "-n 1 file"),
+        },
+        Case {
+            rule: "1d0027d4-6717-4a37-bad8-531d8e9fe53f",
+            what: "like with literal backslashes, length, ?field",
+            fires: tool_run(&renamed(dir, "runner"), &format!("'{hex14}'")),
+            misses: tool_run(&renamed(dir, "runner"), &"x41".repeat(14)),
+        },
+        Case {
+            rule: "5b18eef4-842c-4b47-970f-f08d24004bde",
+            what: "args_count >= 10",
+            fires: tool_run(&renamed(dir, "which"), "a b c d e f g h"),
+            misses: tool_run(&renamed(dir, "which"), "a b c d e f g"),
+        },
+        Case {
+            rule: "2724808c-ba5d-48b2-86d2-0002103df753",
+            what: "in, case-sensitive",
+            fires: tool_run(&renamed(dir, "dmesg"), "-C"),
+            misses: tool_run(&renamed(dir, "dmesg"), "-c-not"),
+        },
+        Case {
+            rule: "f4b857b3-faef-430d-b420-90be48647f00",
+            what: "?args_count and an exclusion on args",
+            fires: tool_run(&renamed(dir, "openssl"), "passwd -1 secret"),
+            misses: tool_run(&renamed(dir, "openssl"), "passwd -help secret"),
+        },
+        Case {
+            rule: "84d1f8db-207f-45ab-a578-921d91c23eb2",
+            what: "several args of one process",
+            fires: tool_run(&renamed(dir, "stty"), "raw -echo"),
+            misses: tool_run(&renamed(dir, "stty"), "raw echo"),
+        },
+        Case {
+            rule: "d76b02ef-fc95-4001-9297-01cb7412232f",
+            what: "the parent's name and args by : wildcard",
+            fires: python("# pty.spawn"),
+            misses: python("# no pty"),
+        },
+        Case {
+            rule: "769a2e72-11bd-437b-9503-e51e7790d273",
+            what: "startsWith(process.executable, process.command_line)",
+            fires: setuid_run(dir, "65534"),
+            misses: setuid_run(dir, "0"),
+        },
+    ]
+}
+
+/// A set-user-ID-root copy of `true` run as `uid` from `sh -c` with its path as the whole
+/// command line (the executable starts with the command line); the marker is that path.
+fn setuid_run(dir: &Path, uid: &str) -> Run {
+    let path = renamed(dir, "helper");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::set_permissions(
+        Path::new(&path).parent().unwrap(),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    Run {
+        script: format!(
+            "setpriv --reuid={uid} --regid={uid} --clear-groups -- sh -c '{path}; true'"
+        ),
+        marker: path,
+    }
+}
+
+fn run(script: &str) {
+    let status = Command::new("sh").args(["-c", script]).status().unwrap();
+    assert!(status.success(), "{script}: {status}");
+}
+
+#[test]
+fn rules_of_the_library_fire_on_real_execs_and_not_on_near_misses() {
+    let dir = tempdir("library").unwrap();
+    let extra = format!("[rules]\npath = \"{LIBRARY}\"\n[alert_budget]\nmax_alerts = 1000000\n");
+    let mut agent = Agent::start(AGENT, "library", &extra).unwrap();
+    let cases = cases(&dir);
+    for case in &cases {
+        let file = fs::read_dir(LIBRARY)
+            .unwrap()
+            .filter_map(|e| fs::read_to_string(e.unwrap().path()).ok())
+            .any(|text| text.contains(&format!("rule_id = \"{}\"", case.rule)));
+        assert!(file, "{} is not in the vendored library", case.rule);
+        run(&case.fires.script);
+        run(&case.misses.script);
+    }
+    agent.sync().unwrap();
+    for case in &cases {
+        let fired = agent.alerts_of(case.rule, &case.fires.marker);
+        assert_eq!(fired.len(), 1, "{} ({}): {fired:#?}", case.rule, case.what);
+        let missed = agent.alerts_of(case.rule, &case.misses.marker);
+        assert!(
+            missed.is_empty(),
+            "{} ({}): {missed:#?}",
+            case.rule,
+            case.what
+        );
+    }
+    let (status, ..) = agent.stop().unwrap();
+    assert!(status.success());
+    fs::remove_dir_all(&dir).unwrap();
+}
