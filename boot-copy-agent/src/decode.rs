@@ -1,6 +1,7 @@
-//! Ring-buffer records → owned exec events. Nothing here knows about ECS.
+//! Ring-buffer records → owned exec and file events. Nothing here knows about ECS.
 use boot_copy_common::{
-    ARGS_OFFSET, ExecHeader, ExecRecord, INTERP_CAP, PATH_CAP, ProcImage, RECORD_EXEC, exec_flags,
+    ARGS_OFFSET, ExecHeader, ExecRecord, FILE_ARGS_CAP, FileHeader, FileRecord,
+    INTERP_CAP, PATH_CAP, ProcImage, RECORD_EXEC, RECORD_FILE, exec_flags, file_flags,
     image_flags,
 };
 use core::mem::{offset_of, size_of};
@@ -64,6 +65,126 @@ pub struct Exec {
 impl Exec {
     pub fn has(&self, flag: u32) -> bool {
         self.flags & flag != 0
+    }
+}
+
+/// One ring-buffer record of either kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Exec(Exec),
+    File(FileOp),
+}
+
+/// One file operation in a watched tree, and the process that made it (as an [`Exec`] of its
+/// current image: `filename` and `exe` are its executable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOp {
+    /// `boot_copy_common::file_action`.
+    pub action: u32,
+    pub flags: u32,
+    /// The file's absolute path.
+    pub path: Vec<u8>,
+    /// A rename's source path.
+    pub old_path: Option<Vec<u8>>,
+    pub writer: Exec,
+}
+
+impl FileOp {
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// Decodes one ring-buffer record of either kind.
+pub fn decode_record(record: &[u8]) -> Result<Record, DecodeError> {
+    match record_kind(record) {
+        Some(RECORD_FILE) => decode_file(record).map(Record::File),
+        _ => decode(record).map(Record::Exec),
+    }
+}
+
+fn record_kind(record: &[u8]) -> Option<u32> {
+    let bytes = record.get(..4)?;
+    Some(u32::from_ne_bytes(bytes.try_into().ok()?))
+}
+
+/// Decodes a file record.
+pub fn decode_file(record: &[u8]) -> Result<FileOp, DecodeError> {
+    if record.len() < size_of::<FileRecord>() {
+        return Err(DecodeError::Short(record.len()));
+    }
+    // SAFETY: length checked above; the record is plain old data read unaligned.
+    let r: FileRecord = unsafe { core::ptr::read_unaligned(record.as_ptr().cast()) };
+    let h: &FileHeader = &r.header;
+    if h.kind != RECORD_FILE {
+        return Err(DecodeError::Kind(h.kind));
+    }
+    let path = join(
+        &c_string(&r.dir, h.dir_len as usize),
+        &c_string(&r.name, h.name_len as usize),
+    );
+    let old_path = (h.old_dir_len > 0).then(|| {
+        join(
+            &c_string(&r.old_dir, h.old_dir_len as usize),
+            &c_string(&r.old_name, h.old_name_len as usize),
+        )
+    });
+    let exe = c_string(&r.exe, h.exe_len as usize);
+    let args_len = (h.args_len as usize).min(FILE_ARGS_CAP);
+    let args = split_args(&r.args[..args_len]);
+    let mut flags = 0;
+    let map = [
+        (file_flags::ARGS_TRUNCATED, exec_flags::ARGS_TRUNCATED),
+        (file_flags::ARGS_READ_FAILED, exec_flags::ARGS_READ_FAILED),
+        (file_flags::EXE_TRUNCATED, exec_flags::EXE_TRUNCATED),
+        (file_flags::CWD_TRUNCATED, exec_flags::CWD_TRUNCATED),
+        (file_flags::PARENT_FOUND, exec_flags::PARENT_FOUND),
+        (file_flags::CWD_MISSING, exec_flags::CWD_MISSING),
+    ];
+    for (file, exec) in map {
+        if h.flags & file != 0 {
+            flags |= exec;
+        }
+    }
+    let writer = Exec {
+        flags,
+        ktime_boot_ns: h.ktime_boot_ns,
+        start_boottime_ns: h.start_boottime_ns,
+        pid: h.pid,
+        tgid: h.tgid,
+        ppid: h.ppid,
+        uid: h.uid,
+        euid: h.euid,
+        gid: h.gid,
+        egid: h.egid,
+        // The kernel reads argc at exec only; the captured arguments count here.
+        args_count: args.len() as u32,
+        args_size: h.args_size,
+        comm: c_string(&h.comm, h.comm.len()),
+        filename: exe.clone(),
+        exe,
+        interp: None,
+        cwd: (h.flags & file_flags::CWD_MISSING == 0)
+            .then(|| c_string(&r.cwd, h.cwd_len as usize)),
+        args,
+        parent: (h.flags & file_flags::PARENT_FOUND != 0).then(|| image_from(&r.parent)),
+    };
+    Ok(FileOp {
+        action: h.action,
+        flags: h.flags,
+        path,
+        old_path,
+        writer,
+    })
+}
+
+/// The path as passed made absolute against the directory it started at, lexically (an empty
+/// path: the directory is the file itself).
+fn join(dir: &[u8], passed: &[u8]) -> Vec<u8> {
+    if passed.is_empty() {
+        dir.to_vec()
+    } else {
+        crate::context::paths::absolute(dir, passed)
     }
 }
 

@@ -4,6 +4,7 @@
 //! The [`Describer`] holds what stays the same across events (the host, the agent, the boot
 //! clock's epoch, user and group names); [`exec`] makes an exec's process event from it.
 pub mod exec;
+pub mod file;
 
 use crate::context::{clock::BootEpoch, host::Host, procfs};
 use boot_copy_rules::Document;
