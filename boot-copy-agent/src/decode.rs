@@ -1,8 +1,7 @@
 //! Ring-buffer records → owned exec and file events. Nothing here knows about ECS.
 use boot_copy_common::{
-    ARGS_OFFSET, ExecHeader, ExecRecord, FILE_ARGS_CAP, FileHeader, FileRecord,
-    INTERP_CAP, PATH_CAP, ProcImage, RECORD_EXEC, RECORD_FILE, exec_flags, file_flags,
-    image_flags,
+    ARGS_OFFSET, ExecHeader, ExecRecord, FILE_ARGS_CAP, FileHeader, FileRecord, INTERP_CAP,
+    PATH_CAP, ProcImage, RECORD_EXEC, RECORD_FILE, exec_flags, file_flags, image_flags,
 };
 use core::mem::{offset_of, size_of};
 
@@ -164,8 +163,7 @@ pub fn decode_file(record: &[u8]) -> Result<FileOp, DecodeError> {
         filename: exe.clone(),
         exe,
         interp: None,
-        cwd: (h.flags & file_flags::CWD_MISSING == 0)
-            .then(|| c_string(&r.cwd, h.cwd_len as usize)),
+        cwd: (h.flags & file_flags::CWD_MISSING == 0).then(|| c_string(&r.cwd, h.cwd_len as usize)),
         args,
         parent: (h.flags & file_flags::PARENT_FOUND != 0).then(|| image_from(&r.parent)),
     };

@@ -19,8 +19,8 @@ use aya_ebpf::{
     },
 };
 use boot_copy_common::{
-    FILE_ARGS_CAP, FILE_WALK_DEPTH, FileRecord, InodeKey, PASSED_PATH_CAP, ProcImage,
-    RECORD_FILE, WATCHED_PREFIX_ENTRIES, counter, file_action, file_flags, image_flags,
+    FILE_ARGS_CAP, FILE_WALK_DEPTH, FileRecord, InodeKey, PASSED_PATH_CAP, ProcImage, RECORD_FILE,
+    WATCHED_PREFIX_ENTRIES, counter, file_action, file_flags, image_flags,
 };
 
 use crate::{
@@ -110,8 +110,8 @@ fn syscall(nr: u64) -> Option<(u32, Target)> {
                 old: Some((Some(0), 1)),
             },
         ), // renameat, renameat2
-        76 => (MODIFICATION, cwd(0)), // truncate
-        77 => (MODIFICATION, Fd(0)),  // ftruncate
+        76 => (MODIFICATION, cwd(0)),                 // truncate
+        77 => (MODIFICATION, Fd(0)),                  // ftruncate
         // chmod, chown, lchown, utime, utimes, setxattr, lsetxattr, removexattr, lremovexattr
         90 | 92 | 94 | 132 | 235 | 188 | 189 | 197 | 198 => (ATTRIBUTES_MODIFICATION, cwd(0)),
         // fchmod, fchown, fsetxattr, fremovexattr
@@ -152,17 +152,25 @@ pub fn handle(regs: Regs, ret: i64) -> Result<u32, u32> {
             if !created && flags & (O_ACCMODE | O_TRUNC) == 0 {
                 return Ok(0); // O_CREAT of a file that was there, read-only
             }
-            let action = if created { file_action::CREATION } else { action };
+            let action = if created {
+                file_action::CREATION
+            } else {
+                action
+            };
             by_fd(action, file)
         }
         // SAFETY: as above.
-        Target::Fd(i) => by_fd(action, unsafe { co_re::bc_cur_fd_file(task, arg(i) as u32 as u64) }),
+        Target::Fd(i) => by_fd(action, unsafe {
+            co_re::bc_cur_fd_file(task, arg(i) as u32 as u64)
+        }),
         Target::At { dir, path, old } => {
             // utimensat(fd, NULL, ...) changes the descriptor's file.
             if arg(path) == 0 {
                 let fd = dir.map_or(AT_FDCWD, arg);
                 // SAFETY: the shim reads kernel memory through helpers.
-                return by_fd(action, unsafe { co_re::bc_cur_fd_file(task, fd as u32 as u64) });
+                return by_fd(action, unsafe {
+                    co_re::bc_cur_fd_file(task, fd as u32 as u64)
+                });
             }
             let base = |dir: Option<u32>| base_dir(task, dir.map_or(AT_FDCWD, arg));
             let old = old.map(|(d, p)| (base(d), arg(p)));
@@ -176,13 +184,7 @@ pub fn handle(regs: Regs, ret: i64) -> Result<u32, u32> {
 fn open_how_flags(how: u64) -> u64 {
     let mut flags = 0u64;
     // SAFETY: a bounded read of user memory into a stack variable.
-    unsafe {
-        bpf_probe_read_user(
-            (&raw mut flags).cast(),
-            8,
-            how as usize as *const c_void,
-        )
-    };
+    unsafe { bpf_probe_read_user((&raw mut flags).cast(), 8, how as usize as *const c_void) };
     flags
 }
 
@@ -217,7 +219,10 @@ fn by_fd(action: u32, file: KFile) -> Result<u32, u32> {
         if !watched(path) {
             return Ok(0);
         }
-        let (tgid, now) = ((bpf_get_current_pid_tgid() >> 32) as u32, bpf_ktime_get_boot_ns());
+        let (tgid, now) = (
+            (bpf_get_current_pid_tgid() >> 32) as u32,
+            bpf_ktime_get_boot_ns(),
+        );
         if repeat(tgid, co_re::bc_path_dentry(path), now) {
             count(counter::FILE_REPEATS);
             return Ok(0);
@@ -272,7 +277,11 @@ fn by_path(action: u32, dir: KPath, path: u64, old: Option<(KPath, u64)>) -> Res
             let old_dir = old.map_or(core::ptr::null(), |(d, _)| d);
             let (len, cut) = path::resolve(old_dir, walk, (&raw mut (*rec).old_dir).cast());
             (*rec).header.old_dir_len = len;
-            flags |= if cut { file_flags::OLD_PATH_TRUNCATED } else { 0 };
+            flags |= if cut {
+                file_flags::OLD_PATH_TRUNCATED
+            } else {
+                0
+            };
         }
         (*rec).header.flags = flags;
         send(action, scratch, bpf_ktime_get_boot_ns());
@@ -372,7 +381,6 @@ unsafe fn watched(path: KPath) -> bool {
     false
 }
 
-
 /// Whether this process sent an event for this file moments ago; records this one otherwise.
 #[inline(always)]
 fn repeat(tgid: u32, target: Dentry, now: u64) -> bool {
@@ -414,7 +422,11 @@ unsafe fn writer(rec: *mut FileRecord, walk: *mut u8) {
         // The parent first: its executable is resolved through the `exe` buffer.
         parent(rec, task, walk);
         let mut flags = (*h).flags;
-        let (len, cut) = path::resolve(co_re::bc_cur_exe_path(task), walk, (&raw mut (*rec).exe).cast());
+        let (len, cut) = path::resolve(
+            co_re::bc_cur_exe_path(task),
+            walk,
+            (&raw mut (*rec).exe).cast(),
+        );
         (*h).exe_len = len;
         flags |= if cut { file_flags::EXE_TRUNCATED } else { 0 };
         let pwd = co_re::bc_cur_pwd(task);
@@ -471,11 +483,7 @@ unsafe fn parent(rec: *mut FileRecord, task: Task, walk: *mut u8) {
             count(counter::PARENT_MISSES);
             return;
         };
-        bpf_probe_read_kernel(
-            image.cast(),
-            size_of::<ProcImage>() as u32,
-            entry.cast(),
-        );
+        bpf_probe_read_kernel(image.cast(), size_of::<ProcImage>() as u32, entry.cast());
         (*h).flags |= file_flags::PARENT_FOUND;
         if (*image).flags & image_flags::EXE_IS_FILENAME != 0 {
             return;

@@ -5,9 +5,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use boot_copy_common::{
-    ExecRecord, FileRecord, InodeKey, PATH_CAP, WATCHED_PREFIX_ENTRIES, WATCHED_ROOT_ENTRIES,
-    WatchedPrefix, NAME_KEY_CAP, Prefilter, ProcImage, SPILL_CHUNK, SpillKey, WATCHED_ENTRIES,
-    WATCHED_SIZE_ENTRIES, counter,
+    ExecRecord, FileRecord, InodeKey, NAME_KEY_CAP, PATH_CAP, Prefilter, ProcImage, SPILL_CHUNK,
+    SpillKey, WATCHED_ENTRIES, WATCHED_PREFIX_ENTRIES, WATCHED_ROOT_ENTRIES, WATCHED_SIZE_ENTRIES,
+    WatchedPrefix, counter,
 };
 
 /// Exec records for the agent. The loader sets the size (default 4 MiB).

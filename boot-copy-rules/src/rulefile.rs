@@ -103,6 +103,11 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The event category the query names (`process`, `file`).
+    pub fn category(&self) -> &str {
+        &self.query.ast().category
+    }
+
     /// Every field the rule's query reads, `event.category` (implied by `process where`)
     /// included: what a host compares with the fields its sensor fills, to name a rule's blind
     /// spots. A field read only under `not`, or only in one branch of an `or`, is listed too.
@@ -213,6 +218,18 @@ pub fn bundled_strict() -> Rule {
     match parse_rule(BUNDLED_BOOT_FILE_COPY_STRICT, path) {
         Ok(rule) => rule,
         Err(errors) => panic!("the bundled strict rule is invalid (a test pins this): {errors:?}"),
+    }
+}
+
+/// The bundled Boot File Write rule file (over file events).
+pub const BUNDLED_BOOT_FILE_WRITE: &str = include_str!("../../rules/boot-file-write.toml");
+
+/// The bundled Boot File Write rule: any write under /boot, by any program.
+pub fn bundled_file() -> Rule {
+    let path = Path::new("bundled:rules/boot-file-write.toml");
+    match parse_rule(BUNDLED_BOOT_FILE_WRITE, path) {
+        Ok(rule) => rule,
+        Err(errors) => panic!("the bundled file rule is invalid (a test pins this): {errors:?}"),
     }
 }
 
@@ -543,10 +560,10 @@ process where
         );
         let file = MINIMAL.replace(
             "process where\n  process.name == \"cp\" and frob(process.args)",
-            "file where true",
+            "network where true",
         );
         let e = parse_rule(&file, Path::new("f.toml")).unwrap_err();
-        assert!(e[0].message.contains("event category `file`"), "{e:?}");
+        assert!(e[0].message.contains("event category `network`"), "{e:?}");
         let seq = MINIMAL.replace(
             "process where\n  process.name == \"cp\" and frob(process.args)",
             "sequence [process where true] [process where true]",

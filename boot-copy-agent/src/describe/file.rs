@@ -2,12 +2,14 @@
 //! (`event.category: file`, `file.*`), the writing process described exactly as an exec event
 //! describes its process (`process.*`, `process.parent.*`, user, group, host): the exec event of
 //! the writer's current image, with the file's fields in place of the exec's `event.*`.
-use super::Describer;
+//! `boot_copy.file.tree` names the watched tree the kernel found the file in.
+use super::{Describer, NAMESPACE};
 use crate::context::{
     exec::{self, ExecContext},
     paths,
 };
 use crate::decode::FileOp;
+use crate::sensor::roots;
 use boot_copy_common::file_action;
 use serde_json::{Value, json};
 
@@ -49,6 +51,9 @@ impl Describer {
             "type": [type_],
         });
         event["file"] = file_fields(&ctx.op);
+        // The kernel sent the record because the file is in a watched tree, whatever path
+        // reached it (a bind mount): the one tree watched so far is /boot.
+        event[NAMESPACE]["file"] = json!({ "tree": roots::BOOT });
         event
     }
 }
@@ -99,6 +104,9 @@ mod tests {
             action(file_action::ATTRIBUTES_MODIFICATION).0,
             "attributes_modification"
         );
-        assert_eq!(action(file_action::MODIFICATION), ("modification", "change"));
+        assert_eq!(
+            action(file_action::MODIFICATION),
+            ("modification", "change")
+        );
     }
 }

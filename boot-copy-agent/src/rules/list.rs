@@ -65,7 +65,17 @@ mod tests {
 
     #[test]
     fn the_strict_rule_needs_the_copy_tools() {
-        let text = listing(&load_ruleset_with(None, true, &Exceptions::default()).unwrap());
+        let text = listing(
+            &load_ruleset_with(
+                None,
+                boot_copy_rules::Bundled {
+                    strict: true,
+                    file: false,
+                },
+                &Exceptions::default(),
+            )
+            .unwrap(),
+        );
         assert!(
             text.contains("bundled:rules/boot-file-copy-strict.toml"),
             "{text}"

@@ -12,11 +12,7 @@ use aya::{
 use boot_copy_common::{
     InodeKey, WATCHED_PREFIX_CAP, WATCHED_PREFIX_ENTRIES, WATCHED_ROOT_ENTRIES, WatchedPrefix,
 };
-use std::{
-    fs,
-    os::unix::fs::MetadataExt,
-    path::PathBuf,
-};
+use std::{fs, os::unix::fs::MetadataExt, path::PathBuf};
 
 /// The default watched tree.
 pub const BOOT: &str = "/boot";
@@ -32,12 +28,11 @@ pub struct Watched {
 
 /// The watched trees of `dirs` (those that exist), in this mount namespace.
 pub fn watched(dirs: &[PathBuf]) -> Result<Watched, SensorError> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|source| {
-        SensorError::Io {
+    let mountinfo =
+        fs::read_to_string("/proc/self/mountinfo").map_err(|source| SensorError::Io {
             what: "/proc/self/mountinfo",
             source,
-        }
-    })?;
+        })?;
     let keys = keys(dirs, &mountinfo);
     let mut prefixes: Vec<PathBuf> = dirs.iter().filter(|d| d.is_dir()).cloned().collect();
     for m in mount_points(&mountinfo) {

@@ -1,0 +1,231 @@
+//! End-to-end: writes into /boot by any program, seen by the kernel's file program and alerted
+//! once (Boot File Write, or the exec rule a copy tool already raised). /boot is a tmpfs, an
+//! ext4 loop file system, or a directory of the root file system, in a private mount namespace
+//! that the agent runs in too ([`BootNamespace`]). Needs root.
+use serde_json::Value;
+use std::{fs, path::Path, time::Duration};
+
+use crate::AGENT;
+use boot_copy_harness::{Agent, BootKind, BootNamespace, FILE_WRITE, Launch, WAIT, tempdir};
+
+/// What a writer must have raised: its one alert's writer name and action, when the alert is
+/// Boot File Write's (`None`: a copy tool, whose exec alert is the act's one alert).
+struct Writer {
+    /// The file's name in /boot (unique per writer).
+    file: &'static str,
+    script: String,
+    expect: Option<(String, &'static str)>,
+}
+
+/// The real name of an executable (`process.name` is the resolved executable's basename).
+fn real_name(path: &str) -> String {
+    let real = fs::canonicalize(path).unwrap();
+    real.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn writers(src: &Path, scratch: &Path) -> Vec<Writer> {
+    let src = src.display();
+    let s = scratch.display();
+    let file = |file, script: String, name: &str, action| Writer {
+        file,
+        script,
+        expect: Some((name.to_owned(), action)),
+    };
+    let copy = |file, script: String| Writer {
+        file,
+        script,
+        expect: None,
+    };
+    vec![
+        file(
+            "w-dd",
+            format!("dd if={src} of=/boot/w-dd status=none"),
+            "dd",
+            "creation",
+        ),
+        file(
+            "w-sh",
+            format!("sh -c 'cat {src} > /boot/w-sh'"),
+            &real_name("/bin/sh"),
+            "creation",
+        ),
+        file(
+            "w-tee",
+            format!("echo x | tee /boot/w-tee > /dev/null"),
+            "tee",
+            "creation",
+        ),
+        file(
+            "w-py",
+            format!("/usr/bin/python3 -c 'import shutil; shutil.copy(\"{src}\", \"/boot/w-py\")'"),
+            &real_name("/usr/bin/python3"),
+            "creation",
+        ),
+        file("w-dir", "mkdir /boot/w-dir".into(), "mkdir", "creation"),
+        file(
+            "w-ln",
+            "ln /boot/pre-ln /boot/w-ln".into(),
+            "ln",
+            "creation",
+        ),
+        file(
+            "pre-trunc",
+            "truncate -s 0 /boot/pre-trunc".into(),
+            "truncate",
+            "modification",
+        ),
+        file(
+            "pre-chmod",
+            "chmod 600 /boot/pre-chmod".into(),
+            "chmod",
+            "attributes_modification",
+        ),
+        copy("pre-mv", format!("mv /boot/pre-mv {s}/moved")),
+        copy("w-cp", format!("cp {src} /boot/w-cp")),
+        copy(
+            "w-bb",
+            format!("cp /usr/bin/busybox {s}/bb && bash -c 'exec -a cp {s}/bb {src} /boot/w-bb'"),
+        ),
+        copy(
+            "w-memfd",
+            format!(
+                "/usr/bin/python3 -c 'import os; fd = os.memfd_create(\"cp\"); \
+                 os.write(fd, open(\"/usr/bin/cp\", \"rb\").read()); \
+                 os.execv(f\"/proc/self/fd/{{fd}}\", [\"cp\", \"{src}\", \"/boot/w-memfd\"])'"
+            ),
+        ),
+    ]
+}
+
+/// Alerts that name `/boot/NAME` (as the file, a rename's source, or an argument).
+fn alerts_naming(agent: &Agent, name: &str) -> Vec<Value> {
+    let path = format!("/boot/{name}");
+    agent
+        .records()
+        .into_iter()
+        .filter(|r| r["event"]["kind"] == "alert")
+        .filter(|r| {
+            r["file"]["path"] == path.as_str()
+                || r["file"]["Ext"]["original"]["path"] == path.as_str()
+                || r["process"]["args"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == path.as_str()))
+        })
+        .collect()
+}
+
+/// Writes a marker with dd and waits for its alert: every record before it has been handled.
+fn sync(ns: &BootNamespace, agent: &mut Agent, name: &str) {
+    ns.sh(&format!("dd if=/dev/null of=/boot/{name} status=none"))
+        .unwrap();
+    let path = format!("/boot/{name}");
+    agent
+        .wait_for(*WAIT, |r| r["file"]["path"] == path.as_str())
+        .unwrap();
+}
+
+/// Starts an agent in the namespace, files to modify already in its /boot.
+fn agent_in(ns: &BootNamespace, tag: &str) -> Agent {
+    ns.sh("for f in pre-ln pre-trunc pre-chmod pre-mv; do echo x > /boot/$f; done")
+        .unwrap();
+    Launch::fresh(AGENT, tag, "")
+        .unwrap()
+        .in_namespace_of(ns.pid())
+        .start()
+        .unwrap()
+}
+
+fn each_writer_alerts_once(kind: BootKind) {
+    let ns = BootNamespace::new(kind).unwrap();
+    let scratch = tempdir("fe-writers").unwrap();
+    let src = scratch.join("src");
+    fs::write(&src, "payload").unwrap();
+    let mut agent = agent_in(&ns, "fe-writers");
+    let writers = writers(&src, &scratch);
+    for w in &writers {
+        ns.sh(&w.script).unwrap();
+    }
+    sync(&ns, &mut agent, "w-sync");
+    for w in &writers {
+        let alerts = alerts_naming(&agent, w.file);
+        assert_eq!(alerts.len(), 1, "{kind:?} {}: {alerts:#?}", w.script);
+        let Some((name, action)) = &w.expect else {
+            continue;
+        };
+        let a = &alerts[0];
+        assert_eq!(a["rule"]["id"], FILE_WRITE, "{}", w.script);
+        assert_eq!(a["event"]["category"][0], "file");
+        assert_eq!(a["event"]["action"], *action, "{}", w.script);
+        assert_eq!(a["process"]["name"], name.as_str(), "{}", w.script);
+        assert_eq!(a["file"]["name"], w.file);
+        assert!(a["process"]["parent"]["pid"].as_u64().is_some(), "{a:#}");
+    }
+    let _ = fs::remove_dir_all(&scratch);
+}
+
+#[test]
+fn each_writer_alerts_once_on_tmpfs() {
+    each_writer_alerts_once(BootKind::Tmpfs);
+}
+
+#[test]
+fn each_writer_alerts_once_on_ext4() {
+    each_writer_alerts_once(BootKind::Ext4);
+}
+
+#[test]
+fn each_writer_alerts_once_on_a_root_directory() {
+    each_writer_alerts_once(BootKind::RootDirectory);
+}
+
+/// Through a bind mount of /boot and a symlink to it: caught, each path as written resolved;
+/// in /tmp and in a directory named /bootx: nothing.
+#[test]
+fn bind_mounts_and_symlinks_caught_lookalikes_not() {
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let scratch = tempdir("fe-alias").unwrap();
+    let s = scratch.display();
+    let mut agent = agent_in(&ns, "fe-alias");
+    ns.sh(&format!(
+        "mkdir {s}/bind && mount --bind /boot {s}/bind && \
+         dd if=/dev/null of={s}/bind/via-bind status=none && \
+         ln -s /boot {s}/link && dd if=/dev/null of={s}/link/via-link status=none && \
+         dd if=/dev/null of={s}/tmp-file status=none && \
+         mkdir -p /bootx && mount -t tmpfs x /bootx && dd if=/dev/null of=/bootx/y status=none"
+    ))
+    .unwrap();
+    sync(&ns, &mut agent, "alias-sync");
+    let alerts: Vec<Value> = agent
+        .records()
+        .into_iter()
+        .filter(|r| r["rule"]["id"] == FILE_WRITE)
+        .collect();
+    let paths: Vec<&str> = alerts
+        .iter()
+        .filter_map(|a| a["file"]["path"].as_str())
+        .collect();
+    let via_bind = format!("{s}/bind/via-bind");
+    assert!(paths.contains(&via_bind.as_str()), "{paths:?}");
+    assert!(paths.contains(&"/boot/via-link"), "{paths:?}");
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p.contains("tmp-file") || p.starts_with("/bootx")),
+        "{paths:?}"
+    );
+    let _ = fs::remove_dir_all(&scratch);
+}
+
+/// A plain `cp f /boot/x` from a shell: exactly one alert in all (the exec rule's), though the
+/// kernel saw the write too.
+#[test]
+fn plain_cp_one_alert_in_all() {
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let mut agent = agent_in(&ns, "fe-cp");
+    ns.sh("cp /etc/hostname /boot/plain-cp").unwrap();
+    sync(&ns, &mut agent, "cp-sync");
+    std::thread::sleep(Duration::from_millis(200));
+    let alerts = alerts_naming(&agent, "plain-cp");
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["event"]["category"][0], "process");
+}
