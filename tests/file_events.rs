@@ -51,7 +51,7 @@ fn writers(src: &Path, scratch: &Path) -> Vec<Writer> {
         ),
         file(
             "w-tee",
-            format!("echo x | tee /boot/w-tee > /dev/null"),
+            "echo x | tee /boot/w-tee > /dev/null".into(),
             "tee",
             "creation",
         ),

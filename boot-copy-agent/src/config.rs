@@ -310,6 +310,15 @@ mod tests {
         assert_eq!(c.alert_budget.window_seconds, 300);
         assert_eq!(c.sensor.ring_buffer_bytes, 4 << 20);
         assert_eq!(c.metrics.listen, None);
+        assert!(c.rules.file && c.rules.strict);
+        let off = Config::parse("[rules]\nfile = false\n", Path::new("c.toml")).unwrap();
+        assert_eq!(
+            off.rules.bundled(),
+            boot_copy_rules::Bundled {
+                strict: true,
+                file: false
+            }
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Ring-buffer records → owned exec and file events. Nothing here knows about ECS.
 use boot_copy_common::{
     ARGS_OFFSET, ExecHeader, ExecRecord, FILE_ARGS_CAP, FileHeader, FileRecord, INTERP_CAP,
-    PATH_CAP, ProcImage, RECORD_EXEC, RECORD_FILE, exec_flags, file_flags, image_flags,
+    PASSED_PATH_CAP, PATH_CAP, ProcImage, RECORD_EXEC, RECORD_FILE, exec_flags, file_flags,
+    image_flags,
 };
 use core::mem::{offset_of, size_of};
 
@@ -80,18 +81,13 @@ pub enum Record {
 pub struct FileOp {
     /// `boot_copy_common::file_action`.
     pub action: u32,
-    pub flags: u32,
+    /// `path` or `old_path` was cut at the record's capacity.
+    pub path_truncated: bool,
     /// The file's absolute path.
     pub path: Vec<u8>,
     /// A rename's source path.
     pub old_path: Option<Vec<u8>>,
     pub writer: Exec,
-}
-
-impl FileOp {
-    pub fn has(&self, flag: u32) -> bool {
-        self.flags & flag != 0
-    }
 }
 
 /// Decodes one ring-buffer record of either kind.
@@ -169,7 +165,10 @@ pub fn decode_file(record: &[u8]) -> Result<FileOp, DecodeError> {
     };
     Ok(FileOp {
         action: h.action,
-        flags: h.flags,
+        path_truncated: h.flags & (file_flags::PATH_TRUNCATED | file_flags::OLD_PATH_TRUNCATED)
+            != 0
+            || h.name_len as usize >= PASSED_PATH_CAP - 1
+            || h.old_name_len as usize >= PASSED_PATH_CAP - 1,
         path,
         old_path,
         writer,
@@ -331,6 +330,57 @@ const _: () = assert!(size_of::<ExecHeader>() < ARGS_OFFSET);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file_record(dir: &[u8], name: &[u8], old: Option<(&[u8], &[u8])>) -> Vec<u8> {
+        // SAFETY: plain old data; all-zero is valid.
+        let mut r: Box<FileRecord> = Box::new(unsafe { core::mem::zeroed() });
+        r.header.kind = RECORD_FILE;
+        r.header.action = boot_copy_common::file_action::RENAME;
+        r.header.tgid = 42;
+        r.dir[..dir.len()].copy_from_slice(dir);
+        r.header.dir_len = dir.len() as u32;
+        r.name[..name.len()].copy_from_slice(name);
+        r.header.name_len = name.len() as u32;
+        if let Some((od, on)) = old {
+            r.old_dir[..od.len()].copy_from_slice(od);
+            r.header.old_dir_len = od.len() as u32;
+            r.old_name[..on.len()].copy_from_slice(on);
+            r.header.old_name_len = on.len() as u32;
+        }
+        r.exe[..11].copy_from_slice(b"/usr/bin/mv");
+        r.header.exe_len = 11;
+        r.args[..8].copy_from_slice(b"mv\0a\0b\0\0");
+        r.header.args_len = 7;
+        // SAFETY: the record's bytes.
+        unsafe {
+            core::slice::from_raw_parts((&*r as *const FileRecord).cast(), size_of::<FileRecord>())
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn file_records_give_absolute_paths_and_the_writer() {
+        let rec = file_record(b"/boot/grub", b"../x/./y", Some((b"/root", b"f")));
+        let Ok(Record::File(op)) = decode_record(&rec) else {
+            panic!("not a file record")
+        };
+        assert_eq!(op.path, b"/boot/x/y");
+        assert_eq!(op.old_path.as_deref(), Some(&b"/root/f"[..]));
+        assert_eq!(op.writer.tgid, 42);
+        assert_eq!(op.writer.exe, b"/usr/bin/mv");
+        assert_eq!(op.writer.args, [&b"mv"[..], b"a", b"b"]);
+        assert!(!op.path_truncated);
+        // An absolute path as passed ignores the directory; an empty one is the directory.
+        let abs = decode_file(&file_record(b"/x", b"/boot/a", None)).unwrap();
+        assert_eq!(abs.path, b"/boot/a");
+        assert_eq!(abs.old_path, None);
+        let own = decode_file(&file_record(b"/boot/b", b"", None)).unwrap();
+        assert_eq!(own.path, b"/boot/b");
+        assert!(matches!(
+            decode_file(&rec[..100]),
+            Err(DecodeError::Short(100))
+        ));
+    }
 
     fn record(args: &[u8], flags: u32) -> Vec<u8> {
         let mut rec = vec![0u8; ARGS_OFFSET + args.len()];

@@ -125,6 +125,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn companions_join_the_bundled_rule_as_asked() {
+        let ids = |b| -> Vec<String> {
+            let set = load_ruleset_with(None, b, &Exceptions::default()).unwrap();
+            set.rules().iter().map(|r| r.name.clone()).collect()
+        };
+        assert_eq!(ids(Bundled::default()), ["Boot File Copy"]);
+        assert_eq!(
+            ids(Bundled {
+                strict: true,
+                file: true
+            }),
+            [
+                "Boot File Copy",
+                "Boot File Copy (strict)",
+                "Boot File Write"
+            ]
+        );
+        assert_eq!(
+            ids(Bundled {
+                strict: false,
+                file: true
+            }),
+            ["Boot File Copy", "Boot File Write"]
+        );
+    }
+
+    #[test]
     fn problems_are_listed() {
         let mut ex = Exceptions::default();
         ex.0.insert("nope".into(), vec![]);

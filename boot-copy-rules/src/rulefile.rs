@@ -481,6 +481,54 @@ fn line_col(text: &str, offset: usize) -> (u32, u32) {
 mod tests {
     use super::*;
 
+    /// Boot File Write fires on any write under /boot (or in the watched tree through another
+    /// path), not on /bootx, not for boot tooling as writer or parent, not for dpkg; and a file
+    /// rule needs no exec from the kernel.
+    #[test]
+    fn boot_file_write_verdicts() {
+        use crate::{Document, Prefilter, RuleSet};
+        use serde_json::json;
+        let rule = bundled_file();
+        assert_eq!(rule.category(), "file");
+        assert_eq!(
+            Prefilter::from_rules(std::slice::from_ref(&rule), &[]),
+            Prefilter::Names(Default::default())
+        );
+        let set = RuleSet::from_rules(vec![rule]);
+        let event = |path: &str, tree: Option<&str>, name: &str, parent: &str| {
+            Document::from_json(&json!({
+                "host": {"os": {"type": "linux"}},
+                "event": {"category": ["file"], "action": "creation"},
+                "file": {"path": path},
+                "boot_copy": {"file": {"tree": tree}},
+                "process": {"name": name, "executable": format!("/usr/bin/{name}"),
+                            "args": [name], "parent": {"name": parent, "args": [parent]}},
+            }))
+        };
+        let fires = |doc: &Document| set.matching(doc).count() == 1;
+        assert!(fires(&event("/boot/x", Some("/boot"), "dd", "bash")));
+        assert!(fires(&event("/mnt/b/x", Some("/boot"), "dd", "bash")));
+        assert!(!fires(&event("/bootx/y", None, "dd", "bash")));
+        assert!(!fires(&event(
+            "/boot/x",
+            Some("/boot"),
+            "dd",
+            "update-initramfs"
+        )));
+        assert!(!fires(&event(
+            "/boot/x",
+            Some("/boot"),
+            "grub-mkconfig",
+            "bash"
+        )));
+        assert!(!fires(&event(
+            "/boot/vmlinuz-6.1",
+            Some("/boot"),
+            "dpkg",
+            "apt"
+        )));
+    }
+
     const MINIMAL: &str = r#"
 [rule]
 rule_id = "x"

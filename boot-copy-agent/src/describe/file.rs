@@ -2,7 +2,8 @@
 //! (`event.category: file`, `file.*`), the writing process described exactly as an exec event
 //! describes its process (`process.*`, `process.parent.*`, user, group, host): the exec event of
 //! the writer's current image, with the file's fields in place of the exec's `event.*`.
-//! `boot_copy.file.tree` names the watched tree the kernel found the file in.
+//! `boot_copy.file.tree` names the watched tree the kernel found the file in;
+//! `boot_copy.file.path_truncated` says a path was cut at the record's capacity.
 use super::{Describer, NAMESPACE};
 use crate::context::{
     exec::{self, ExecContext},
@@ -15,7 +16,11 @@ use serde_json::{Value, json};
 
 /// A file operation joined with its writer's context.
 pub struct FileContext {
-    pub op: FileOp,
+    /// `boot_copy_common::file_action`.
+    pub action: u32,
+    pub path: Vec<u8>,
+    pub old_path: Option<Vec<u8>>,
+    pub path_truncated: bool,
     /// The writer as an exec of its current image.
     pub writer: ExecContext,
 }
@@ -23,8 +28,13 @@ pub struct FileContext {
 impl FileContext {
     /// Resolves the writer's parent as for an exec.
     pub fn resolve(op: FileOp) -> Self {
-        let writer = exec::resolve(op.writer.clone());
-        Self { op, writer }
+        Self {
+            action: op.action,
+            path: op.path,
+            old_path: op.old_path,
+            path_truncated: op.path_truncated,
+            writer: exec::resolve(op.writer),
+        }
     }
 }
 
@@ -43,33 +53,36 @@ impl Describer {
     /// The ECS file event, as JSON.
     pub fn file_json(&mut self, ctx: &FileContext) -> Value {
         let mut event = self.exec_json(&ctx.writer);
-        let (name, type_) = action(ctx.op.action);
+        let (name, type_) = action(ctx.action);
         event["event"] = json!({
             "action": name,
             "category": ["file"],
             "kind": "event",
             "type": [type_],
         });
-        event["file"] = file_fields(&ctx.op);
+        event["file"] = file_fields(&ctx.path, ctx.old_path.as_deref());
         // The kernel sent the record because the file is in a watched tree, whatever path
         // reached it (a bind mount): the one tree watched so far is /boot.
-        event[NAMESPACE]["file"] = json!({ "tree": roots::BOOT });
+        event[NAMESPACE]["file"] = json!({
+            "tree": roots::BOOT,
+            "path_truncated": ctx.path_truncated,
+        });
         event
     }
 }
 
 /// `file.*`: path, name, extension, and a rename's source (`file.Ext.original.*`).
-fn file_fields(op: &FileOp) -> Value {
+fn file_fields(path: &[u8], old_path: Option<&[u8]>) -> Value {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let name = paths::basename(&op.path);
+    let name = paths::basename(path);
     let mut file = json!({
-        "path": text(&op.path),
+        "path": text(path),
         "name": text(name),
     });
     if let Some(ext) = extension(name) {
         file["extension"] = json!(text(ext));
     }
-    if let Some(old) = &op.old_path {
+    if let Some(old) = old_path {
         file["Ext"] = json!({"original": {"path": text(old), "name": text(paths::basename(old))}});
     }
     file

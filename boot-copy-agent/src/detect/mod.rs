@@ -138,14 +138,14 @@ impl Detector {
     fn file_op(&mut self, op: FileOp, now: Instant, found: &mut impl FnMut(Finding)) {
         self.counts.file_candidates += 1;
         let ctx = FileContext::resolve(op);
-        let w = &ctx.op.writer;
+        let w = &ctx.writer.exec;
         self.describer.learn_names(w.euid, w.egid);
         let writer = (w.tgid, w.start_boottime_ns);
         let exec_alerted = self
             .alerted
             .get(&writer)
             .is_some_and(|&at| now.duration_since(at) < ALERTED_FOR);
-        let same_act = exec_alerted || touched_again(&mut self.touched, writer, &ctx.op.path, now);
+        let same_act = exec_alerted || touched_again(&mut self.touched, writer, &ctx.path, now);
         let Value::Object(event) = self.describer.file_json(&ctx) else {
             unreachable!("a file event is a JSON object")
         };
