@@ -229,3 +229,56 @@ fn plain_cp_one_alert_in_all() {
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
     assert_eq!(alerts[0]["event"]["category"][0], "process");
 }
+
+/// A storm of writes into /boot while the agent is stopped (SIGSTOP) overflows its ring: every
+/// write raised its alert or is in the kernel's count of dropped file records.
+#[test]
+fn writes_lost_while_stopped_equal_the_kernel_drop_count() {
+    const STORM: usize = 300;
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let config = "[sensor]\nring_buffer_bytes = 1048576\n[alert_budget]\nmax_alerts = 1000000\n";
+    let mut agent = Launch::fresh(AGENT, "fe-storm", config)
+        .unwrap()
+        .in_namespace_of(ns.pid())
+        .start()
+        .unwrap();
+    sync(&ns, &mut agent, "storm-before");
+    agent.signal(nix::sys::signal::Signal::SIGSTOP).unwrap();
+    while !fs::read_to_string(format!("/proc/{}/stat", agent.pid()))
+        .unwrap()
+        .contains(") T ")
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    ns.sh(&format!(
+        "i=0; while [ $i -lt {STORM} ]; do dd if=/dev/null of=/boot/storm-$i status=none; \
+         i=$((i+1)); done"
+    ))
+    .unwrap();
+    agent.signal(nix::sys::signal::Signal::SIGCONT).unwrap();
+    sync(&ns, &mut agent, "storm-after");
+    let (status, _, records) = agent.stop().unwrap();
+    assert!(status.success(), "{status}");
+    let mut alerted: Vec<&str> = records
+        .iter()
+        .filter(|r| r["rule"]["id"] == FILE_WRITE)
+        .filter_map(|r| r["file"]["path"].as_str())
+        .filter(|p| {
+            p.starts_with("/boot/storm-") && !p.contains("-before") && !p.contains("-after")
+        })
+        .collect();
+    let alerts = alerted.len();
+    alerted.sort_unstable();
+    alerted.dedup();
+    assert_eq!(alerted.len(), alerts, "a write alerted twice");
+    let stopped = records
+        .iter()
+        .find(|r| r["event"]["action"] == "agent-stopped")
+        .expect("stop record");
+    let drops = stopped["boot_copy"]["counters"]["file_ringbuf_drops"]
+        .as_u64()
+        .unwrap() as usize;
+    eprintln!("storm of {STORM} writes: {alerts} alerts, {drops} file records dropped");
+    assert!(alerts > 0 && drops > 0, "the storm overflowed the ring");
+    assert_eq!(alerts + drops, STORM, "every write alerted or counted");
+}
