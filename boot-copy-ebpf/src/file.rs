@@ -402,7 +402,8 @@ fn repeat(tgid: u32, target: Dentry, now: u64) -> bool {
 /// process-table entry (as an exec record describes a process and its parent).
 #[inline(always)]
 unsafe fn writer(rec: *mut FileRecord, walk: *mut u8) {
-    // SAFETY (whole function): as in `record`.
+    // SAFETY (whole function): `rec` is this CPU's map value; kernel pointers are read through
+    // helpers.
     unsafe {
         let h = &raw mut (*rec).header;
         let task = bpf_get_current_task() as usize as Task;
@@ -445,7 +446,7 @@ unsafe fn writer(rec: *mut FileRecord, walk: *mut u8) {
 /// One bounded read of the writer's argv.
 #[inline(always)]
 unsafe fn args(rec: *mut FileRecord, task: Task) {
-    // SAFETY: as in `record`.
+    // SAFETY: as in `writer`.
     unsafe {
         let h = &raw mut (*rec).header;
         let mut size = 0u64;
@@ -471,7 +472,7 @@ unsafe fn args(rec: *mut FileRecord, task: Task) {
 /// The writer's parent from the process table, its executable resolved from the live parent.
 #[inline(always)]
 unsafe fn parent(rec: *mut FileRecord, task: Task, walk: *mut u8) {
-    // SAFETY: as in `record`.
+    // SAFETY: as in `writer`.
     unsafe {
         let h = &raw mut (*rec).header;
         let image = &raw mut (*rec).parent;

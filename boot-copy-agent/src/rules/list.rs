@@ -1,10 +1,13 @@
-//! `boot-copy-agent rules`: the loaded rules and the kernel prefilter derived from them.
+//! `boot-copy-agent rules`: the loaded rules, the kernel prefilter derived from them, and the
+//! trees the kernel's file program watches.
 
 use std::io::{self, Write};
 
+use crate::sensor::roots;
 use boot_copy_rules::RuleSet;
 
-/// Writes one line per rule (id, version, name, exception items, file), then the prefilter.
+/// Writes one line per rule (id, version, name, exception items, file), then the prefilter and
+/// the watched trees (always `/boot` so far: not derived from the file rules yet).
 pub fn list(rules: &RuleSet, mut out: impl Write) -> io::Result<()> {
     writeln!(
         out,
@@ -26,7 +29,8 @@ pub fn list(rules: &RuleSet, mut out: impl Write) -> io::Result<()> {
         out,
         "prefilter: {}",
         rules.prefilter(&[crate::strict::gate()])
-    )
+    )?;
+    writeln!(out, "file events: {} and the mounts under it", roots::BOOT)
 }
 
 #[cfg(test)]
@@ -58,7 +62,10 @@ mod tests {
             ]
         );
         assert!(
-            text.ends_with("prefilter: process.name in (\"cp\", \"mv\")\n"),
+            text.ends_with(
+                "prefilter: process.name in (\"cp\", \"mv\")\n\
+                 file events: /boot and the mounts under it\n"
+            ),
             "{text}"
         );
     }
@@ -82,7 +89,8 @@ mod tests {
         );
         assert!(
             text.ends_with(
-                "prefilter: process.name in (\"busybox\", \"coreutils\", \"cp\", \"install\", \"mv\", \"rsync\")\n"
+                "prefilter: process.name in (\"busybox\", \"coreutils\", \"cp\", \"install\", \"mv\", \"rsync\")\n\
+                 file events: /boot and the mounts under it\n"
             ),
             "{text}"
         );
