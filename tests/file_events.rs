@@ -282,3 +282,39 @@ fn writes_lost_while_stopped_equal_the_kernel_drop_count() {
     assert!(alerts > 0 && drops > 0, "the storm overflowed the ring");
     assert_eq!(alerts + drops, STORM, "every write alerted or counted");
 }
+
+/// `events` prints file events as ECS (Defend's `file.Ext.original.*` for renames), the writer
+/// described as an exec event describes its process; here the agent runs on the host and the
+/// writes land in a tmpfs mounted over /boot in a private namespace: a file system mounted on
+/// the watched directory is in the watched tree.
+#[test]
+fn events_prints_file_events_as_ecs() {
+    let mut events = boot_copy_harness::Events::start(AGENT, false).unwrap();
+    boot_copy_harness::in_boot_namespace("mkdir /boot/ev-dir && mv /boot/ev-dir /boot/ev-renamed")
+        .unwrap();
+    let e = events
+        .wait_for(*WAIT, |e| e["file"]["path"] == "/boot/ev-renamed")
+        .unwrap();
+    assert_eq!(e["event"]["category"], serde_json::json!(["file"]));
+    assert_eq!(e["event"]["action"], "rename");
+    assert_eq!(e["event"]["type"], serde_json::json!(["change"]));
+    assert_eq!(e["event"]["kind"], "event");
+    assert_eq!(e["file"]["name"], "ev-renamed");
+    assert_eq!(e["file"]["Ext"]["original"]["path"], "/boot/ev-dir");
+    assert_eq!(e["process"]["name"], "mv");
+    assert_eq!(e["process"]["args"][2], "/boot/ev-renamed");
+    assert_eq!(e["process"]["user"]["id"], "0");
+    assert_eq!(e["host"]["os"]["type"], "linux");
+    assert_eq!(e["boot_copy"]["file"]["tree"], "/boot");
+    let created = events
+        .wait_for(*WAIT, |e| e["file"]["path"] == "/boot/ev-dir")
+        .unwrap();
+    assert_eq!(created["event"]["action"], "creation");
+    assert_eq!(created["process"]["name"], "mkdir");
+    let problems: Vec<String> = crate::support::ecs_schema::Schema::load()
+        .violations(&e)
+        .into_iter()
+        .filter(|p| !p.starts_with("file.Ext"))
+        .collect();
+    assert!(problems.is_empty(), "not ECS 9.4.0: {problems:#?}");
+}

@@ -43,81 +43,81 @@ const O_TRUNC: u64 = 0o1000;
 /// `AT_FDCWD` as a syscall argument register holds it.
 const AT_FDCWD: u64 = -100i64 as u64;
 
-/// Where a syscall names its file.
-#[derive(Clone, Copy)]
-enum Target {
-    /// An open: the file is the returned descriptor; the flags are argument `flags`
-    /// (`None`: `creat`, always for writing; `Some(How)`: openat2's `struct open_how`).
-    Opened(Flags),
-    /// An open descriptor, argument `fd`.
-    Fd(u32),
-    /// A path (argument `path`) relative to a directory descriptor (argument `dir`; `None`:
-    /// the working directory). `old`: a rename's source, likewise.
-    At {
-        dir: Option<u32>,
-        path: u32,
-        old: Option<(Option<u32>, u32)>,
-    },
-}
-
-#[derive(Clone, Copy)]
-enum Flags {
-    Arg(u32),
+/// How a syscall names its file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Names {
+    /// An open: the file is the returned descriptor, the flags argument `arg`.
+    Open,
+    /// `creat`: an open for writing and creating.
     Creat,
-    How(u32),
+    /// `openat2`: an open whose flags are in the `struct open_how` at argument `arg`.
+    OpenHow,
+    /// An open descriptor, argument `arg`.
+    Fd,
+    /// A path (argument `arg`) relative to a directory descriptor (argument `dir`, or the working
+    /// directory); a rename's source likewise (`old`, `old_dir`).
+    Path,
 }
 
-/// The x86_64 syscalls that create, change, rename or delete files, and their action.
+/// A file syscall: what it does and where its arguments are. Every field is always set (the
+/// verifier of older kernels refuses reads of stack slots a path left unwritten, which an enum
+/// with payloads can compile to).
+#[derive(Clone, Copy)]
+struct Call {
+    action: u32,
+    names: Names,
+    arg: u32,
+    dir: u32,
+    old: u32,
+    old_dir: u32,
+}
+
+/// An argument index meaning "none": the working directory for `dir`, no source for `old`.
+const NONE: u32 = u32::MAX;
+
+/// The x86_64 syscalls that create, change, rename or delete files.
 #[inline(always)]
-fn syscall(nr: u64) -> Option<(u32, Target)> {
-    use Target::{At, Fd, Opened};
+fn syscall(nr: u64) -> Option<Call> {
     use file_action::*;
-    let cwd = |path| At {
-        dir: None,
-        path,
-        old: None,
+    let call = |action, names, arg, dir| Call {
+        action,
+        names,
+        arg,
+        dir,
+        old: NONE,
+        old_dir: NONE,
     };
-    let at = |path| At {
-        dir: Some(path - 1),
-        path,
-        old: None,
-    };
+    let cwd = |action, arg| call(action, Names::Path, arg, NONE);
+    let at = |action, arg: u32| call(action, Names::Path, arg, arg - 1);
     Some(match nr {
-        2 => (MODIFICATION, Opened(Flags::Arg(1))),   // open
-        85 => (CREATION, Opened(Flags::Creat)),       // creat
-        257 => (MODIFICATION, Opened(Flags::Arg(2))), // openat
-        437 => (MODIFICATION, Opened(Flags::How(2))), // openat2
-        83 | 133 | 88 => (CREATION, cwd(if nr == 88 { 1 } else { 0 })), // mkdir, mknod, symlink
-        86 => (CREATION, cwd(1)),                     // link
-        258 | 259 => (CREATION, at(1)),               // mkdirat, mknodat
-        265 => (CREATION, at(3)),                     // linkat
-        266 => (CREATION, at(2)),                     // symlinkat
-        84 | 87 => (DELETION, cwd(0)),                // rmdir, unlink
-        263 => (DELETION, at(1)),                     // unlinkat
-        82 => (
-            RENAME,
-            At {
-                dir: None,
-                path: 1,
-                old: Some((None, 0)),
-            },
-        ), // rename
-        264 | 316 => (
-            RENAME,
-            At {
-                dir: Some(2),
-                path: 3,
-                old: Some((Some(0), 1)),
-            },
-        ), // renameat, renameat2
-        76 => (MODIFICATION, cwd(0)),                 // truncate
-        77 => (MODIFICATION, Fd(0)),                  // ftruncate
+        2 => call(MODIFICATION, Names::Open, 1, NONE), // open
+        85 => call(CREATION, Names::Creat, 0, NONE),   // creat
+        257 => call(MODIFICATION, Names::Open, 2, NONE), // openat
+        437 => call(MODIFICATION, Names::OpenHow, 2, NONE), // openat2
+        83 | 133 => cwd(CREATION, 0),                  // mkdir, mknod
+        86 | 88 => cwd(CREATION, 1),                   // link, symlink
+        258 | 259 => at(CREATION, 1),                  // mkdirat, mknodat
+        265 => at(CREATION, 3),                        // linkat
+        266 => at(CREATION, 2),                        // symlinkat
+        84 | 87 => cwd(DELETION, 0),                   // rmdir, unlink
+        263 => at(DELETION, 1),                        // unlinkat
+        82 => Call {
+            old: 0,
+            ..cwd(RENAME, 1)
+        }, // rename
+        264 | 316 => Call {
+            old: 1,
+            old_dir: 0,
+            ..at(RENAME, 3)
+        }, // renameat, renameat2
+        76 => cwd(MODIFICATION, 0),                    // truncate
+        77 => call(MODIFICATION, Names::Fd, 0, NONE),  // ftruncate
         // chmod, chown, lchown, utime, utimes, setxattr, lsetxattr, removexattr, lremovexattr
-        90 | 92 | 94 | 132 | 235 | 188 | 189 | 197 | 198 => (ATTRIBUTES_MODIFICATION, cwd(0)),
+        90 | 92 | 94 | 132 | 235 | 188 | 189 | 197 | 198 => cwd(ATTRIBUTES_MODIFICATION, 0),
         // fchmod, fchown, fsetxattr, fremovexattr
-        91 | 93 | 190 | 199 => (ATTRIBUTES_MODIFICATION, Fd(0)),
+        91 | 93 | 190 | 199 => call(ATTRIBUTES_MODIFICATION, Names::Fd, 0, NONE),
         // fchmodat, fchownat, futimesat, utimensat, fchmodat2
-        268 | 260 | 261 | 280 | 452 => (ATTRIBUTES_MODIFICATION, at(1)),
+        268 | 260 | 261 | 280 | 452 => at(ATTRIBUTES_MODIFICATION, 1),
         _ => return None,
     })
 }
@@ -128,26 +128,29 @@ pub fn handle(regs: Regs, ret: i64) -> Result<u32, u32> {
         return Ok(0);
     }
     // SAFETY: regs is the tracepoint's typed argument, read through the shim.
-    let Some((action, target)) = syscall(unsafe { co_re::bc_regs_nr(regs) }) else {
+    let Some(call) = syscall(unsafe { co_re::bc_regs_nr(regs) }) else {
         return Ok(0);
     };
     count(counter::FILE_OPS_SEEN);
     // SAFETY: as above.
     let arg = |i: u32| unsafe { co_re::bc_regs_arg(regs, i) };
+    let dir_fd = |i: u32| if i == NONE { AT_FDCWD } else { arg(i) };
     // SAFETY: plain helper call.
     let task = unsafe { bpf_get_current_task() } as usize as Task;
-    match target {
-        Target::Opened(flags) => {
-            let flags = match flags {
-                Flags::Arg(i) => arg(i),
-                Flags::Creat => O_CREAT | 1,
-                Flags::How(i) => open_how_flags(arg(i)),
+    // SAFETY (the descriptor lookups): the shim reads kernel memory through helpers.
+    let fd_file = |fd: u64| unsafe { co_re::bc_cur_fd_file(task, fd as u32 as u64) };
+    match call.names {
+        Names::Open | Names::Creat | Names::OpenHow => {
+            let flags = match call.names {
+                Names::Open => arg(call.arg),
+                Names::OpenHow => open_how_flags(arg(call.arg)),
+                _ => O_CREAT | 1,
             };
             if flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0 {
                 return Ok(0); // read-only: most opens end here
             }
-            // SAFETY: the shim reads kernel memory through helpers.
-            let file = unsafe { co_re::bc_cur_fd_file(task, ret as u64) };
+            let file = fd_file(ret as u64);
+            // SAFETY: as above.
             let created = !file.is_null() && unsafe { co_re::bc_file_open_created(file) } != 0;
             if !created && flags & (O_ACCMODE | O_TRUNC) == 0 {
                 return Ok(0); // O_CREAT of a file that was there, read-only
@@ -155,26 +158,23 @@ pub fn handle(regs: Regs, ret: i64) -> Result<u32, u32> {
             let action = if created {
                 file_action::CREATION
             } else {
-                action
+                call.action
             };
             by_fd(action, file)
         }
-        // SAFETY: as above.
-        Target::Fd(i) => by_fd(action, unsafe {
-            co_re::bc_cur_fd_file(task, arg(i) as u32 as u64)
-        }),
-        Target::At { dir, path, old } => {
+        Names::Fd => by_fd(call.action, fd_file(arg(call.arg))),
+        Names::Path => {
             // utimensat(fd, NULL, ...) changes the descriptor's file.
-            if arg(path) == 0 {
-                let fd = dir.map_or(AT_FDCWD, arg);
-                // SAFETY: the shim reads kernel memory through helpers.
-                return by_fd(action, unsafe {
-                    co_re::bc_cur_fd_file(task, fd as u32 as u64)
-                });
+            if arg(call.arg) == 0 {
+                return by_fd(call.action, fd_file(dir_fd(call.dir)));
             }
-            let base = |dir: Option<u32>| base_dir(task, dir.map_or(AT_FDCWD, arg));
-            let old = old.map(|(d, p)| (base(d), arg(p)));
-            by_path(action, base(dir), arg(path), old)
+            let dir = base_dir(task, dir_fd(call.dir));
+            let (old_dir, old) = if call.old == NONE {
+                (core::ptr::null(), 0)
+            } else {
+                (base_dir(task, dir_fd(call.old_dir)), arg(call.old))
+            };
+            by_path(call.action, dir, arg(call.arg), old_dir, old)
         }
     }
 }
@@ -242,9 +242,10 @@ fn by_fd(action: u32, file: KFile) -> Result<u32, u32> {
     Ok(0)
 }
 
-/// A file named by a path (and a rename's source): read the paths as passed, decide, and send.
+/// A file named by a path (and a rename's source, when `old` is not 0): read the paths as
+/// passed, decide, and send.
 #[inline(always)]
-fn by_path(action: u32, dir: KPath, path: u64, old: Option<(KPath, u64)>) -> Result<u32, u32> {
+fn by_path(action: u32, dir: KPath, path: u64, old_dir: KPath, old: u64) -> Result<u32, u32> {
     let scratch = scratch()?;
     // SAFETY: this CPU's slot; kernel pointers are read through helpers.
     unsafe {
@@ -256,8 +257,8 @@ fn by_path(action: u32, dir: KPath, path: u64, old: Option<(KPath, u64)>) -> Res
         let mut inside = inside;
         (*rec).header.old_name_len = 0;
         *old_name = 0;
-        if let Some((old_dir, old_path)) = old {
-            let (len, old_inside) = passed(old_dir, old_path, old_name);
+        if old != 0 {
+            let (len, old_inside) = passed(old_dir, old, old_name);
             (*rec).header.old_name_len = len;
             inside |= old_inside;
         }
@@ -273,8 +274,7 @@ fn by_path(action: u32, dir: KPath, path: u64, old: Option<(KPath, u64)>) -> Res
             flags |= if cut { file_flags::PATH_TRUNCATED } else { 0 };
         }
         (*rec).header.old_dir_len = 0;
-        if old.is_some() && *old_name != b'/' {
-            let old_dir = old.map_or(core::ptr::null(), |(d, _)| d);
+        if old != 0 && *old_name != b'/' {
             let (len, cut) = path::resolve(old_dir, walk, (&raw mut (*rec).old_dir).cast());
             (*rec).header.old_dir_len = len;
             flags |= if cut {
