@@ -118,7 +118,7 @@ pub fn decode_file(record: &[u8]) -> Result<FileOp, DecodeError> {
         &c_string(&r.dir, h.dir_len as usize),
         &c_string(&r.name, h.name_len as usize),
     );
-    let old_path = (h.old_dir_len > 0).then(|| {
+    let old_path = (h.old_dir_len > 0 || h.old_name_len > 0).then(|| {
         join(
             &c_string(&r.old_dir, h.old_dir_len as usize),
             &c_string(&r.old_name, h.old_name_len as usize),
@@ -374,6 +374,9 @@ mod tests {
         let abs = decode_file(&file_record(b"/x", b"/boot/a", None)).unwrap();
         assert_eq!(abs.path, b"/boot/a");
         assert_eq!(abs.old_path, None);
+        // The kernel resolves no directory for an absolute path (its length is 0).
+        let moved = decode_file(&file_record(b"", b"/boot/b", Some((b"", b"/boot/a")))).unwrap();
+        assert_eq!(moved.old_path.as_deref(), Some(&b"/boot/a"[..]));
         let own = decode_file(&file_record(b"/boot/b", b"", None)).unwrap();
         assert_eq!(own.path, b"/boot/b");
         assert!(matches!(

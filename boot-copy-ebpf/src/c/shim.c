@@ -687,9 +687,14 @@ SHIM int bc_prefix_match(const char *s, const char *prefix, __u32 len)
 		return 0;
 #pragma clang loop unroll(disable)
 	for (__u32 i = 0; i < PREFIX_CAP; i++) {
+		// The index masked where it is used (older verifiers do not bound a strength-reduced
+		// pointer walk by the loop's condition).
+		__u32 j = i;
+		barrier_var(j);
+		j &= PREFIX_CAP - 1;
 		if (i == len)
-			return s[i & (PREFIX_CAP - 1)] == '/' || s[i & (PREFIX_CAP - 1)] == 0;
-		if (s[i & (PREFIX_CAP - 1)] != prefix[i & (PREFIX_CAP - 1)])
+			return s[j] == '/' || s[j] == 0;
+		if (s[j] != prefix[j])
 			return 0;
 	}
 	return 0;
