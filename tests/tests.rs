@@ -6,6 +6,7 @@ mod argv;
 mod container;
 mod daemon;
 mod events;
+mod file_events;
 mod hostile;
 mod integrity;
 mod library;

@@ -12,7 +12,7 @@ use boot_copy_rules::{Rule, RuleSet};
 pub const RULESET: &str = "boot-copy";
 
 /// Top-level source-event fields an alert carries over unchanged (nested or dotted spelling).
-const CARRIED: &[&str] = &["@timestamp", "process", "host", "user", "group"];
+const CARRIED: &[&str] = &["@timestamp", "process", "host", "user", "group", "file"];
 
 /// The fields an alert gets from its rule, as nested ECS objects:
 /// `event.{kind, severity, risk_score}`, `rule.*` and `threat.*` (arrays, one element per
@@ -433,13 +433,16 @@ mod tests {
             "user": {"name": "root"},
             "event": {"kind": "event"},
             "file": {"path": "x"},
+            "network": {"type": "ipv4"},
         });
         let a = Value::Object(alerts.build(0, rule, event.as_object().unwrap()));
         assert_eq!(a["process"], event["process"]);
         assert_eq!(a["host.name"], "h");
         assert_eq!(a["user"], event["user"]);
         assert_eq!(a["@timestamp"], event["@timestamp"]);
-        assert!(a.get("file").is_none());
+        // A file event's alert names the file; fields no alert carries are left out.
+        assert_eq!(a["file"], event["file"]);
+        assert!(a.get("network").is_none());
         assert_eq!(a["event"]["kind"], "alert");
         assert_eq!(a["message"], "Boot File Copy");
         assert_eq!(

@@ -55,6 +55,19 @@ pub struct RulesConfig {
     /// Bundle the strict companion rule "Boot File Copy (strict)" with the published one
     /// (only when `path` is absent). Default true.
     pub strict: bool,
+    /// Bundle the Boot File Write rule, over the kernel's file events (only when `path` is
+    /// absent). Default true.
+    pub file: bool,
+}
+
+impl RulesConfig {
+    /// The bundled companion rules this config asks for.
+    pub fn bundled(&self) -> boot_copy_rules::Bundled {
+        boot_copy_rules::Bundled {
+            strict: self.strict,
+            file: self.file,
+        }
+    }
 }
 
 impl Default for RulesConfig {
@@ -62,6 +75,7 @@ impl Default for RulesConfig {
         RulesConfig {
             path: None,
             strict: true,
+            file: true,
         }
     }
 }
@@ -296,6 +310,15 @@ mod tests {
         assert_eq!(c.alert_budget.window_seconds, 300);
         assert_eq!(c.sensor.ring_buffer_bytes, 4 << 20);
         assert_eq!(c.metrics.listen, None);
+        assert!(c.rules.file && c.rules.strict);
+        let off = Config::parse("[rules]\nfile = false\n", Path::new("c.toml")).unwrap();
+        assert_eq!(
+            off.rules.bundled(),
+            boot_copy_rules::Bundled {
+                strict: true,
+                file: false
+            }
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Ring-buffer records → owned exec events. Nothing here knows about ECS.
+//! Ring-buffer records → owned exec and file events. Nothing here knows about ECS.
 use boot_copy_common::{
-    ARGS_OFFSET, ExecHeader, ExecRecord, INTERP_CAP, PATH_CAP, ProcImage, RECORD_EXEC, exec_flags,
+    ARGS_OFFSET, ExecHeader, ExecRecord, FILE_ARGS_CAP, FileHeader, FileRecord, INTERP_CAP,
+    PASSED_PATH_CAP, PATH_CAP, ProcImage, RECORD_EXEC, RECORD_FILE, exec_flags, file_flags,
     image_flags,
 };
 use core::mem::{offset_of, size_of};
@@ -64,6 +65,123 @@ pub struct Exec {
 impl Exec {
     pub fn has(&self, flag: u32) -> bool {
         self.flags & flag != 0
+    }
+}
+
+/// One ring-buffer record of either kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Exec(Exec),
+    File(FileOp),
+}
+
+/// One file operation in a watched tree, and the process that made it (as an [`Exec`] of its
+/// current image: `filename` and `exe` are its executable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOp {
+    /// `boot_copy_common::file_action`.
+    pub action: u32,
+    /// `path` or `old_path` was cut at the record's capacity.
+    pub path_truncated: bool,
+    /// The file's absolute path.
+    pub path: Vec<u8>,
+    /// A rename's source path.
+    pub old_path: Option<Vec<u8>>,
+    pub writer: Exec,
+}
+
+/// Decodes one ring-buffer record of either kind.
+pub fn decode_record(record: &[u8]) -> Result<Record, DecodeError> {
+    match record_kind(record) {
+        Some(RECORD_FILE) => decode_file(record).map(Record::File),
+        _ => decode(record).map(Record::Exec),
+    }
+}
+
+fn record_kind(record: &[u8]) -> Option<u32> {
+    let bytes = record.get(..4)?;
+    Some(u32::from_ne_bytes(bytes.try_into().ok()?))
+}
+
+/// Decodes a file record.
+pub fn decode_file(record: &[u8]) -> Result<FileOp, DecodeError> {
+    if record.len() < size_of::<FileRecord>() {
+        return Err(DecodeError::Short(record.len()));
+    }
+    // SAFETY: length checked above; the record is plain old data read unaligned.
+    let r: FileRecord = unsafe { core::ptr::read_unaligned(record.as_ptr().cast()) };
+    let h: &FileHeader = &r.header;
+    if h.kind != RECORD_FILE {
+        return Err(DecodeError::Kind(h.kind));
+    }
+    let path = join(
+        &c_string(&r.dir, h.dir_len as usize),
+        &c_string(&r.name, h.name_len as usize),
+    );
+    let old_path = (h.old_dir_len > 0 || h.old_name_len > 0).then(|| {
+        join(
+            &c_string(&r.old_dir, h.old_dir_len as usize),
+            &c_string(&r.old_name, h.old_name_len as usize),
+        )
+    });
+    let exe = c_string(&r.exe, h.exe_len as usize);
+    let args_len = (h.args_len as usize).min(FILE_ARGS_CAP);
+    let args = split_args(&r.args[..args_len]);
+    let mut flags = 0;
+    let map = [
+        (file_flags::ARGS_TRUNCATED, exec_flags::ARGS_TRUNCATED),
+        (file_flags::ARGS_READ_FAILED, exec_flags::ARGS_READ_FAILED),
+        (file_flags::EXE_TRUNCATED, exec_flags::EXE_TRUNCATED),
+        (file_flags::CWD_TRUNCATED, exec_flags::CWD_TRUNCATED),
+        (file_flags::PARENT_FOUND, exec_flags::PARENT_FOUND),
+        (file_flags::CWD_MISSING, exec_flags::CWD_MISSING),
+    ];
+    for (file, exec) in map {
+        if h.flags & file != 0 {
+            flags |= exec;
+        }
+    }
+    let writer = Exec {
+        flags,
+        ktime_boot_ns: h.ktime_boot_ns,
+        start_boottime_ns: h.start_boottime_ns,
+        pid: h.pid,
+        tgid: h.tgid,
+        ppid: h.ppid,
+        uid: h.uid,
+        euid: h.euid,
+        gid: h.gid,
+        egid: h.egid,
+        // The kernel reads argc at exec only; the captured arguments count here.
+        args_count: args.len() as u32,
+        args_size: h.args_size,
+        comm: c_string(&h.comm, h.comm.len()),
+        filename: exe.clone(),
+        exe,
+        interp: None,
+        cwd: (h.flags & file_flags::CWD_MISSING == 0).then(|| c_string(&r.cwd, h.cwd_len as usize)),
+        args,
+        parent: (h.flags & file_flags::PARENT_FOUND != 0).then(|| image_from(&r.parent)),
+    };
+    Ok(FileOp {
+        action: h.action,
+        path_truncated: h.flags & (file_flags::PATH_TRUNCATED | file_flags::OLD_PATH_TRUNCATED)
+            != 0
+            || h.name_len as usize >= PASSED_PATH_CAP - 1
+            || h.old_name_len as usize >= PASSED_PATH_CAP - 1,
+        path,
+        old_path,
+        writer,
+    })
+}
+
+/// The path as passed made absolute against the directory it started at, lexically (an empty
+/// path: the directory is the file itself).
+fn join(dir: &[u8], passed: &[u8]) -> Vec<u8> {
+    if passed.is_empty() {
+        dir.to_vec()
+    } else {
+        crate::context::paths::absolute(dir, passed)
     }
 }
 
@@ -212,6 +330,60 @@ const _: () = assert!(size_of::<ExecHeader>() < ARGS_OFFSET);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file_record(dir: &[u8], name: &[u8], old: Option<(&[u8], &[u8])>) -> Vec<u8> {
+        // SAFETY: plain old data; all-zero is valid.
+        let mut r: Box<FileRecord> = Box::new(unsafe { core::mem::zeroed() });
+        r.header.kind = RECORD_FILE;
+        r.header.action = boot_copy_common::file_action::RENAME;
+        r.header.tgid = 42;
+        r.dir[..dir.len()].copy_from_slice(dir);
+        r.header.dir_len = dir.len() as u32;
+        r.name[..name.len()].copy_from_slice(name);
+        r.header.name_len = name.len() as u32;
+        if let Some((od, on)) = old {
+            r.old_dir[..od.len()].copy_from_slice(od);
+            r.header.old_dir_len = od.len() as u32;
+            r.old_name[..on.len()].copy_from_slice(on);
+            r.header.old_name_len = on.len() as u32;
+        }
+        r.exe[..11].copy_from_slice(b"/usr/bin/mv");
+        r.header.exe_len = 11;
+        r.args[..8].copy_from_slice(b"mv\0a\0b\0\0");
+        r.header.args_len = 7;
+        // SAFETY: the record's bytes.
+        unsafe {
+            core::slice::from_raw_parts((&*r as *const FileRecord).cast(), size_of::<FileRecord>())
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn file_records_give_absolute_paths_and_the_writer() {
+        let rec = file_record(b"/boot/grub", b"../x/./y", Some((b"/root", b"f")));
+        let Ok(Record::File(op)) = decode_record(&rec) else {
+            panic!("not a file record")
+        };
+        assert_eq!(op.path, b"/boot/x/y");
+        assert_eq!(op.old_path.as_deref(), Some(&b"/root/f"[..]));
+        assert_eq!(op.writer.tgid, 42);
+        assert_eq!(op.writer.exe, b"/usr/bin/mv");
+        assert_eq!(op.writer.args, [&b"mv"[..], b"a", b"b"]);
+        assert!(!op.path_truncated);
+        // An absolute path as passed ignores the directory; an empty one is the directory.
+        let abs = decode_file(&file_record(b"/x", b"/boot/a", None)).unwrap();
+        assert_eq!(abs.path, b"/boot/a");
+        assert_eq!(abs.old_path, None);
+        // The kernel resolves no directory for an absolute path (its length is 0).
+        let moved = decode_file(&file_record(b"", b"/boot/b", Some((b"", b"/boot/a")))).unwrap();
+        assert_eq!(moved.old_path.as_deref(), Some(&b"/boot/a"[..]));
+        let own = decode_file(&file_record(b"/boot/b", b"", None)).unwrap();
+        assert_eq!(own.path, b"/boot/b");
+        assert!(matches!(
+            decode_file(&rec[..100]),
+            Err(DecodeError::Short(100))
+        ));
+    }
 
     fn record(args: &[u8], flags: u32) -> Vec<u8> {
         let mut rec = vec![0u8; ARGS_OFFSET + args.len()];

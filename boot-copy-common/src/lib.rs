@@ -37,6 +37,8 @@ pub const WATCHED_SIZE_ENTRIES: u32 = 64;
 
 /// Record kinds (first `u32` of every ring-buffer record).
 pub const RECORD_EXEC: u32 = 1;
+/// A file operation in a watched tree (`FileRecord`).
+pub const RECORD_FILE: u32 = 2;
 
 /// `ExecHeader::flags`.
 pub mod exec_flags {
@@ -108,7 +110,19 @@ pub mod counter {
     /// Map lookups that failed where they cannot (a per-CPU scratch slot, the configuration): the
     /// program gave up on that exec or fork.
     pub const MAP_LOOKUP_FAILURES: u32 = 13;
-    pub const COUNT: u32 = 14;
+    /// File operations the file programs looked at (writes, creations, renames, deletions,
+    /// attribute changes anywhere).
+    pub const FILE_OPS_SEEN: u32 = 14;
+    /// File records submitted (operations in a watched tree, once per act).
+    pub const FILE_EVENTS_SUBMITTED: u32 = 15;
+    /// File records lost because the ring buffer was full.
+    pub const FILE_RINGBUF_DROPS: u32 = 16;
+    /// Operations in a watched tree not sent because the same process touched the same file
+    /// moments before (one event per act).
+    pub const FILE_REPEATS: u32 = 17;
+    /// Walks up the directory tree that gave up at `FILE_WALK_DEPTH` without reaching a root.
+    pub const FILE_WALKS_CUT: u32 = 18;
+    pub const COUNT: u32 = 19;
     /// Names in index order, as the agent reports them.
     pub const NAMES: [&str; COUNT as usize] = [
         "execs_seen",
@@ -125,6 +139,11 @@ pub mod counter {
         "args_spill_full",
         "args_incomplete",
         "map_lookup_failures",
+        "file_ops_seen",
+        "file_events_submitted",
+        "file_ringbuf_drops",
+        "file_repeats",
+        "file_walks_cut",
     ];
 }
 
@@ -353,6 +372,123 @@ pub struct ExecHeader {
     pub comm: [u8; 16],
 }
 
+/// `FileHeader::action`: what was done to the file (Elastic Defend's `event.action`).
+pub mod file_action {
+    pub const CREATION: u32 = 1;
+    pub const MODIFICATION: u32 = 2;
+    pub const RENAME: u32 = 3;
+    pub const DELETION: u32 = 4;
+    pub const ATTRIBUTES_MODIFICATION: u32 = 5;
+}
+
+/// `FileHeader::flags`.
+pub mod file_flags {
+    /// `dir` or `name` was cut.
+    pub const PATH_TRUNCATED: u32 = 1 << 0;
+    pub const OLD_PATH_TRUNCATED: u32 = 1 << 1;
+    pub const EXE_TRUNCATED: u32 = 1 << 2;
+    pub const CWD_TRUNCATED: u32 = 1 << 3;
+    pub const ARGS_TRUNCATED: u32 = 1 << 4;
+    pub const ARGS_READ_FAILED: u32 = 1 << 5;
+    /// `parent` holds the writer's parent's entry from the kernel process table.
+    pub const PARENT_FOUND: u32 = 1 << 6;
+    /// The writer has no working directory (a kernel thread).
+    pub const CWD_MISSING: u32 = 1 << 7;
+}
+
+/// Capacity of a path as passed to a syscall in a file record.
+pub const PASSED_PATH_CAP: usize = 1024;
+/// Most watched path prefixes (`WATCHED_PREFIXES` entries).
+pub const WATCHED_PREFIX_ENTRIES: u32 = 8;
+/// Longest watched path prefix, in bytes.
+pub const WATCHED_PREFIX_CAP: usize = 64;
+
+/// A watched tree's absolute path (the tree itself, or a bind mount of it), for syscalls that
+/// name a file by an absolute path: the kernel compares the path as passed with it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchedPrefix {
+    pub bytes: [u8; WATCHED_PREFIX_CAP],
+    /// 0: an unused entry.
+    pub len: u32,
+    pub _pad: u32,
+}
+/// Argument bytes of the writing process a file record carries.
+pub const FILE_ARGS_CAP: usize = 4096;
+/// Directory levels (and mount crossings) the in-kernel filter walks up from a file.
+pub const FILE_WALK_DEPTH: u32 = 48;
+/// Most watched roots (`WATCHED_ROOTS` entries).
+pub const WATCHED_ROOT_ENTRIES: u32 = 256;
+
+/// A watched root as the file programs find it: the kernel's `super_block.s_dev` (major << 20 |
+/// minor) and the inode number of a directory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl InodeKey {
+    /// Its bit in the 256-bit bitmap in front of the watched-roots map.
+    #[inline(always)]
+    pub fn bit(&self) -> usize {
+        ((self.dev ^ self.ino.wrapping_mul(PHI)).wrapping_mul(PHI) >> 56) as usize
+    }
+}
+
+/// Fixed part of a file record. Lengths exclude the terminating NUL.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileHeader {
+    /// Always `RECORD_FILE`.
+    pub kind: u32,
+    /// `file_action`.
+    pub action: u32,
+    pub flags: u32,
+    /// `name` is the path as passed to the syscall, `dir` the resolved directory a relative
+    /// `name` starts from; with an empty `name`, `dir` is the resolved file itself.
+    pub dir_len: u32,
+    pub name_len: u32,
+    /// A rename's source (`old_dir` and `old_name`), as above.
+    pub old_dir_len: u32,
+    pub old_name_len: u32,
+    /// The writer's executable, working directory and captured argument bytes.
+    pub exe_len: u32,
+    pub cwd_len: u32,
+    pub args_len: u32,
+    /// True argument byte count (`mm->arg_end - mm->arg_start`).
+    pub args_size: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    /// `bpf_ktime_get_boot_ns()` at the operation.
+    pub ktime_boot_ns: u64,
+    /// `task->start_boottime` of the writer's process, in ns.
+    pub start_boottime_ns: u64,
+    pub comm: [u8; 16],
+}
+
+/// A file record as built and submitted (whole) by the file programs.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileRecord {
+    pub header: FileHeader,
+    /// The writer's parent's process-table entry (valid when `PARENT_FOUND` is set).
+    pub parent: ProcImage,
+    pub dir: [u8; PATH_CAP],
+    pub old_dir: [u8; PATH_CAP],
+    pub exe: [u8; PATH_CAP],
+    pub cwd: [u8; PATH_CAP],
+    pub name: [u8; PASSED_PATH_CAP],
+    pub old_name: [u8; PASSED_PATH_CAP],
+    pub args: [u8; FILE_ARGS_CAP],
+}
+
 /// Key of an `ARGV_SPILL` chunk: the exec (its record's time and tgid) and the chunk's index.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -391,6 +527,9 @@ const _: () = assert!(
 );
 const _: () = assert!(core::mem::size_of::<ExecHeader>() == 104);
 const _: () = assert!(SPILL_CHUNK.is_power_of_two());
+const _: () = assert!(core::mem::size_of::<FileHeader>() == 104);
+const _: () = assert!(core::mem::offset_of!(FileRecord, dir).is_multiple_of(8));
+const _: () = assert!(FILE_ARGS_CAP.is_power_of_two() && PASSED_PATH_CAP.is_power_of_two());
 const _: () = assert!(ARGS_CAP_WATCHED + SPILL_CHUNKS_MAX as usize * SPILL_CHUNK > 6 << 20);
 const _: () = assert!(ARGS_OFFSET.is_multiple_of(8));
 const _: () = assert!(ARGS_CAP_WATCHED.is_power_of_two() && ARGS_CAP_OTHER.is_power_of_two());
@@ -403,4 +542,8 @@ mod user {
     unsafe impl aya::Pod for super::Prefilter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SpillKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::InodeKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::WatchedPrefix {}
 }

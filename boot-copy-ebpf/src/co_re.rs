@@ -8,6 +8,24 @@ pub type Task = *const c_void;
 pub type Binprm = *const c_void;
 /// `struct path *`.
 pub type KPath = *const c_void;
+/// `struct pt_regs *`.
+pub type Regs = *const c_void;
+/// `struct file *`.
+pub type KFile = *const c_void;
+/// `struct dentry *`.
+pub type Dentry = *const c_void;
+
+/// The shim's `struct walk`: a walk up the directory tree from a file (see `file::watched`).
+#[repr(C)]
+pub struct Walk {
+    pub dentry: Dentry,
+    pub mnt: *const c_void,
+    pub mnt_root: Dentry,
+    /// `super_block.s_dev` of the current mount's file system.
+    pub dev: u64,
+    /// Inode number of `dentry`.
+    pub ino: u64,
+}
 
 unsafe extern "C" {
     pub fn bc_task_pid(task: Task) -> u32;
@@ -61,6 +79,39 @@ unsafe extern "C" {
     /// Reads `min(len, SPILL_CHUNK)` bytes of user memory into a SPILL_CHUNK-byte map area;
     /// returns the bytes read or the helper's negative error.
     pub fn bc_read_user_chunk(dst: *mut u8, src: u64, len: u64) -> i32;
+    /// The syscall number and argument `i` (0-3) of a sys_exit's `pt_regs`.
+    pub fn bc_regs_nr(regs: Regs) -> u64;
+    pub fn bc_regs_arg(regs: Regs, i: u32) -> u64;
+    /// The current task's open file `fd`, or null.
+    pub fn bc_cur_fd_file(task: Task, fd: u64) -> KFile;
+    /// A user string into `out` (`cap` bytes, a constant); its length or -1.
+    pub fn bc_read_user_path(out: *mut u8, src: u64, cap: u32) -> i32;
+    /// Whether the string `s` (map memory, 64 bytes at least) starts with the directory
+    /// `prefix[..len]`.
+    pub fn bc_prefix_match(s: *const u8, prefix: *const u8, len: u32) -> i32;
+    /// The open created the file (`FMODE_CREATED`).
+    pub fn bc_file_open_created(file: KFile) -> i32;
+    /// `&file->f_path`.
+    pub fn bc_file_path(file: KFile) -> KPath;
+    pub fn bc_path_dentry(path: KPath) -> Dentry;
+    /// Starts a walk at `path`'s dentry.
+    pub fn bc_walk_start(path: KPath, walk: *mut Walk);
+    /// One step up (to the parent, or across a mount point); 0 when nothing is above.
+    pub fn bc_walk_up(walk: *mut Walk) -> i32;
+
+    // The current task (`bpf_get_current_task`, untyped), read with BPF_CORE_READ.
+    pub fn bc_cur_ppid(task: Task) -> u32;
+    pub fn bc_cur_leader_start(task: Task) -> u64;
+    pub fn bc_cur_parent_start(task: Task) -> u64;
+    pub fn bc_cur_parent_exec_id(task: Task) -> u64;
+    /// uid, euid, gid, egid.
+    pub fn bc_cur_creds(task: Task, out: *mut u32);
+    pub fn bc_cur_exe_path(task: Task) -> KPath;
+    pub fn bc_cur_parent_exe_path(task: Task) -> KPath;
+    pub fn bc_cur_pwd(task: Task) -> KPath;
+    /// Start address of argv in user memory; `size` gets its byte length.
+    pub fn bc_cur_args(task: Task, size: *mut u64) -> u64;
+
     /// Copies `min(len, cap)` bytes between map values (`cap` must be a constant); returns it.
     pub fn bc_copy_prefix(dst: *mut u8, src: *const u8, len: u32, cap: u32) -> u32;
 }

@@ -1,5 +1,5 @@
 //! boot-copy kernel programs: exec records, and a process table (the parent context) kept by
-//! fork and exec.
+//! fork and exec; file records for writes into watched trees (`file`).
 //!
 //! Kernel structures are read through CO-RE accessors written in C (`c/shim.c`, see
 //! `co_re`); the record layouts are in `boot-copy-common`.
@@ -9,6 +9,7 @@
 mod co_re;
 mod diag;
 mod exec;
+mod file;
 mod fork;
 mod image;
 mod maps;
@@ -32,6 +33,14 @@ pub fn boot_copy_exec(ctx: BtfTracePointContext) -> u32 {
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn boot_copy_fork(ctx: BtfTracePointContext) -> u32 {
     match fork::handle(&ctx) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+/// `tp_btf/sys_exit` (regs, ret): the file operations of syscalls that succeeded.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn boot_copy_file(ctx: BtfTracePointContext) -> u32 {
+    match file::handle(ctx.arg(0), ctx.arg(1)) {
         Ok(r) | Err(r) => r,
     }
 }

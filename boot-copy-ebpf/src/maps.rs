@@ -5,8 +5,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use boot_copy_common::{
-    ExecRecord, NAME_KEY_CAP, Prefilter, ProcImage, SPILL_CHUNK, SpillKey, WATCHED_ENTRIES,
-    WATCHED_SIZE_ENTRIES, counter,
+    ExecRecord, FileRecord, InodeKey, NAME_KEY_CAP, PATH_CAP, Prefilter, ProcImage, SPILL_CHUNK,
+    SpillKey, WATCHED_ENTRIES, WATCHED_PREFIX_ENTRIES, WATCHED_ROOT_ENTRIES, WATCHED_SIZE_ENTRIES,
+    WatchedPrefix, counter,
 };
 
 /// Exec records for the agent. The loader sets the size (default 4 MiB).
@@ -88,4 +89,47 @@ pub fn count(index: u32) {
 #[inline(always)]
 pub fn prefilter() -> Option<&'static Prefilter> {
     CONFIG.get(0)
+}
+
+/// Watched roots of the file programs, by device and inode (the agent fills it: /boot and the
+/// mounts under it). The value is unused.
+#[map]
+pub static WATCHED_ROOTS: HashMap<InodeKey, u8> =
+    HashMap::with_max_entries(WATCHED_ROOT_ENTRIES, 0);
+
+/// Watched trees by absolute path (entries with `len` 0 are unused), for syscalls that name a
+/// file by one: the agent fills it with /boot and the bind mounts of it.
+#[map]
+pub static WATCHED_PREFIXES: Array<WatchedPrefix> =
+    Array::with_max_entries(WATCHED_PREFIX_ENTRIES, 0);
+
+/// Index 0: the bitmap in front of `WATCHED_ROOTS` (`InodeKey::bit`): a directory whose bit is
+/// clear is not a root, and the walk goes on without a hash-map lookup.
+#[map]
+pub static ROOT_BITS: Array<[u64; 4]> = Array::with_max_entries(1, 0);
+
+/// A file record and the path walk's scratch space, one per possible CPU (too large for a
+/// per-CPU map), indexed by CPU id. The loader sets max_entries.
+#[map]
+pub static FILE_SCRATCH: Array<FileScratch> = Array::with_max_entries(1, 0);
+
+/// The path walk writes its output with a `2 * PATH_CAP` bound from the start of each path
+/// buffer, and needs `2 * PATH_CAP + 8` bytes of scratch (see `path::resolve`): `walk` is that
+/// scratch, and what follows each of the record's paths in the record covers the bound.
+#[repr(C)]
+pub struct FileScratch {
+    pub record: FileRecord,
+    pub walk: [u8; 2 * PATH_CAP + 8],
+}
+
+/// The last file event each process sent for each open file (by dentry), with its time: a
+/// repeat moments later is the same act (see `file::repeat`).
+#[map]
+pub static FILE_RECENT: LruHashMap<RecentKey, u64> = LruHashMap::with_max_entries(4096, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RecentKey {
+    pub tgid: u64,
+    pub dentry: u64,
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::exceptions::Exceptions;
-use crate::rulefile::{Rule, bundled, bundled_strict, load_rules};
+use crate::rulefile::{Rule, bundled, bundled_file, bundled_strict, load_rules};
 use crate::ruleset::RuleSet;
 
 /// One problem found by [`check`]: where (a file, possibly with a position, or `exceptions`) and
@@ -30,24 +30,38 @@ pub fn load_ruleset(
     rules_path: Option<&Path>,
     exceptions: &Exceptions,
 ) -> Result<RuleSet, Vec<Problem>> {
-    load_ruleset_with(rules_path, false, exceptions)
+    load_ruleset_with(rules_path, Bundled::default(), exceptions)
 }
 
-/// [`load_ruleset`], with the bundled strict companion rule added to the bundled rules when
-/// `strict` (config `rules.strict`). A `rules_path` is taken as it is: add
-/// `rules/boot-file-copy-strict.toml` to it to use the strict rule there.
+/// Which bundled companions join the bundled Boot File Copy rule (config `rules.strict` and
+/// `rules.file`); none by default here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bundled {
+    /// Boot File Copy (strict).
+    pub strict: bool,
+    /// Boot File Write.
+    pub file: bool,
+}
+
+/// [`load_ruleset`], with the bundled companion rules `companions` names added to the bundled
+/// rules. A `rules_path` is taken as it is: add `rules/boot-file-copy-strict.toml` or
+/// `rules/boot-file-write.toml` to it to use those rules there.
 pub fn load_ruleset_with(
     rules_path: Option<&Path>,
-    strict: bool,
+    companions: Bundled,
     exceptions: &Exceptions,
 ) -> Result<RuleSet, Vec<Problem>> {
     let rules: Vec<Rule> = match rules_path {
-        None if strict => {
+        None => {
             let mut rules = bundled();
-            rules.push(bundled_strict());
+            if companions.strict {
+                rules.push(bundled_strict());
+            }
+            if companions.file {
+                rules.push(bundled_file());
+            }
             rules
         }
-        None => bundled(),
         Some(path) => {
             if !path.exists() {
                 return Err(vec![Problem {
@@ -91,16 +105,16 @@ pub fn load_ruleset_with(
 
 /// Every problem with the rules and exceptions (empty when all is well).
 pub fn check(rules_path: Option<&Path>, exceptions: &Exceptions) -> Vec<Problem> {
-    check_with(rules_path, false, exceptions)
+    check_with(rules_path, Bundled::default(), exceptions)
 }
 
-/// [`check`] with the strict companion rule as [`load_ruleset_with`] adds it.
+/// [`check`] with the companion rules as [`load_ruleset_with`] adds them.
 pub fn check_with(
     rules_path: Option<&Path>,
-    strict: bool,
+    companions: Bundled,
     exceptions: &Exceptions,
 ) -> Vec<Problem> {
-    match load_ruleset_with(rules_path, strict, exceptions) {
+    match load_ruleset_with(rules_path, companions, exceptions) {
         Ok(_) => Vec::new(),
         Err(problems) => problems,
     }
@@ -109,6 +123,33 @@ pub fn check_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn companions_join_the_bundled_rule_as_asked() {
+        let ids = |b| -> Vec<String> {
+            let set = load_ruleset_with(None, b, &Exceptions::default()).unwrap();
+            set.rules().iter().map(|r| r.name.clone()).collect()
+        };
+        assert_eq!(ids(Bundled::default()), ["Boot File Copy"]);
+        assert_eq!(
+            ids(Bundled {
+                strict: true,
+                file: true
+            }),
+            [
+                "Boot File Copy",
+                "Boot File Copy (strict)",
+                "Boot File Write"
+            ]
+        );
+        assert_eq!(
+            ids(Bundled {
+                strict: false,
+                file: true
+            }),
+            ["Boot File Copy", "Boot File Write"]
+        );
+    }
 
     #[test]
     fn problems_are_listed() {

@@ -37,13 +37,14 @@ mod prefilter;
 mod rulefile;
 mod ruleset;
 
-pub use check::{Problem, check, check_with, load_ruleset, load_ruleset_with};
+pub use check::{Bundled, Problem, check, check_with, load_ruleset, load_ruleset_with};
 pub use document::{Document, FieldHasher, FieldSet, Value};
 pub use eql::{CompiledQuery, EqlError, ast, compile};
 pub use exceptions::{Entry, EntryValue, ExceptionError, ExceptionItem, Exceptions, Operator};
 pub use prefilter::{AnalysisGate, Prefilter};
 pub use rulefile::{
-    BUNDLED_BOOT_FILE_COPY, BUNDLED_BOOT_FILE_COPY_STRICT, Rule, RuleError, Subtechnique, Tactic,
-    Technique, Threat, bundled, bundled_strict, load_rules, parse_rule,
+    BUNDLED_BOOT_FILE_COPY, BUNDLED_BOOT_FILE_COPY_STRICT, BUNDLED_BOOT_FILE_WRITE, Rule,
+    RuleError, Subtechnique, Tactic, Technique, Threat, bundled, bundled_file, bundled_strict,
+    load_rules, parse_rule,
 };
 pub use ruleset::RuleSet;

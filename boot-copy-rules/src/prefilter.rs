@@ -6,6 +6,7 @@
 //! Case-insensitive forms (`in~`, `:`, `like~`) and wildcards do not give a finite set, so a rule
 //! without an exact conjunct needs every exec: the prefilter is then [`Prefilter::All`].
 //! A rule gated on a host analysis ([`AnalysisGate`]) needs the names the host gives for it.
+//! A `file where` rule needs no exec.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -63,7 +64,8 @@ impl Prefilter {
     /// What `rules` need, with the rules one of `gates` gates taking that gate's names.
     pub fn from_rules(rules: &[Rule], gates: &[AnalysisGate]) -> Prefilter {
         let mut names = BTreeSet::new();
-        for rule in rules {
+        // File rules match file events, which the kernel decides by path on its own side.
+        for rule in rules.iter().filter(|r| r.category() == "process") {
             if let Some(gate) = gates.iter().find(|g| g.gates(rule)) {
                 names.extend(gate.names.iter().cloned());
                 continue;

@@ -103,6 +103,11 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The event category the query names (`process`, `file`).
+    pub fn category(&self) -> &str {
+        &self.query.ast().category
+    }
+
     /// Every field the rule's query reads, `event.category` (implied by `process where`)
     /// included: what a host compares with the fields its sensor fills, to name a rule's blind
     /// spots. A field read only under `not`, or only in one branch of an `or`, is listed too.
@@ -213,6 +218,18 @@ pub fn bundled_strict() -> Rule {
     match parse_rule(BUNDLED_BOOT_FILE_COPY_STRICT, path) {
         Ok(rule) => rule,
         Err(errors) => panic!("the bundled strict rule is invalid (a test pins this): {errors:?}"),
+    }
+}
+
+/// The bundled Boot File Write rule file (over file events).
+pub const BUNDLED_BOOT_FILE_WRITE: &str = include_str!("../../rules/boot-file-write.toml");
+
+/// The bundled Boot File Write rule: any write under /boot, by any program.
+pub fn bundled_file() -> Rule {
+    let path = Path::new("bundled:rules/boot-file-write.toml");
+    match parse_rule(BUNDLED_BOOT_FILE_WRITE, path) {
+        Ok(rule) => rule,
+        Err(errors) => panic!("the bundled file rule is invalid (a test pins this): {errors:?}"),
     }
 }
 
@@ -464,6 +481,54 @@ fn line_col(text: &str, offset: usize) -> (u32, u32) {
 mod tests {
     use super::*;
 
+    /// Boot File Write fires on any write under /boot (or in the watched tree through another
+    /// path), not on /bootx, not for boot tooling as writer or parent, not for dpkg; and a file
+    /// rule needs no exec from the kernel.
+    #[test]
+    fn boot_file_write_verdicts() {
+        use crate::{Document, Prefilter, RuleSet};
+        use serde_json::json;
+        let rule = bundled_file();
+        assert_eq!(rule.category(), "file");
+        assert_eq!(
+            Prefilter::from_rules(std::slice::from_ref(&rule), &[]),
+            Prefilter::Names(Default::default())
+        );
+        let set = RuleSet::from_rules(vec![rule]);
+        let event = |path: &str, tree: Option<&str>, name: &str, parent: &str| {
+            Document::from_json(&json!({
+                "host": {"os": {"type": "linux"}},
+                "event": {"category": ["file"], "action": "creation"},
+                "file": {"path": path},
+                "boot_copy": {"file": {"tree": tree}},
+                "process": {"name": name, "executable": format!("/usr/bin/{name}"),
+                            "args": [name], "parent": {"name": parent, "args": [parent]}},
+            }))
+        };
+        let fires = |doc: &Document| set.matching(doc).count() == 1;
+        assert!(fires(&event("/boot/x", Some("/boot"), "dd", "bash")));
+        assert!(fires(&event("/mnt/b/x", Some("/boot"), "dd", "bash")));
+        assert!(!fires(&event("/bootx/y", None, "dd", "bash")));
+        assert!(!fires(&event(
+            "/boot/x",
+            Some("/boot"),
+            "dd",
+            "update-initramfs"
+        )));
+        assert!(!fires(&event(
+            "/boot/x",
+            Some("/boot"),
+            "grub-mkconfig",
+            "bash"
+        )));
+        assert!(!fires(&event(
+            "/boot/vmlinuz-6.1",
+            Some("/boot"),
+            "dpkg",
+            "apt"
+        )));
+    }
+
     const MINIMAL: &str = r#"
 [rule]
 rule_id = "x"
@@ -543,10 +608,10 @@ process where
         );
         let file = MINIMAL.replace(
             "process where\n  process.name == \"cp\" and frob(process.args)",
-            "file where true",
+            "network where true",
         );
         let e = parse_rule(&file, Path::new("f.toml")).unwrap_err();
-        assert!(e[0].message.contains("event category `file`"), "{e:?}");
+        assert!(e[0].message.contains("event category `network`"), "{e:?}");
         let seq = MINIMAL.replace(
             "process where\n  process.name == \"cp\" and frob(process.args)",
             "sequence [process where true] [process where true]",

@@ -6,7 +6,9 @@ use serde_json::Value;
 use std::collections::HashMap;
 
 /// Fields Elastic Defend adds to ECS under `Ext` (elastic/endpoint-package), which its rules read.
-const DEFEND_EXT: [(&str, &str); 4] = [
+const DEFEND_EXT: [(&str, &str); 6] = [
+    ("file.Ext.original.name", "keyword"),
+    ("file.Ext.original.path", "keyword"),
     ("group.Ext.real.id", "keyword"),
     ("group.Ext.real.name", "keyword"),
     ("user.Ext.real.id", "keyword"),

@@ -27,6 +27,10 @@ const FILES: &[(&str, &str)] = &[
         "rules/boot-file-copy-strict.toml",
         "etc/boot-copy/rules/boot-file-copy-strict.toml",
     ),
+    (
+        "rules/boot-file-write.toml",
+        "etc/boot-copy/rules/boot-file-write.toml",
+    ),
 ];
 
 /// Mount points the run command fills from the host (see `deploy/podman/boot-copy-agent.sh`),

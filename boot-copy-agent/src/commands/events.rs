@@ -1,8 +1,9 @@
-//! `boot-copy-agent events [--all]`: one ECS process event per exec, as NDJSON on stdout.
+//! `boot-copy-agent events [--all]`: one ECS process event per exec, and one ECS file event per
+//! write into a watched tree, as NDJSON on stdout.
 use crate::{
     context::{clock::BootEpoch, exec, host::Host},
-    decode,
-    describe::Describer,
+    decode::{self, Record},
+    describe::{Describer, file::FileContext},
     detect::{DetectCounts, rules::LoadedRules},
     records::{Counters, Origin, Sequencer, loss::LossTracker},
     sensor::{RingReader, Sensor, SensorConfig},
@@ -82,6 +83,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     out.report_losses(&mut loss, &sensor)
 }
 
+/// A record resolved (its parent looked up) as soon as it is read, while the parent lives.
+enum Line {
+    Exec(exec::ExecContext),
+    File(FileContext),
+}
+
 struct Output<W: Write> {
     describer: Describer,
     origin: Origin,
@@ -93,15 +100,19 @@ struct Output<W: Write> {
 impl<W: Write> Output<W> {
     fn drain(&mut self, reader: &mut RingReader) -> anyhow::Result<()> {
         let mut lines = Vec::new();
-        reader.drain(|record| match decode::decode(record) {
-            Ok(e) => lines.push(exec::resolve(e)),
+        reader.drain(|record| match decode::decode_record(record) {
+            Ok(Record::Exec(e)) => lines.push(Line::Exec(exec::resolve(e))),
+            Ok(Record::File(op)) => lines.push(Line::File(FileContext::resolve(op))),
             Err(e) => {
                 self.decode_errors += 1;
                 tracing::warn!(error = %e, "undecodable ring-buffer record");
             }
         });
-        for ctx in &lines {
-            let event = self.describer.exec_json(ctx);
+        for line in &lines {
+            let event = match line {
+                Line::Exec(ctx) => self.describer.exec_json(ctx),
+                Line::File(ctx) => self.describer.file_json(ctx),
+            };
             self.write_line(event)?;
         }
         self.stdout.flush()?;

@@ -18,7 +18,7 @@ use boot_copy_rules::{RuleSet, load_ruleset_with};
 pub fn load_rules(config: &Config) -> anyhow::Result<RuleSet> {
     load_ruleset_with(
         config.rules.path.as_deref(),
-        config.rules.strict,
+        config.rules.bundled(),
         &config.exceptions,
     )
     .map_err(|problems| {

@@ -53,7 +53,7 @@ pub fn replay(input: &Path, config: &Config) -> anyhow::Result<()> {
 pub fn check(config: &Config) -> anyhow::Result<()> {
     let mut problems: Vec<String> = boot_copy_rules::check_with(
         config.rules.path.as_deref(),
-        config.rules.strict,
+        config.rules.bundled(),
         &config.exceptions,
     )
     .iter()

@@ -625,7 +625,7 @@ mod tests {
 
     /// [`super::super::fields::FILLED`] is exactly what an exec event with every optional part
     /// (interpreter, container with a pod, altered text, seq, the strict analysis with missing
-    /// arguments) carries.
+    /// arguments) and a file event of a rename carry.
     #[test]
     fn the_filled_fields_are_what_a_whole_event_carries() {
         let os = Some("x".to_owned());
@@ -678,6 +678,15 @@ mod tests {
             tool: "cp",
         };
         strict.fill(&mut |name, _| fields.push(name.to_owned()));
+        let rename = crate::describe::file::FileContext {
+            action: boot_copy_common::file_action::RENAME,
+            path: b"/boot/grub/grub.cfg".to_vec(),
+            old_path: Some(b"/boot/grub/grub.cfg.new".to_vec()),
+            path_truncated: false,
+            writer: ctx.clone(),
+        };
+        let file = Document::from_json(&d.file_json(&rename));
+        fields.extend(file.iter().map(|(k, _)| k.to_owned()));
         fields.sort();
         fields.dedup();
         assert_eq!(fields, super::super::fields::FILLED);

@@ -3,14 +3,16 @@
 //! `check`, `rules` and `run` name.
 use boot_copy_rules::Rule;
 
-/// Every field an exec event can carry, sorted (a test checks it against the describer's output
-/// for an event with every optional part present).
+/// Every field an exec or file event can carry, sorted (a test checks it against the describer's
+/// output for events with every optional part present).
 pub const FILLED: &[&str] = &[
     "@timestamp",
     "agent.id",
     "agent.name",
     "agent.type",
     "agent.version",
+    "boot_copy.file.path_truncated",
+    "boot_copy.file.tree",
     "boot_copy.parent.args_truncated",
     "boot_copy.parent.source",
     "boot_copy.parent.text_altered",
@@ -43,6 +45,11 @@ pub const FILLED: &[&str] = &[
     "event.category",
     "event.kind",
     "event.type",
+    "file.Ext.original.name",
+    "file.Ext.original.path",
+    "file.extension",
+    "file.name",
+    "file.path",
     "group.Ext.real.id",
     "group.Ext.real.name",
     "group.id",

@@ -5,6 +5,7 @@
 //! clock's epoch, user and group names); [`exec`] makes an exec's process event from it.
 pub mod exec;
 pub mod fields;
+pub mod file;
 
 use crate::context::{clock::BootEpoch, host::Host, procfs};
 use boot_copy_rules::Document;

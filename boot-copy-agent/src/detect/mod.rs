@@ -1,5 +1,6 @@
 //! Detection: one exec record → exec → context → ECS event → rules and exceptions → budget →
-//! alerts. `rules` is the rule set as loaded, with its kernel prefilter; `budget` limits alerts
+//! alerts; a file record likewise, through its writer's context (`file_op`). One act raises one
+//! alert: the file events of a process that raised an exec alert raise none. `rules` is the rule set as loaded, with its kernel prefilter; `budget` limits alerts
 //! per rule and window.
 //!
 //! The rules evaluate a document built straight from the typed event, holding only the fields
@@ -10,16 +11,26 @@ pub mod rules;
 use crate::{
     alert::{self, Alerts},
     context::exec::{self, ExecContext},
-    decode,
-    describe::Describer,
+    decode::{self, FileOp, Record},
+    describe::{Describer, file::FileContext},
     sink::Severity,
     strict::{Analysis, Gate},
 };
-use boot_copy_rules::FieldSet;
+use boot_copy_rules::{Document, FieldSet};
 use budget::{Budget, BudgetConfig, Suppressed};
 use rules::LoadedRules;
 use serde_json::{Map, Value};
-use std::time::Instant;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+/// How long a process that raised an exec alert is remembered, so that its writes (which
+/// follow within moments) raise no second alert.
+const ALERTED_FOR: Duration = Duration::from_secs(60);
+/// A process's file events on one path within this time are one act (a copy that creates the
+/// file, then sets its mode and times).
+const SAME_FILE_FOR: Duration = Duration::from_secs(2);
 
 /// What the detection path counted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +41,10 @@ pub struct DetectCounts {
     pub alerts: u64,
     /// Alerts withheld by the per-rule budget.
     pub suppressed: u64,
+    /// File records that reached userspace (writes into watched trees).
+    pub file_candidates: u64,
+    /// File-rule alerts not raised because their writer had raised an exec alert (one act).
+    pub same_act: u64,
 }
 
 /// What detection found, in the order it found it.
@@ -59,6 +74,10 @@ pub struct Detector {
     /// The strict rule's analysis, and which execs need any work at all.
     gate: Gate,
     budget: Budget,
+    /// Processes (pid, start) that raised an exec alert, and when.
+    alerted: HashMap<(u32, u64), Instant>,
+    /// The last file event of each process (pid, start) on each path, and when.
+    touched: HashMap<(u32, u64, Vec<u8>), Instant>,
     pub counts: DetectCounts,
 }
 
@@ -71,6 +90,8 @@ impl Detector {
             wanted: wanted(&rules),
             rules,
             budget: Budget::new(budget),
+            alerted: HashMap::new(),
+            touched: HashMap::new(),
             counts: DetectCounts::default(),
         }
     }
@@ -94,8 +115,9 @@ impl Detector {
     /// Handles one ring-buffer record, passing any alert (and any suppression summary of a
     /// window that just closed) to `found`.
     pub fn handle(&mut self, record: &[u8], now: Instant, found: &mut impl FnMut(Finding)) {
-        let exec = match decode::decode(record) {
-            Ok(exec) => exec,
+        let exec = match decode::decode_record(record) {
+            Ok(Record::Exec(exec)) => exec,
+            Ok(Record::File(op)) => return self.file_op(op, now, found),
             Err(e) => {
                 self.counts.decode_errors += 1;
                 tracing::warn!(error = %e, "undecodable ring-buffer record");
@@ -111,6 +133,48 @@ impl Detector {
         self.exec(&ctx, strict.as_ref(), now, found);
     }
 
+    /// Evaluates one file operation's event (rare: only writes into watched trees reach here,
+    /// so the document is made from the event's JSON).
+    fn file_op(&mut self, op: FileOp, now: Instant, found: &mut impl FnMut(Finding)) {
+        self.counts.file_candidates += 1;
+        let ctx = FileContext::resolve(op);
+        let w = &ctx.writer.exec;
+        self.describer.learn_names(w.euid, w.egid);
+        let writer = (w.tgid, w.start_boottime_ns);
+        let exec_alerted = self
+            .alerted
+            .get(&writer)
+            .is_some_and(|&at| now.duration_since(at) < ALERTED_FOR);
+        let same_act = exec_alerted || touched_again(&mut self.touched, writer, &ctx.path, now);
+        let Value::Object(event) = self.describer.file_json(&ctx) else {
+            unreachable!("a file event is a JSON object")
+        };
+        let doc = Document::from_json(&Value::Object(event.clone()));
+        let mut alerts = Vec::new();
+        for (i, rule) in self.rules.set.matching(&doc) {
+            if same_act {
+                self.counts.same_act += 1;
+                continue;
+            }
+            let (admitted, closed) = self.budget.admit(&rule.id, now);
+            if let Some(s) = closed {
+                found(Finding::Suppressed(s));
+            }
+            if admitted {
+                self.counts.alerts += 1;
+                alerts.push((i, rule));
+            } else {
+                self.counts.suppressed += 1;
+            }
+        }
+        for (i, rule) in alerts {
+            found(Finding::Alert {
+                alert: self.alerts.build_own(i, rule, event.clone()),
+                severity: alert::severity(rule),
+            });
+        }
+    }
+
     /// Evaluates one exec's event.
     fn exec(
         &mut self,
@@ -124,7 +188,9 @@ impl Detector {
         let doc = event.document(Some(&self.wanted));
         // The budget first, in rule order: a window's summary goes before that rule's alert.
         let mut steps = Vec::new();
+        let mut matched = false;
         for (i, rule) in self.rules.set.matching(&doc) {
+            matched = true;
             let (admitted, closed) = self.budget.admit(&rule.id, now);
             if let Some(s) = closed {
                 steps.push(Step::Summary(s));
@@ -141,6 +207,11 @@ impl Detector {
             .iter()
             .filter(|s| matches!(s, Step::Alert(..)))
             .count();
+        // An exec alert withheld by the budget still covers the act: its writes raise no file
+        // alert in its place.
+        if matched {
+            remember_alerted(&mut self.alerted, ctx, now);
+        }
         let mut json = (alerting > 0).then(|| match serde_json::to_value(&event) {
             Ok(Value::Object(map)) => map,
             _ => unreachable!("an exec event serializes to a JSON object"),
@@ -174,6 +245,29 @@ impl Detector {
             self.budget.close_due(now)
         }
     }
+}
+
+/// Whether the writer had a file event on this path moments ago (`SAME_FILE_FOR`); remembers
+/// this one.
+fn touched_again(
+    touched: &mut HashMap<(u32, u64, Vec<u8>), Instant>,
+    (pid, start): (u32, u64),
+    path: &[u8],
+    now: Instant,
+) -> bool {
+    if touched.len() >= 4096 {
+        touched.retain(|_, &mut at| now.duration_since(at) < SAME_FILE_FOR);
+    }
+    let last = touched.insert((pid, start, path.to_vec()), now);
+    last.is_some_and(|at| now.duration_since(at) < SAME_FILE_FOR)
+}
+
+/// Remembers a process that raised an exec alert (see `ALERTED_FOR`).
+fn remember_alerted(alerted: &mut HashMap<(u32, u64), Instant>, ctx: &ExecContext, now: Instant) {
+    if alerted.len() >= 4096 {
+        alerted.retain(|_, &mut at| now.duration_since(at) < ALERTED_FOR);
+    }
+    alerted.insert((ctx.exec.tgid, ctx.exec.start_boottime_ns), now);
 }
 
 fn wanted(rules: &LoadedRules) -> FieldSet {

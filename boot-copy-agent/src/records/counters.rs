@@ -61,6 +61,8 @@ impl Counters {
                 ("decode_errors".to_owned(), d.decode_errors),
                 ("alerts".to_owned(), d.alerts),
                 ("suppressed".to_owned(), d.suppressed),
+                ("file_candidates".to_owned(), d.file_candidates),
+                ("same_act".to_owned(), d.same_act),
                 ("programs_detached".to_owned(), daemon.programs_detached),
                 ("maps_tampered".to_owned(), daemon.maps_tampered),
                 ("args_chunks_missing".to_owned(), daemon.args_chunks_missing),

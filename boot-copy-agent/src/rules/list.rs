@@ -1,13 +1,16 @@
-//! `boot-copy-agent rules`: the loaded rules and the kernel prefilter derived from them.
+//! `boot-copy-agent rules`: the loaded rules, the kernel prefilter derived from them, and the
+//! trees the kernel's file program watches.
 
 use std::io::{self, Write};
 
+use crate::sensor::roots;
 use boot_copy_rules::RuleSet;
 
 use crate::describe::fields::unfilled;
 
 /// Writes one line per rule (id, version, name, exception items, file), then the fields rules
-/// read that the sensor never fills, then the prefilter.
+/// read that the sensor never fills, then the prefilter and the watched trees (always `/boot` so
+/// far: not derived from the file rules yet).
 pub fn list(rules: &RuleSet, mut out: impl Write) -> io::Result<()> {
     writeln!(
         out,
@@ -32,7 +35,8 @@ pub fn list(rules: &RuleSet, mut out: impl Write) -> io::Result<()> {
         out,
         "prefilter: {}",
         rules.prefilter(&[crate::strict::gate()])
-    )
+    )?;
+    writeln!(out, "file events: {} and the mounts under it", roots::BOOT)
 }
 
 /// One line per rule reading fields the sensor never fills: conditions on them never hold and
@@ -92,21 +96,35 @@ mod tests {
             ]
         );
         assert!(
-            text.ends_with("prefilter: process.name in (\"cp\", \"mv\")\n"),
+            text.ends_with(
+                "prefilter: process.name in (\"cp\", \"mv\")\n\
+                 file events: /boot and the mounts under it\n"
+            ),
             "{text}"
         );
     }
 
     #[test]
     fn the_strict_rule_needs_the_copy_tools() {
-        let text = listing(&load_ruleset_with(None, true, &Exceptions::default()).unwrap());
+        let text = listing(
+            &load_ruleset_with(
+                None,
+                boot_copy_rules::Bundled {
+                    strict: true,
+                    file: false,
+                },
+                &Exceptions::default(),
+            )
+            .unwrap(),
+        );
         assert!(
             text.contains("bundled:rules/boot-file-copy-strict.toml"),
             "{text}"
         );
         assert!(
             text.ends_with(
-                "prefilter: process.name in (\"busybox\", \"coreutils\", \"cp\", \"install\", \"mv\", \"rsync\")\n"
+                "prefilter: process.name in (\"busybox\", \"coreutils\", \"cp\", \"install\", \"mv\", \"rsync\")\n\
+                 file events: /boot and the mounts under it\n"
             ),
             "{text}"
         );
@@ -139,7 +157,15 @@ mod tests {
         let named = |id: &str| lines.iter().any(|l| l.contains(id));
         assert!(!named("5bda8597-69a6-4b9e-87a2-69a7c963ea83"), "{lines:#?}");
         assert!(listing(&rules).contains(aws.as_str()));
-        let bundled = load_ruleset_with(None, true, &Exceptions::default()).unwrap();
+        let bundled = load_ruleset_with(
+            None,
+            boot_copy_rules::Bundled {
+                strict: true,
+                file: true,
+            },
+            &Exceptions::default(),
+        )
+        .unwrap();
         assert!(blind_spots(&bundled).is_empty());
     }
 }

@@ -241,6 +241,29 @@ mod tests {
         })
     }
 
+    /// A file event as `events` prints it goes through the file rule like an exec event
+    /// through the exec rules, and its alert names the file.
+    #[test]
+    fn file_events_replay_through_file_rules() {
+        let rules = RuleSet::from_rules(vec![boot_copy_rules::bundled_file()]);
+        let event = json!({
+            "event": {"category": ["file"], "type": ["creation"], "action": "creation", "kind": "event"},
+            "host": {"os": {"type": "linux"}},
+            "file": {"path": "/boot/x", "name": "x"},
+            "boot_copy": {"file": {"tree": "/boot"}},
+            "process": {"name": "dd", "executable": "/usr/bin/dd", "args": ["dd", "of=/boot/x"],
+                        "parent": {"name": "bash", "executable": "/usr/bin/bash"}},
+        });
+        let mut out = Vec::new();
+        let input = format!("{event}\n{}\n", hit());
+        let stats =
+            replay_with_diagnostics(input.as_bytes(), &rules, &mut out, Vec::new()).unwrap();
+        assert_eq!((stats.events, stats.alerts), (2, 1));
+        let alert: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(alert["file"]["path"], "/boot/x");
+        assert_eq!(alert["rule"]["name"], "Boot File Write");
+    }
+
     #[test]
     fn bad_lines_are_reported_and_skipped() {
         let long = format!("{{\"a\": \"{}\"}}", "x".repeat(MAX_LINE));

@@ -9,6 +9,7 @@ mod error;
 pub mod prefilter;
 pub mod requirements;
 mod ring;
+pub mod roots;
 mod spill;
 
 use std::{
@@ -35,9 +36,10 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 
 /// The programs: function name in the object (what `bpftool prog` shows) and the BTF
 /// tracepoint each attaches to.
-const PROGRAMS: [(&str, &str); 2] = [
+const PROGRAMS: [(&str, &str); 3] = [
     ("boot_copy_exec", "sched_process_exec"),
     ("boot_copy_fork", "sched_process_fork"),
+    ("boot_copy_file", "sys_exit"),
 ];
 
 /// The program that reports which kernel fields the relocation BTF lacks (test-run once).
@@ -61,6 +63,8 @@ pub struct SensorConfig {
     /// BTF the CO-RE relocations are computed against (`sensor.btf`). The programs attach as
     /// BTF tracepoints, which always needs the running kernel's own BTF as well.
     pub btf: PathBuf,
+    /// Directories whose trees the file programs watch (with the mounts under them).
+    pub watched_dirs: Vec<PathBuf>,
 }
 
 impl Default for SensorConfig {
@@ -70,6 +74,7 @@ impl Default for SensorConfig {
             ring_bytes: 4 << 20,
             table_entries: PROC_TABLE_ENTRIES,
             btf: PathBuf::from(KERNEL_BTF),
+            watched_dirs: vec![PathBuf::from(roots::BOOT)],
         }
     }
 }
@@ -129,6 +134,7 @@ impl Sensor {
             .btf(Some(relocation_btf))
             .map_max_entries("EVENTS", cfg.ring_bytes)
             .map_max_entries("SCRATCH", requirements::possible_cpu_slots()?)
+            .map_max_entries("FILE_SCRATCH", requirements::possible_cpu_slots()?)
             .map_max_entries("PROC_TABLE", cfg.table_entries)
             .map_max_entries("ARGV_SPILL", spill::entries(cfg.ring_bytes))
             .load(EBPF_OBJECT)?;
@@ -136,6 +142,8 @@ impl Sensor {
         let degraded = check_layout(&mut ebpf, &cfg.btf)?;
 
         prefilter::fill(&mut ebpf, &cfg.filter)?;
+
+        roots::fill(&mut ebpf, &roots::watched(&cfg.watched_dirs)?)?;
 
         for (name, tracepoint) in PROGRAMS {
             attach(&mut ebpf, &btf, name, tracepoint)?;
@@ -369,7 +377,16 @@ fn attach(ebpf: &mut Ebpf, btf: &Btf, name: &str, tracepoint: &str) -> Result<()
         .ok_or_else(|| program_error(ProgramError::NotLoaded))?
         .try_into()
         .map_err(program_error)?;
-    program.load(tracepoint, btf).map_err(|e| match e {
+    program
+        .load(tracepoint, btf)
+        .map_err(|e| verifier_error(name, e))?;
+    program.attach().map_err(program_error)?;
+    Ok(())
+}
+
+/// A load error, with the verifier's log when it rejected the program.
+fn verifier_error(name: &str, e: ProgramError) -> SensorError {
+    match e {
         ProgramError::LoadError {
             io_error,
             verifier_log,
@@ -378,10 +395,11 @@ fn attach(ebpf: &mut Ebpf, btf: &Btf, name: &str, tracepoint: &str) -> Result<()
             error: io_error,
             log: verifier_log.to_string(),
         },
-        other => program_error(other),
-    })?;
-    program.attach().map_err(program_error)?;
-    Ok(())
+        other => SensorError::Program {
+            program: name.to_owned(),
+            source: other,
+        },
+    }
 }
 
 #[cfg(test)]

@@ -59,13 +59,21 @@ struct qstr {
 	const unsigned char *name;
 } __attribute__((preserve_access_index));
 
+struct super_block {
+	__u32 s_dev;
+} __attribute__((preserve_access_index));
+
+struct inode;
+
 struct dentry {
 	struct dentry *d_parent;
 	struct qstr d_name;
+	struct inode *d_inode;
 } __attribute__((preserve_access_index));
 
 struct vfsmount {
 	struct dentry *mnt_root;
+	struct super_block *mnt_sb;
 } __attribute__((preserve_access_index));
 
 struct mount {
@@ -81,11 +89,13 @@ struct path {
 
 struct inode {
 	long long i_size;
+	unsigned long i_ino;
 } __attribute__((preserve_access_index));
 
 struct file {
 	struct path f_path;
 	struct inode *f_inode;
+	unsigned int f_mode;
 } __attribute__((preserve_access_index));
 
 struct fs_struct {
@@ -591,4 +601,263 @@ SHIM int bc_read_user_chunk(char *dst, __u64 src, __u64 len)
 	if (err < 0)
 		return (int)err;
 	return (int)n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// File operations (file.rs)
+//
+// The file program runs at the sys_exit tracepoint (fentry, LSM programs and kprobes are not
+// available on every kernel this runs on). The current task is not BTF-typed there
+// (bpf_get_current_task_btf needs 5.11) and the walk crosses mounts through computed pointers,
+// so everything but the typed pt_regs reads with BPF_CORE_READ.
+
+struct pt_regs {
+	unsigned long di;
+	unsigned long si;
+	unsigned long dx;
+	unsigned long r10;
+	unsigned long orig_ax;
+} __attribute__((preserve_access_index));
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct {
+	struct fdtable *fdt;
+} __attribute__((preserve_access_index));
+
+struct task_struct___files {
+	struct files_struct *files;
+} __attribute__((preserve_access_index));
+
+// The syscall number and its first four arguments (x86_64 order).
+SHIM __u64 bc_regs_nr(struct pt_regs *regs)
+{
+	return regs->orig_ax;
+}
+
+SHIM __u64 bc_regs_arg(struct pt_regs *regs, __u32 i)
+{
+	switch (i) {
+	case 0:
+		return regs->di;
+	case 1:
+		return regs->si;
+	case 2:
+		return regs->dx;
+	default:
+		return regs->r10;
+	}
+}
+
+// The current task's open file `fd`, or NULL.
+SHIM struct file *bc_cur_fd_file(struct task_struct *task, __u64 fd)
+{
+	struct task_struct___files *t = (void *)task;
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = 0;
+	bpf_probe_read_kernel(&file, sizeof(file), fds + fd);
+	return file;
+}
+
+// Reads the first `cap` bytes of a user string into out (NUL-terminated); returns its length
+// without the NUL, or -1 when the read failed. cap must be a constant power of two.
+SHIM int bc_read_user_path(char *out, __u64 src, __u32 cap)
+{
+	long n = bpf_probe_read_user_str(out, cap, (const void *)src);
+	if (n <= 0) {
+		out[0] = 0;
+		return -1;
+	}
+	return (int)(n - 1);
+}
+
+// Whether the NUL-terminated string s starts with the len bytes of prefix, followed by a '/' or
+// the string's end: the prefix names the directory or an ancestor of it. Both in map memory,
+// s with at least 64 bytes.
+#define PREFIX_CAP 64
+SHIM int bc_prefix_match(const char *s, const char *prefix, __u32 len)
+{
+	if (len == 0 || len >= PREFIX_CAP)
+		return 0;
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < PREFIX_CAP; i++) {
+		// The index masked where it is used (older verifiers do not bound a strength-reduced
+		// pointer walk by the loop's condition).
+		__u32 j = i;
+		barrier_var(j);
+		j &= PREFIX_CAP - 1;
+		if (i == len)
+			return s[j] == '/' || s[j] == 0;
+		if (s[j] != prefix[j])
+			return 0;
+	}
+	return 0;
+}
+
+#define FMODE_CREATED 0x100000
+
+// Whether an open created the file (FMODE_CREATED).
+SHIM int bc_file_open_created(struct file *file)
+{
+	return (BPF_CORE_READ(file, f_mode) & FMODE_CREATED) != 0;
+}
+
+SHIM struct path *bc_file_path(struct file *file)
+{
+	return &file->f_path;
+}
+
+SHIM struct dentry *bc_path_dentry(struct path *path)
+{
+	return BPF_CORE_READ(path, dentry);
+}
+
+// Where the walk up from a file stands: the dentry, its mount, that mount's root, and the
+// device of that mount's file system (a dentry's inode number is unique within it).
+struct walk {
+	struct dentry *dentry;
+	struct mount *mnt;
+	struct dentry *mnt_root;
+	__u64 dev;
+	__u64 ino;
+};
+
+static __always_inline void walk_mount(struct walk *w, struct mount *mnt)
+{
+	struct vfsmount *vfsmnt = &mnt->mnt;
+	w->mnt = mnt;
+	w->mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	w->dev = BPF_CORE_READ(vfsmnt, mnt_sb, s_dev);
+}
+
+// (BPF_CORE_READ records a relocation for every access in its first argument, so fields of
+// struct walk, which is not a kernel type, are loaded into locals first.)
+static __always_inline void walk_inode(struct walk *w)
+{
+	struct dentry *dentry = w->dentry;
+	w->ino = BPF_CORE_READ(dentry, d_inode, i_ino);
+}
+
+// Starts a walk at path's dentry; w->dev and w->ino name it.
+SHIM void bc_walk_start(struct path *path, struct walk *w)
+{
+	w->dentry = BPF_CORE_READ(path, dentry);
+	walk_mount(w, real_mount(BPF_CORE_READ(path, mnt)));
+	walk_inode(w);
+}
+
+// One step up: to the parent directory, or across a mount point to the directory it is
+// mounted on (which names the same place). Returns 0 at the root of the mount namespace (or
+// of a detached tree): nothing is above.
+SHIM int bc_walk_up(struct walk *w)
+{
+	if (w->dentry == w->mnt_root) {
+		struct mount_link up;
+		read_mount_link(w->mnt, &up);
+		if (up.parent == w->mnt || !up.parent)
+			return 0;
+		w->dentry = up.mountpoint;
+		walk_mount(w, up.parent);
+	} else {
+		struct dentry *dentry = w->dentry;
+		struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+		if (!parent || parent == dentry)
+			return 0;
+		w->dentry = parent;
+	}
+	walk_inode(w);
+	return 1;
+}
+
+// The current task (untyped: bpf_get_current_task), read with BPF_CORE_READ.
+SHIM __u32 bc_cur_ppid(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, real_parent, tgid);
+}
+
+SHIM __u64 bc_cur_leader_start(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(task->start_boottime))
+		return 0;
+	return BPF_CORE_READ(task, group_leader, start_boottime);
+}
+
+SHIM __u64 bc_cur_parent_start(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(task->start_boottime))
+		return 0;
+	return BPF_CORE_READ(task, real_parent, group_leader, start_boottime);
+}
+
+SHIM __u64 bc_cur_parent_exec_id(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, real_parent, self_exec_id);
+}
+
+// uid, euid, gid, egid into out[0..4].
+SHIM void bc_cur_creds(struct task_struct *task, __u32 *out)
+{
+	struct cred *cred = BPF_CORE_READ(task, cred);
+	out[0] = BPF_CORE_READ(cred, uid.val);
+	out[1] = BPF_CORE_READ(cred, euid.val);
+	out[2] = BPF_CORE_READ(cred, gid.val);
+	out[3] = BPF_CORE_READ(cred, egid.val);
+}
+
+// &mm->exe_file->f_path of the task (self), or of its real parent; NULL without one.
+static __always_inline struct path *mm_exe_path(struct mm_struct *mm)
+{
+	if (!bpf_core_field_exists(mm->exe_file) || !mm)
+		return 0;
+	struct file *file = BPF_CORE_READ(mm, exe_file);
+	if (!file)
+		return 0;
+	return &file->f_path;
+}
+
+SHIM struct path *bc_cur_exe_path(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(task->mm))
+		return 0;
+	return mm_exe_path(BPF_CORE_READ(task, mm));
+}
+
+SHIM struct path *bc_cur_parent_exe_path(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(task->mm))
+		return 0;
+	return mm_exe_path(BPF_CORE_READ(task, real_parent, mm));
+}
+
+SHIM struct path *bc_cur_pwd(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(task->fs) || !bpf_core_field_exists(struct fs_struct, pwd))
+		return 0;
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	if (!fs)
+		return 0;
+	return &fs->pwd;
+}
+
+// Start of argv in user memory; *size gets its byte length (0 without an mm).
+SHIM __u64 bc_cur_args(struct task_struct *task, __u64 *size)
+{
+	*size = 0;
+	if (!bpf_core_field_exists(task->mm) || !bpf_core_field_exists(struct mm_struct, arg_start) ||
+	    !bpf_core_field_exists(struct mm_struct, arg_end))
+		return 0;
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	if (!mm)
+		return 0;
+	__u64 start = BPF_CORE_READ(mm, arg_start);
+	__u64 end = BPF_CORE_READ(mm, arg_end);
+	if (end > start)
+		*size = end - start;
+	return start;
 }

@@ -106,22 +106,26 @@ impl Operand {
     }
 }
 
-/// Compiles a parsed query. Only `process where` queries are accepted.
+/// The event categories queries may name: the agent's exec and file events.
+pub(crate) const CATEGORIES: [&str; 2] = ["process", "file"];
+
+/// Compiles a parsed query. Only `process where` and `file where` queries are accepted.
 pub(crate) fn compile_query(query: &Query) -> Result<Node, EqlError> {
-    if query.category != "process" {
+    if !CATEGORIES.contains(&query.category.as_str()) {
         return Err(EqlError::new(
             query.category_pos,
             format!(
-                "event category `{}` is not supported; only `process where` queries are",
+                "event category `{}` is not supported; only `process where` and `file where` \
+                 queries are",
                 query.category
             ),
         ));
     }
     let condition = compile_bool(&query.condition)?;
-    // `process where` is a term filter on event.category.
+    // `CATEGORY where` is a term filter on event.category.
     let category = Node::Test(
         "event.category".into(),
-        Test::Eq(Operand::string("process")),
+        Test::Eq(Operand::string(&query.category)),
     );
     Ok(match condition {
         Node::Const(true) => category,

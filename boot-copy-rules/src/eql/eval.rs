@@ -453,7 +453,7 @@ mod tests {
     #[test]
     fn compile_errors_name_the_construct_and_position() {
         let rows = [
-            ("file where true", "1:1", "event category `file`"),
+            ("network where true", "1:1", "event category `network`"),
             (
                 "process where a regex \"x&y\"",
                 "1:23",

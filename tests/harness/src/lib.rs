@@ -11,7 +11,7 @@ mod run;
 mod scratch;
 
 pub use events::Events;
-pub use namespace::{exec_in_boot_namespace, in_boot_namespace};
+pub use namespace::{BootKind, BootNamespace, exec_in_boot_namespace, in_boot_namespace};
 pub use rule::eql_rule;
 pub use run::{Agent, Launch, Stopped, has_arg, refused_run, use_rules_dir};
 pub use scratch::{tempdir, unique};
@@ -22,6 +22,8 @@ use std::{sync::LazyLock, time::Duration};
 pub const PUBLISHED: &str = "5bda8597-69a6-4b9e-87a2-69a7c963ea83";
 /// The strict companion rule.
 pub const STRICT: &str = "995bf1fa-2bb9-4ac5-b686-73a539902f99";
+/// The bundled file rule, Boot File Write.
+pub const FILE_WRITE: &str = "0b1f3f0e-7c8a-4d52-9b0e-5e6a1c2d3f41";
 
 /// How much slower than native this runs: the kernel matrix's guests set
 /// `BOOT_COPY_TEST_SLOWDOWN` (under QEMU's emulation the verifier alone takes seconds).

@@ -35,3 +35,96 @@ where
         .args(args);
     cmd
 }
+
+/// How /boot is made in a [`BootNamespace`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootKind {
+    /// A tmpfs.
+    Tmpfs,
+    /// An ext4 file system on a loop device (its image in the scratch directory).
+    Ext4,
+    /// A directory of the root file system (a scratch directory bound over /boot).
+    RootDirectory,
+}
+
+/// A private mount namespace held open by a sleeping process, with /boot made as `kind` asks:
+/// the agent and the scenarios enter it (`nsenter -m`), so the agent watches that /boot. The
+/// holder is killed, and the scratch directory removed, when this is dropped.
+pub struct BootNamespace {
+    holder: std::process::Child,
+    scratch: std::path::PathBuf,
+}
+
+impl BootNamespace {
+    pub fn new(kind: BootKind) -> Result<BootNamespace> {
+        let scratch = crate::tempdir("bootns")?;
+        let mount = match kind {
+            BootKind::Tmpfs => "mount -t tmpfs boot-copy-test /boot".to_owned(),
+            BootKind::Ext4 => format!(
+                "truncate -s 32M {s}/boot.img && mkfs.ext4 -q -F {s}/boot.img && \
+                 mount -o loop {s}/boot.img /boot",
+                s = scratch.display()
+            ),
+            BootKind::RootDirectory => format!(
+                "mkdir {s}/boot && mount --bind {s}/boot /boot",
+                s = scratch.display()
+            ),
+        };
+        let ready = scratch.join("ready");
+        let script = format!("{mount} && touch {} && exec sleep 3600", ready.display());
+        let holder = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "/bin/sh", "-c", &script])
+            .spawn()
+            .map_err(Error::io("running unshare"))?;
+        let ns = BootNamespace { holder, scratch };
+        let deadline = std::time::Instant::now() + *crate::WAIT;
+        while !ready.exists() {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Timeout("the boot namespace".into(), *crate::WAIT));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(ns)
+    }
+
+    /// The holder's pid (its mount namespace is the one to enter).
+    pub fn pid(&self) -> u32 {
+        self.holder.id()
+    }
+
+    /// A command that runs `program` in the namespace.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t")
+            .arg(self.pid().to_string())
+            .args(["-m", "--"])
+            .arg(program);
+        cmd
+    }
+
+    /// Runs `script` with /bin/sh in the namespace; returns the shell's pid.
+    pub fn sh(&self, script: &str) -> Result<u32> {
+        let mut child = self
+            .command("/bin/sh")
+            .args(["-c", script])
+            .spawn()
+            .map_err(Error::io("running nsenter"))?;
+        let pid = child.id();
+        let status = child.wait().map_err(Error::io("waiting for nsenter"))?;
+        match status.success() {
+            true => Ok(pid),
+            false => Err(Error::Scenario {
+                script: script.to_owned(),
+                status,
+            }),
+        }
+    }
+}
+
+impl Drop for BootNamespace {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}

@@ -20,6 +20,8 @@ pub struct Launch {
     stderr: Option<PathBuf>,
     env: Vec<(OsString, OsString)>,
     remove_dir: bool,
+    /// Run in the mount namespace of this process (`nsenter -m`).
+    namespace_of: Option<u32>,
 }
 
 impl Launch {
@@ -57,6 +59,7 @@ impl Launch {
             stderr: None,
             env: Vec::new(),
             remove_dir: false,
+            namespace_of: None,
         }
     }
 
@@ -80,6 +83,12 @@ impl Launch {
     /// Sets an environment variable of the agent.
     pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Launch {
         self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Runs the agent in the mount namespace of process `pid` (a [`crate::BootNamespace`]).
+    pub fn in_namespace_of(mut self, pid: u32) -> Launch {
+        self.namespace_of = Some(pid);
         self
     }
 
@@ -114,8 +123,18 @@ impl Launch {
             Some(file) => create(file)?.into(),
             None => Stdio::inherit(),
         };
-        Command::new(&self.bin)
-            .arg("run")
+        let mut cmd = match self.namespace_of {
+            Some(pid) => {
+                let mut c = Command::new("nsenter");
+                c.arg("-t")
+                    .arg(pid.to_string())
+                    .args(["-m", "--"])
+                    .arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        cmd.arg("run")
             .arg("--config")
             .arg(&self.config)
             .envs(self.env.iter().map(|(k, v)| (k, v)))

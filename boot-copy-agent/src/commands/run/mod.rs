@@ -73,6 +73,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         ring_bytes: config.sensor.ring_buffer_bytes,
         table_entries: config.sensor.process_table_entries,
         btf: config.sensor.btf.clone(),
+        ..SensorConfig::default()
     })?;
     let seeded = seed_process_table(&mut sensor);
     let mut reader = sensor.take_reader()?;

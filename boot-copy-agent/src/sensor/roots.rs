@@ -1,0 +1,191 @@
+//! The file program's watched trees: `WATCHED_ROOTS` (and the bitmap in front of it,
+//! `ROOT_BITS`) holds each watched directory, and every file system mounted under it, by the
+//! kernel's device number and inode; the kernel walks up from a file to decide, so these few
+//! keys cover whole trees, bind mounts of them and paths through symlinks. `WATCHED_PREFIXES`
+//! holds their absolute paths (each directory and every mount point showing the same
+//! directory, a bind mount), for syscalls that name a file by an absolute path.
+use super::{SensorError, map_mut};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap},
+};
+use boot_copy_common::{
+    InodeKey, WATCHED_PREFIX_CAP, WATCHED_PREFIX_ENTRIES, WATCHED_ROOT_ENTRIES, WatchedPrefix,
+};
+use std::{fs, os::unix::fs::MetadataExt, path::PathBuf};
+
+/// The default watched tree.
+pub const BOOT: &str = "/boot";
+
+/// What the kernel is told about the watched trees.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Watched {
+    pub keys: Vec<InodeKey>,
+    /// Absolute paths of the trees (at most `WATCHED_PREFIX_ENTRIES` of at most
+    /// `WATCHED_PREFIX_CAP - 1` bytes).
+    pub prefixes: Vec<PathBuf>,
+}
+
+/// The watched trees of `dirs` (those that exist), in this mount namespace.
+pub fn watched(dirs: &[PathBuf]) -> Result<Watched, SensorError> {
+    let mountinfo =
+        fs::read_to_string("/proc/self/mountinfo").map_err(|source| SensorError::Io {
+            what: "/proc/self/mountinfo",
+            source,
+        })?;
+    let keys = keys(dirs, &mountinfo);
+    let mut prefixes: Vec<PathBuf> = dirs.iter().filter(|d| d.is_dir()).cloned().collect();
+    for m in mount_points(&mountinfo) {
+        let aliases = fs::metadata(&m).is_ok_and(|meta| keys.contains(&key(&meta)));
+        if aliases && !prefixes.contains(&m) {
+            prefixes.push(m);
+        }
+    }
+    prefixes.retain(|p| {
+        let fits = p.as_os_str().len() < WATCHED_PREFIX_CAP;
+        if !fits {
+            tracing::warn!(path = %p.display(), "watched path too long for the kernel's absolute-path check");
+        }
+        fits
+    });
+    prefixes.truncate(WATCHED_PREFIX_ENTRIES as usize);
+    Ok(Watched { keys, prefixes })
+}
+
+/// Keys of `dirs` and of the mount points under them.
+fn keys(dirs: &[PathBuf], mountinfo: &str) -> Vec<InodeKey> {
+    let mut keys = Vec::new();
+    for dir in dirs {
+        let mounts = mount_points(mountinfo).filter(|m| m.starts_with(dir));
+        for path in std::iter::once(dir.clone()).chain(mounts) {
+            if let Ok(meta) = fs::metadata(&path) {
+                push_unique(&mut keys, key(&meta));
+            }
+        }
+    }
+    if keys.len() > WATCHED_ROOT_ENTRIES as usize {
+        keys.truncate(WATCHED_ROOT_ENTRIES as usize);
+        tracing::warn!("more than {WATCHED_ROOT_ENTRIES} watched roots: the rest are not watched");
+    }
+    keys
+}
+
+fn push_unique(keys: &mut Vec<InodeKey>, k: InodeKey) {
+    if !keys.contains(&k) {
+        keys.push(k);
+    }
+}
+
+/// A directory's key as the kernel sees it: `super_block.s_dev` is `major << 20 | minor`
+/// (userspace's `st_dev` encodes the two differently).
+fn key(meta: &fs::Metadata) -> InodeKey {
+    let dev = meta.dev();
+    let (major, minor) = (libc::major(dev) as u64, libc::minor(dev) as u64);
+    InodeKey {
+        dev: major << 20 | minor,
+        ino: meta.ino(),
+    }
+}
+
+/// Mount points of mountinfo lines (the fifth field, octal escapes undone).
+fn mount_points(mountinfo: &str) -> impl Iterator<Item = PathBuf> + '_ {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape(field)))
+}
+
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
+            let s = std::str::from_utf8(d).ok()?;
+            u8::from_str_radix(s, 8).ok()
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(b)) => {
+                out.push(b);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Writes the keys, their bitmap and the prefixes.
+pub(super) fn fill(ebpf: &mut Ebpf, watched: &Watched) -> Result<(), SensorError> {
+    let err = |map| move |source| SensorError::Map { map, source };
+    let mut roots: HashMap<_, InodeKey, u8> =
+        HashMap::try_from(map_mut(ebpf, "WATCHED_ROOTS")?).map_err(err("WATCHED_ROOTS"))?;
+    for k in &watched.keys {
+        roots.insert(k, 1, 0).map_err(err("WATCHED_ROOTS"))?;
+    }
+    let mut bits: Array<_, [u64; 4]> =
+        Array::try_from(map_mut(ebpf, "ROOT_BITS")?).map_err(err("ROOT_BITS"))?;
+    bits.set(0, bitmap(&watched.keys), 0)
+        .map_err(err("ROOT_BITS"))?;
+    let mut prefixes: Array<_, WatchedPrefix> =
+        Array::try_from(map_mut(ebpf, "WATCHED_PREFIXES")?).map_err(err("WATCHED_PREFIXES"))?;
+    for (i, p) in watched.prefixes.iter().enumerate() {
+        prefixes
+            .set(i as u32, prefix(p), 0)
+            .map_err(err("WATCHED_PREFIXES"))?;
+    }
+    Ok(())
+}
+
+/// A prefix entry; `p` fits (checked by `watched`).
+fn prefix(p: &std::path::Path) -> WatchedPrefix {
+    use std::os::unix::ffi::OsStrExt;
+    let b = p.as_os_str().as_bytes();
+    let mut bytes = [0u8; WATCHED_PREFIX_CAP];
+    bytes[..b.len()].copy_from_slice(b);
+    WatchedPrefix {
+        bytes,
+        len: b.len() as u32,
+        _pad: 0,
+    }
+}
+
+fn bitmap(keys: &[InodeKey]) -> [u64; 4] {
+    let mut bits = [0u64; 4];
+    for k in keys {
+        let bit = k.bit();
+        bits[bit / 64] |= 1 << (bit % 64);
+    }
+    bits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_under_a_root() {
+        let info = "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+                    30 22 8:2 / /boot rw - ext4 /dev/sda2 rw\n\
+                    31 30 8:3 / /boot/efi rw - vfat /dev/sda3 rw\n\
+                    32 22 0:5 / /boot\\040x rw - tmpfs t rw\n";
+        let under: Vec<PathBuf> = mount_points(info)
+            .filter(|m| m.starts_with("/boot"))
+            .collect();
+        assert_eq!(under, [PathBuf::from("/boot"), PathBuf::from("/boot/efi")]);
+        assert_eq!(unescape("/boot\\040x"), "/boot x");
+    }
+
+    #[test]
+    fn keys_in_kernel_encoding() {
+        let k = key(&fs::metadata("/").unwrap());
+        let dev = fs::metadata("/").unwrap().dev();
+        assert_eq!(k.dev >> 20, libc::major(dev) as u64);
+        assert_eq!(k.dev & 0xfffff, libc::minor(dev) as u64);
+        let bits = bitmap(&[k]);
+        assert_eq!(bits.iter().map(|w| w.count_ones()).sum::<u32>(), 1);
+    }
+}

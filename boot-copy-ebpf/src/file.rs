@@ -1,0 +1,518 @@
+//! File operations in watched trees: one record per act (creation, modification, rename,
+//! deletion, attribute change), from the syscalls that succeeded (`sys_exit`).
+//!
+//! Most operations on a host are outside the watched trees, so the program decides that first,
+//! without building a path. A file known by an open descriptor (an open's result, `ftruncate`,
+//! `fchmod`, ...) is decided by a walk up from its dentry, across mount points, looking each
+//! directory's (device, inode) up in `WATCHED_ROOTS` (behind a bitmap): bind mounts and paths
+//! through symlinks reach the same directories. A file named by a path is decided from the
+//! path as passed: a relative one by the same walk from the directory it starts at, an
+//! absolute one by comparing it with `WATCHED_PREFIXES`.
+use core::{ffi::c_void, mem::MaybeUninit};
+
+use aya_ebpf::{
+    bindings::BPF_RB_FORCE_WAKEUP,
+    helpers::generated::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+        bpf_probe_read_user,
+    },
+};
+use boot_copy_common::{
+    FILE_ARGS_CAP, FILE_WALK_DEPTH, FileRecord, InodeKey, PASSED_PATH_CAP, ProcImage, RECORD_FILE,
+    WATCHED_PREFIX_ENTRIES, counter, file_action, file_flags, image_flags,
+};
+
+use crate::{
+    co_re::{self, Dentry, KFile, KPath, Regs, Task, Walk},
+    diag, image,
+    maps::{
+        EVENTS, FILE_RECENT, FILE_SCRATCH, FileScratch, PROC_TABLE, ROOT_BITS, RecentKey,
+        WATCHED_PREFIXES, WATCHED_ROOTS, count,
+    },
+    path, table,
+};
+
+/// A second event of one process on one open file within this time is the same act (an open
+/// for writing followed by its `ftruncate` or `fchmod`).
+const REPEAT_NS: u64 = 1_000_000_000;
+
+const O_ACCMODE: u64 = 0o3;
+const O_CREAT: u64 = 0o100;
+const O_TRUNC: u64 = 0o1000;
+/// `AT_FDCWD` as a syscall argument register holds it.
+const AT_FDCWD: u64 = -100i64 as u64;
+
+/// How a syscall names its file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Names {
+    /// An open: the file is the returned descriptor, the flags argument `arg`.
+    Open,
+    /// `creat`: an open for writing and creating.
+    Creat,
+    /// `openat2`: an open whose flags are in the `struct open_how` at argument `arg`.
+    OpenHow,
+    /// An open descriptor, argument `arg`.
+    Fd,
+    /// A path (argument `arg`) relative to a directory descriptor (argument `dir`, or the working
+    /// directory); a rename's source likewise (`old`, `old_dir`).
+    Path,
+}
+
+/// A file syscall: what it does and where its arguments are. Every field is always set (the
+/// verifier of older kernels refuses reads of stack slots a path left unwritten, which an enum
+/// with payloads can compile to).
+#[derive(Clone, Copy)]
+struct Call {
+    action: u32,
+    names: Names,
+    arg: u32,
+    dir: u32,
+    old: u32,
+    old_dir: u32,
+}
+
+/// An argument index meaning "none": the working directory for `dir`, no source for `old`.
+const NONE: u32 = u32::MAX;
+
+/// The x86_64 syscalls that create, change, rename or delete files.
+#[inline(always)]
+fn syscall(nr: u64) -> Option<Call> {
+    use file_action::*;
+    let call = |action, names, arg, dir| Call {
+        action,
+        names,
+        arg,
+        dir,
+        old: NONE,
+        old_dir: NONE,
+    };
+    let cwd = |action, arg| call(action, Names::Path, arg, NONE);
+    let at = |action, arg: u32| call(action, Names::Path, arg, arg - 1);
+    Some(match nr {
+        2 => call(MODIFICATION, Names::Open, 1, NONE), // open
+        85 => call(CREATION, Names::Creat, 0, NONE),   // creat
+        257 => call(MODIFICATION, Names::Open, 2, NONE), // openat
+        437 => call(MODIFICATION, Names::OpenHow, 2, NONE), // openat2
+        83 | 133 => cwd(CREATION, 0),                  // mkdir, mknod
+        86 | 88 => cwd(CREATION, 1),                   // link, symlink
+        258 | 259 => at(CREATION, 1),                  // mkdirat, mknodat
+        265 => at(CREATION, 3),                        // linkat
+        266 => at(CREATION, 2),                        // symlinkat
+        84 | 87 => cwd(DELETION, 0),                   // rmdir, unlink
+        263 => at(DELETION, 1),                        // unlinkat
+        82 => Call {
+            old: 0,
+            ..cwd(RENAME, 1)
+        }, // rename
+        264 | 316 => Call {
+            old: 1,
+            old_dir: 0,
+            ..at(RENAME, 3)
+        }, // renameat, renameat2
+        76 => cwd(MODIFICATION, 0),                    // truncate
+        77 => call(MODIFICATION, Names::Fd, 0, NONE),  // ftruncate
+        // chmod, chown, lchown, utime, utimes, setxattr, lsetxattr, removexattr, lremovexattr
+        90 | 92 | 94 | 132 | 235 | 188 | 189 | 197 | 198 => cwd(ATTRIBUTES_MODIFICATION, 0),
+        // fchmod, fchown, fsetxattr, fremovexattr
+        91 | 93 | 190 | 199 => call(ATTRIBUTES_MODIFICATION, Names::Fd, 0, NONE),
+        // fchmodat, fchownat, futimesat, utimensat, fchmodat2
+        268 | 260 | 261 | 280 | 452 => at(ATTRIBUTES_MODIFICATION, 1),
+        _ => return None,
+    })
+}
+
+/// `sys_exit`: the file operation of a syscall that succeeded, if it has one in a watched tree.
+pub fn handle(regs: Regs, ret: i64) -> Result<u32, u32> {
+    if ret < 0 {
+        return Ok(0);
+    }
+    // SAFETY: regs is the tracepoint's typed argument, read through the shim.
+    let Some(call) = syscall(unsafe { co_re::bc_regs_nr(regs) }) else {
+        return Ok(0);
+    };
+    count(counter::FILE_OPS_SEEN);
+    // SAFETY: as above.
+    let arg = |i: u32| unsafe { co_re::bc_regs_arg(regs, i) };
+    let dir_fd = |i: u32| if i == NONE { AT_FDCWD } else { arg(i) };
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task() } as usize as Task;
+    // SAFETY (the descriptor lookups): the shim reads kernel memory through helpers.
+    let fd_file = |fd: u64| unsafe { co_re::bc_cur_fd_file(task, fd as u32 as u64) };
+    match call.names {
+        Names::Open | Names::Creat | Names::OpenHow => {
+            let flags = match call.names {
+                Names::Open => arg(call.arg),
+                Names::OpenHow => open_how_flags(arg(call.arg)),
+                _ => O_CREAT | 1,
+            };
+            if flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0 {
+                return Ok(0); // read-only: most opens end here
+            }
+            let file = fd_file(ret as u64);
+            // SAFETY: as above.
+            let created = !file.is_null() && unsafe { co_re::bc_file_open_created(file) } != 0;
+            if !created && flags & (O_ACCMODE | O_TRUNC) == 0 {
+                return Ok(0); // O_CREAT of a file that was there, read-only
+            }
+            let action = if created {
+                file_action::CREATION
+            } else {
+                call.action
+            };
+            by_fd(action, file)
+        }
+        Names::Fd => by_fd(call.action, fd_file(arg(call.arg))),
+        Names::Path => {
+            // utimensat(fd, NULL, ...) changes the descriptor's file.
+            if arg(call.arg) == 0 {
+                return by_fd(call.action, fd_file(dir_fd(call.dir)));
+            }
+            let dir = base_dir(task, dir_fd(call.dir));
+            let (old_dir, old) = if call.old == NONE {
+                (core::ptr::null(), 0)
+            } else {
+                (base_dir(task, dir_fd(call.old_dir)), arg(call.old))
+            };
+            by_path(call.action, dir, arg(call.arg), old_dir, old)
+        }
+    }
+}
+
+/// `open_how.flags` (its first field) from user memory; 0 if unreadable.
+#[inline(always)]
+fn open_how_flags(how: u64) -> u64 {
+    let mut flags = 0u64;
+    // SAFETY: a bounded read of user memory into a stack variable.
+    unsafe { bpf_probe_read_user((&raw mut flags).cast(), 8, how as usize as *const c_void) };
+    flags
+}
+
+/// The directory a relative path starts at: the working directory, or the descriptor's file.
+#[inline(always)]
+fn base_dir(task: Task, fd: u64) -> KPath {
+    // SAFETY: the shim reads kernel memory through helpers.
+    unsafe {
+        // The kernel reads a descriptor argument as an int: the register's low half.
+        if fd as u32 == AT_FDCWD as u32 {
+            co_re::bc_cur_pwd(task)
+        } else {
+            let file = co_re::bc_cur_fd_file(task, fd as u32 as u64);
+            if file.is_null() {
+                core::ptr::null()
+            } else {
+                co_re::bc_file_path(file)
+            }
+        }
+    }
+}
+
+/// A file known by its open descriptor's file.
+#[inline(always)]
+fn by_fd(action: u32, file: KFile) -> Result<u32, u32> {
+    if file.is_null() {
+        return Ok(0);
+    }
+    // SAFETY: kernel pointers, read through helpers.
+    unsafe {
+        let path = co_re::bc_file_path(file);
+        if !watched(path) {
+            return Ok(0);
+        }
+        let (tgid, now) = (
+            (bpf_get_current_pid_tgid() >> 32) as u32,
+            bpf_ktime_get_boot_ns(),
+        );
+        if repeat(tgid, co_re::bc_path_dentry(path), now) {
+            count(counter::FILE_REPEATS);
+            return Ok(0);
+        }
+        let scratch = scratch()?;
+        let rec = &raw mut (*scratch).record;
+        *(&raw mut (*rec).name).cast::<u8>() = 0;
+        (*rec).header.name_len = 0;
+        (*rec).header.old_dir_len = 0;
+        (*rec).header.old_name_len = 0;
+        let walk = (&raw mut (*scratch).walk).cast::<u8>();
+        let (len, cut) = path::resolve(path, walk, (&raw mut (*rec).dir).cast());
+        (*rec).header.dir_len = len;
+        (*rec).header.flags = if cut { file_flags::PATH_TRUNCATED } else { 0 };
+        send(action, scratch, now);
+    }
+    Ok(0)
+}
+
+/// A file named by a path (and a rename's source, when `old` is not 0): read the paths as
+/// passed, decide, and send.
+#[inline(always)]
+fn by_path(action: u32, dir: KPath, path: u64, old_dir: KPath, old: u64) -> Result<u32, u32> {
+    let scratch = scratch()?;
+    // SAFETY: this CPU's slot; kernel pointers are read through helpers.
+    unsafe {
+        let rec = &raw mut (*scratch).record;
+        let name = (&raw mut (*rec).name).cast::<u8>();
+        let old_name = (&raw mut (*rec).old_name).cast::<u8>();
+        let (len, inside) = passed(dir, path, name);
+        (*rec).header.name_len = len;
+        let mut inside = inside;
+        (*rec).header.old_name_len = 0;
+        *old_name = 0;
+        if old != 0 {
+            let (len, old_inside) = passed(old_dir, old, old_name);
+            (*rec).header.old_name_len = len;
+            inside |= old_inside;
+        }
+        if !inside {
+            return Ok(0);
+        }
+        let walk = (&raw mut (*scratch).walk).cast::<u8>();
+        let mut flags = 0;
+        (*rec).header.dir_len = 0;
+        if *name != b'/' {
+            let (len, cut) = path::resolve(dir, walk, (&raw mut (*rec).dir).cast());
+            (*rec).header.dir_len = len;
+            flags |= if cut { file_flags::PATH_TRUNCATED } else { 0 };
+        }
+        (*rec).header.old_dir_len = 0;
+        if old != 0 && *old_name != b'/' {
+            let (len, cut) = path::resolve(old_dir, walk, (&raw mut (*rec).old_dir).cast());
+            (*rec).header.old_dir_len = len;
+            flags |= if cut {
+                file_flags::OLD_PATH_TRUNCATED
+            } else {
+                0
+            };
+        }
+        (*rec).header.flags = flags;
+        send(action, scratch, bpf_ktime_get_boot_ns());
+    }
+    Ok(0)
+}
+
+/// Reads the path as passed into `out` (a `PASSED_PATH_CAP` record buffer); returns its
+/// length and whether it is in a watched tree.
+#[inline(always)]
+unsafe fn passed(dir: KPath, path: u64, out: *mut u8) -> (u32, bool) {
+    // SAFETY: out is a record buffer of PASSED_PATH_CAP bytes.
+    let len = unsafe { co_re::bc_read_user_path(out, path, PASSED_PATH_CAP as u32) };
+    if len < 0 {
+        return (0, false);
+    }
+    // SAFETY: as above.
+    let inside = if unsafe { *out } == b'/' {
+        unsafe { prefix_watched(out) }
+    } else {
+        !dir.is_null() && unsafe { watched(dir) }
+    };
+    (len as u32, inside)
+}
+
+/// Whether an absolute path starts with a watched prefix.
+#[inline(always)]
+unsafe fn prefix_watched(s: *const u8) -> bool {
+    for i in 0..WATCHED_PREFIX_ENTRIES {
+        let Some(p) = WATCHED_PREFIXES.get(i) else {
+            return false;
+        };
+        if p.len == 0 {
+            return false;
+        }
+        // SAFETY: s has PASSED_PATH_CAP bytes; the prefix is a map value.
+        if unsafe { co_re::bc_prefix_match(s, p.bytes.as_ptr(), p.len) } != 0 {
+            return true;
+        }
+    }
+    false
+}
+
+/// This CPU's record.
+#[inline(always)]
+fn scratch() -> Result<*mut FileScratch, u32> {
+    // SAFETY: plain helper call; the CPU cannot change while the program runs.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    FILE_SCRATCH
+        .get_ptr_mut(cpu)
+        .ok_or_else(|| diag::lookup_failed("FILE_SCRATCH"))
+}
+
+/// Completes the record (its paths are in) with the writer, and submits it.
+#[inline(always)]
+unsafe fn send(action: u32, scratch: *mut FileScratch, now: u64) {
+    // SAFETY: this CPU's map value.
+    unsafe {
+        let rec = &raw mut (*scratch).record;
+        (*rec).header.kind = RECORD_FILE;
+        (*rec).header.action = action;
+        (*rec).header.ktime_boot_ns = now;
+        writer(rec, (&raw mut (*scratch).walk).cast());
+        submit(rec);
+    }
+}
+
+/// Whether `path` is at or under a watched root: a bounded walk up, one map lookup per
+/// directory whose bit is set.
+#[inline(always)]
+unsafe fn watched(path: KPath) -> bool {
+    let Some(bits) = ROOT_BITS.get(0) else {
+        return false;
+    };
+    // Uninitialised: the shim writes every field (a zeroing would be linked as a memset call).
+    let mut w = MaybeUninit::<Walk>::uninit();
+    // SAFETY: the shim reads kernel memory through helpers and fills the walk.
+    let w = unsafe {
+        co_re::bc_walk_start(path, w.as_mut_ptr());
+        w.assume_init_mut()
+    };
+    for _ in 0..FILE_WALK_DEPTH {
+        let key = InodeKey {
+            dev: w.dev,
+            ino: w.ino,
+        };
+        let bit = key.bit();
+        if bits[(bit / 64) & 3] & (1 << (bit % 64)) != 0 && WATCHED_ROOTS.get_ptr(&key).is_some() {
+            return true;
+        }
+        // SAFETY: as above.
+        if unsafe { co_re::bc_walk_up(w) } == 0 {
+            return false;
+        }
+    }
+    count(counter::FILE_WALKS_CUT);
+    false
+}
+
+/// Whether this process sent an event for this file moments ago; records this one otherwise.
+#[inline(always)]
+fn repeat(tgid: u32, target: Dentry, now: u64) -> bool {
+    let key = RecentKey {
+        tgid: tgid as u64,
+        dentry: target as u64,
+    };
+    // SAFETY: the value is copied out at once.
+    if let Some(&last) = unsafe { FILE_RECENT.get(&key) } {
+        if now.wrapping_sub(last) < REPEAT_NS {
+            return true;
+        }
+    }
+    let _ = FILE_RECENT.insert(&key, &now, 0);
+    false
+}
+
+/// The writing process: ids, executable, working directory, arguments, and its parent's
+/// process-table entry (as an exec record describes a process and its parent).
+#[inline(always)]
+unsafe fn writer(rec: *mut FileRecord, walk: *mut u8) {
+    // SAFETY (whole function): `rec` is this CPU's map value; kernel pointers are read through
+    // helpers.
+    unsafe {
+        let h = &raw mut (*rec).header;
+        let task = bpf_get_current_task() as usize as Task;
+        let pid_tgid = bpf_get_current_pid_tgid();
+        (*h).pid = pid_tgid as u32;
+        (*h).tgid = (pid_tgid >> 32) as u32;
+        (*h).ppid = co_re::bc_cur_ppid(task);
+        (*h).start_boottime_ns = co_re::bc_cur_leader_start(task);
+        let mut creds = [0u32; 4];
+        co_re::bc_cur_creds(task, creds.as_mut_ptr());
+        (*h).uid = creds[0];
+        (*h).euid = creds[1];
+        (*h).gid = creds[2];
+        (*h).egid = creds[3];
+        bpf_get_current_comm((&raw mut (*h).comm).cast(), 16);
+
+        // The parent first: its executable is resolved through the `exe` buffer.
+        parent(rec, task, walk);
+        let mut flags = (*h).flags;
+        let (len, cut) = path::resolve(
+            co_re::bc_cur_exe_path(task),
+            walk,
+            (&raw mut (*rec).exe).cast(),
+        );
+        (*h).exe_len = len;
+        flags |= if cut { file_flags::EXE_TRUNCATED } else { 0 };
+        let pwd = co_re::bc_cur_pwd(task);
+        if pwd.is_null() {
+            flags |= file_flags::CWD_MISSING;
+        }
+        let (len, cut) = path::resolve(pwd, walk, (&raw mut (*rec).cwd).cast());
+        (*h).cwd_len = len;
+        flags |= if cut { file_flags::CWD_TRUNCATED } else { 0 };
+        (*h).flags = flags;
+
+        args(rec, task);
+    }
+}
+
+/// One bounded read of the writer's argv.
+#[inline(always)]
+unsafe fn args(rec: *mut FileRecord, task: Task) {
+    // SAFETY: as in `writer`.
+    unsafe {
+        let h = &raw mut (*rec).header;
+        let mut size = 0u64;
+        let start = co_re::bc_cur_args(task, &mut size);
+        let cap = FILE_ARGS_CAP as u64;
+        let want = (if size < cap { size } else { cap }) as u32 & (FILE_ARGS_CAP as u32 - 1);
+        (*h).args_size = size as u32;
+        (*h).args_len = 0;
+        if size > want as u64 {
+            (*h).flags |= file_flags::ARGS_TRUNCATED;
+        }
+        if want > 0 {
+            let dst = (&raw mut (*rec).args).cast::<c_void>();
+            if bpf_probe_read_user(dst, want, start as usize as *const c_void) < 0 {
+                (*h).flags |= file_flags::ARGS_READ_FAILED;
+            } else {
+                (*h).args_len = want;
+            }
+        }
+    }
+}
+
+/// The writer's parent from the process table, its executable resolved from the live parent.
+#[inline(always)]
+unsafe fn parent(rec: *mut FileRecord, task: Task, walk: *mut u8) {
+    // SAFETY: as in `writer`.
+    unsafe {
+        let h = &raw mut (*rec).header;
+        let image = &raw mut (*rec).parent;
+        let found = PROC_TABLE.get_ptr((*h).ppid).filter(|&entry| {
+            let start = co_re::bc_cur_parent_start(task);
+            table::describes(entry, start, co_re::bc_cur_parent_exec_id(task))
+        });
+        let Some(entry) = found else {
+            count(counter::PARENT_MISSES);
+            return;
+        };
+        bpf_probe_read_kernel(image.cast(), size_of::<ProcImage>() as u32, entry.cast());
+        (*h).flags |= file_flags::PARENT_FOUND;
+        if (*image).flags & image_flags::EXE_IS_FILENAME != 0 {
+            return;
+        }
+        let exe = co_re::bc_cur_parent_exe_path(task);
+        if exe.is_null() {
+            return;
+        }
+        let out = (&raw mut (*rec).exe).cast::<u8>();
+        let (len, cut) = path::resolve(exe, walk, out);
+        let cut = image::set_exe(image, out, len, cut);
+        (*image).flags = ((*image).flags & !image_flags::EXE_TRUNCATED) | cut;
+    }
+}
+
+/// Submits the whole record, waking the reader: file events are rare and each may alert.
+#[inline(always)]
+unsafe fn submit(rec: *const FileRecord) {
+    // SAFETY: the record is a map value.
+    let data = unsafe { &*rec };
+    match EVENTS.output::<FileRecord>(data, BPF_RB_FORCE_WAKEUP as u64) {
+        Ok(()) => {
+            count(counter::EVENTS_SUBMITTED);
+            count(counter::FILE_EVENTS_SUBMITTED);
+        }
+        Err(_) => {
+            count(counter::RINGBUF_DROPS);
+            count(counter::FILE_RINGBUF_DROPS);
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! End-to-end: writes into /boot by any program, seen by the kernel's file program and alerted
+//! once (Boot File Write, or the exec rule a copy tool already raised). /boot is a tmpfs, an
+//! ext4 loop file system, or a directory of the root file system, in a private mount namespace
+//! that the agent runs in too ([`BootNamespace`]). Needs root.
+use serde_json::Value;
+use std::{fs, path::Path, time::Duration};
+
+use crate::AGENT;
+use boot_copy_harness::{Agent, BootKind, BootNamespace, FILE_WRITE, Launch, WAIT, tempdir};
+
+/// What a writer must have raised: its one alert's writer name and action, when the alert is
+/// Boot File Write's (`None`: a copy tool, whose exec alert is the act's one alert).
+struct Writer {
+    /// The file's name in /boot (unique per writer).
+    file: &'static str,
+    script: String,
+    expect: Option<(String, &'static str)>,
+}
+
+/// The real name of an executable (`process.name` is the resolved executable's basename).
+fn real_name(path: &str) -> String {
+    let real = fs::canonicalize(path).unwrap();
+    real.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn writers(src: &Path, scratch: &Path) -> Vec<Writer> {
+    let src = src.display();
+    let s = scratch.display();
+    let file = |file, script: String, name: &str, action| Writer {
+        file,
+        script,
+        expect: Some((name.to_owned(), action)),
+    };
+    let copy = |file, script: String| Writer {
+        file,
+        script,
+        expect: None,
+    };
+    vec![
+        file(
+            "w-dd",
+            format!("dd if={src} of=/boot/w-dd status=none"),
+            "dd",
+            "creation",
+        ),
+        file(
+            "w-sh",
+            format!("sh -c 'cat {src} > /boot/w-sh'"),
+            &real_name("/bin/sh"),
+            "creation",
+        ),
+        file(
+            "w-tee",
+            "echo x | tee /boot/w-tee > /dev/null".into(),
+            "tee",
+            "creation",
+        ),
+        file(
+            "w-py",
+            format!("/usr/bin/python3 -c 'import shutil; shutil.copy(\"{src}\", \"/boot/w-py\")'"),
+            &real_name("/usr/bin/python3"),
+            "creation",
+        ),
+        file("w-dir", "mkdir /boot/w-dir".into(), "mkdir", "creation"),
+        file(
+            "w-ln",
+            "ln /boot/pre-ln /boot/w-ln".into(),
+            "ln",
+            "creation",
+        ),
+        file(
+            "pre-trunc",
+            "truncate -s 0 /boot/pre-trunc".into(),
+            "truncate",
+            "modification",
+        ),
+        file(
+            "pre-chmod",
+            "chmod 600 /boot/pre-chmod".into(),
+            "chmod",
+            "attributes_modification",
+        ),
+        copy("pre-mv", format!("mv /boot/pre-mv {s}/moved")),
+        copy("w-cp", format!("cp {src} /boot/w-cp")),
+        copy(
+            "w-bb",
+            format!("cp /usr/bin/busybox {s}/bb && bash -c 'exec -a cp {s}/bb {src} /boot/w-bb'"),
+        ),
+        copy(
+            "w-memfd",
+            format!(
+                "/usr/bin/python3 -c 'import os; fd = os.memfd_create(\"cp\"); \
+                 os.write(fd, open(\"/usr/bin/cp\", \"rb\").read()); \
+                 os.execv(f\"/proc/self/fd/{{fd}}\", [\"cp\", \"{src}\", \"/boot/w-memfd\"])'"
+            ),
+        ),
+    ]
+}
+
+/// Alerts that name `/boot/NAME` (as the file, a rename's source, or an argument).
+fn alerts_naming(agent: &Agent, name: &str) -> Vec<Value> {
+    let path = format!("/boot/{name}");
+    agent
+        .records()
+        .into_iter()
+        .filter(|r| r["event"]["kind"] == "alert")
+        .filter(|r| {
+            r["file"]["path"] == path.as_str()
+                || r["file"]["Ext"]["original"]["path"] == path.as_str()
+                || r["process"]["args"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == path.as_str()))
+        })
+        .collect()
+}
+
+/// Writes a marker with dd and waits for its alert: every record before it has been handled.
+fn sync(ns: &BootNamespace, agent: &mut Agent, name: &str) {
+    ns.sh(&format!("dd if=/dev/null of=/boot/{name} status=none"))
+        .unwrap();
+    let path = format!("/boot/{name}");
+    agent
+        .wait_for(*WAIT, |r| r["file"]["path"] == path.as_str())
+        .unwrap();
+}
+
+/// Starts an agent in the namespace, files to modify already in its /boot.
+fn agent_in(ns: &BootNamespace, tag: &str) -> Agent {
+    ns.sh("for f in pre-ln pre-trunc pre-chmod pre-mv; do echo x > /boot/$f; done")
+        .unwrap();
+    Launch::fresh(AGENT, tag, "")
+        .unwrap()
+        .in_namespace_of(ns.pid())
+        .start()
+        .unwrap()
+}
+
+fn each_writer_alerts_once(kind: BootKind) {
+    let ns = BootNamespace::new(kind).unwrap();
+    let scratch = tempdir("fe-writers").unwrap();
+    let src = scratch.join("src");
+    fs::write(&src, "payload").unwrap();
+    let mut agent = agent_in(&ns, "fe-writers");
+    let writers = writers(&src, &scratch);
+    for w in &writers {
+        ns.sh(&w.script).unwrap();
+    }
+    sync(&ns, &mut agent, "w-sync");
+    for w in &writers {
+        let alerts = alerts_naming(&agent, w.file);
+        assert_eq!(alerts.len(), 1, "{kind:?} {}: {alerts:#?}", w.script);
+        let Some((name, action)) = &w.expect else {
+            continue;
+        };
+        let a = &alerts[0];
+        assert_eq!(a["rule"]["id"], FILE_WRITE, "{}", w.script);
+        assert_eq!(a["event"]["category"][0], "file");
+        assert_eq!(a["event"]["action"], *action, "{}", w.script);
+        assert_eq!(a["process"]["name"], name.as_str(), "{}", w.script);
+        assert_eq!(a["file"]["name"], w.file);
+        assert!(a["process"]["parent"]["pid"].as_u64().is_some(), "{a:#}");
+    }
+    let _ = fs::remove_dir_all(&scratch);
+}
+
+#[test]
+fn each_writer_alerts_once_on_tmpfs() {
+    each_writer_alerts_once(BootKind::Tmpfs);
+}
+
+#[test]
+fn each_writer_alerts_once_on_ext4() {
+    each_writer_alerts_once(BootKind::Ext4);
+}
+
+#[test]
+fn each_writer_alerts_once_on_a_root_directory() {
+    each_writer_alerts_once(BootKind::RootDirectory);
+}
+
+/// Through a bind mount of /boot and a symlink to it: caught, each path as written resolved;
+/// in /tmp and in a directory named /bootx: nothing.
+#[test]
+fn bind_mounts_and_symlinks_caught_lookalikes_not() {
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let scratch = tempdir("fe-alias").unwrap();
+    let s = scratch.display();
+    let mut agent = agent_in(&ns, "fe-alias");
+    ns.sh(&format!(
+        "mkdir {s}/bind && mount --bind /boot {s}/bind && \
+         dd if=/dev/null of={s}/bind/via-bind status=none && \
+         ln -s /boot {s}/link && dd if=/dev/null of={s}/link/via-link status=none && \
+         dd if=/dev/null of={s}/tmp-file status=none && \
+         mkdir -p /bootx && mount -t tmpfs x /bootx && dd if=/dev/null of=/bootx/y status=none"
+    ))
+    .unwrap();
+    sync(&ns, &mut agent, "alias-sync");
+    let alerts: Vec<Value> = agent
+        .records()
+        .into_iter()
+        .filter(|r| r["rule"]["id"] == FILE_WRITE)
+        .collect();
+    let paths: Vec<&str> = alerts
+        .iter()
+        .filter_map(|a| a["file"]["path"].as_str())
+        .collect();
+    let via_bind = format!("{s}/bind/via-bind");
+    assert!(paths.contains(&via_bind.as_str()), "{paths:?}");
+    assert!(paths.contains(&"/boot/via-link"), "{paths:?}");
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p.contains("tmp-file") || p.starts_with("/bootx")),
+        "{paths:?}"
+    );
+    let _ = fs::remove_dir_all(&scratch);
+}
+
+/// A plain `cp f /boot/x` from a shell: exactly one alert in all (the exec rule's), though the
+/// kernel saw the write too.
+#[test]
+fn plain_cp_one_alert_in_all() {
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let mut agent = agent_in(&ns, "fe-cp");
+    ns.sh("cp /etc/hostname /boot/plain-cp").unwrap();
+    sync(&ns, &mut agent, "cp-sync");
+    std::thread::sleep(Duration::from_millis(200));
+    let alerts = alerts_naming(&agent, "plain-cp");
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["event"]["category"][0], "process");
+}
+
+/// A storm of writes into /boot while the agent is stopped (SIGSTOP) overflows its ring: every
+/// write raised its alert or is in the kernel's count of dropped file records.
+#[test]
+fn writes_lost_while_stopped_equal_the_kernel_drop_count() {
+    const STORM: usize = 300;
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let config = "[sensor]\nring_buffer_bytes = 1048576\n[alert_budget]\nmax_alerts = 1000000\n";
+    let mut agent = Launch::fresh(AGENT, "fe-storm", config)
+        .unwrap()
+        .in_namespace_of(ns.pid())
+        .start()
+        .unwrap();
+    sync(&ns, &mut agent, "storm-before");
+    agent.signal(nix::sys::signal::Signal::SIGSTOP).unwrap();
+    while !fs::read_to_string(format!("/proc/{}/stat", agent.pid()))
+        .unwrap()
+        .contains(") T ")
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    ns.sh(&format!(
+        "i=0; while [ $i -lt {STORM} ]; do dd if=/dev/null of=/boot/storm-$i status=none; \
+         i=$((i+1)); done"
+    ))
+    .unwrap();
+    agent.signal(nix::sys::signal::Signal::SIGCONT).unwrap();
+    sync(&ns, &mut agent, "storm-after");
+    let (status, _, records) = agent.stop().unwrap();
+    assert!(status.success(), "{status}");
+    let mut alerted: Vec<&str> = records
+        .iter()
+        .filter(|r| r["rule"]["id"] == FILE_WRITE)
+        .filter_map(|r| r["file"]["path"].as_str())
+        .filter(|p| {
+            p.starts_with("/boot/storm-") && !p.contains("-before") && !p.contains("-after")
+        })
+        .collect();
+    let alerts = alerted.len();
+    alerted.sort_unstable();
+    alerted.dedup();
+    assert_eq!(alerted.len(), alerts, "a write alerted twice");
+    let stopped = records
+        .iter()
+        .find(|r| r["event"]["action"] == "agent-stopped")
+        .expect("stop record");
+    let drops = stopped["boot_copy"]["counters"]["file_ringbuf_drops"]
+        .as_u64()
+        .unwrap() as usize;
+    eprintln!("storm of {STORM} writes: {alerts} alerts, {drops} file records dropped");
+    assert!(alerts > 0 && drops > 0, "the storm overflowed the ring");
+    assert_eq!(alerts + drops, STORM, "every write alerted or counted");
+}
+
+/// `events` prints file events as ECS (Defend's `file.Ext.original.*` for renames), the writer
+/// described as an exec event describes its process; here the agent runs on the host and the
+/// writes land in a tmpfs mounted over /boot in a private namespace: a file system mounted on
+/// the watched directory is in the watched tree.
+#[test]
+fn events_prints_file_events_as_ecs() {
+    let mut events = boot_copy_harness::Events::start(AGENT, false).unwrap();
+    boot_copy_harness::in_boot_namespace("mkdir /boot/ev-dir && mv /boot/ev-dir /boot/ev-renamed")
+        .unwrap();
+    let e = events
+        .wait_for(*WAIT, |e| e["file"]["path"] == "/boot/ev-renamed")
+        .unwrap();
+    assert_eq!(e["event"]["category"], serde_json::json!(["file"]));
+    assert_eq!(e["event"]["action"], "rename");
+    assert_eq!(e["event"]["type"], serde_json::json!(["change"]));
+    assert_eq!(e["event"]["kind"], "event");
+    assert_eq!(e["file"]["name"], "ev-renamed");
+    assert_eq!(e["file"]["Ext"]["original"]["path"], "/boot/ev-dir");
+    assert_eq!(e["process"]["name"], "mv");
+    assert_eq!(e["process"]["args"][2], "/boot/ev-renamed");
+    assert_eq!(e["process"]["user"]["id"], "0");
+    assert_eq!(e["host"]["os"]["type"], "linux");
+    assert_eq!(e["boot_copy"]["file"]["tree"], "/boot");
+    let created = events
+        .wait_for(*WAIT, |e| e["file"]["path"] == "/boot/ev-dir")
+        .unwrap();
+    assert_eq!(created["event"]["action"], "creation");
+    assert_eq!(created["process"]["name"], "mkdir");
+    let problems: Vec<String> = crate::support::ecs_schema::Schema::load()
+        .violations(&e)
+        .into_iter()
+        .filter(|p| !p.starts_with("file.Ext"))
+        .collect();
+    assert!(problems.is_empty(), "not ECS 9.4.0: {problems:#?}");
+}
