@@ -74,7 +74,8 @@ pub struct Detector {
     /// The strict rule's analysis, and which execs need any work at all.
     gate: Gate,
     budget: Budget,
-    /// Processes (pid, start) that raised an exec alert, and when.
+    /// Processes (pid, start) whose exec matched a rule (alerted, or withheld by the budget),
+    /// and when.
     alerted: HashMap<(u32, u64), Instant>,
     /// The last file event of each process (pid, start) on each path, and when.
     touched: HashMap<(u32, u64, Vec<u8>), Instant>,
@@ -188,7 +189,9 @@ impl Detector {
         let doc = event.document(Some(&self.wanted));
         // The budget first, in rule order: a window's summary goes before that rule's alert.
         let mut steps = Vec::new();
+        let mut matched = false;
         for (i, rule) in self.rules.set.matching(&doc) {
+            matched = true;
             let (admitted, closed) = self.budget.admit(&rule.id, now);
             if let Some(s) = closed {
                 steps.push(Step::Summary(s));
@@ -205,7 +208,8 @@ impl Detector {
             .iter()
             .filter(|s| matches!(s, Step::Alert(..)))
             .count();
-        if alerting > 0 {
+        // A match the budget withheld is the act's alert too: its writes raise none.
+        if matched {
             remember_alerted(&mut self.alerted, ctx, now);
         }
         let mut json = (alerting > 0).then(|| match serde_json::to_value(&event) {
@@ -258,7 +262,7 @@ fn touched_again(
     last.is_some_and(|at| now.duration_since(at) < SAME_FILE_FOR)
 }
 
-/// Remembers a process that raised an exec alert (see `ALERTED_FOR`).
+/// Remembers a process whose exec matched a rule (see `ALERTED_FOR`).
 fn remember_alerted(alerted: &mut HashMap<(u32, u64), Instant>, ctx: &ExecContext, now: Instant) {
     if alerted.len() >= 4096 {
         alerted.retain(|_, &mut at| now.duration_since(at) < ALERTED_FOR);
