@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// Watch every exec, apply the rules, write alerts and health records to the sinks (root).
     Run,
-    /// Print one ECS process event per exec as NDJSON (the execs `run` watches, unless --all) (root).
+    /// Print one ECS process event per exec as NDJSON (the execs `run` watches, unless --all), and one file event per write into /boot (root).
     Events {
         /// Every exec on the host, not only those the rules can match.
         #[arg(long)]

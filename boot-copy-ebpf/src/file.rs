@@ -132,6 +132,7 @@ pub fn handle(regs: Regs, ret: i64) -> Result<u32, u32> {
         return Ok(0);
     };
     count(counter::FILE_OPS_SEEN);
+    let call = through_map(call)?;
     // SAFETY: as above.
     let arg = |i: u32| unsafe { co_re::bc_regs_arg(regs, i) };
     let dir_fd = |i: u32| if i == NONE { AT_FDCWD } else { arg(i) };
@@ -176,6 +177,51 @@ pub fn handle(regs: Regs, ret: i64) -> Result<u32, u32> {
             };
             by_path(call.action, dir, arg(call.arg), old_dir, old)
         }
+    }
+}
+
+/// The table entry written to and read back from map memory: the verifier then follows one
+/// state per kind of syscall, not one per syscall (each entry is a constant it would otherwise
+/// track through the whole program, path walks included).
+#[inline(always)]
+fn through_map(call: Call) -> Result<Call, u32> {
+    let scratch = scratch()?;
+    // SAFETY: this CPU's map value.
+    unsafe {
+        let slot = (&raw mut (*scratch).call).cast::<u32>();
+        let names = match call.names {
+            Names::Open => 0,
+            Names::Creat => 1,
+            Names::OpenHow => 2,
+            Names::Fd => 3,
+            Names::Path => 4,
+        };
+        let fields = [
+            call.action,
+            names,
+            call.arg,
+            call.dir,
+            call.old,
+            call.old_dir,
+        ];
+        for (i, v) in fields.iter().enumerate() {
+            core::ptr::write_volatile(slot.add(i), *v);
+        }
+        let read = |i: usize| core::ptr::read_volatile(slot.add(i));
+        Ok(Call {
+            action: read(0),
+            names: match read(1) {
+                0 => Names::Open,
+                1 => Names::Creat,
+                2 => Names::OpenHow,
+                3 => Names::Fd,
+                _ => Names::Path,
+            },
+            arg: read(2),
+            dir: read(3),
+            old: read(4),
+            old_dir: read(5),
+        })
     }
 }
 
@@ -236,7 +282,10 @@ fn by_fd(action: u32, file: KFile) -> Result<u32, u32> {
         let walk = (&raw mut (*scratch).walk).cast::<u8>();
         let (len, cut) = path::resolve(path, walk, (&raw mut (*rec).dir).cast());
         (*rec).header.dir_len = len;
-        (*rec).header.flags = if cut { file_flags::PATH_TRUNCATED } else { 0 };
+        (*rec).header.flags = 0;
+        if cut {
+            set_flag(rec, file_flags::PATH_TRUNCATED);
+        }
         send(action, scratch, now);
     }
     Ok(0)
@@ -266,24 +315,23 @@ fn by_path(action: u32, dir: KPath, path: u64, old_dir: KPath, old: u64) -> Resu
             return Ok(0);
         }
         let walk = (&raw mut (*scratch).walk).cast::<u8>();
-        let mut flags = 0;
+        (*rec).header.flags = 0;
         (*rec).header.dir_len = 0;
         if *name != b'/' {
             let (len, cut) = path::resolve(dir, walk, (&raw mut (*rec).dir).cast());
             (*rec).header.dir_len = len;
-            flags |= if cut { file_flags::PATH_TRUNCATED } else { 0 };
+            if cut {
+                set_flag(rec, file_flags::PATH_TRUNCATED);
+            }
         }
         (*rec).header.old_dir_len = 0;
         if old != 0 && *old_name != b'/' {
             let (len, cut) = path::resolve(old_dir, walk, (&raw mut (*rec).old_dir).cast());
             (*rec).header.old_dir_len = len;
-            flags |= if cut {
-                file_flags::OLD_PATH_TRUNCATED
-            } else {
-                0
-            };
+            if cut {
+                set_flag(rec, file_flags::OLD_PATH_TRUNCATED);
+            }
         }
-        (*rec).header.flags = flags;
         send(action, scratch, bpf_ktime_get_boot_ns());
     }
     Ok(0)
@@ -422,22 +470,24 @@ unsafe fn writer(rec: *mut FileRecord, walk: *mut u8) {
 
         // The parent first: its executable is resolved through the `exe` buffer.
         parent(rec, task, walk);
-        let mut flags = (*h).flags;
         let (len, cut) = path::resolve(
             co_re::bc_cur_exe_path(task),
             walk,
             (&raw mut (*rec).exe).cast(),
         );
         (*h).exe_len = len;
-        flags |= if cut { file_flags::EXE_TRUNCATED } else { 0 };
+        if cut {
+            set_flag(rec, file_flags::EXE_TRUNCATED);
+        }
         let pwd = co_re::bc_cur_pwd(task);
         if pwd.is_null() {
-            flags |= file_flags::CWD_MISSING;
+            set_flag(rec, file_flags::CWD_MISSING);
         }
         let (len, cut) = path::resolve(pwd, walk, (&raw mut (*rec).cwd).cast());
         (*h).cwd_len = len;
-        flags |= if cut { file_flags::CWD_TRUNCATED } else { 0 };
-        (*h).flags = flags;
+        if cut {
+            set_flag(rec, file_flags::CWD_TRUNCATED);
+        }
 
         args(rec, task);
     }
@@ -456,12 +506,12 @@ unsafe fn args(rec: *mut FileRecord, task: Task) {
         (*h).args_size = size as u32;
         (*h).args_len = 0;
         if size > want as u64 {
-            (*h).flags |= file_flags::ARGS_TRUNCATED;
+            set_flag(rec, file_flags::ARGS_TRUNCATED);
         }
         if want > 0 {
             let dst = (&raw mut (*rec).args).cast::<c_void>();
             if bpf_probe_read_user(dst, want, start as usize as *const c_void) < 0 {
-                (*h).flags |= file_flags::ARGS_READ_FAILED;
+                set_flag(rec, file_flags::ARGS_READ_FAILED);
             } else {
                 (*h).args_len = want;
             }
@@ -485,7 +535,7 @@ unsafe fn parent(rec: *mut FileRecord, task: Task, walk: *mut u8) {
             return;
         };
         bpf_probe_read_kernel(image.cast(), size_of::<ProcImage>() as u32, entry.cast());
-        (*h).flags |= file_flags::PARENT_FOUND;
+        set_flag(rec, file_flags::PARENT_FOUND);
         if (*image).flags & image_flags::EXE_IS_FILENAME != 0 {
             return;
         }
@@ -497,6 +547,18 @@ unsafe fn parent(rec: *mut FileRecord, task: Task, walk: *mut u8) {
         let (len, cut) = path::resolve(exe, walk, out);
         let cut = image::set_exe(image, out, len, cut);
         (*image).flags = ((*image).flags & !image_flags::EXE_TRUNCATED) | cut;
+    }
+}
+
+/// Sets a header flag in map memory, read back unknown: the verifier then sees the same state
+/// whether a flag was set or not, and explores what follows (the path walks) once, not once per
+/// combination of flags.
+#[inline(always)]
+unsafe fn set_flag(rec: *mut FileRecord, flag: u32) {
+    // SAFETY: a header field of this CPU's record.
+    unsafe {
+        let flags = &raw mut (*rec).header.flags;
+        core::ptr::write_volatile(flags, core::ptr::read_volatile(flags) | flag);
     }
 }
 

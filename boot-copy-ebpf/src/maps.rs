@@ -119,6 +119,9 @@ pub static FILE_SCRATCH: Array<FileScratch> = Array::with_max_entries(1, 0);
 #[repr(C)]
 pub struct FileScratch {
     pub record: FileRecord,
+    /// The syscall's table entry, passed through map memory (see `file::handle`).
+    pub call: [u32; 6],
+    pub _pad: u32,
     pub walk: [u8; 2 * PATH_CAP + 8],
 }
 

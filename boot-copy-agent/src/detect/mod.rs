@@ -74,7 +74,8 @@ pub struct Detector {
     /// The strict rule's analysis, and which execs need any work at all.
     gate: Gate,
     budget: Budget,
-    /// Processes (pid, start) that raised an exec alert, and when.
+    /// Processes (pid, start) whose exec matched a rule (alerted, or withheld by the budget),
+    /// and when.
     alerted: HashMap<(u32, u64), Instant>,
     /// The last file event of each process (pid, start) on each path, and when.
     touched: HashMap<(u32, u64, Vec<u8>), Instant>,
@@ -207,8 +208,7 @@ impl Detector {
             .iter()
             .filter(|s| matches!(s, Step::Alert(..)))
             .count();
-        // An exec alert withheld by the budget still covers the act: its writes raise no file
-        // alert in its place.
+        // A match the budget withheld is the act's alert too: its writes raise none.
         if matched {
             remember_alerted(&mut self.alerted, ctx, now);
         }
@@ -262,7 +262,7 @@ fn touched_again(
     last.is_some_and(|at| now.duration_since(at) < SAME_FILE_FOR)
 }
 
-/// Remembers a process that raised an exec alert (see `ALERTED_FOR`).
+/// Remembers a process whose exec matched a rule (see `ALERTED_FOR`).
 fn remember_alerted(alerted: &mut HashMap<(u32, u64), Instant>, ctx: &ExecContext, now: Instant) {
     if alerted.len() >= 4096 {
         alerted.retain(|_, &mut at| now.duration_since(at) < ALERTED_FOR);

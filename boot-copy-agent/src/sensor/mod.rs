@@ -36,11 +36,18 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 
 /// The programs: function name in the object (what `bpftool prog` shows) and the BTF
 /// tracepoint each attaches to.
-const PROGRAMS: [(&str, &str); 3] = [
+const PROGRAMS: [(&str, &str); 2] = [
     ("boot_copy_exec", "sched_process_exec"),
     ("boot_copy_fork", "sched_process_fork"),
-    ("boot_copy_file", "sys_exit"),
 ];
+
+/// The file program (`boot-copy-ebpf/src/file.rs`) and its tracepoint.
+const FILE_PROGRAM: (&str, &str) = ("boot_copy_file", "sys_exit");
+
+/// Kernels older than this do not load the file program: 5.10's verifier reaches its
+/// complexity limit on it, and 6.1's does not finish within the kernel matrix's start-up wait
+/// (6.12 loads it in seconds there). File events are off on them (the agent says so at start).
+pub const FILE_EVENTS_MIN_KERNEL: (u32, u32) = (6, 12);
 
 /// The program that reports which kernel fields the relocation BTF lacks (test-run once).
 const LAYOUT_PROBE: &str = "boot_copy_layout";
@@ -87,6 +94,8 @@ pub struct Sensor {
     /// Spilled argv chunks the agent did not find (see `spill`).
     chunks_missing: Arc<AtomicU64>,
     degraded: Vec<&'static str>,
+    /// Whether the file program is attached.
+    file_events: bool,
     // Owns the programs and their links; last so the maps above are released first.
     ebpf: Ebpf,
 }
@@ -148,6 +157,16 @@ impl Sensor {
         for (name, tracepoint) in PROGRAMS {
             attach(&mut ebpf, &btf, name, tracepoint)?;
         }
+        let file_events = requirements::kernel_at_least(FILE_EVENTS_MIN_KERNEL);
+        if file_events {
+            attach(&mut ebpf, &btf, FILE_PROGRAM.0, FILE_PROGRAM.1)?;
+        } else {
+            tracing::warn!(
+                "file events are off: the file program needs Linux {}.{} or newer",
+                FILE_EVENTS_MIN_KERNEL.0,
+                FILE_EVENTS_MIN_KERNEL.1
+            );
+        }
 
         let table = HashMap::try_from(take_map(&mut ebpf, "PROC_TABLE")?).map_err(|source| {
             SensorError::Map {
@@ -183,6 +202,7 @@ impl Sensor {
             reader: Some(RingReader::new(ring, spill, log)),
             chunks_missing,
             degraded,
+            file_events,
             ebpf,
         })
     }
@@ -192,6 +212,11 @@ impl Sensor {
     /// `degraded_records`.
     pub fn degraded_fields(&self) -> &[&'static str] {
         &self.degraded
+    }
+
+    /// Whether writes into the watched trees are reported (see `FILE_EVENTS_MIN_KERNEL`).
+    pub fn file_events(&self) -> bool {
+        self.file_events
     }
 
     /// Inserts a /proc-derived image only if the kernel has no entry (BPF_NOEXIST). Ok(false) if
@@ -233,8 +258,10 @@ impl Sensor {
 
     /// Statistics of the programs.
     pub fn program_stats(&self) -> Result<Vec<ProgramStats>, SensorError> {
+        let file = self.file_events.then_some(&FILE_PROGRAM);
         PROGRAMS
             .iter()
+            .chain(file)
             .map(|&(name, _)| {
                 let program_error = |source| SensorError::Program {
                     program: name.to_owned(),

@@ -70,6 +70,14 @@ pub fn check_kernel_version() -> Result<(), SensorError> {
     }
 }
 
+/// Whether the running kernel is `min` or newer (an unparsable release counts as new).
+pub fn kernel_at_least(min: (u32, u32)) -> bool {
+    nix::sys::utsname::uname()
+        .ok()
+        .and_then(|uts| parse_release(&uts.release().to_string_lossy()))
+        .is_none_or(|v| v >= min)
+}
+
 /// "6.18.44-fc-v782" → (6, 18).
 fn parse_release(release: &str) -> Option<(u32, u32)> {
     let mut parts = release.split(|c: char| !c.is_ascii_digit());
