@@ -93,7 +93,7 @@ struct Output<W: Write> {
 impl<W: Write> Output<W> {
     fn drain(&mut self, reader: &mut RingReader) -> anyhow::Result<()> {
         let mut lines = Vec::new();
-        reader.drain(|record| match decode::decode(record) {
+        reader.drain(|record| match decode::decode(&record) {
             Ok(e) => lines.push(exec::resolve(e)),
             Err(e) => {
                 self.decode_errors += 1;

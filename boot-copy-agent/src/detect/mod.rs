@@ -19,7 +19,7 @@ use boot_copy_rules::FieldSet;
 use budget::{Budget, BudgetConfig, Suppressed};
 use rules::LoadedRules;
 use serde_json::{Map, Value};
-use std::time::Instant;
+use std::{borrow::Cow, time::Instant};
 
 /// What the detection path counted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +93,11 @@ impl Detector {
 
     /// Handles one ring-buffer record, passing any alert (and any suppression summary of a
     /// window that just closed) to `found`.
-    pub fn handle(&mut self, record: &[u8], now: Instant, found: &mut impl FnMut(Finding)) {
-        let exec = match decode::decode(record) {
+    /// The record is freed once decoded (a reassembled argv can be megabytes).
+    pub fn handle(&mut self, record: Cow<'_, [u8]>, now: Instant, found: &mut impl FnMut(Finding)) {
+        let decoded = decode::decode(&record);
+        drop(record);
+        let exec = match decoded {
             Ok(exec) => exec,
             Err(e) => {
                 self.counts.decode_errors += 1;
@@ -108,7 +111,12 @@ impl Detector {
         }
         self.counts.candidates += 1;
         let ctx = exec::resolve(exec);
-        self.exec(&ctx, strict.as_ref(), now, found);
+        let mut findings = Vec::new();
+        self.exec(&ctx, strict.as_ref(), now, &mut |f| findings.push(f));
+        // The exec's text and its event (megabytes for a long argv) are freed before the
+        // alerts, which own their JSON, are serialized.
+        drop((ctx, strict));
+        findings.into_iter().for_each(found);
     }
 
     /// Evaluates one exec's event.
