@@ -119,7 +119,7 @@ fn wait_for(
 ) -> Option<usize> {
     let deadline = Instant::now() + *WAIT;
     loop {
-        reader.drain(|raw| seen.push(decode(raw)));
+        reader.drain(|raw| seen.push(decode(&raw)));
         if let Some(i) = seen.iter().position(&want) {
             return Some(i);
         }
@@ -276,7 +276,7 @@ fn symlink_script_and_shell_child() {
 
     // Unwatched execs are not submitted.
     std::thread::sleep(Duration::from_millis(200));
-    reader.drain(|raw| seen.push(decode(raw)));
+    reader.drain(|raw| seen.push(decode(&raw)));
     assert!(
         !seen
             .iter()
@@ -337,7 +337,7 @@ fn all_execs_wakeups_counters_and_table_lifecycle() {
     while !seen.iter().any(|r: &Rec| r.header.tgid == pid) && Instant::now() < deadline {
         rt.block_on(reader.wait(Some(Duration::from_millis(100))))
             .unwrap();
-        reader.drain(|raw| seen.push(decode(raw)));
+        reader.drain(|raw| seen.push(decode(&raw)));
     }
     let r = seen
         .iter()

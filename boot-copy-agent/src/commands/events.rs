@@ -100,7 +100,7 @@ struct Output<W: Write> {
 impl<W: Write> Output<W> {
     fn drain(&mut self, reader: &mut RingReader) -> anyhow::Result<()> {
         let mut lines = Vec::new();
-        reader.drain(|record| match decode::decode_record(record) {
+        reader.drain(|record| match decode::decode_record(&record) {
             Ok(Record::Exec(e)) => lines.push(Line::Exec(exec::resolve(e))),
             Ok(Record::File(op)) => lines.push(Line::File(FileContext::resolve(op))),
             Err(e) => {

@@ -21,6 +21,7 @@ use budget::{Budget, BudgetConfig, Suppressed};
 use rules::LoadedRules;
 use serde_json::{Map, Value};
 use std::{
+    borrow::Cow,
     collections::HashMap,
     time::{Duration, Instant},
 };
@@ -115,8 +116,11 @@ impl Detector {
 
     /// Handles one ring-buffer record, passing any alert (and any suppression summary of a
     /// window that just closed) to `found`.
-    pub fn handle(&mut self, record: &[u8], now: Instant, found: &mut impl FnMut(Finding)) {
-        let exec = match decode::decode_record(record) {
+    /// The record is freed once decoded (a reassembled argv can be megabytes).
+    pub fn handle(&mut self, record: Cow<'_, [u8]>, now: Instant, found: &mut impl FnMut(Finding)) {
+        let decoded = decode::decode_record(&record);
+        drop(record);
+        let exec = match decoded {
             Ok(Record::Exec(exec)) => exec,
             Ok(Record::File(op)) => return self.file_op(op, now, found),
             Err(e) => {
@@ -131,7 +135,12 @@ impl Detector {
         }
         self.counts.candidates += 1;
         let ctx = exec::resolve(exec);
-        self.exec(&ctx, strict.as_ref(), now, found);
+        let mut findings = Vec::new();
+        self.exec(&ctx, strict.as_ref(), now, &mut |f| findings.push(f));
+        // The exec's text and its event (megabytes for a long argv) are freed before the
+        // alerts, which own their JSON, are serialized.
+        drop((ctx, strict));
+        findings.into_iter().for_each(found);
     }
 
     /// Evaluates one file operation's event (rare: only writes into watched trees reach here,
@@ -139,8 +148,8 @@ impl Detector {
     fn file_op(&mut self, op: FileOp, now: Instant, found: &mut impl FnMut(Finding)) {
         self.counts.file_candidates += 1;
         let ctx = FileContext::resolve(op);
+        self.describer.learn_all_names(&ctx.writer);
         let w = &ctx.writer.exec;
-        self.describer.learn_names(w.euid, w.egid);
         let writer = (w.tgid, w.start_boottime_ns);
         let exec_alerted = self
             .alerted

@@ -94,8 +94,10 @@ impl Writer {
         if let Some(chain) = &mut self.chain {
             chain.seal(&mut doc);
         }
-        self.sinks
-            .send(&Record::new(doc.to_string(), severity, msgid));
+        let line = doc.to_string();
+        // Freed before the sinks queue the line: a megabyte alert is not held twice.
+        drop(doc);
+        self.sinks.send(&Record::new(line, severity, msgid));
     }
 
     /// The number of the last record written.

@@ -1,6 +1,6 @@
 //! Reading exec records from the `EVENTS` ring buffer (their spilled argv put back in), and the
 //! kernel programs' diagnostics from aya-log's ring.
-use std::{io, time::Duration};
+use std::{borrow::Cow, io, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::io::{Interest, unix::AsyncFd};
@@ -71,9 +71,10 @@ impl RingReader {
         Ok(())
     }
 
-    /// Calls `f` for every record currently in the ring, whole; returns how many. Forwards the
-    /// kernel's diagnostics first.
-    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+    /// Calls `f` for every record currently in the ring, whole (a reassembled one owned, so
+    /// that `f` can free its megabytes as soon as it has read them); returns how many. Forwards
+    /// the kernel's diagnostics first.
+    pub fn drain(&mut self, mut f: impl FnMut(Cow<'_, [u8]>)) -> usize {
         if let Some(log) = &mut self.log {
             log.flush();
         }
@@ -87,11 +88,10 @@ impl RingReader {
             match self.spill.assemble(&item) {
                 Some(whole) => {
                     drop(item); // frees its ring space before the (large) record is handled
-                    f(&whole);
-                    drop(whole);
+                    f(Cow::Owned(whole));
                     release_freed_memory();
                 }
-                None => f(&item),
+                None => f(Cow::Borrowed(&item)),
             }
             n += 1;
         }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use std::{
     ffi::{OsStr, OsString},
     fs::{self, DirBuilder, File, Permissions},
-    io::{self, Write},
+    io::{self, IoSlice, Write},
     os::{
         fd::OwnedFd,
         unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt},
@@ -88,8 +88,6 @@ pub(super) struct AlertLog {
     /// Changes to the directory's entries; without it (no inotify) the path is stat'ed before
     /// every record.
     watch: Option<DirWatch>,
-    /// The line being written, reused.
-    buf: Vec<u8>,
     /// Written since the last fsync.
     dirty: bool,
     last_sync: Instant,
@@ -161,7 +159,6 @@ impl AlertLog {
             keep: cfg.keep,
             fsync: cfg.fsync,
             log: Some(log),
-            buf: Vec::new(),
             dirty: false,
             last_sync: now,
             open_retry_at: now,
@@ -287,11 +284,9 @@ impl Worker for AlertLog {
             ));
             return;
         }
-        self.buf.clear();
-        self.buf
-            .extend_from_slice(one_line(&record.line).as_bytes());
-        self.buf.push(b'\n');
-        if self.needs_rotation(self.buf.len()) {
+        let line = one_line(&record.line);
+        let len = line.len() + 1;
+        if self.needs_rotation(len) {
             self.rotate(shared);
             if !self.ensure_open(shared) {
                 shared.fail(&format_args!(
@@ -302,9 +297,9 @@ impl Worker for AlertLog {
             }
         }
         let Some(log) = &mut self.log else { return };
-        match append_line(&log.file, &self.buf) {
+        match append_line(&log.file, line.as_bytes()) {
             Ok(()) => {
-                log.size += self.buf.len() as u64;
+                log.size += len as u64;
                 self.dirty = true;
                 shared.ok();
                 if self.fsync == FsyncPolicy::EveryRecord {
@@ -316,7 +311,6 @@ impl Worker for AlertLog {
                 self.path.display()
             )),
         }
-        super::release_large(&mut self.buf);
     }
 
     /// Is the file we hold still the one at the path? logrotate renames it (then we follow to
@@ -397,12 +391,18 @@ impl Worker for AlertLog {
     }
 }
 
-/// Appends one line. A short write followed by an error (disk full) is cut back off the end
-/// of the file, so the log never holds a torn line.
+/// Appends `line` and its newline, in one `writev` (the line is not copied to add the newline:
+/// an alert can be megabytes). A short write followed by an error (disk full) is cut back off
+/// the end of the file, so the log never holds a torn line.
 fn append_line(mut file: &File, line: &[u8]) -> io::Result<()> {
+    let total = line.len() + 1;
     let mut done = 0;
-    while done < line.len() {
-        match file.write(&line[done..]) {
+    while done < total {
+        let rest = [
+            IoSlice::new(&line[done.min(line.len())..]),
+            IoSlice::new(&b"\n"[done.saturating_sub(line.len())..]),
+        ];
+        match file.write_vectored(&rest) {
             Ok(0) => return Err(torn(file, done, io::ErrorKind::WriteZero.into())),
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -42,31 +42,33 @@ pub const MIN_RECORD_LIMIT: usize = 1024;
 /// Default capacity of each sink's queue, in records.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 
-/// One record: a complete JSON object serialized on one line, no trailing newline.
+/// One record: a complete JSON object serialized on one line, no trailing newline. Shared by
+/// every sink's queue; an `Arc<String>` takes the serialized line over without copying it (an
+/// alert of a megabyte argv is megabytes).
 #[derive(Debug, Clone)]
 pub struct Record {
-    pub line: Arc<str>,
+    pub line: Arc<String>,
     pub severity: Severity,
     /// What the record is; becomes the syslog MSGID (`alert` or `health`).
     pub msgid: MsgId,
 }
 
 impl Record {
-    pub fn new(line: impl Into<Arc<str>>, severity: Severity, msgid: MsgId) -> Self {
+    pub fn new(line: impl Into<String>, severity: Severity, msgid: MsgId) -> Self {
         Self {
-            line: line.into(),
+            line: Arc::new(line.into()),
             severity,
             msgid,
         }
     }
 
     /// An alert of the given severity.
-    pub fn alert(line: impl Into<Arc<str>>, severity: Severity) -> Self {
+    pub fn alert(line: impl Into<String>, severity: Severity) -> Self {
         Self::new(line, severity, MsgId::Alert)
     }
 
     /// One of the agent's own records (start, stop, heartbeat, loss, suppression).
-    pub fn health(line: impl Into<Arc<str>>, severity: Severity) -> Self {
+    pub fn health(line: impl Into<String>, severity: Severity) -> Self {
         Self::new(line, severity, MsgId::Health)
     }
 }

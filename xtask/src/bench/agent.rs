@@ -1,7 +1,7 @@
 //! `boot-copy-agent run` (release) under the benchmark, started by the shared harness: its
 //! readiness timed through `$NOTIFY_SOCKET` (the agent's sd_notify `READY=1`), its CPU time,
 //! memory and final counters read from /proc and its stop record.
-use super::procs;
+use super::{before, procs};
 use anyhow::{Context as _, bail};
 use boot_copy_harness::{Launch, WAIT};
 use serde_json::Value;
@@ -19,6 +19,15 @@ pub struct Options {
     pub strict: bool,
     /// `sensor.ring_buffer_bytes`; the default when absent.
     pub ring_bytes: Option<u32>,
+    /// Which build of the agent runs.
+    pub build: Build,
+}
+
+/// The agent of this tree, or the one before issue 15 (built by [`before::build`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    Current,
+    BeforeIssue15,
 }
 
 impl Default for Options {
@@ -26,6 +35,7 @@ impl Default for Options {
         Self {
             strict: true,
             ring_bytes: None,
+            build: Build::Current,
         }
     }
 }
@@ -50,7 +60,11 @@ impl Agent {
             "max_bytes = 0\n[rules]\nstrict = {strict}\n{ring}[alert_budget]\nmax_alerts = 1000000000\n[sinks.stdout]\nenabled = false\n",
             strict = opts.strict,
         );
-        let launch = Launch::fresh(crate::release_agent(), "bench", &extra)?;
+        let bin = match opts.build {
+            Build::Current => crate::release_agent(),
+            Build::BeforeIssue15 => before::path(),
+        };
+        let launch = Launch::fresh(bin, "bench", &extra)?;
         let notify_path = launch.dir().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).context("binding the notify socket")?;
         notify.set_read_timeout(Some(Duration::from_millis(100)))?;
@@ -104,6 +118,14 @@ impl Agent {
             bpf_maps,
             other: rss - anon - bpf_maps,
         })
+    }
+
+    /// Resets VmHWM to the current resident set (`/proc/PID/clear_refs`), so that a later
+    /// [`memory`](Self::memory) gives the peak since now, not the start's (loading parses the
+    /// kernel's BTF).
+    pub fn reset_peak(&self) -> anyhow::Result<()> {
+        fs::write(format!("/proc/{}/clear_refs", self.pid()), "5")
+            .context("resetting the agent's VmHWM")
     }
 
     /// Resident KiB of the agent's BPF map mappings (the ring buffer: the kernel maps its data

@@ -1,7 +1,8 @@
 //! A storm of watched execs each carrying 1 MiB of argv (`cp --suffix=… ×1024 /etc/hostname
 //! /boot/MARKER-i`, as fast as two loops can): throughput, what reached the agent whole, what was
 //! dropped or incomplete (from the kernel's and the agent's counters), and the agent's CPU per MiB
-//! of argv, with the default 4 MiB ring (and its 6 MiB spill map).
+//! of argv, with the default 4 MiB ring (and its 6 MiB spill map); the agent's peak resident set
+//! during the storm (VmHWM reset once it is ready) and, apart, while it started.
 use super::{
     Outcome,
     agent::{self, Agent},
@@ -30,6 +31,8 @@ pub fn run() -> anyhow::Result<Outcome> {
     // so that an alert whose argv is incomplete still carries it.
     let one = format!("--suffix={}\n", "~".repeat(1024 - 10));
     fs::write(&pad, one.repeat((ARGV_MIB * 1024) as usize))?;
+    let started_with = agent.memory()?;
+    agent.reset_peak()?;
     let cpu0 = agent.cpu_ns()?;
     let started = Instant::now();
     let children = (0..WORKERS)
@@ -87,6 +90,7 @@ pub fn run() -> anyhow::Result<Outcome> {
         "agent_cpu_ms_per_mib": cpu_per_mib,
         "agent_rss_kib": memory.rss,
         "agent_hwm_kib": memory.hwm,
+        "agent_start_hwm_kib": started_with.hwm,
     });
     let markdown = format!(
         "## Watched execs with 1 MiB of argv (`cargo xtask bench bigargv`)\n\n\
@@ -94,11 +98,13 @@ pub fn run() -> anyhow::Result<Outcome> {
          | measure | value |\n|---|---|\n\
          | execs per second | {} |\n| alerts (each with its whole argv, else counted below) | {alerts} |\n\
          | kernel ring drops | {drops} |\n| incomplete argv (spill map full) | {incomplete} ({spill_full}) |\n\
-         | agent CPU per MiB of argv, ms | {} |\n| agent RSS after, peak (VmHWM), KiB | {:.0}, {:.0} |\n",
+         | agent CPU per MiB of argv, ms | {} |\n| agent RSS after, peak (VmHWM) during the storm, KiB | {:.0}, {:.0} |\n\
+         | agent peak (VmHWM) while starting, before the storm, KiB | {:.0} |\n",
         num(rate, 0),
         num(cpu_per_mib, 2),
         memory.rss,
         memory.hwm,
+        started_with.hwm,
     );
     if alerts + drops != execs {
         bail!(

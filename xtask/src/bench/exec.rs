@@ -1,12 +1,14 @@
 //! Exec overhead on workloads that trigger no rule (issue 7, 1): a fork+exec storm of
 //! `/bin/true` on one and two workers, and a real build (`make -j2` of a generated C project).
 //! Variants in alternating blocks: no agent, the agent as shipped, auditd with an execve rule
-//! (the peer), and on one worker the agent with `rules.strict = false`. The agent's kernel
-//! programs' cost comes from BPF run-time statistics; CPU from /proc.
+//! (the peer), on one worker the agent with `rules.strict = false`, and on the storms the agent
+//! built from before issue 15 (`before`), which the report compares with the shipped one. The
+//! agent's kernel programs' cost comes from BPF run-time statistics; CPU from /proc.
 use super::{
     BLOCKS, Outcome,
-    agent::{self, Agent},
+    agent::{self, Agent, Build},
     auditd::Auditd,
+    before,
     bpf::{self, AgentPrograms, Runs, StatsOn},
     cproject::CProject,
     procs::ticks_ms,
@@ -24,6 +26,8 @@ const STORM_BLOCK: Duration = Duration::from_secs(3);
 /// Issue 2 and 7 targets.
 const KERNEL_NS_TARGET: f64 = 1500.0;
 const RATIO_TARGET: f64 = 0.98;
+/// The variant running the agent built from before issue 15.
+const BEFORE: &str = "agent_before_issue_15";
 /// The agent's kernel programs, as `bpf::program` names them.
 const PROGRAMS: [&str; 2] = ["exec", "fork"];
 
@@ -98,6 +102,10 @@ pub fn run() -> anyhow::Result<Outcome> {
         ..Default::default()
     };
     let shipped = Variant::Agent(agent::Options::default());
+    let before = Variant::Agent(agent::Options {
+        build: Build::BeforeIssue15,
+        ..Default::default()
+    });
     let plans: Vec<(Workload, Vec<(&str, Variant)>)> = vec![
         (
             Workload::Storm(1),
@@ -106,6 +114,7 @@ pub fn run() -> anyhow::Result<Outcome> {
                 ("agent", shipped),
                 ("auditd", Variant::Auditd),
                 ("agent_strict_off", Variant::Agent(strict_off)),
+                (BEFORE, before),
             ],
         ),
         (
@@ -114,6 +123,7 @@ pub fn run() -> anyhow::Result<Outcome> {
                 ("baseline", Variant::Baseline),
                 ("agent", shipped),
                 ("auditd", Variant::Auditd),
+                (BEFORE, before),
             ],
         ),
         (
@@ -321,11 +331,47 @@ fn report(
         ));
         json_variants.insert(name.to_string(), v);
     }
-    if let Some((_, agent)) = variants.iter().zip(&figs).find(|((n, _), _)| *n == "agent") {
+    let named = |name: &str| {
+        variants
+            .iter()
+            .zip(&figs)
+            .find(|((n, _), _)| *n == name)
+            .map(|(_, f)| f)
+    };
+    let mut json = json!({ "workload": workload.describe(), "variants": json_variants });
+    if let Some(agent) = named("agent") {
         md.push_str(&targets(agent, base, storm, &figs, variants));
+        if let Some(old) = named(BEFORE) {
+            let (line, cmp) = against_before(agent, old, base);
+            md.push_str(&line);
+            json["agent_to_before_issue_15"] = cmp;
+        }
     }
-    let json = json!({ "workload": workload.describe(), "variants": json_variants });
     (json, md)
+}
+
+/// The shipped agent against the build before issue 15, same run: kernel ns per fork+exec and
+/// the storm's throughput ratio to the baseline, each with their ratio.
+fn against_before(agent: &Figures, old: &Figures, base: f64) -> (String, Value) {
+    let kernel = agent.cycle.median / old.cycle.median;
+    let (now, then) = (agent.throughput.median / base, old.throughput.median / base);
+    let line = format!(
+        "Against the agent before issue 15 (`{}`, same run): kernel ns per fork+exec {} against {} \
+         ({} of before); throughput ratio to baseline {} against {} ({} of before).\n",
+        before::COMMIT,
+        num(agent.cycle.median, 0),
+        num(old.cycle.median, 0),
+        num(kernel, 3),
+        num(now, 3),
+        num(then, 3),
+        num(now / then, 3),
+    );
+    let cmp = json!({
+        "before_commit": before::COMMIT,
+        "kernel_ns_ratio": kernel,
+        "throughput_ratio_to_baseline": { "agent": now, "before": then, "ratio": now / then },
+    });
+    (line, cmp)
 }
 
 /// The target lines for the shipped agent on this workload.

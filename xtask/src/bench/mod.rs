@@ -6,6 +6,7 @@ mod agent;
 mod alertlog;
 mod alerts;
 mod auditd;
+mod before;
 mod bigargv;
 mod bpf;
 mod cproject;
@@ -47,6 +48,9 @@ pub fn run(names: &[String]) -> anyhow::Result<()> {
     if live.iter().any(|n| wants(n)) {
         setup::require_root("the exec, storm, alert, footprint and bigargv benchmarks")?;
         cargo(&["build", "--release", "--package", "boot-copy-agent"])?;
+    }
+    if wants("exec") {
+        before::build()?;
     }
     let header = Header::now(names);
     let mut outcomes = Vec::new();

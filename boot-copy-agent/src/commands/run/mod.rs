@@ -145,11 +145,17 @@ fn chain_link(prior: &Status) -> Option<Value> {
 
 /// A watched exec's argv can be megabytes (its alert twice that): allocations of 128 KiB and
 /// more are mapped on their own and unmapped when freed, instead of glibc's default, which raises
-/// that threshold after each such free and then keeps the memory in the heap.
+/// that threshold after each such free and then keeps the memory in the heap. One arena for every
+/// thread: a sink thread that parsed a megabyte record to trim it otherwise keeps that memory
+/// in an arena of its own, whose top `malloc_trim` does not hand back (the agent's threads
+/// allocate little, so they hardly contend for it).
 fn return_large_allocations() {
     // SAFETY: mallopt only sets the allocator's parameters; a fixed threshold also fixes the trim
-    // threshold.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
+    // threshold. Called before any thread is started.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }
 
 /// Loading parsed the kernel's BTF (megabytes) and seeding read /proc: freed by now, but kept
