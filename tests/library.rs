@@ -48,8 +48,61 @@ fn tool_run(tool: &str, args: &str) -> Run {
     }
 }
 
+/// The rules fired by a renamed `true`: rule, construct, tool name, arguments that fire it and
+/// arguments of the near miss.
+const TOOL_CASES: [(&str, &str, &str, &str, &str); 7] = [
+    (
+        "8c8df61f-ed2a-4832-87b8-ee30812606e0",
+        "regex over the command line",
+        "fwd",
+        "-L 127.0.0.1:8080:10.1.2.3:80",
+        "-L 127.0.0.1:8080",
+    ),
+    (
+        "a1329140-8de3-4445-9f87-908fb6d824f4",
+        "regex~ folding Z to z",
+        "shred",
+        "-fZ file",
+        "-n 1 file",
+    ),
+    (
+        "1d0027d4-6717-4a37-bad8-531d8e9fe53f",
+        "like with literal backslashes, length, ?field",
+        "runner",
+        r"'\x41\x41\x41\x41\x41\x41\x41\x41\x41\x41\x41\x41\x41\x41'",
+        "x41x41x41x41x41x41x41x41x41x41x41x41x41x41",
+    ),
+    (
+        "5b18eef4-842c-4b47-970f-f08d24004bde",
+        "args_count >= 10",
+        "which",
+        "a b c d e f g h",
+        "a b c d e f g",
+    ),
+    (
+        "2724808c-ba5d-48b2-86d2-0002103df753",
+        "in, case-sensitive",
+        "dmesg",
+        "-C",
+        "-c-not",
+    ),
+    (
+        "f4b857b3-faef-430d-b420-90be48647f00",
+        "?args_count and an exclusion on args",
+        "openssl",
+        "passwd -1 secret",
+        "passwd -help secret",
+    ),
+    (
+        "84d1f8db-207f-45ab-a578-921d91c23eb2",
+        "several args of one process",
+        "stty",
+        "raw -echo",
+        "raw echo",
+    ),
+];
+
 fn cases(dir: &Path) -> Vec<Case> {
-    let hex14 = r"\x41".repeat(14);
     let python = |body: &str| {
         let marker = format!("marker-{}", unique());
         Run {
@@ -59,62 +112,28 @@ fn cases(dir: &Path) -> Vec<Case> {
             marker,
         }
     };
-    vec![
-        Case {
-            rule: "8c8df61f-ed2a-4832-87b8-ee30812606e0",
-            what: "regex over the command line",
-            fires: tool_run(&renamed(dir, "fwd"), "-L 127.0.0.1:8080:10.1.2.3:80"),
-            misses: tool_run(&renamed(dir, "fwd"), "-L 127.0.0.1:8080"),
-        },
-        Case {
-            rule: "a1329140-8de3-4445-9f87-908fb6d824f4",
-            what: "regex~ folding Z to z",
-            fires: tool_run(&renamed(dir, "shred"), "-fZ file"),
-            misses: tool_run(&renamed(dir, "shred"), "-n 1 file"),
-        },
-        Case {
-            rule: "1d0027d4-6717-4a37-bad8-531d8e9fe53f",
-            what: "like with literal backslashes, length, ?field",
-            fires: tool_run(&renamed(dir, "runner"), &format!("'{hex14}'")),
-            misses: tool_run(&renamed(dir, "runner"), &"x41".repeat(14)),
-        },
-        Case {
-            rule: "5b18eef4-842c-4b47-970f-f08d24004bde",
-            what: "args_count >= 10",
-            fires: tool_run(&renamed(dir, "which"), "a b c d e f g h"),
-            misses: tool_run(&renamed(dir, "which"), "a b c d e f g"),
-        },
-        Case {
-            rule: "2724808c-ba5d-48b2-86d2-0002103df753",
-            what: "in, case-sensitive",
-            fires: tool_run(&renamed(dir, "dmesg"), "-C"),
-            misses: tool_run(&renamed(dir, "dmesg"), "-c-not"),
-        },
-        Case {
-            rule: "f4b857b3-faef-430d-b420-90be48647f00",
-            what: "?args_count and an exclusion on args",
-            fires: tool_run(&renamed(dir, "openssl"), "passwd -1 secret"),
-            misses: tool_run(&renamed(dir, "openssl"), "passwd -help secret"),
-        },
-        Case {
-            rule: "84d1f8db-207f-45ab-a578-921d91c23eb2",
-            what: "several args of one process",
-            fires: tool_run(&renamed(dir, "stty"), "raw -echo"),
-            misses: tool_run(&renamed(dir, "stty"), "raw echo"),
-        },
-        Case {
-            rule: "d76b02ef-fc95-4001-9297-01cb7412232f",
-            what: "the parent's name and args by : wildcard",
-            fires: python("# pty.spawn"),
-            misses: python("# no pty"),
-        },
-        Case {
-            rule: "769a2e72-11bd-437b-9503-e51e7790d273",
-            what: "startsWith(process.executable, process.command_line)",
-            fires: setuid_run(dir, "65534"),
-            misses: setuid_run(dir, "0"),
-        },
-    ]
+    let mut cases: Vec<Case> = TOOL_CASES
+        .iter()
+        .map(|&(rule, what, tool, fires, misses)| Case {
+            rule,
+            what,
+            fires: tool_run(&renamed(dir, tool), fires),
+            misses: tool_run(&renamed(dir, tool), misses),
+        })
+        .collect();
+    cases.push(Case {
+        rule: "d76b02ef-fc95-4001-9297-01cb7412232f",
+        what: "the parent's name and args by : wildcard",
+        fires: python("# pty.spawn"),
+        misses: python("# no pty"),
+    });
+    cases.push(Case {
+        rule: "769a2e72-11bd-437b-9503-e51e7790d273",
+        what: "startsWith(process.executable, process.command_line)",
+        fires: setuid_run(dir, "65534"),
+        misses: setuid_run(dir, "0"),
+    });
+    cases
 }
 
 /// A set-user-ID-root copy of `true` run as `uid` from `sh -c` with its path as the whole
