@@ -195,6 +195,7 @@ fn exec() -> Exec {
         cwd: Some(b"/".to_vec()),
         args: vec![b"cp".to_vec(), b"x".to_vec(), b"/boot/x".to_vec()],
         parent: None,
+        session: Default::default(),
     }
 }
 

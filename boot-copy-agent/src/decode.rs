@@ -1,7 +1,7 @@
 //! Ring-buffer records → owned exec and file events. Nothing here knows about ECS.
 use boot_copy_common::{
     ARGS_OFFSET, ExecHeader, ExecRecord, FILE_ARGS_CAP, FileHeader, FileRecord, INTERP_CAP,
-    PASSED_PATH_CAP, PATH_CAP, ProcImage, RECORD_EXEC, RECORD_FILE, exec_flags, file_flags,
+    PASSED_PATH_CAP, PATH_CAP, ProcImage, RECORD_EXEC, RECORD_FILE, Session, exec_flags, file_flags,
     image_flags,
 };
 use core::mem::{offset_of, size_of};
@@ -23,6 +23,9 @@ pub struct Image {
     pub start_boottime_ns: u64,
     pub flags: u32,
     pub args_count: u32,
+    /// Effective user and group when the entry was made.
+    pub euid: u32,
+    pub egid: u32,
     pub exe: Vec<u8>,
     pub args: Vec<Vec<u8>>,
     pub cwd: Vec<u8>,
@@ -60,6 +63,8 @@ pub struct Exec {
     pub args: Vec<Vec<u8>>,
     /// The parent's entry in the kernel process table, if it had one.
     pub parent: Option<Image>,
+    /// Process group, session, terminal, parent's credentials, namespace and cgroup.
+    pub session: Session,
 }
 
 impl Exec {
@@ -162,6 +167,7 @@ pub fn decode_file(record: &[u8]) -> Result<FileOp, DecodeError> {
         cwd: (h.flags & file_flags::CWD_MISSING == 0).then(|| c_string(&r.cwd, h.cwd_len as usize)),
         args,
         parent: (h.flags & file_flags::PARENT_FOUND != 0).then(|| image_from(&r.parent)),
+        session: h.session,
     };
     Ok(FileOp {
         action: h.action,
@@ -243,6 +249,7 @@ pub fn decode(record: &[u8]) -> Result<Exec, DecodeError> {
         cwd,
         args: split_args(args),
         parent,
+        session: h.session,
     })
 }
 
@@ -254,6 +261,8 @@ pub fn image_from(image: &ProcImage) -> Image {
         start_boottime_ns: image.start_boottime_ns,
         flags: image.flags,
         args_count: image.args_count,
+        euid: image.euid,
+        egid: image.egid,
         exe: c_string(&image.exe, image.exe_len as usize),
         args: split_args(&image.args[..args_len]),
         cwd: c_string(&image.cwd, image.cwd_len as usize),
@@ -269,6 +278,8 @@ pub fn image_to_raw(image: &Image) -> ProcImage {
     raw.start_boottime_ns = image.start_boottime_ns;
     raw.flags = image.flags;
     raw.args_count = image.args_count;
+    raw.euid = image.euid;
+    raw.egid = image.egid;
     let (exe_len, exe_cut) = put_c_string(&mut raw.exe, &image.exe);
     let (cwd_len, cwd_cut) = put_c_string(&mut raw.cwd, &image.cwd);
     raw.exe_len = exe_len;
@@ -445,6 +456,8 @@ mod tests {
             start_boottime_ns: 9,
             flags: image_flags::FROM_PROC,
             args_count: 2,
+            euid: 0,
+            egid: 0,
             exe: vec![b'x'; 600],
             args: vec![b"sh".to_vec(), vec![b'a'; 2000]],
             cwd: b"/".to_vec(),

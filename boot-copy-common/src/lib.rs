@@ -83,6 +83,9 @@ pub mod image_flags {
     pub const FORKED: u32 = 1 << 5;
     /// The argument read from user memory failed (a page swapped out); `args` is empty.
     pub const ARGS_READ_FAILED: u32 = 1 << 6;
+    /// `exe` was resolved at the fork: the process leads its process group or session, and
+    /// its members' records describe it from this entry once it has exited.
+    pub const LEADER_EXE: u32 = 1 << 7;
 }
 
 /// Counter indexes into the per-CPU `COUNTERS` array.
@@ -156,7 +159,7 @@ pub mod counter {
 /// the agent refuses to start, naming it.
 pub mod kernel_fields {
     /// (bit, field, what is left empty without it).
-    pub const OPTIONAL: [(u32, &str, &str); 12] = [
+    pub const OPTIONAL: [(u32, &str, &str); 15] = [
         (
             0,
             "task_struct.start_boottime",
@@ -184,6 +187,17 @@ pub mod kernel_fields {
             13,
             "mm_struct.start_stack",
             "process.parent.args_count beyond the captured arguments",
+        ),
+        (
+            14,
+            "task_struct.signal",
+            "process.group_leader, process.session_leader, process.tty",
+        ),
+        (15, "signal_struct.tty", "process.tty, process.interactive"),
+        (
+            16,
+            "task_struct.nsproxy",
+            "boot_copy.process.mount_namespace, boot_copy.boot.host_filesystem",
         ),
     ];
     /// (bit, field).
@@ -331,9 +345,34 @@ pub struct ProcImage {
     pub args_len: u32,
     pub exe_len: u32,
     pub cwd_len: u32,
+    /// The process's effective user and group when the entry was made.
+    pub euid: u32,
+    pub egid: u32,
     pub exe: [u8; IMAGE_EXE_CAP],
     pub args: [u8; IMAGE_ARGS_CAP],
     pub cwd: [u8; IMAGE_CWD_CAP],
+}
+
+/// What ties a process to others and where it runs, read when its record is sent: its process
+/// group and session (Elastic Defend's group and session leaders), its controlling terminal,
+/// its parent's credentials, its mount namespace and cgroup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Session {
+    /// Host pids of the process group's and the session's leaders.
+    pub pgid: u32,
+    pub sid: u32,
+    /// The controlling terminal's device numbers; major 0: none.
+    pub tty_major: u32,
+    pub tty_minor: u32,
+    /// The parent's effective user and group.
+    pub parent_euid: u32,
+    pub parent_egid: u32,
+    /// Inode number of the mount namespace (as `/proc/PID/ns/mnt` shows it); 0 unknown.
+    pub mnt_ns: u32,
+    pub _pad: u32,
+    /// Id of the process's cgroup in the unified (v2) hierarchy: its directory's inode number.
+    pub cgroup_id: u64,
 }
 
 /// Fixed part of an exec record. Lengths exclude the terminating NUL.
@@ -370,6 +409,7 @@ pub struct ExecHeader {
     /// The error of the helper call that cut argv short (a read or a spill insert), else 0.
     pub args_error: i32,
     pub comm: [u8; 16],
+    pub session: Session,
 }
 
 /// `FileHeader::action`: what was done to the file (Elastic Defend's `event.action`).
@@ -471,6 +511,7 @@ pub struct FileHeader {
     /// `task->start_boottime` of the writer's process, in ns.
     pub start_boottime_ns: u64,
     pub comm: [u8; 16],
+    pub session: Session,
 }
 
 /// A file record as built and submitted (whole) by the file programs.
@@ -523,11 +564,11 @@ pub struct ExecRecord {
 pub const ARGS_OFFSET: usize = core::mem::offset_of!(ExecRecord, args);
 
 const _: () = assert!(
-    core::mem::size_of::<ProcImage>() == 40 + IMAGE_EXE_CAP + IMAGE_ARGS_CAP + IMAGE_CWD_CAP
+    core::mem::size_of::<ProcImage>() == 48 + IMAGE_EXE_CAP + IMAGE_ARGS_CAP + IMAGE_CWD_CAP
 );
-const _: () = assert!(core::mem::size_of::<ExecHeader>() == 104);
+const _: () = assert!(core::mem::size_of::<ExecHeader>() == 144);
 const _: () = assert!(SPILL_CHUNK.is_power_of_two());
-const _: () = assert!(core::mem::size_of::<FileHeader>() == 104);
+const _: () = assert!(core::mem::size_of::<FileHeader>() == 144);
 const _: () = assert!(core::mem::offset_of!(FileRecord, dir).is_multiple_of(8));
 const _: () = assert!(FILE_ARGS_CAP.is_power_of_two() && PASSED_PATH_CAP.is_power_of_two());
 const _: () = assert!(ARGS_CAP_WATCHED + SPILL_CHUNKS_MAX as usize * SPILL_CHUNK > 6 << 20);

@@ -112,6 +112,12 @@ unsafe extern "C" {
     /// Start address of argv in user memory; `size` gets its byte length.
     pub fn bc_cur_args(task: Task, size: *mut u64) -> u64;
 
+    /// The current task's process group, session, terminal, parent credentials, mount
+    /// namespace and cgroup (typed or untyped task pointer).
+    pub fn bc_task_session(task: Task, out: *mut boot_copy_common::Session);
+    /// Non-zero when the task's process leads its process group or its session.
+    pub fn bc_task_leads(task: Task) -> i32;
+
     /// Copies `min(len, cap)` bytes between map values (`cap` must be a constant); returns it.
     pub fn bc_copy_prefix(dst: *mut u8, src: *const u8, len: u32, cap: u32) -> u32;
 }

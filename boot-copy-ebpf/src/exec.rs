@@ -258,6 +258,7 @@ unsafe fn send(task: Task, bprm: Binprm, rec: *mut ExecRecord) {
         (*h).gid = creds[2];
         (*h).egid = creds[3];
         co_re::bc_task_comm(task, (&raw mut (*h).comm).cast());
+        co_re::bc_task_session(task, &raw mut (*h).session);
 
         let mut flags = reload(&raw const (*h).flags);
         let interp = (&raw mut (*rec).interp).cast::<u8>();
@@ -477,6 +478,8 @@ unsafe fn write_image(task: Task, rec: *mut ExecRecord) {
         (*img).exec_id = co_re::bc_task_exec_id(task);
         (*img).tgid = tgid;
         (*img).args_count = (*h).args_count;
+        (*img).euid = (*h).euid;
+        (*img).egid = (*h).egid;
         let flags = (*h).flags;
         // Defend's process.executable of a script is its path as passed.
         let mut img_flags = image_flags::EXE_IS_FILENAME;

@@ -467,6 +467,7 @@ unsafe fn writer(rec: *mut FileRecord, walk: *mut u8) {
         (*h).gid = creds[2];
         (*h).egid = creds[3];
         bpf_get_current_comm((&raw mut (*h).comm).cast(), 16);
+        co_re::bc_task_session(task, &raw mut (*h).session);
 
         // The parent first: its executable is resolved through the `exe` buffer.
         parent(rec, task, walk);

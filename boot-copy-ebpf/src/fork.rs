@@ -3,15 +3,17 @@
 //!
 //! The tracepoint runs in the forking process, so its arguments are read from its own memory.
 use aya_ebpf::{
-    bindings::BPF_ANY, helpers::generated::bpf_probe_read_kernel, programs::BtfTracePointContext,
+    bindings::BPF_ANY,
+    helpers::generated::{bpf_get_smp_processor_id, bpf_probe_read_kernel},
+    programs::BtfTracePointContext,
 };
 use boot_copy_common::{ProcImage, counter, image_flags};
 
 use crate::{
     co_re::{self, Task},
     diag, image,
-    maps::{FORKERS, FORKERS_LEN, Forker, IMAGE_SCRATCH, PROC_TABLE, count},
-    table,
+    maps::{FORKERS, FORKERS_LEN, Forker, IMAGE_SCRATCH, PROC_TABLE, SCRATCH, count},
+    path, table,
 };
 
 pub fn handle(ctx: &BtfTracePointContext) -> Result<u32, u32> {
@@ -59,6 +61,9 @@ pub fn handle(ctx: &BtfTracePointContext) -> Result<u32, u32> {
     unsafe {
         if !inherit(parent, img) {
             describe(parent, img);
+            if co_re::bc_task_leads(parent) != 0 {
+                leader_exe(parent, img)?;
+            }
         }
         (*img).start_boottime_ns = start;
         (*img).exec_id = exec_id;
@@ -110,5 +115,32 @@ unsafe fn describe(task: Task, img: *mut ProcImage) {
         (*img).cwd_len = 0;
         (*img).args_count = co_re::bc_task_argc(task);
         (*img).flags = image::read_args(img, task);
+        let mut creds = [0u32; 4];
+        co_re::bc_task_creds(task, creds.as_mut_ptr());
+        (*img).euid = creds[1];
+        (*img).egid = creds[3];
     }
+}
+
+/// A process group's or session's leader may exit before its members exec (a pipeline's first
+/// command, a shell that started a background job): its entry keeps its executable, resolved
+/// now through this CPU's exec record buffers (a fork and an exec do not run on one CPU at
+/// once), so that the members' records can describe it. Leaders are few; other entries leave
+/// the walk to the children's records.
+#[inline(always)]
+unsafe fn leader_exe(task: Task, img: *mut ProcImage) -> Result<(), u32> {
+    // SAFETY: plain helper call; the CPU cannot change while a tracepoint program runs.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let rec = SCRATCH
+        .get_ptr_mut(cpu)
+        .ok_or_else(|| diag::lookup_failed("SCRATCH"))?;
+    // SAFETY: rec is this CPU's record; its exe and args buffers are PATH_CAP bytes or more.
+    unsafe {
+        let out = (&raw mut (*rec).exe).cast::<u8>();
+        let scratch = (&raw mut (*rec).args).cast::<u8>();
+        let (len, truncated) = path::resolve(co_re::bc_cur_exe_path(task), scratch, out);
+        let flags = image::set_exe(img, out, len, truncated);
+        (*img).flags |= flags | image_flags::LEADER_EXE;
+    }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! `boot-copy-agent events [--all]`: one ECS process event per exec, and one ECS file event per
 //! write into a watched tree, as NDJSON on stdout.
 use crate::{
-    context::{clock::BootEpoch, exec, host::Host},
+    context::{clock::BootEpoch, exec, host::Host, session::Sessions},
     decode::{self, Record},
     describe::{Describer, file::FileContext},
     detect::{DetectCounts, rules::LoadedRules},
@@ -57,6 +57,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         stdout: BufWriter::new(std::io::stdout().lock()),
         seq: Sequencer::default(),
         decode_errors: 0,
+        sessions: Sessions::new(Box::new(sensor.table_reader()?)),
     };
     let mut loss = LossTracker::new(&out.counters(&sensor)?);
     let mut term = signal(SignalKind::terminate())?;
@@ -95,14 +96,24 @@ struct Output<W: Write> {
     stdout: W,
     seq: Sequencer,
     decode_errors: u64,
+    /// Leaders, from the kernel's process table.
+    sessions: Sessions,
 }
 
 impl<W: Write> Output<W> {
     fn drain(&mut self, reader: &mut RingReader) -> anyhow::Result<()> {
         let mut lines = Vec::new();
         reader.drain(|record| match decode::decode_record(&record) {
-            Ok(Record::Exec(e)) => lines.push(Line::Exec(exec::resolve(e))),
-            Ok(Record::File(op)) => lines.push(Line::File(FileContext::resolve(op))),
+            Ok(Record::Exec(e)) => {
+                let mut ctx = exec::resolve(e);
+                ctx.join_session(&mut self.sessions);
+                lines.push(Line::Exec(ctx));
+            }
+            Ok(Record::File(op)) => {
+                let mut ctx = FileContext::resolve(op);
+                ctx.writer.join_session(&mut self.sessions);
+                lines.push(Line::File(ctx));
+            }
             Err(e) => {
                 self.decode_errors += 1;
                 tracing::warn!(error = %e, "undecodable ring-buffer record");

@@ -3,9 +3,10 @@
 use super::{
     container::{self, Container},
     paths, procfs,
+    session::{Leaders, Sessions},
 };
 use crate::decode::{Exec, Image};
-use boot_copy_common::{exec_flags, image_flags};
+use boot_copy_common::{Session, exec_flags, image_flags};
 
 /// Where the parent's description came from (reported as `boot_copy.parent.source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct Process {
     pub cwd: Option<Vec<u8>>,
     pub args_truncated: bool,
     pub path_truncated: bool,
+    /// Effective user and group, where known.
+    pub user: Option<(u32, u32)>,
 }
 
 impl Process {
@@ -60,6 +63,8 @@ pub struct ExecContext {
     pub parent_source: ParentSource,
     /// The process's container (`container.*`), from its cgroup; `None` on the host.
     pub container: Option<Container>,
+    /// Its group, session and entry leaders (see [`ExecContext::join_session`]).
+    pub leaders: Leaders,
 }
 
 impl ExecContext {
@@ -69,6 +74,23 @@ impl ExecContext {
     /// the sensor records it.
     pub fn set_cgroup(&mut self, cgroup_path: &str) {
         self.container = container::from_path(cgroup_path);
+    }
+
+    /// Finds the process's group, session and entry leaders.
+    pub fn join_session(&mut self, sessions: &mut Sessions) {
+        let s = self.exec.session;
+        self.leaders = sessions.leaders(&self.process, &self.parent, s.pgid, s.sid);
+    }
+
+    /// The controlling terminal's (major, minor), if the process has one.
+    pub fn tty(&self) -> Option<(u32, u32)> {
+        let s = &self.exec.session;
+        (recorded(s) && s.tty_major != 0).then_some((s.tty_major, s.tty_minor))
+    }
+
+    /// `process.interactive`: whether the process has a controlling terminal, where recorded.
+    pub fn interactive(&self) -> Option<bool> {
+        recorded(&self.exec.session).then(|| self.tty().is_some())
     }
 }
 
@@ -85,13 +107,24 @@ pub fn resolve(exec: Exec) -> ExecContext {
         Some(image) => (from_image(image), ParentSource::Kernel),
         None => from_proc(exec.ppid, exec.start_boottime_ns),
     };
+    let mut parent = parent;
+    if recorded(&exec.session) {
+        // The parent's credentials now, as the kernel read them at the exec.
+        parent.user = Some((exec.session.parent_euid, exec.session.parent_egid));
+    }
     ExecContext {
         exec,
         process,
         parent,
         parent_source,
         container: None,
+        leaders: Leaders::default(),
     }
+}
+
+/// Whether the kernel recorded the session (a process always has one; 0 is none recorded).
+fn recorded(session: &Session) -> bool {
+    session.sid != 0
 }
 
 fn child(exec: &Exec) -> Process {
@@ -112,10 +145,11 @@ fn child(exec: &Exec) -> Process {
         path_truncated: exec.has(
             exec_flags::EXE_TRUNCATED | exec_flags::CWD_TRUNCATED | exec_flags::FILENAME_TRUNCATED,
         ),
+        user: Some((exec.euid, exec.egid)),
     }
 }
 
-fn from_image(image: &Image) -> Process {
+pub(super) fn from_image(image: &Image) -> Process {
     let executable = if image.has(image_flags::EXE_IS_FILENAME) {
         paths::absolute(&image.cwd, &image.exe)
     } else {
@@ -131,6 +165,7 @@ fn from_image(image: &Image) -> Process {
         cwd: (!image.cwd.is_empty()).then(|| image.cwd.clone()),
         args_truncated: image.has(image_flags::ARGS_TRUNCATED | image_flags::ARGS_READ_FAILED),
         path_truncated: image.has(image_flags::EXE_TRUNCATED | image_flags::CWD_TRUNCATED),
+        user: Some((image.euid, image.egid)),
     }
 }
 
@@ -198,6 +233,7 @@ mod tests {
             cwd: Some(b"/tmp/w".to_vec()),
             args: vec![b"/bin/sh".to_vec(), b"./run.sh".to_vec()],
             parent: None,
+            session: Default::default(),
         }
     }
 
@@ -239,6 +275,8 @@ mod tests {
             start_boottime_ns: 1,
             flags: image_flags::EXE_IS_FILENAME,
             args_count: 1,
+            euid: 0,
+            egid: 0,
             exe: b"info/grub-pc.postinst".to_vec(),
             args: vec![b"/bin/sh".to_vec()],
             cwd: b"/var/lib/dpkg".to_vec(),

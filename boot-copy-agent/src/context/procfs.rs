@@ -2,7 +2,11 @@
 //! kernel table does not know.
 use crate::decode::Image;
 use boot_copy_common::image_flags;
-use std::{fs, io, os::unix::ffi::OsStrExt, path::PathBuf};
+use std::{
+    fs, io,
+    os::unix::{ffi::OsStrExt, fs::MetadataExt},
+    path::PathBuf,
+};
 
 /// Kernel clock ticks per second as /proc reports start times (USER_HZ).
 pub fn ticks_per_second() -> u64 {
@@ -31,22 +35,31 @@ pub fn stat(pid: u32) -> io::Result<(u32, u64)> {
 }
 
 fn parse_stat(text: &[u8]) -> Option<(u32, u64)> {
+    // After the name: state(3) ppid(4) ... starttime(22) → indexes 1 and 19 here.
+    let ppid = stat_field(text, 1)? as u32;
+    let start_ticks = stat_field(text, 19)?;
+    Some((ppid, start_ticks * (1_000_000_000 / ticks_per_second())))
+}
+
+/// Numeric field `i` of a stat line, counted from the state (field 3) as 0.
+fn stat_field(text: &[u8], i: usize) -> Option<u64> {
     // The command name (field 2) may contain spaces and parentheses: skip to the last ')'.
     let rest = &text[text.iter().rposition(|&b| b == b')')? + 1..];
-    let fields: Vec<&[u8]> = rest
-        .split(|&b| b == b' ')
-        .filter(|f| !f.is_empty())
-        .collect();
-    let num = |i: usize| {
-        std::str::from_utf8(fields.get(i)?)
-            .ok()?
-            .parse::<u64>()
-            .ok()
-    };
-    // After the name: state(3) ppid(4) ... starttime(22) → indexes 1 and 19 here.
-    let ppid = num(1)? as u32;
-    let start_ticks = num(19)?;
-    Some((ppid, start_ticks * (1_000_000_000 / ticks_per_second())))
+    let field = rest.split(|&b| b == b' ').filter(|f| !f.is_empty()).nth(i)?;
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
+/// The session (its leader's pid) of process `pid`.
+pub fn session(pid: u32) -> Option<u32> {
+    let text = fs::read(format!("/proc/{pid}/stat")).ok()?;
+    stat_field(&text, 3).map(|sid| sid as u32) // session is field 6
+}
+
+/// The pid of process `pid` in its own (innermost) pid namespace.
+pub fn namespace_pid(pid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
 }
 
 /// The current image of a running process, as the kernel table would hold it.
@@ -57,11 +70,16 @@ pub fn image(pid: u32) -> io::Result<Image> {
     let cmdline = fs::read(base.join("cmdline"))?;
     let cwd = fs::read_link(base.join("cwd")).unwrap_or_default();
     let args = crate::decode::split_args(&cmdline);
+    // /proc/PID belongs to the process's effective user and group (root when it is not
+    // dumpable, as a setuid program is).
+    let owner = fs::metadata(&base)?;
     Ok(Image {
         tgid: pid,
         start_boottime_ns,
         flags: image_flags::FROM_PROC,
         args_count: args.len() as u32,
+        euid: owner.uid(),
+        egid: owner.gid(),
         exe: exe.as_os_str().as_bytes().to_vec(),
         args,
         cwd: cwd.as_os_str().as_bytes().to_vec(),
@@ -92,6 +110,8 @@ mod tests {
         assert_eq!(image.args.len() as u32, image.args_count);
         let (ppid, _) = stat(me).unwrap();
         assert_eq!(ppid, std::os::unix::process::parent_id());
+        assert_eq!(session(me), Some(nix::unistd::getsid(None).unwrap().as_raw() as u32));
+        assert_eq!(namespace_pid(me), Some(me), "the tests run in the host's pid namespace");
         assert!(pids().unwrap().contains(&me));
     }
 }

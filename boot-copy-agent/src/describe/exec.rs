@@ -47,7 +47,8 @@ impl Describer {
         let mut altered = Vec::new();
         let mut process = self.process(&ctx.process, &mut altered);
         let mut parent_altered = Vec::new();
-        let parent = self.process(&ctx.parent, &mut parent_altered);
+        let mut parent = self.process(&ctx.parent, &mut parent_altered);
+        (parent.user, parent.group) = self.user_group(&ctx.parent);
         let user = self.ids_with_real(e.euid, e.uid, &self.users);
         let group = self.ids_with_real(e.egid, e.gid, &self.groups);
         process.user = Some(self.ids(e.euid, &self.users));
@@ -59,6 +60,9 @@ impl Describer {
             id: e.gid.to_string(),
         });
         process.parent = Some(Box::new(parent));
+        process.interactive = ctx.interactive();
+        process.tty = ctx.tty().map(tty);
+        self.leaders(ctx, &mut process);
         let script = e.interp.as_ref();
         let container = ctx.container.as_ref();
         ExecEvent {
@@ -79,6 +83,7 @@ impl Describer {
                     comm: String::from_utf8_lossy(&e.comm),
                     interpreter: script.map(|i| String::from_utf8_lossy(i)),
                     interpreter_executable: script.map(|_| String::from_utf8_lossy(&e.exe)),
+                    mount_namespace: (e.session.mnt_ns != 0).then_some(e.session.mnt_ns),
                     path_truncated: ctx.process.path_truncated,
                     text_altered: (!altered.is_empty()).then_some(altered),
                 },
@@ -94,6 +99,45 @@ impl Describer {
             process,
             user,
             base: &self.exec_base,
+        }
+    }
+
+    /// `process.group_leader`, `session_leader` and `entry_leader`. A leader's text altered into
+    /// valid UTF-8 is not reported apart from the process's own.
+    fn leaders<'a>(&'a self, ctx: &'a ExecContext, process: &mut ProcessFields<'a>) {
+        let l = &ctx.leaders;
+        let session_pid = l.session.as_ref().map(|s| s.pid);
+        let leader = |p: &'a Process, same_session: bool| {
+            let mut f = self.process(p, &mut Vec::new());
+            (f.user, f.group) = self.user_group(p);
+            f.same_as_process = Some(p.pid == ctx.process.pid);
+            if same_session {
+                // The terminal is the session's.
+                f.interactive = ctx.interactive();
+                f.tty = ctx.tty().map(tty);
+            }
+            Box::new(f)
+        };
+        process.group_leader = l.group.as_ref().map(|g| leader(g, true));
+        process.session_leader = l.session.as_ref().map(|s| leader(s, true));
+        process.entry_leader = l.entry.as_ref().map(|e| {
+            let mut f = leader(&e.leader, Some(e.leader.pid) == session_pid);
+            f.entry_meta = Some(EntryMeta {
+                source: e.source_ip.map(|ip| EntrySource { ip: ip.to_string() }),
+                type_: e.kind.as_str(),
+            });
+            f
+        });
+    }
+
+    /// A process's `user` and `group` (effective), where known.
+    fn user_group(&self, p: &Process) -> (Option<Ids<'_>>, Option<Ids<'_>>) {
+        match p.user {
+            Some((uid, gid)) => (
+                Some(self.ids(uid, &self.users)),
+                Some(self.ids(gid, &self.groups)),
+            ),
+            None => (None, None),
         }
     }
 
@@ -222,9 +266,17 @@ pub struct ProcessFields<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entity_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry_leader: Option<Box<ProcessFields<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry_meta: Option<EntryMeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub executable: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<Ids<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_leader: Option<Box<ProcessFields<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interactive: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -235,11 +287,43 @@ pub struct ProcessFields<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub real_user: Option<Id>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_as_process: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_leader: Option<Box<ProcessFields<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tty: Option<Tty>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<Ids<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub working_directory: Option<Cow<'a, str>>,
+}
+
+/// `process.tty`: the controlling terminal.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Tty {
+    pub char_device: CharDevice,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CharDevice {
+    pub major: u32,
+    pub minor: u32,
+}
+
+/// `process.entry_leader.entry_meta`: how the session was entered.
+#[derive(Debug, Serialize)]
+pub struct EntryMeta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<EntrySource>,
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EntrySource {
+    pub ip: String,
 }
 
 /// `boot_copy.*` of an exec event.
@@ -279,6 +363,8 @@ pub struct OursProcess<'a> {
     pub interpreter: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interpreter_executable: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount_namespace: Option<u32>,
     pub path_truncated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text_altered: Option<Vec<&'static str>>,
@@ -290,10 +376,20 @@ struct ProcessNames {
     args_count: &'static str,
     command_line: &'static str,
     entity_id: &'static str,
+    entry_source_ip: &'static str,
+    entry_type: &'static str,
     executable: &'static str,
+    group_id: &'static str,
+    group_name: &'static str,
+    interactive: &'static str,
     name: &'static str,
     pid: &'static str,
+    same_as_process: &'static str,
     start: &'static str,
+    tty_major: &'static str,
+    tty_minor: &'static str,
+    user_id: &'static str,
+    user_name: &'static str,
     working_directory: &'static str,
 }
 
@@ -304,10 +400,20 @@ macro_rules! process_names {
             args_count: concat!($prefix, "args_count"),
             command_line: concat!($prefix, "command_line"),
             entity_id: concat!($prefix, "entity_id"),
+            entry_source_ip: concat!($prefix, "entry_meta.source.ip"),
+            entry_type: concat!($prefix, "entry_meta.type"),
             executable: concat!($prefix, "executable"),
+            group_id: concat!($prefix, "group.id"),
+            group_name: concat!($prefix, "group.name"),
+            interactive: concat!($prefix, "interactive"),
             name: concat!($prefix, "name"),
             pid: concat!($prefix, "pid"),
+            same_as_process: concat!($prefix, "same_as_process"),
             start: concat!($prefix, "start"),
+            tty_major: concat!($prefix, "tty.char_device.major"),
+            tty_minor: concat!($prefix, "tty.char_device.minor"),
+            user_id: concat!($prefix, "user.id"),
+            user_name: concat!($prefix, "user.name"),
             working_directory: concat!($prefix, "working_directory"),
         }
     };
@@ -315,6 +421,15 @@ macro_rules! process_names {
 
 const PROCESS: ProcessNames = process_names!("process.");
 const PARENT: ProcessNames = process_names!("process.parent.");
+const GROUP_LEADER: ProcessNames = process_names!("process.group_leader.");
+const SESSION_LEADER: ProcessNames = process_names!("process.session_leader.");
+const ENTRY_LEADER: ProcessNames = process_names!("process.entry_leader.");
+
+fn tty((major, minor): (u32, u32)) -> Tty {
+    Tty {
+        char_device: CharDevice { major, minor },
+    }
+}
 
 fn text(s: &str) -> Field {
     Field::Str(s.to_owned())
@@ -351,12 +466,18 @@ impl ExecEvent<'_> {
         d.put("@timestamp", || text(&self.timestamp));
         let p = &self.process;
         p.fill(&mut d, &PROCESS);
-        if let Some(parent) = &p.parent {
-            parent.fill(&mut d, &PARENT);
+        let levels = [
+            (&p.parent, &PARENT),
+            (&p.group_leader, &GROUP_LEADER),
+            (&p.session_leader, &SESSION_LEADER),
+            (&p.entry_leader, &ENTRY_LEADER),
+        ];
+        for (level, names) in levels {
+            if let Some(f) = level {
+                f.fill(&mut d, names);
+            }
         }
         let ids = [
-            (p.user.as_ref(), "process.user.id", "process.user.name"),
-            (p.group.as_ref(), "process.group.id", "process.group.name"),
             (Some(&self.user), "user.id", "user.name"),
             (Some(&self.group), "group.id", "group.name"),
         ];
@@ -433,6 +554,37 @@ impl ProcessFields<'_> {
         if let Some(n) = self.args_count {
             d.put(names.args_count, || Field::Int(n.into()));
         }
+        let ids = [
+            (self.user.as_ref(), names.user_id, names.user_name),
+            (self.group.as_ref(), names.group_id, names.group_name),
+        ];
+        for (ids, id, name) in ids {
+            if let Some(ids) = ids {
+                d.put(id, || text(&ids.id));
+                if let Some(n) = ids.name {
+                    d.put(name, || text(n));
+                }
+            }
+        }
+        let flags = [
+            (names.interactive, self.interactive),
+            (names.same_as_process, self.same_as_process),
+        ];
+        for (name, value) in flags {
+            if let Some(v) = value {
+                d.put(name, || v.into());
+            }
+        }
+        if let Some(t) = &self.tty {
+            d.put(names.tty_major, || Field::Int(t.char_device.major.into()));
+            d.put(names.tty_minor, || Field::Int(t.char_device.minor.into()));
+        }
+        if let Some(m) = &self.entry_meta {
+            d.put(names.entry_type, || m.type_.into());
+            if let Some(source) = &m.source {
+                d.put(names.entry_source_ip, || text(&source.ip));
+            }
+        }
     }
 }
 
@@ -462,6 +614,9 @@ impl Ours<'_> {
         if let Some(i) = &c.interpreter_executable {
             d.put("boot_copy.process.interpreter_executable", || text(i));
         }
+        if let Some(n) = c.mount_namespace {
+            d.put("boot_copy.process.mount_namespace", || Field::Int(n.into()));
+        }
         d.put("boot_copy.process.path_truncated", || {
             c.path_truncated.into()
         });
@@ -484,6 +639,7 @@ mod tests {
         clock::BootEpoch,
         exec::{ParentSource, resolve},
         host::Host,
+        session::{Entry, EntryType, Leaders},
     };
     use crate::decode::Exec;
 
@@ -519,6 +675,7 @@ mod tests {
             cwd: Some(b"/root".to_vec()),
             args: vec![b"cp".to_vec(), b"a\n\"b\xff".to_vec(), b"/boot/x".to_vec()],
             parent: None,
+            session: Default::default(),
         }
     }
 
@@ -645,9 +802,26 @@ mod tests {
         let mut e = exec();
         e.interp = Some(b"/usr/bin/sh".to_vec());
         (e.uid, e.gid) = (0, 0); // root's names resolve on every host
+        e.session = boot_copy_common::Session {
+            pgid: 7,
+            sid: 7,
+            tty_major: 136,
+            tty_minor: 1,
+            mnt_ns: 4026531832,
+            ..Default::default()
+        };
         let mut ctx = resolve(e);
         ctx.parent = ctx.process.clone();
         ctx.parent.args[1] = b"\xff".to_vec();
+        ctx.leaders = Leaders {
+            group: Some(ctx.process.clone()),
+            session: Some(ctx.process.clone()),
+            entry: Some(Entry {
+                leader: ctx.process.clone(),
+                kind: EntryType::Sshd,
+                source_ip: Some([127, 0, 0, 1].into()),
+            }),
+        };
         ctx.set_cgroup(
             "/kubepods.slice/kubepods-pod8dbf1a4e_5b4c_4a4e_9a5e_0e3c2b1d7f60.slice/cri-containerd-4f797c539e6c745de61a93ca3ff892358ecbcaccd8414d5db545c38428142970.scope",
         );

@@ -76,6 +76,13 @@ impl Describer {
     pub fn learn_all_names(&mut self, ctx: &crate::context::exec::ExecContext) {
         self.learn_names(ctx.exec.euid, ctx.exec.egid);
         self.learn_names(ctx.exec.uid, ctx.exec.gid);
+        let l = &ctx.leaders;
+        let others = [Some(&ctx.parent), l.group.as_ref(), l.session.as_ref()]
+            .into_iter()
+            .chain([l.entry.as_ref().map(|e| &e.leader)]);
+        for (uid, gid) in others.flatten().filter_map(|p| p.user) {
+            self.learn_names(uid, gid);
+        }
     }
 
     /// Stable per process, distinct across pid reuse: host, pid and start time in /proc ticks (so

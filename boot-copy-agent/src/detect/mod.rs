@@ -10,7 +10,10 @@ pub mod rules;
 
 use crate::{
     alert::{self, Alerts},
-    context::exec::{self, ExecContext},
+    context::{
+        exec::{self, ExecContext},
+        session::{Sessions, Table},
+    },
     decode::{self, FileOp, Record},
     describe::{Describer, file::FileContext},
     sink::Severity,
@@ -80,6 +83,8 @@ pub struct Detector {
     alerted: HashMap<(u32, u64), Instant>,
     /// The last file event of each process (pid, start) on each path, and when.
     touched: HashMap<(u32, u64, Vec<u8>), Instant>,
+    /// Where the leaders of a process are found.
+    sessions: Sessions,
     pub counts: DetectCounts,
 }
 
@@ -94,8 +99,14 @@ impl Detector {
             budget: Budget::new(budget),
             alerted: HashMap::new(),
             touched: HashMap::new(),
+            sessions: Sessions::default(),
             counts: DetectCounts::default(),
         }
+    }
+
+    /// Describes leaders that exited from the kernel's process table.
+    pub fn set_table(&mut self, table: Box<dyn Table>) {
+        self.sessions = Sessions::new(table);
     }
 
     /// Replaces the rules (SIGHUP reload). Budget windows carry over.
@@ -134,7 +145,8 @@ impl Detector {
             return;
         }
         self.counts.candidates += 1;
-        let ctx = exec::resolve(exec);
+        let mut ctx = exec::resolve(exec);
+        ctx.join_session(&mut self.sessions);
         let mut findings = Vec::new();
         self.exec(&ctx, strict.as_ref(), now, &mut |f| findings.push(f));
         // The exec's text and its event (megabytes for a long argv) are freed before the
@@ -147,7 +159,8 @@ impl Detector {
     /// so the document is made from the event's JSON).
     fn file_op(&mut self, op: FileOp, now: Instant, found: &mut impl FnMut(Finding)) {
         self.counts.file_candidates += 1;
-        let ctx = FileContext::resolve(op);
+        let mut ctx = FileContext::resolve(op);
+        ctx.writer.join_session(&mut self.sessions);
         self.describer.learn_all_names(&ctx.writer);
         let w = &ctx.writer.exec;
         let writer = (w.tgid, w.start_boottime_ns);
@@ -317,6 +330,7 @@ mod tests {
             cwd: Some(cwd.to_vec()),
             args: args.iter().map(|a| a.to_vec()).collect(),
             parent: None,
+            session: Default::default(),
         }
     }
 
@@ -326,6 +340,8 @@ mod tests {
             start_boottime_ns: 3_000_000_000,
             flags: 0,
             args_count: args.len() as u32,
+            euid: 0,
+            egid: 0,
             exe: b"/usr/bin/d\xffash".to_vec(),
             args: args.iter().map(|a| a.to_vec()).collect(),
             cwd: b"/root".to_vec(),

@@ -130,7 +130,7 @@ mod tests {
         );
     }
 
-    /// Elastic's Linux rules as vendored for the engine's tests: the ones reading session-leader
+    /// Elastic's Linux rules as vendored for the engine's tests: the ones reading the environment
     /// or auditd fields are named with those fields; the bundled rules read only filled fields.
     #[test]
     fn rules_reading_unfilled_fields_are_named() {
@@ -140,23 +140,22 @@ mod tests {
         );
         let rules = load_ruleset(Some(dir.as_ref()), &Exceptions::default()).unwrap();
         let lines = blind_spots(&rules);
-        let aws = lines
+        let named = |id: &str| lines.iter().any(|l| l.contains(id));
+        let curl = lines
             .iter()
-            .find(|l| l.contains("5749282b-7524-4c9d-af9a-e2b3e814e5d4"))
-            .expect("the container rule reads an entry leader's fields");
-        assert!(
-            aws.ends_with("never filled: process.entry_leader.entry_meta.type"),
-            "{aws}"
-        );
+            .find(|l| l.contains("734239fe-eda8-48c0-bca8-9e3dafd81a88"))
+            .expect("the curl rule reads the environment");
+        assert!(curl.ends_with("never filled: process.env_vars"), "{curl}");
+        // The session leaders are filled: the container rule reading one is not named.
+        assert!(!named("5749282b-7524-4c9d-af9a-e2b3e814e5d4"), "{lines:#?}");
         assert!(
             lines
                 .iter()
                 .any(|l| l.contains("of other data sources: auditd.")),
             "{lines:#?}"
         );
-        let named = |id: &str| lines.iter().any(|l| l.contains(id));
         assert!(!named("5bda8597-69a6-4b9e-87a2-69a7c963ea83"), "{lines:#?}");
-        assert!(listing(&rules).contains(aws.as_str()));
+        assert!(listing(&rules).contains(curl.as_str()));
         let bundled = load_ruleset_with(
             None,
             boot_copy_rules::Bundled {

@@ -89,6 +89,8 @@ impl Default for SensorConfig {
 /// A loaded and attached sensor. Dropping it detaches the programs and frees the maps.
 pub struct Sensor {
     table: HashMap<MapData, u32, ProcImage>,
+    /// `PROC_TABLE`'s id, for readers of their own (`Sensor::table_reader`).
+    table_id: Option<u32>,
     counters: PerCpuArray<MapData, u64>,
     reader: Option<RingReader>,
     /// Spilled argv chunks the agent did not find (see `spill`).
@@ -168,11 +170,11 @@ impl Sensor {
             );
         }
 
-        let table = HashMap::try_from(take_map(&mut ebpf, "PROC_TABLE")?).map_err(|source| {
-            SensorError::Map {
-                map: "PROC_TABLE",
-                source,
-            }
+        let table_map = take_map(&mut ebpf, "PROC_TABLE")?;
+        let table_id = map_id(&table_map);
+        let table = HashMap::try_from(table_map).map_err(|source| SensorError::Map {
+            map: "PROC_TABLE",
+            source,
         })?;
         let counters =
             PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?).map_err(|source| {
@@ -198,6 +200,7 @@ impl Sensor {
         let chunks_missing = spill.missing_counter();
         Ok(Sensor {
             table,
+            table_id,
             counters,
             reader: Some(RingReader::new(ring, spill, log)),
             chunks_missing,
@@ -232,6 +235,19 @@ impl Sensor {
                 source,
             }),
         }
+    }
+
+    /// A handle of its own on the kernel's process table, for the detector (leaders that
+    /// exited are described from it).
+    pub fn table_reader(&self) -> Result<TableReader, SensorError> {
+        let map_error = |source| SensorError::Map {
+            map: "PROC_TABLE",
+            source,
+        };
+        let id = self.table_id.ok_or(SensorError::MissingMap { map: "PROC_TABLE" })?;
+        let data = MapData::from_id(id).map_err(map_error)?;
+        let map = HashMap::try_from(aya::maps::Map::LruHashMap(data)).map_err(map_error)?;
+        Ok(TableReader(map))
     }
 
     /// Per-counter totals summed over CPUs, indexed by `boot_copy_common::counter`.
@@ -388,6 +404,24 @@ fn map_mut<'a>(
     map: &'static str,
 ) -> Result<&'a mut aya::maps::Map, SensorError> {
     ebpf.map_mut(map).ok_or(SensorError::MissingMap { map })
+}
+
+/// The kernel's id of an LRU hash map (`None` for another kind, or if it cannot be read).
+fn map_id(map: &aya::maps::Map) -> Option<u32> {
+    match map {
+        aya::maps::Map::LruHashMap(data) => data.info().ok().map(|info| info.id()),
+        _ => None,
+    }
+}
+
+/// Reads the kernel's process table.
+pub struct TableReader(HashMap<MapData, u32, ProcImage>);
+
+impl crate::context::session::Table for TableReader {
+    fn get(&self, pid: u32) -> Option<crate::decode::Image> {
+        let raw = self.0.get(&pid, 0).ok()?;
+        Some(crate::decode::image_from(&raw))
+    }
 }
 
 fn take_map(ebpf: &mut Ebpf, map: &'static str) -> Result<aya::maps::Map, SensorError> {

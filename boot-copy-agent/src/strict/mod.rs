@@ -593,6 +593,7 @@ mod tests {
             cwd: Some(b"/".to_vec()),
             args: vec![b"cp".to_vec(), b"--suffix=x".to_vec(), b"/tm".to_vec()],
             parent: None,
+            session: Default::default(),
         };
         exec.flags |= exec_flags::LAST_ARG_CUT;
         let r = Analyzer::default().analyse_exec(&exec).unwrap();

@@ -116,6 +116,42 @@ struct cred {
 	kgid_t egid;
 } __attribute__((preserve_access_index));
 
+struct upid {
+	int nr;
+} __attribute__((preserve_access_index));
+
+struct pid {
+	struct upid numbers[1];
+} __attribute__((preserve_access_index));
+
+struct tty_driver {
+	int major;
+	int minor_start;
+} __attribute__((preserve_access_index));
+
+struct tty_struct {
+	struct tty_driver *driver;
+	int index;
+} __attribute__((preserve_access_index));
+
+// pids[PIDTYPE_MAX] since 4.19.
+struct signal_struct {
+	struct pid *pids[4];
+	struct tty_struct *tty;
+} __attribute__((preserve_access_index));
+
+struct ns_common {
+	unsigned int inum;
+} __attribute__((preserve_access_index));
+
+struct mnt_namespace {
+	struct ns_common ns;
+} __attribute__((preserve_access_index));
+
+struct nsproxy {
+	struct mnt_namespace *mnt_ns;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	int pid;
 	int tgid;
@@ -126,6 +162,8 @@ struct task_struct {
 	struct cred *cred;
 	struct fs_struct *fs;
 	struct mm_struct *mm;
+	struct signal_struct *signal;
+	struct nsproxy *nsproxy;
 	char comm[16];
 } __attribute__((preserve_access_index));
 
@@ -344,6 +382,8 @@ SHIM __u64 bc_missing_fields(void)
 	       MISSING(4, mm_struct, arg_end) | MISSING(5, task_struct, fs) | MISSING(6, fs_struct, pwd) |
 	       MISSING(7, linux_binprm, interp) | MISSING(8, file, f_inode) | MISSING(9, inode, i_size) |
 	       MISSING(12, mm_struct, exe_file) | MISSING(13, mm_struct, start_stack) |
+	       MISSING(14, task_struct, signal) | MISSING(15, signal_struct, tty) |
+	       MISSING(16, task_struct, nsproxy) |
 	       MISSING(32, task_struct, pid) | MISSING(33, task_struct, tgid) |
 	       MISSING(34, task_struct, real_parent) | MISSING(35, task_struct, cred) |
 	       MISSING(36, cred, uid) | MISSING(37, cred, euid) | MISSING(38, cred, gid) |
@@ -860,4 +900,73 @@ SHIM __u64 bc_cur_args(struct task_struct *task, __u64 *size)
 	if (end > start)
 		*size = end - start;
 	return start;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions, namespaces and cgroups (boot_copy_common::Session), for records that are sent and
+// for table entries of leaders. Read with BPF_CORE_READ: the exec and the file programs share
+// them, and the latter has an untyped task pointer.
+
+#define PIDTYPE_PGID 2
+#define PIDTYPE_SID 3
+
+// Must match boot_copy_common::Session.
+struct session {
+	__u32 pgid;
+	__u32 sid;
+	__u32 tty_major;
+	__u32 tty_minor;
+	__u32 parent_euid;
+	__u32 parent_egid;
+	__u32 mnt_ns;
+	__u32 pad;
+	__u64 cgroup_id;
+};
+
+// numbers[0] is the pid in the initial namespace: a host pid, as everywhere in the records.
+static __always_inline __u32 signal_pid(struct signal_struct *signal, int type)
+{
+	struct pid *pid = BPF_CORE_READ(signal, pids[type]);
+	return pid ? BPF_CORE_READ(pid, numbers[0].nr) : 0;
+}
+
+// The current task's session (task is the current task, typed or not).
+SHIM void bc_task_session(struct task_struct *task, struct session *out)
+{
+	out->pgid = 0;
+	out->sid = 0;
+	out->tty_major = 0;
+	out->tty_minor = 0;
+	if (bpf_core_field_exists(task->signal)) {
+		struct signal_struct *signal = BPF_CORE_READ(task, signal);
+		out->pgid = signal_pid(signal, PIDTYPE_PGID);
+		out->sid = signal_pid(signal, PIDTYPE_SID);
+		if (bpf_core_field_exists(signal->tty)) {
+			struct tty_struct *tty = BPF_CORE_READ(signal, tty);
+			if (tty) {
+				// As the kernel numbers a tty's device (tty_devnum).
+				out->tty_major = BPF_CORE_READ(tty, driver, major);
+				out->tty_minor = BPF_CORE_READ(tty, driver, minor_start) +
+						 BPF_CORE_READ(tty, index);
+			}
+		}
+	}
+	struct cred *cred = BPF_CORE_READ(task, real_parent, cred);
+	out->parent_euid = BPF_CORE_READ(cred, euid.val);
+	out->parent_egid = BPF_CORE_READ(cred, egid.val);
+	out->mnt_ns = 0;
+	if (bpf_core_field_exists(task->nsproxy))
+		out->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	out->pad = 0;
+	out->cgroup_id = bpf_get_current_cgroup_id();
+}
+
+// Whether the task's process leads its process group or its session.
+SHIM int bc_task_leads(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(task->signal))
+		return 0;
+	struct signal_struct *signal = BPF_CORE_READ(task, signal);
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	return tgid == signal_pid(signal, PIDTYPE_PGID) || tgid == signal_pid(signal, PIDTYPE_SID);
 }

@@ -104,6 +104,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         metrics: page,
         reload: daemon::ReloadState::default(),
     };
+    let table = daemon.sensor.table_reader()?;
+    daemon.detector.set_table(Box::new(table));
     // Losses are reported from here on: what the counters hold now is not news.
     daemon.loss = LossTracker::new(&daemon.counters(daemon.sensor.counters()?));
     if let Some(prev) = previous {
