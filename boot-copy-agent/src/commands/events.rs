@@ -1,7 +1,7 @@
 //! `boot-copy-agent events [--all]`: one ECS process event per exec, and one ECS file event per
 //! write into a watched tree, as NDJSON on stdout.
 use crate::{
-    context::{clock::BootEpoch, exec, host::Host, session::Sessions},
+    context::{clock::BootEpoch, exec, host::Host, lookups::Lookups, session::Sessions},
     decode::{self, Record},
     describe::{Describer, file::FileContext},
     detect::{DetectCounts, rules::LoadedRules},
@@ -57,7 +57,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         stdout: BufWriter::new(std::io::stdout().lock()),
         seq: Sequencer::default(),
         decode_errors: 0,
-        sessions: Sessions::new(Box::new(sensor.table_reader()?)),
+        lookups: Lookups::new(Sessions::new(Box::new(sensor.table_reader()?))),
     };
     let mut loss = LossTracker::new(&out.counters(&sensor)?);
     let mut term = signal(SignalKind::terminate())?;
@@ -96,8 +96,8 @@ struct Output<W: Write> {
     stdout: W,
     seq: Sequencer,
     decode_errors: u64,
-    /// Leaders, from the kernel's process table.
-    sessions: Sessions,
+    /// Leaders (from the kernel's process table), containers, boot file systems.
+    lookups: Lookups,
 }
 
 impl<W: Write> Output<W> {
@@ -106,12 +106,12 @@ impl<W: Write> Output<W> {
         reader.drain(|record| match decode::decode_record(&record) {
             Ok(Record::Exec(e)) => {
                 let mut ctx = exec::resolve(e);
-                ctx.join_session(&mut self.sessions);
+                self.lookups.join(&mut ctx);
                 lines.push(Line::Exec(ctx));
             }
             Ok(Record::File(op)) => {
                 let mut ctx = FileContext::resolve(op);
-                ctx.writer.join_session(&mut self.sessions);
+                self.lookups.join(&mut ctx.writer);
                 lines.push(Line::File(ctx));
             }
             Err(e) => {

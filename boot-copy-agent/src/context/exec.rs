@@ -65,6 +65,8 @@ pub struct ExecContext {
     pub container: Option<Container>,
     /// Its group, session and entry leaders (see [`ExecContext::join_session`]).
     pub leaders: Leaders,
+    /// Whether the `/boot` it sees is the host's boot file system (`None`: unknown).
+    pub host_boot: Option<bool>,
 }
 
 impl ExecContext {
@@ -119,6 +121,7 @@ pub fn resolve(exec: Exec) -> ExecContext {
         parent_source,
         container: None,
         leaders: Leaders::default(),
+        host_boot: None,
     }
 }
 

@@ -69,6 +69,7 @@ impl Describer {
             timestamp: rfc3339(self.epoch.wall(e.ktime_boot_ns)),
             agent: &self.agent_raw,
             boot_copy: Ours {
+                boot: ctx.host_boot.map(|host_filesystem| OursBoot { host_filesystem }),
                 parent: OursParent {
                     args_truncated: ctx.parent.args_truncated,
                     source: ctx.parent_source.as_str(),
@@ -326,9 +327,17 @@ pub struct EntrySource {
     pub ip: String,
 }
 
+/// `boot_copy.boot`: the boot file system the event's /boot paths are on.
+#[derive(Debug, Serialize)]
+pub struct OursBoot {
+    pub host_filesystem: bool,
+}
+
 /// `boot_copy.*` of an exec event.
 #[derive(Debug, Serialize)]
 pub struct Ours<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot: Option<OursBoot>,
     pub parent: OursParent,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<OursPod<'a>>,
@@ -591,6 +600,9 @@ impl ProcessFields<'_> {
 impl Ours<'_> {
     fn fill(&self, d: &mut Fill) {
         let (p, c) = (&self.parent, &self.process);
+        if let Some(b) = &self.boot {
+            d.put("boot_copy.boot.host_filesystem", || b.host_filesystem.into());
+        }
         d.put("boot_copy.parent.args_truncated", || {
             p.args_truncated.into()
         });
@@ -813,6 +825,7 @@ mod tests {
         let mut ctx = resolve(e);
         ctx.parent = ctx.process.clone();
         ctx.parent.args[1] = b"\xff".to_vec();
+        ctx.host_boot = Some(false);
         ctx.leaders = Leaders {
             group: Some(ctx.process.clone()),
             session: Some(ctx.process.clone()),

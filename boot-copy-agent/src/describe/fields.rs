@@ -11,6 +11,7 @@ pub const FILLED: &[&str] = &[
     "agent.name",
     "agent.type",
     "agent.version",
+    "boot_copy.boot.host_filesystem",
     "boot_copy.file.path_truncated",
     "boot_copy.file.tree",
     "boot_copy.parent.args_truncated",

@@ -12,6 +12,7 @@ use crate::{
     alert::{self, Alerts},
     context::{
         exec::{self, ExecContext},
+        lookups::Lookups,
         session::{Sessions, Table},
     },
     decode::{self, FileOp, Record},
@@ -83,8 +84,8 @@ pub struct Detector {
     alerted: HashMap<(u32, u64), Instant>,
     /// The last file event of each process (pid, start) on each path, and when.
     touched: HashMap<(u32, u64, Vec<u8>), Instant>,
-    /// Where the leaders of a process are found.
-    sessions: Sessions,
+    /// Leaders, containers, boot file systems.
+    lookups: Lookups,
     pub counts: DetectCounts,
 }
 
@@ -99,14 +100,14 @@ impl Detector {
             budget: Budget::new(budget),
             alerted: HashMap::new(),
             touched: HashMap::new(),
-            sessions: Sessions::default(),
+            lookups: Lookups::default(),
             counts: DetectCounts::default(),
         }
     }
 
     /// Describes leaders that exited from the kernel's process table.
     pub fn set_table(&mut self, table: Box<dyn Table>) {
-        self.sessions = Sessions::new(table);
+        self.lookups = Lookups::new(Sessions::new(table));
     }
 
     /// Replaces the rules (SIGHUP reload). Budget windows carry over.
@@ -146,7 +147,7 @@ impl Detector {
         }
         self.counts.candidates += 1;
         let mut ctx = exec::resolve(exec);
-        ctx.join_session(&mut self.sessions);
+        self.lookups.join(&mut ctx);
         let mut findings = Vec::new();
         self.exec(&ctx, strict.as_ref(), now, &mut |f| findings.push(f));
         // The exec's text and its event (megabytes for a long argv) are freed before the
@@ -160,7 +161,7 @@ impl Detector {
     fn file_op(&mut self, op: FileOp, now: Instant, found: &mut impl FnMut(Finding)) {
         self.counts.file_candidates += 1;
         let mut ctx = FileContext::resolve(op);
-        ctx.writer.join_session(&mut self.sessions);
+        self.lookups.join(&mut ctx.writer);
         self.describer.learn_all_names(&ctx.writer);
         let w = &ctx.writer.exec;
         let writer = (w.tgid, w.start_boottime_ns);
