@@ -15,12 +15,11 @@ use std::{
     fs,
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 use crate::AGENT;
 use boot_copy_harness::{
-    Agent, Launch, PUBLISHED, STRICT, WAIT, has_arg, in_boot_namespace, tempdir, unique,
+    Agent, BootKind, BootNamespace, Launch, PUBLISHED, STRICT, WAIT, has_arg, tempdir, unique,
 };
 use serde_json::Value;
 
@@ -59,14 +58,11 @@ struct Copy {
 }
 
 impl Copy {
-    /// Runs it; panics if the copy failed or `dest` is missing afterwards.
-    fn run(&self) {
-        let mut cmd = Command::new("unshare");
-        cmd.args(["-m", "--propagation", "private", "/bin/sh", "-c"])
-            .arg(r#"mount -t tmpfs boot-copy-test /boot && "$@" && test -s "$0""#)
-            .arg(&self.dest)
-            .arg(&self.program)
-            .args(&self.args);
+    /// Runs it in `ns`; panics if the copy failed or `dest` is missing afterwards.
+    fn run(&self, ns: &BootNamespace) {
+        let script = [r#""$@" && test -s "$0""#, &self.dest, &self.program];
+        let mut cmd = ns.isolated_command("/bin/sh", ["-c"]);
+        cmd.args(script).args(&self.args);
         if self.unlimited_stack {
             // As `ulimit -s unlimited`: the kernel then takes up to 6 MiB of argv and environment.
             // SAFETY: setrlimit is async-signal-safe.
@@ -197,7 +193,8 @@ fn evasions(alert: &Value) -> Vec<String> {
 /// what they took. Then the loader scenarios.
 #[test]
 fn whole_command_lines_and_the_loader_on_one_agent() {
-    let mut agent = Agent::start(AGENT, "argv", NO_BUDGET).unwrap();
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let mut agent = agent_in(&ns, "argv", NO_BUDGET, None);
     let work = tempdir("argv-work").unwrap();
     agent.sync().unwrap();
     let heap_before = heap_kb(agent.pid());
@@ -206,12 +203,12 @@ fn whole_command_lines_and_the_loader_on_one_agent() {
         for middle in [false, true] {
             let src = source(&work, tool);
             let copy = padded(&format!("/usr/bin/{tool}"), &src, bytes, middle);
-            copy.run();
+            copy.run(&ns);
             wait_for_alert(&agent, &copy);
             padded_cases.push(copy);
         }
     }
-    let loader_cases = loader_scenarios(&work);
+    let loader_cases = loader_scenarios(&ns, &work);
     agent.sync().unwrap();
     for copy in &padded_cases {
         let a = one_alert(&agent, copy);
@@ -250,7 +247,10 @@ fn whole_command_lines_and_the_loader_on_one_agent() {
 
 /// Loader scenarios, and other evasions of an attacker who read the rules: (unique source,
 /// script, the evasion the one strict alert names, or `None`: no alert).
-fn loader_scenarios(work: &Path) -> Vec<(String, String, Option<&'static str>)> {
+fn loader_scenarios(
+    ns: &BootNamespace,
+    work: &Path,
+) -> Vec<(String, String, Option<&'static str>)> {
     let ld = loader();
     let ld = ld.display();
     let w = work.display();
@@ -261,7 +261,7 @@ fn loader_scenarios(work: &Path) -> Vec<(String, String, Option<&'static str>)> 
     let mut case = |script: &dyn Fn(&str) -> String, expect| {
         let src = source(work, "ld");
         let script = script(&src);
-        in_boot_namespace(&script).unwrap();
+        ns.isolated(&script).unwrap();
         cases.push((src, script, expect));
     };
     case(
@@ -291,7 +291,15 @@ fn loader_scenarios(work: &Path) -> Vec<(String, String, Option<&'static str>)> 
         Some("loader"),
     );
     case(
-        &|s| format!("{ld} --preload /nonexistent.so /usr/bin/mv {s} /boot/ && test -s /boot/*"),
+        &|s| {
+            let name = Path::new(s)
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            format!("{ld} --preload /nonexistent.so /usr/bin/mv {s} /boot/ && test -s /boot/{name}")
+        },
         Some("loader"),
     );
     // The loader running another program: no alert.
@@ -321,13 +329,16 @@ fn loader_scenarios(work: &Path) -> Vec<(String, String, Option<&'static str>)> 
 fn an_incomplete_argv_alerts_as_args_incomplete() {
     let work = tempdir("argv-small-work").unwrap();
     let stderr = work.join("agent.stderr");
-    let mut agent = start_with_stderr(
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let mut agent = agent_in(
+        &ns,
+        "argv-agent",
         &format!("[sensor]\nring_buffer_bytes = 1048576\n{NO_BUDGET}"),
-        &stderr,
+        Some(&stderr),
     );
     let src = source(&work, "mv");
     let copy = padded("/usr/bin/mv", &src, 5938 << 10, false);
-    copy.run();
+    copy.run(&ns);
     agent.sync().unwrap();
     let alerts = alerts_with(&agent, &copy.tag);
     assert_eq!(alerts.len(), 1, "one alert: {alerts:#?}");
@@ -410,12 +421,17 @@ fn all_sinks_caught_up(agent: &Agent) {
     }
 }
 
-/// `boot-copy-agent run` with `extra` configuration and its standard error (the agent's
-/// `tracing` output) in `stderr`.
-fn start_with_stderr(extra: &str, stderr: &Path) -> Agent {
-    Launch::fresh(AGENT, "argv-agent", extra)
+/// `boot-copy-agent run` in `ns` (its /boot is the namespace's, as the host's is the packaged
+/// agent's) with `extra` configuration, and its standard error (the agent's `tracing` output) in
+/// `stderr` if given.
+fn agent_in(ns: &BootNamespace, tag: &str, extra: &str, stderr: Option<&Path>) -> Agent {
+    let launch = Launch::fresh(AGENT, tag, extra)
         .unwrap()
-        .stderr_to(stderr.to_owned())
-        .start()
-        .unwrap()
+        .in_namespace_of(ns.pid());
+    match stderr {
+        Some(path) => launch.stderr_to(path.to_owned()),
+        None => launch,
+    }
+    .start()
+    .unwrap()
 }

@@ -19,7 +19,7 @@ use std::{
 
 use crate::{AGENT, support::ecs_schema};
 use boot_copy_harness::{
-    Agent, PUBLISHED, STRICT, WAIT, has_arg, in_boot_namespace, tempdir, unique,
+    Agent, BootKind, BootNamespace, Launch, PUBLISHED, STRICT, WAIT, has_arg, tempdir, unique,
 };
 
 fn workspace() -> PathBuf {
@@ -118,13 +118,19 @@ impl Drop for Image {
     }
 }
 
-/// An image holding only busybox (from busybox-static), made from a root file system of our own.
+/// An image holding only busybox (from busybox-static), made from a root file system of our own:
+/// `/bin/cp` and `/bin/sh` are hard links to it (so a copy's `process.name` is `cp`), and it has a
+/// `/boot` of its own.
 fn busybox_image() -> Image {
     let name = format!("localhost/boot-copy-test-busybox:{}", unique());
     let rootfs = tempdir("busybox-rootfs").unwrap();
     fs::create_dir_all(rootfs.join("bin")).unwrap();
+    fs::create_dir_all(rootfs.join("boot")).unwrap();
     fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
         .expect("/bin/busybox (busybox-static, installed by cargo xtask setup)");
+    for applet in ["cp", "sh", "sleep"] {
+        fs::hard_link(rootfs.join("bin/busybox"), rootfs.join("bin").join(applet)).unwrap();
+    }
     let tar = rootfs.with_extension("tar");
     let out = Command::new("tar")
         .args(["--create", "--owner=0", "--group=0", "--file"])
@@ -235,12 +241,14 @@ struct ImageAgent {
 }
 
 impl ImageAgent {
-    fn start(image: &str) -> ImageAgent {
+    /// Started in `ns`: the host's /boot it mounts is the namespace's.
+    fn start(image: &str, ns: &BootNamespace) -> ImageAgent {
         let dir = tempdir("image-agent").unwrap();
         let name = format!("boot-copy-agent-test-{}", unique());
         let mut options = host_options();
         options.push(format!("--name={name}"));
-        let child = Command::new(workspace().join("deploy/podman/boot-copy-agent.sh"))
+        let child = ns
+            .command(workspace().join("deploy/podman/boot-copy-agent.sh"))
             .env("BOOT_COPY_IMAGE", image)
             .env("BOOT_COPY_LOG_DIR", dir.join("log"))
             .env("BOOT_COPY_PODMAN", options.join(" "))
@@ -312,7 +320,15 @@ fn comparable(alert: &Value) -> (Value, Vec<i128>) {
         assert!(event.remove(own).is_some(), "an alert without event.{own}");
     }
     let mut times = Vec::new();
-    for pointer in ["/@timestamp", "/process/start", "/process/parent/start"] {
+    let times_at = [
+        "/@timestamp",
+        "/process/start",
+        "/process/parent/start",
+        "/process/group_leader/start",
+        "/process/session_leader/start",
+        "/process/entry_leader/start",
+    ];
+    for pointer in times_at {
         if let Some(t) = a.pointer_mut(pointer) {
             let text = t.as_str().unwrap();
             let wall = humantime::parse_rfc3339(text).unwrap();
@@ -327,9 +343,35 @@ fn comparable(alert: &Value) -> (Value, Vec<i128>) {
     (a, times)
 }
 
+/// The JSON pointers where `a` and `b` differ, with both values.
+fn differences(at: &str, a: &Value, b: &Value) -> Vec<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            let null = Value::Null;
+            keys.into_iter()
+                .flat_map(|k| {
+                    let (va, vb) = (x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null));
+                    differences(&format!("{at}/{k}"), va, vb)
+                })
+                .collect()
+        }
+        _ if a == b => Vec::new(),
+        _ => vec![format!("{at}: {a} / {b}")],
+    }
+}
+
 /// Waits for one alert per rule in `rules` for the copy whose argument is `arg`, in both agents;
 /// then both alerts of each rule must agree.
-fn same_alerts(direct: &mut Agent, image: &mut ImageAgent, arg: &str, rules: &[&str]) {
+fn same_alerts(
+    ns: &BootNamespace,
+    direct: &mut Agent,
+    image: &mut ImageAgent,
+    arg: &str,
+    rules: &[&str],
+) {
     let ours = |r: &Value| r["event"]["kind"] == "alert" && has_arg(&r["process"]["args"], arg);
     for rule in rules {
         let of_rule = |r: &Value| ours(r) && r["rule"]["id"] == *rule;
@@ -339,7 +381,8 @@ fn same_alerts(direct: &mut Agent, image: &mut ImageAgent, arg: &str, rules: &[&
         let i = image.wait_for(of_rule).expect("image agent's alert");
         let (d_fields, d_times) = comparable(&d);
         let (i_fields, i_times) = comparable(&i);
-        assert_eq!(i_fields, d_fields, "rule {rule}, copy {arg}");
+        let differ = differences("", &i_fields, &d_fields);
+        assert!(differ.is_empty(), "rule {rule}, copy {arg}: {differ:#?}");
         for (a, b) in d_times.iter().zip(&i_times) {
             // Each agent reads the wall clock against the boot clock itself.
             assert!((a - b).abs() < 2_000_000, "times differ: {d} / {i}");
@@ -350,7 +393,7 @@ fn same_alerts(direct: &mut Agent, image: &mut ImageAgent, arg: &str, rules: &[&
         assert!(problems.is_empty(), "{problems:#?}");
     }
     // The same verdicts: no rule alerted in one agent and not in the other.
-    sync(direct, image);
+    sync(ns, direct, image);
     let rules_of = |records: Vec<Value>| {
         let mut ids: Vec<String> = records
             .iter()
@@ -368,9 +411,9 @@ fn same_alerts(direct: &mut Agent, image: &mut ImageAgent, arg: &str, rules: &[&
 
 /// Runs a copy that alerts and waits for both agents' alerts: every exec before it has then been
 /// handled by both, so an alert absent then is a verdict.
-fn sync(direct: &mut Agent, image: &mut ImageAgent) {
+fn sync(ns: &BootNamespace, direct: &mut Agent, image: &mut ImageAgent) {
     let marker = format!("/boot/sentinel-{}", unique());
-    in_boot_namespace(&format!("cp /etc/hostname {marker}")).unwrap();
+    ns.isolated(&format!("cp /etc/hostname {marker}")).unwrap();
     let seen = |r: &Value| r["event"]["kind"] == "alert" && has_arg(&r["process"]["args"], &marker);
     direct
         .wait_for(*WAIT, seen)
@@ -386,8 +429,10 @@ fn sync(direct: &mut Agent, image: &mut ImageAgent) {
 #[test]
 fn the_image_watches_the_host_as_the_agent_run_directly_does() {
     let image = agent_image();
-    let mut direct = Agent::start(AGENT, "direct", "").unwrap();
-    let mut contained = ImageAgent::start(image);
+    // Both watch the namespace's /boot as their host's.
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let mut direct = agent_in(&ns, "direct");
+    let mut contained = ImageAgent::start(image, &ns);
 
     let start = contained
         .wait_for(|r| r["event"]["action"] == "agent-started")
@@ -416,18 +461,119 @@ fn the_image_watches_the_host_as_the_agent_run_directly_does() {
     assert_eq!(start["host"], direct_start["host"]);
     assert_eq!(start["agent"], direct_start["agent"]);
 
+    // Each copy reads a pipe that stays open a second: it is alive when the agents look at its
+    // /boot (`boot_copy.boot.host_filesystem`), however late either handles it.
     let published = format!("/boot/image-{}", unique());
-    in_boot_namespace(&format!("cp /etc/hostname {published}")).unwrap();
-    same_alerts(&mut direct, &mut contained, &published, &[PUBLISHED]);
+    ns.isolated(&format!("sleep 1 | cp /dev/stdin {published}"))
+        .unwrap();
+    same_alerts(&ns, &mut direct, &mut contained, &published, &[PUBLISHED]);
 
     let relative = format!("image-{}", unique());
-    in_boot_namespace(&format!("cd /boot && cp /etc/hostname {relative}")).unwrap();
-    same_alerts(&mut direct, &mut contained, &relative, &[STRICT]);
+    ns.isolated(&format!("cd /boot && sleep 1 | cp /dev/stdin {relative}"))
+        .unwrap();
+    same_alerts(&ns, &mut direct, &mut contained, &relative, &[STRICT]);
 
     let (status, records) = contained.stop();
     assert!(status.success(), "the image's agent exited with {status}");
     assert_eq!(
         records.last().map(|r| r["event"]["action"].clone()),
         Some("agent-stopped".into())
+    );
+}
+
+/// An agent in `ns`: its /boot is the namespace's, as the host's is the packaged agent's.
+fn agent_in(ns: &BootNamespace, tag: &str) -> Agent {
+    Launch::fresh(AGENT, tag, "")
+        .unwrap()
+        .in_namespace_of(ns.pid())
+        .start()
+        .unwrap()
+}
+
+/// `podman run` of `image` from `ns` (so `-v /boot:/boot` binds the namespace's /boot, the agent's
+/// host /boot): its shell runs `script` and stays a second, so that the copy's parent is alive
+/// in the container's mount namespace when the agent looks. Returns the container's id. (Busybox
+/// sh runs an applet named without a path in its own process, no exec: scripts name `/bin/cp`.)
+fn run_in_container(ns: &BootNamespace, image: &Image, volumes: &[&str], script: &str) -> String {
+    let cidfile = tempdir("cid").unwrap().join("cid");
+    let mut cmd = ns.command("podman");
+    cmd.args(["run", "--rm"])
+        .arg(format!("--cidfile={}", cidfile.display()));
+    cmd.args(host_options()).args(volumes);
+    cmd.args([&image.0, "/bin/sh", "-c", &format!("{script} && sleep 1")]);
+    check("podman run", &cmd.output().unwrap());
+    let id = fs::read_to_string(&cidfile).unwrap().trim().to_string();
+    let _ = fs::remove_dir_all(cidfile.parent().unwrap());
+    id
+}
+
+/// The alerts of `agent` whose copy names `target`.
+fn alerts_naming(agent: &Agent, target: &str) -> Vec<Value> {
+    agent
+        .records()
+        .into_iter()
+        .filter(|r| r["event"]["kind"] == "alert")
+        .filter(|r| has_arg(&r["process"]["args"], target) || r["file"]["path"] == target)
+        .collect()
+}
+
+/// A copy inside a container into its own /boot: the published rule's alert (Elastic's verdict),
+/// with the container's id as podman gives it and `host_filesystem: false`; the strict rule and
+/// Boot File Write stay silent (not the host's boot file system). A container that bind-mounts
+/// the host's /boot: `host_filesystem: true`. A host copy: no `container.*`.
+#[test]
+fn a_container_copy_is_attributed_and_judged_by_the_boot_it_writes() {
+    let image = busybox_image();
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let mut agent = agent_in(&ns, "containers");
+    let own = format!("/boot/own-{}", unique());
+    let own_id = run_in_container(&ns, &image, &[], &format!("/bin/cp /bin/busybox {own}"));
+    let bound = format!("/boot/bound-{}", unique());
+    let bound_id = run_in_container(
+        &ns,
+        &image,
+        &["--volume=/boot:/boot"],
+        &format!("/bin/cp /bin/busybox {bound}"),
+    );
+    let host = format!("/boot/host-{}", unique());
+    ns.isolated(&format!("cp /etc/hostname {host}")).unwrap();
+    agent.sync().unwrap();
+
+    let own_alerts = alerts_naming(&agent, &own);
+    let rules: Vec<&Value> = own_alerts.iter().map(|a| &a["rule"]["id"]).collect();
+    assert_eq!(rules, [PUBLISHED], "{own_alerts:#?}");
+    let a = &own_alerts[0];
+    assert_eq!(a["container"]["id"], own_id.as_str(), "{a}");
+    assert_eq!(a["container"]["runtime"], "podman");
+    assert_eq!(a["process"]["name"], "cp");
+    assert_eq!(a["boot_copy"]["boot"]["host_filesystem"], false, "{a}");
+    let problems = ecs_schema::Schema::load().violations(a);
+    assert!(problems.is_empty(), "{problems:#?}");
+
+    let bound_alerts = alerts_naming(&agent, &bound);
+    assert_eq!(
+        bound_alerts.len(),
+        1,
+        "one act, one alert: {bound_alerts:#?}"
+    );
+    let b = &bound_alerts[0];
+    assert_eq!(b["rule"]["id"], PUBLISHED);
+    assert_eq!(b["container"]["id"], bound_id.as_str());
+    assert_eq!(b["boot_copy"]["boot"]["host_filesystem"], true, "{b}");
+
+    let host_alerts = alerts_naming(&agent, &host);
+    assert_eq!(host_alerts.len(), 1, "{host_alerts:#?}");
+    let h = &host_alerts[0];
+    assert!(h.get("container").is_none(), "{h}");
+    assert_eq!(h["boot_copy"]["boot"]["host_filesystem"], true, "{h}");
+    let ns_of = |a: &Value| {
+        a["boot_copy"]["process"]["mount_namespace"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_ne!(
+        ns_of(a),
+        ns_of(h),
+        "the container's mount namespace is its own"
     );
 }

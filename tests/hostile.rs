@@ -13,7 +13,9 @@ use std::{
 };
 
 use crate::AGENT;
-use boot_copy_harness::{Agent, PUBLISHED, STRICT, exec_in_boot_namespace, tempdir, unique};
+use boot_copy_harness::{
+    Agent, BootKind, BootNamespace, Launch, PUBLISHED, STRICT, tempdir, unique,
+};
 
 /// Text meant to break a log line, a JSON parser or a terminal: newline, quotes, a JSON
 /// fragment, ANSI escapes (clear screen, red) and U+202E.
@@ -42,9 +44,10 @@ impl Case {
         }
     }
 
-    /// Execs the program in the boot namespace; it keeps the pid of the spawned child.
-    fn run(&mut self) {
-        let mut child = exec_in_boot_namespace(&self.program, &self.args)
+    /// Execs the program in `ns`; it keeps the pid of the spawned child.
+    fn run(&mut self, ns: &BootNamespace) {
+        let mut child = ns
+            .isolated_command(&self.program, &self.args)
             .current_dir(&self.cwd)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -144,7 +147,13 @@ fn os(bytes: &[u8]) -> OsString {
 
 #[test]
 fn hostile_execs_alert_once_each_as_valid_json_with_their_fields() {
-    let mut agent = Agent::start(AGENT, "hostile", "[alert_budget]\nmax_alerts = 1000\n").unwrap();
+    // The agent's /boot is the namespace's, as the host's is the packaged agent's.
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let mut agent = Launch::fresh(AGENT, "hostile", "[alert_budget]\nmax_alerts = 1000\n")
+        .unwrap()
+        .in_namespace_of(ns.pid())
+        .start()
+        .unwrap();
     let tag = unique();
     let work = tempdir("hostile-work").unwrap();
     let cp = PathBuf::from("/usr/bin/cp");
@@ -227,7 +236,7 @@ fn hostile_execs_alert_once_each_as_valid_json_with_their_fields() {
     cases.push(case);
 
     for case in &mut cases {
-        case.run();
+        case.run(&ns);
     }
     agent.sync().unwrap();
     let schema = crate::support::ecs_schema::Schema::load();

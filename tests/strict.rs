@@ -6,7 +6,9 @@
 use std::{fs, process::Command};
 
 use crate::AGENT;
-use boot_copy_harness::{Agent, PUBLISHED, STRICT, in_boot_namespace, tempdir, unique};
+use boot_copy_harness::{
+    Agent, BootKind, BootNamespace, Launch, PUBLISHED, STRICT, tempdir, unique,
+};
 
 fn busybox() -> String {
     let out = Command::new("sh")
@@ -36,9 +38,19 @@ fn source(work: &std::path::Path) -> String {
     p.display().to_string()
 }
 
+/// An agent in `ns`: its /boot is the namespace's, as the host's is the packaged agent's.
+fn agent_in(ns: &BootNamespace, tag: &str, extra: &str) -> Agent {
+    Launch::fresh(AGENT, tag, extra)
+        .unwrap()
+        .in_namespace_of(ns.pid())
+        .start()
+        .unwrap()
+}
+
 #[test]
 fn each_evasion_alerts_once_under_the_strict_rule() {
-    let mut agent = Agent::start(AGENT, "evasions", "").unwrap();
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let mut agent = agent_in(&ns, "evasions", "");
     let work = tempdir("evasion-work").unwrap();
     let w = work.display().to_string();
     let bb = busybox();
@@ -98,7 +110,7 @@ fn each_evasion_alerts_once_under_the_strict_rule() {
         None,
     );
     for c in &cases {
-        in_boot_namespace(&c.script).unwrap();
+        ns.isolated(&c.script).unwrap();
     }
     agent.sync().unwrap();
     let schema = crate::support::ecs_schema::Schema::load();
@@ -144,11 +156,11 @@ fn each_evasion_alerts_once_under_the_strict_rule() {
 #[test]
 fn strict_rule_can_be_disabled() {
     // Boot File Write, which sees the copy's write, is off too.
-    let mut agent =
-        Agent::start(AGENT, "disabled", "[rules]\nstrict = false\nfile = false\n").unwrap();
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let mut agent = agent_in(&ns, "disabled", "[rules]\nstrict = false\nfile = false\n");
     let work = tempdir("disabled-work").unwrap();
     let src = source(&work);
-    in_boot_namespace(&format!("cp {src} /boot")).unwrap();
+    ns.isolated(&format!("cp {src} /boot")).unwrap();
     agent.sync().unwrap();
     assert!(agent.alerts_with_arg(&src).is_empty());
     let (status, _, records) = agent.stop().unwrap();

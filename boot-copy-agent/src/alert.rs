@@ -12,7 +12,16 @@ use boot_copy_rules::{Rule, RuleSet};
 pub const RULESET: &str = "boot-copy";
 
 /// Top-level source-event fields an alert carries over unchanged (nested or dotted spelling).
-const CARRIED: &[&str] = &["@timestamp", "process", "host", "user", "group", "file"];
+const CARRIED: &[&str] = &[
+    "@timestamp",
+    "process",
+    "host",
+    "user",
+    "group",
+    "file",
+    "container",
+    "orchestrator",
+];
 
 /// The fields an alert gets from its rule, as nested ECS objects:
 /// `event.{kind, severity, risk_score}`, `rule.*` and `threat.*` (arrays, one element per

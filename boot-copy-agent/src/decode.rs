@@ -1,8 +1,8 @@
 //! Ring-buffer records → owned exec and file events. Nothing here knows about ECS.
 use boot_copy_common::{
     ARGS_OFFSET, ExecHeader, ExecRecord, FILE_ARGS_CAP, FileHeader, FileRecord, INTERP_CAP,
-    PASSED_PATH_CAP, PATH_CAP, ProcImage, RECORD_EXEC, RECORD_FILE, Session, exec_flags, file_flags,
-    image_flags,
+    PASSED_PATH_CAP, PATH_CAP, ProcImage, RECORD_EXEC, RECORD_FILE, Session, exec_flags,
+    file_flags, image_flags,
 };
 use core::mem::{offset_of, size_of};
 

@@ -1,16 +1,12 @@
 //! Whether the `/boot` a process sees is the host's boot file system
 //! (`boot_copy.boot.host_filesystem`): the directory at `/boot` in its root, compared by device
-//! and inode with the one at `/boot` in the host's (pid 1's) root. A container's own `/boot` is
+//! and inode with the host's `/boot` (see [`BootFs::of_host`]). A container's own `/boot` is
 //! another directory; one that bind-mounts the host's is the same.
 //!
 //! The process is looked at through `/proc/PID/root` while it lives, else its parent if that is
 //! in the same mount namespace; the answer is kept per mount namespace for processes gone
 //! before either could be read (a container's `cp` ends in a millisecond).
-use std::{
-    collections::HashMap,
-    fs,
-    os::unix::fs::MetadataExt,
-};
+use std::{collections::HashMap, fs, os::unix::fs::MetadataExt};
 
 /// Mount namespaces remembered at most.
 const NAMESPACES: usize = 4096;
@@ -18,20 +14,19 @@ const NAMESPACES: usize = 4096;
 pub struct BootFs {
     /// Device and inode of the host's `/boot`.
     host: Option<(u64, u64)>,
-    /// The host's mount namespace.
+    /// The agent's mount namespace.
     host_ns: Option<u64>,
     by_ns: HashMap<u32, bool>,
 }
 
 impl BootFs {
-    /// The host as pid 1 sees it (the agent may run in a mount namespace of its own, with the
-    /// host's `/boot` mounted at its own), else as the agent sees it (where pid 1 is not the
-    /// host's init, or not readable).
+    /// The host's `/boot` as the agent sees it: the packaged service runs in the host's mount
+    /// namespace, and the agent's image mounts the host's `/boot` at its own.
     pub fn of_host() -> Self {
         let me = std::process::id();
         Self {
-            host: boot_of(1).or_else(|| boot_of(me)),
-            host_ns: mount_namespace(1).or_else(|| mount_namespace(me)),
+            host: boot_of(me),
+            host_ns: mount_namespace(me),
             by_ns: HashMap::new(),
         }
     }

@@ -5,8 +5,8 @@
 //! The agent keeps the ids of the unified hierarchy's directories it has seen; an id it does not
 //! know makes it read the tree again (at most once a second: a storm of execs in new cgroups
 //! costs one walk a second). Where the unified hierarchy does not place containers (a cgroup v1
-//! host whose runtime uses the cgroupfs driver), the process's `/proc/PID/cgroup` decides while
-//! it lives.
+//! or hybrid host whose runtime uses the cgroupfs driver), the process's `/proc/PID/cgroup`
+//! decides while it lives, and its parent's once it is gone.
 use super::container::{self, Container};
 use std::{
     collections::HashMap,
@@ -43,21 +43,44 @@ impl Cgroups {
         }
     }
 
-    /// The container of process `pid`, whose cgroup was `cgroup_id` at its exec.
-    pub fn container(&mut self, pid: u32, cgroup_id: u64) -> Option<Container> {
-        let recorded = self.path(cgroup_id).and_then(container::from_path);
-        recorded.or_else(|| container::of_pid(pid).ok().flatten())
+    /// The container of process `pid` (parent `ppid`), whose cgroup was `cgroup_id` at its exec.
+    pub fn container(&mut self, pid: u32, ppid: u32, cgroup_id: u64) -> Option<Container> {
+        let recorded = self
+            .path(cgroup_id, [pid, ppid])
+            .and_then(container::from_path);
+        // Gone, its parent decides: a container's process is the child of one in the same
+        // container (its shell) or of the runtime's, on the host.
+        recorded.or_else(|| match container::of_pid(pid) {
+            Ok(found) => found,
+            Err(_) => container::of_pid(ppid).ok().flatten(),
+        })
     }
 
-    /// The path of `id` under the hierarchy's root (`/system.slice/...`).
-    fn path(&mut self, id: u64) -> Option<&str> {
+    /// The path of `id` under the hierarchy's root (`/system.slice/...`): known, else the
+    /// unified cgroup of one of `live` if its directory is `id`, else from a new walk.
+    fn path(&mut self, id: u64, live: [u32; 2]) -> Option<&str> {
         if id == 0 {
             return None;
         }
-        if !self.paths.contains_key(&id) && self.may_walk() {
-            self.walk();
+        if !self.paths.contains_key(&id) {
+            match live.into_iter().find_map(|pid| self.unified_of(pid, id)) {
+                Some(path) => {
+                    self.paths.insert(id, path);
+                }
+                None if self.may_walk() => self.walk(),
+                None => {}
+            }
         }
         self.paths.get(&id).map(String::as_str)
+    }
+
+    /// Process `pid`'s cgroup in the unified hierarchy (its `0::` line), if it is `id`.
+    fn unified_of(&self, pid: u32, id: u64) -> Option<String> {
+        let root = self.root.as_ref()?;
+        let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+        let dir = root.join(path.trim_start_matches('/'));
+        (fs::metadata(dir).ok()?.ino() == id).then(|| path.to_owned())
     }
 
     fn may_walk(&self) -> bool {
@@ -119,18 +142,21 @@ mod tests {
         fs::create_dir_all(root.join("user.slice")).unwrap();
         let mut cgroups = Cgroups::at(Some(root.clone()));
         let user = fs::metadata(root.join("user.slice")).unwrap().ino();
-        assert_eq!(cgroups.path(user), Some("/user.slice"));
+        let gone = [u32::MAX; 2];
+        assert_eq!(cgroups.path(user, gone), Some("/user.slice"));
         // A container started after the walk: its id is found by the next one.
         fs::create_dir_all(root.join(scope)).unwrap();
         let id = fs::metadata(root.join(scope)).unwrap().ino();
         cgroups.walked = Some(Instant::now() - REWALK_AFTER);
-        let found = cgroups.container(u32::MAX, id).expect("the docker scope");
+        let found = cgroups
+            .container(u32::MAX, u32::MAX, id)
+            .expect("the docker scope");
         assert_eq!(found.runtime, Some(container::Runtime::Docker));
         assert!(found.id.starts_with("4f797c53"));
         // An unknown id does not walk again within the second; the host's root is no container.
-        assert_eq!(cgroups.path(u64::MAX), None);
+        assert_eq!(cgroups.path(u64::MAX, gone), None);
         let root_id = fs::metadata(&root).unwrap().ino();
-        assert_eq!(cgroups.container(u32::MAX, root_id), None);
+        assert_eq!(cgroups.container(u32::MAX, u32::MAX, root_id), None);
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -139,6 +165,15 @@ mod tests {
         let root = unified_mount().expect("a cgroup2 mount");
         let mut cgroups = Cgroups::at(Some(root.clone()));
         let id = fs::metadata(&root).unwrap().ino();
-        assert_eq!(cgroups.path(id), Some("/"));
+        assert_eq!(cgroups.path(id, [u32::MAX; 2]), Some("/"));
+        // This process's own cgroup, from its /proc entry without a walk.
+        let me = std::process::id();
+        let text = fs::read_to_string("/proc/self/cgroup").unwrap();
+        let mine = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+        let dir = root.join(mine.trim_start_matches('/'));
+        let id = fs::metadata(dir).unwrap().ino();
+        let mut fresh = Cgroups::at(Some(root));
+        fresh.walked = Some(Instant::now());
+        assert_eq!(fresh.path(id, [me, me]), Some(mine));
     }
 }

@@ -22,7 +22,7 @@ impl Lookups {
     pub fn join(&mut self, ctx: &mut ExecContext) {
         ctx.join_session(&mut self.sessions);
         let (e, s) = (&ctx.exec, &ctx.exec.session);
-        ctx.container = self.cgroups.container(e.tgid, s.cgroup_id);
+        ctx.container = self.cgroups.container(e.tgid, e.ppid, s.cgroup_id);
         ctx.host_boot = self.boot.is_host(e.tgid, e.ppid, s.mnt_ns);
     }
 }

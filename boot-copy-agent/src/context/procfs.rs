@@ -45,7 +45,10 @@ fn parse_stat(text: &[u8]) -> Option<(u32, u64)> {
 fn stat_field(text: &[u8], i: usize) -> Option<u64> {
     // The command name (field 2) may contain spaces and parentheses: skip to the last ')'.
     let rest = &text[text.iter().rposition(|&b| b == b')')? + 1..];
-    let field = rest.split(|&b| b == b' ').filter(|f| !f.is_empty()).nth(i)?;
+    let field = rest
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(i)?;
     std::str::from_utf8(field).ok()?.parse().ok()
 }
 
@@ -110,8 +113,15 @@ mod tests {
         assert_eq!(image.args.len() as u32, image.args_count);
         let (ppid, _) = stat(me).unwrap();
         assert_eq!(ppid, std::os::unix::process::parent_id());
-        assert_eq!(session(me), Some(nix::unistd::getsid(None).unwrap().as_raw() as u32));
-        assert_eq!(namespace_pid(me), Some(me), "the tests run in the host's pid namespace");
+        assert_eq!(
+            session(me),
+            Some(nix::unistd::getsid(None).unwrap().as_raw() as u32)
+        );
+        assert_eq!(
+            namespace_pid(me),
+            Some(me),
+            "the tests run in the host's pid namespace"
+        );
         assert!(pids().unwrap().contains(&me));
     }
 }

@@ -113,8 +113,13 @@ impl Sessions {
         if pid == parent.pid && parent.executable.is_some() {
             return Some(parent.clone());
         }
-        let started_before = |p: &Process| p.start_ns.zip(process.start_ns).is_none_or(|(l, m)| l <= m);
-        let kernel = self.table.as_ref().and_then(|t| t.get(pid)).map(|i| from_image(&i));
+        let started_before =
+            |p: &Process| p.start_ns.zip(process.start_ns).is_none_or(|(l, m)| l <= m);
+        let kernel = self
+            .table
+            .as_ref()
+            .and_then(|t| t.get(pid))
+            .map(|i| from_image(&i));
         kernel
             .filter(|p| p.executable.is_some() && started_before(p))
             .or_else(|| procfs::image(pid).ok().map(|i| from_image(&i)))
@@ -296,7 +301,9 @@ mod tests {
         let me = from_image(&procfs::image(std::process::id()).unwrap());
         let sid = procfs::session(me.pid).unwrap();
         let l = sessions.leaders(&me, &Process::default(), me.pid, sid);
-        let entry = l.entry.expect("a session leader that is alive is walked from");
+        let entry = l
+            .entry
+            .expect("a session leader that is alive is walked from");
         assert!(entry.leader.executable.is_some());
     }
 
@@ -308,11 +315,23 @@ mod tests {
             parent_sid: 0,
             namespace_init: init,
         };
-        assert_eq!(link(1, "systemd", false).entry_type(), Some(EntryType::Init));
-        assert_eq!(link(800, "sshd-session", false).entry_type(), Some(EntryType::Sshd));
+        assert_eq!(
+            link(1, "systemd", false).entry_type(),
+            Some(EntryType::Init)
+        );
+        assert_eq!(
+            link(800, "sshd-session", false).entry_type(),
+            Some(EntryType::Sshd)
+        );
         assert_eq!(link(800, "sshd", false).entry_type(), Some(EntryType::Sshd));
-        assert_eq!(link(700, "login", false).entry_type(), Some(EntryType::Terminal));
-        assert_eq!(link(900, "conmon", true).entry_type(), Some(EntryType::Container));
+        assert_eq!(
+            link(700, "login", false).entry_type(),
+            Some(EntryType::Terminal)
+        );
+        assert_eq!(
+            link(900, "conmon", true).entry_type(),
+            Some(EntryType::Container)
+        );
         assert_eq!(link(900, "bash", false).entry_type(), None);
     }
 }

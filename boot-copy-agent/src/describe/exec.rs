@@ -69,7 +69,9 @@ impl Describer {
             timestamp: rfc3339(self.epoch.wall(e.ktime_boot_ns)),
             agent: &self.agent_raw,
             boot_copy: Ours {
-                boot: ctx.host_boot.map(|host_filesystem| OursBoot { host_filesystem }),
+                boot: ctx
+                    .host_boot
+                    .map(|host_filesystem| OursBoot { host_filesystem }),
                 parent: OursParent {
                     args_truncated: ctx.parent.args_truncated,
                     source: ctx.parent_source.as_str(),
@@ -601,7 +603,9 @@ impl Ours<'_> {
     fn fill(&self, d: &mut Fill) {
         let (p, c) = (&self.parent, &self.process);
         if let Some(b) = &self.boot {
-            d.put("boot_copy.boot.host_filesystem", || b.host_filesystem.into());
+            d.put("boot_copy.boot.host_filesystem", || {
+                b.host_filesystem.into()
+            });
         }
         d.put("boot_copy.parent.args_truncated", || {
             p.args_truncated.into()

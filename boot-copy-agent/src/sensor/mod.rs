@@ -89,8 +89,8 @@ impl Default for SensorConfig {
 /// A loaded and attached sensor. Dropping it detaches the programs and frees the maps.
 pub struct Sensor {
     table: HashMap<MapData, u32, ProcImage>,
-    /// `PROC_TABLE`'s id, for readers of their own (`Sensor::table_reader`).
-    table_id: Option<u32>,
+    /// A descriptor of `PROC_TABLE`, for readers of their own (`Sensor::table_reader`).
+    table_fd: Option<std::os::fd::OwnedFd>,
     counters: PerCpuArray<MapData, u64>,
     reader: Option<RingReader>,
     /// Spilled argv chunks the agent did not find (see `spill`).
@@ -171,7 +171,7 @@ impl Sensor {
         }
 
         let table_map = take_map(&mut ebpf, "PROC_TABLE")?;
-        let table_id = map_id(&table_map);
+        let table_fd = map_fd(&table_map);
         let table = HashMap::try_from(table_map).map_err(|source| SensorError::Map {
             map: "PROC_TABLE",
             source,
@@ -200,7 +200,7 @@ impl Sensor {
         let chunks_missing = spill.missing_counter();
         Ok(Sensor {
             table,
-            table_id,
+            table_fd,
             counters,
             reader: Some(RingReader::new(ring, spill, log)),
             chunks_missing,
@@ -244,8 +244,12 @@ impl Sensor {
             map: "PROC_TABLE",
             source,
         };
-        let id = self.table_id.ok_or(SensorError::MissingMap { map: "PROC_TABLE" })?;
-        let data = MapData::from_id(id).map_err(map_error)?;
+        let fd = self
+            .table_fd
+            .as_ref()
+            .and_then(|fd| fd.try_clone().ok())
+            .ok_or(SensorError::MissingMap { map: "PROC_TABLE" })?;
+        let data = MapData::from_fd(fd).map_err(map_error)?;
         let map = HashMap::try_from(aya::maps::Map::LruHashMap(data)).map_err(map_error)?;
         Ok(TableReader(map))
     }
@@ -406,10 +410,12 @@ fn map_mut<'a>(
     ebpf.map_mut(map).ok_or(SensorError::MissingMap { map })
 }
 
-/// The kernel's id of an LRU hash map (`None` for another kind, or if it cannot be read).
-fn map_id(map: &aya::maps::Map) -> Option<u32> {
+/// A descriptor of its own for an LRU hash map (`None` for another kind): a reader made from it
+/// needs no privilege (opening a map by its id would need `CAP_SYS_ADMIN`).
+fn map_fd(map: &aya::maps::Map) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
     match map {
-        aya::maps::Map::LruHashMap(data) => data.info().ok().map(|info| info.id()),
+        aya::maps::Map::LruHashMap(data) => data.fd().as_fd().try_clone_to_owned().ok(),
         _ => None,
     }
 }

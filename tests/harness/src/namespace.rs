@@ -121,6 +121,52 @@ impl BootNamespace {
     }
 }
 
+impl BootNamespace {
+    /// A command that execs `program` with `args` (any bytes, no shell quoting) in a private
+    /// mount namespace made from this one: its /boot is this namespace's (the same file system,
+    /// so the agent that runs here sees it as its own /boot), and mounts it makes stay its own.
+    /// The program keeps the pid of the spawned child and its working directory.
+    pub fn isolated_command<I, S>(&self, program: impl AsRef<OsStr>, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        // `--wd=.`: the directory the command is started in, opened before entering (entering a
+        // mount namespace moves to its root).
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t")
+            .arg(self.pid().to_string())
+            .args([
+                "-m",
+                "--wd=.",
+                "--",
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "--",
+            ])
+            .arg(program)
+            .args(args);
+        cmd
+    }
+
+    /// Runs `script` with /bin/sh as [`BootNamespace::isolated_command`] does.
+    pub fn isolated(&self, script: &str) -> Result<()> {
+        let status = self
+            .isolated_command("/bin/sh", ["-c", script])
+            .status()
+            .map_err(Error::io("running nsenter"))?;
+        match status.success() {
+            true => Ok(()),
+            false => Err(Error::Scenario {
+                script: script.to_owned(),
+                status,
+            }),
+        }
+    }
+}
+
 impl Drop for BootNamespace {
     fn drop(&mut self) {
         let _ = self.holder.kill();
