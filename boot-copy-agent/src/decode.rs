@@ -87,6 +87,8 @@ pub struct FileOp {
     pub path: Vec<u8>,
     /// A rename's source path.
     pub old_path: Option<Vec<u8>>,
+    /// The watched tree the kernel found the file in (`roots::Watched::tree`).
+    pub tree: u32,
     pub writer: Exec,
 }
 
@@ -171,6 +173,7 @@ pub fn decode_file(record: &[u8]) -> Result<FileOp, DecodeError> {
             || h.old_name_len as usize >= PASSED_PATH_CAP - 1,
         path,
         old_path,
+        tree: h.tree,
         writer,
     })
 }

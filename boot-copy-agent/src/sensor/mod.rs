@@ -96,6 +96,8 @@ pub struct Sensor {
     degraded: Vec<&'static str>,
     /// Whether the file program is attached.
     file_events: bool,
+    /// What the file program watches.
+    watched: roots::Watched,
     // Owns the programs and their links; last so the maps above are released first.
     ebpf: Ebpf,
 }
@@ -152,7 +154,8 @@ impl Sensor {
 
         prefilter::fill(&mut ebpf, &cfg.filter)?;
 
-        roots::fill(&mut ebpf, &roots::watched(&cfg.watched_dirs)?)?;
+        let watched = roots::watched(&cfg.watched_dirs)?;
+        roots::fill(&mut ebpf, &watched)?;
 
         for (name, tracepoint) in PROGRAMS {
             attach(&mut ebpf, &btf, name, tracepoint)?;
@@ -203,6 +206,7 @@ impl Sensor {
             chunks_missing,
             degraded,
             file_events,
+            watched,
             ebpf,
         })
     }
@@ -212,6 +216,11 @@ impl Sensor {
     /// `degraded_records`.
     pub fn degraded_fields(&self) -> &[&'static str] {
         &self.degraded
+    }
+
+    /// The trees the file program watches.
+    pub fn watched(&self) -> &roots::Watched {
+        &self.watched
     }
 
     /// Whether writes into the watched trees are reported (see `FILE_EVENTS_MIN_KERNEL`).
