@@ -7,6 +7,7 @@ mod container;
 mod daemon;
 mod events;
 mod file_events;
+mod file_rules;
 mod hostile;
 mod integrity;
 mod library;
