@@ -394,6 +394,9 @@ pub mod file_flags {
     pub const PARENT_FOUND: u32 = 1 << 6;
     /// The writer has no working directory (a kernel thread).
     pub const CWD_MISSING: u32 = 1 << 7;
+    /// The writer runs a `#!` script: `exe` is the script's path as its exec passed it (from
+    /// the writer's own process-table entry), as its exec event names it.
+    pub const SCRIPT: u32 = 1 << 8;
 }
 
 /// Capacity of a path as passed to a syscall in a file record.

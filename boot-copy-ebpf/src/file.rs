@@ -19,8 +19,8 @@ use aya_ebpf::{
     },
 };
 use boot_copy_common::{
-    FILE_ARGS_CAP, FILE_WALK_DEPTH, FileRecord, InodeKey, PASSED_PATH_CAP, ProcImage, RECORD_FILE,
-    WATCHED_PREFIX_ENTRIES, counter, file_action, file_flags, image_flags,
+    FILE_ARGS_CAP, FILE_WALK_DEPTH, FileRecord, IMAGE_EXE_CAP, InodeKey, PASSED_PATH_CAP,
+    ProcImage, RECORD_FILE, WATCHED_PREFIX_ENTRIES, counter, file_action, file_flags, image_flags,
 };
 
 use crate::{
@@ -481,14 +481,16 @@ unsafe fn writer(rec: *mut FileRecord, walk: *mut u8) {
 
         // The parent first: its executable is resolved through the `exe` buffer.
         parent(rec, task, walk);
-        let (len, cut) = path::resolve(
-            co_re::bc_cur_exe_path(task),
-            walk,
-            (&raw mut (*rec).exe).cast(),
-        );
-        (*h).exe_len = len;
-        if cut {
-            set_flag(rec, file_flags::EXE_TRUNCATED);
+        if !script(rec, task) {
+            let (len, cut) = path::resolve(
+                co_re::bc_cur_exe_path(task),
+                walk,
+                (&raw mut (*rec).exe).cast(),
+            );
+            (*h).exe_len = len;
+            if cut {
+                set_flag(rec, file_flags::EXE_TRUNCATED);
+            }
         }
         let pwd = co_re::bc_cur_pwd(task);
         if pwd.is_null() {
@@ -501,6 +503,33 @@ unsafe fn writer(rec: *mut FileRecord, walk: *mut u8) {
         }
 
         args(rec, task);
+    }
+}
+
+/// A writer running a `#!` script is named by the script, as its exec event named it: its own
+/// process-table entry (made at that exec) holds the script's path. Whether it did.
+#[inline(always)]
+unsafe fn script(rec: *mut FileRecord, task: Task) -> bool {
+    // SAFETY: as in `writer`.
+    unsafe {
+        let h = &raw mut (*rec).header;
+        let own = PROC_TABLE.get_ptr((*h).tgid).filter(|&entry| {
+            table::describes(entry, (*h).start_boottime_ns, co_re::bc_cur_exec_id(task))
+        });
+        let Some(entry) = own else {
+            return false;
+        };
+        if (*entry).flags & image_flags::EXE_IS_FILENAME == 0 {
+            return false;
+        }
+        let exe = (&raw mut (*rec).exe).cast::<c_void>();
+        bpf_probe_read_kernel(exe, IMAGE_EXE_CAP as u32, (&raw const (*entry).exe).cast());
+        (*h).exe_len = (*entry).exe_len & (IMAGE_EXE_CAP as u32 - 1);
+        set_flag(rec, file_flags::SCRIPT);
+        if (*entry).flags & image_flags::EXE_TRUNCATED != 0 {
+            set_flag(rec, file_flags::EXE_TRUNCATED);
+        }
+        true
     }
 }
 
