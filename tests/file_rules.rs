@@ -132,3 +132,39 @@ fn real_name(path: &str) -> String {
     let real = std::fs::canonicalize(path).unwrap();
     real.file_name().unwrap().to_string_lossy().into_owned()
 }
+
+/// A SIGHUP that loads the file rules makes the kernel watch the trees they name: the agent
+/// started with the bundled rules, which name /boot alone; after the reload a creation under
+/// /etc/default/grub.d is alerted under the GRUB rule.
+#[test]
+fn reload_watches_the_trees_of_the_new_file_rules() {
+    let scratch = tempdir("fr-reload").unwrap();
+    let ns = namespace(&scratch);
+    let mut agent = Launch::fresh(AGENT, "fr-reload", "")
+        .unwrap()
+        .in_namespace_of(ns.pid())
+        .start()
+        .unwrap();
+    let config = agent.dir().join("config.toml");
+    boot_copy_harness::use_rules_dir(&config, Path::new(RULES)).unwrap();
+    agent.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+    agent
+        .wait_for(*WAIT, |r| r["event"]["action"] == "rules-reloaded")
+        .unwrap();
+    ns.sh("echo x > /etc/default/grub.d/reloaded.cfg").unwrap();
+    let a = agent
+        .wait_for(*WAIT, |r| {
+            r["event"]["kind"] == "alert" && r["file"]["path"] == "/etc/default/grub.d/reloaded.cfg"
+        })
+        .unwrap();
+    assert_eq!(a["rule"]["id"], GRUB, "{a:#}");
+    assert!(
+        a["boot_copy"]["file"]["tree"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("/etc")),
+        "{a:#}"
+    );
+    drop(agent);
+    drop(ns);
+    let _ = std::fs::remove_dir_all(&scratch);
+}

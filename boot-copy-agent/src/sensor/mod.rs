@@ -223,6 +223,15 @@ impl Sensor {
         &self.watched
     }
 
+    /// Makes the file program watch the trees of `dirs` instead (a reload; see
+    /// `roots::renumber`).
+    pub fn watch(&mut self, dirs: &[PathBuf]) -> Result<&roots::Watched, SensorError> {
+        let new = roots::renumber(&self.watched, roots::watched(dirs)?);
+        roots::replace(&mut self.ebpf, &self.watched, &new)?;
+        self.watched = new;
+        Ok(&self.watched)
+    }
+
     /// Whether writes into the watched trees are reported (see `FILE_EVENTS_MIN_KERNEL`).
     pub fn file_events(&self) -> bool {
         self.file_events

@@ -198,7 +198,60 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Writes the keys, their bitmap and the prefixes.
+/// `new` numbered after `old` (a reload): a tree watched before keeps its number, a new one
+/// gets the next, so records already in the ring still name their tree.
+pub fn renumber(old: &Watched, mut new: Watched) -> Watched {
+    let mut trees = old.trees.clone();
+    let numbers: Vec<u32> = new
+        .trees
+        .iter()
+        .map(|t| match trees.iter().position(|have| have == t) {
+            Some(i) => i as u32 + 1,
+            None => {
+                trees.push(t.clone());
+                trees.len() as u32
+            }
+        })
+        .collect();
+    let number = |tree: u32| numbers[tree as usize - 1];
+    new.keys.iter_mut().for_each(|(_, t)| *t = number(*t));
+    new.prefixes.iter_mut().for_each(|(_, t)| *t = number(*t));
+    new.trees = trees;
+    new
+}
+
+/// Makes the kernel watch `new` instead of `old` without a moment where a tree watched in
+/// both is not: new keys first (under both bitmaps), then the prefixes, then the old keys go.
+pub(super) fn replace(ebpf: &mut Ebpf, old: &Watched, new: &Watched) -> Result<(), SensorError> {
+    let err = |map| move |source| SensorError::Map { map, source };
+    let mut both = new.keys.clone();
+    both.extend(
+        old.keys
+            .iter()
+            .filter(|(k, _)| !new.keys.iter().any(|(n, _)| n == k)),
+    );
+    fill(
+        ebpf,
+        &Watched {
+            keys: both,
+            ..new.clone()
+        },
+    )?;
+    let mut roots: HashMap<_, InodeKey, u32> =
+        HashMap::try_from(map_mut(ebpf, "WATCHED_ROOTS")?).map_err(err("WATCHED_ROOTS"))?;
+    for (k, _) in old
+        .keys
+        .iter()
+        .filter(|(k, _)| !new.keys.iter().any(|(n, _)| n == k))
+    {
+        roots.remove(k).map_err(err("WATCHED_ROOTS"))?;
+    }
+    let mut bits: Array<_, [u64; 4]> =
+        Array::try_from(map_mut(ebpf, "ROOT_BITS")?).map_err(err("ROOT_BITS"))?;
+    bits.set(0, bitmap(&new.keys), 0).map_err(err("ROOT_BITS"))
+}
+
+/// Writes the keys, their bitmap and the prefixes (every entry: unused ones emptied).
 pub(super) fn fill(ebpf: &mut Ebpf, watched: &Watched) -> Result<(), SensorError> {
     let err = |map| move |source| SensorError::Map { map, source };
     let mut roots: HashMap<_, InodeKey, u32> =
@@ -212,10 +265,16 @@ pub(super) fn fill(ebpf: &mut Ebpf, watched: &Watched) -> Result<(), SensorError
         .map_err(err("ROOT_BITS"))?;
     let mut prefixes: Array<_, WatchedPrefix> =
         Array::try_from(map_mut(ebpf, "WATCHED_PREFIXES")?).map_err(err("WATCHED_PREFIXES"))?;
-    for (i, (p, tree)) in watched.prefixes.iter().enumerate() {
-        prefixes
-            .set(i as u32, prefix(p, *tree), 0)
-            .map_err(err("WATCHED_PREFIXES"))?;
+    for i in 0..WATCHED_PREFIX_ENTRIES {
+        let entry = match watched.prefixes.get(i as usize) {
+            Some((p, tree)) => prefix(p, *tree),
+            None => WatchedPrefix {
+                bytes: [0; WATCHED_PREFIX_CAP],
+                len: 0,
+                tree: 0,
+            },
+        };
+        prefixes.set(i, entry, 0).map_err(err("WATCHED_PREFIXES"))?;
     }
     Ok(())
 }
@@ -257,6 +316,32 @@ mod tests {
             .collect();
         assert_eq!(under, [PathBuf::from("/boot"), PathBuf::from("/boot/efi")]);
         assert_eq!(unescape("/boot\\040x"), "/boot x");
+    }
+
+    /// A reload keeps the numbers of trees still watched and numbers new ones after every
+    /// tree watched before.
+    #[test]
+    fn renumbered_after_the_running_trees() {
+        let k = |ino| InodeKey { dev: 1, ino };
+        let old = Watched {
+            trees: vec!["/boot".into(), "/etc".into()],
+            keys: vec![(k(1), 1), (k(2), 2)],
+            prefixes: vec![("/boot".into(), 1), ("/etc".into(), 2)],
+        };
+        let new = Watched {
+            trees: vec!["/boot".into(), "/usr/lib".into()],
+            keys: vec![(k(1), 1), (k(3), 2)],
+            prefixes: vec![("/usr/lib".into(), 2), ("/boot".into(), 1)],
+        };
+        let r = renumber(&old, new);
+        assert_eq!(
+            r.trees,
+            [PathBuf::from("/boot"), "/etc".into(), "/usr/lib".into()]
+        );
+        assert_eq!(r.keys, [(k(1), 1), (k(3), 3)]);
+        assert_eq!(r.prefixes, [("/usr/lib".into(), 3), ("/boot".into(), 1)]);
+        assert_eq!(r.tree(3), Some(std::path::Path::new("/usr/lib")));
+        assert_eq!(r.tree(0), None);
     }
 
     #[test]
