@@ -150,6 +150,33 @@ mod tests {
         );
     }
 
+    /// A file rule whose paths are not confined is named; one naming /boot's own files adds no
+    /// tree.
+    #[test]
+    fn file_rules_and_their_trees() {
+        let rule = |id: &str, condition: &str| {
+            let text = format!(
+                "[rule]\nrule_id = \"{id}\"\nname = \"n{id}\"\ndescription = \"d\"\n\
+                 risk_score = 1\nseverity = \"low\"\ntype = \"eql\"\nlanguage = \"eql\"\n\
+                 query = '''file where {condition}'''\n"
+            );
+            boot_copy_rules::parse_rule(&text, "t.toml".as_ref()).unwrap()
+        };
+        let rules = RuleSet::from_rules(vec![
+            rule("a", r#"file.name == "grub.cfg""#),
+            rule("b", r#"file.path like "/boot/grub/*""#),
+        ]);
+        let text = listing(&rules);
+        assert!(
+            text.contains("file rule a (na) names no directory: it sees only the watched trees\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("file events: /boot and the mounts under it\n"),
+            "{text}"
+        );
+    }
+
     /// Elastic's Linux rules as vendored for the engine's tests: the ones reading session-leader
     /// or auditd fields are named with those fields; the bundled rules read only filled fields.
     #[test]
