@@ -3,10 +3,12 @@
 //! (`-- --test-threads=1`): every agent on the host sees every exec. The kernel matrix runs the
 //! same binary in its guests (`cargo xtask vm-test`).
 mod argv;
+mod boot_tools;
 mod container;
 mod daemon;
 mod events;
 mod file_events;
+mod file_rules;
 mod hostile;
 mod integrity;
 mod library;

@@ -92,6 +92,8 @@ pub struct FileOp {
     pub path: Vec<u8>,
     /// A rename's source path.
     pub old_path: Option<Vec<u8>>,
+    /// The watched tree the kernel found the file in (`roots::Watched::tree`).
+    pub tree: u32,
     pub writer: Exec,
 }
 
@@ -140,6 +142,7 @@ pub fn decode_file(record: &[u8]) -> Result<FileOp, DecodeError> {
         (file_flags::CWD_TRUNCATED, exec_flags::CWD_TRUNCATED),
         (file_flags::PARENT_FOUND, exec_flags::PARENT_FOUND),
         (file_flags::CWD_MISSING, exec_flags::CWD_MISSING),
+        (file_flags::SCRIPT, exec_flags::SCRIPT),
     ];
     for (file, exec) in map {
         if h.flags & file != 0 {
@@ -177,6 +180,7 @@ pub fn decode_file(record: &[u8]) -> Result<FileOp, DecodeError> {
             || h.old_name_len as usize >= PASSED_PATH_CAP - 1,
         path,
         old_path,
+        tree: h.tree,
         writer,
     })
 }
@@ -394,6 +398,29 @@ mod tests {
             decode_file(&rec[..100]),
             Err(DecodeError::Short(100))
         ));
+    }
+
+    /// A writer running a `#!` script is the script, as its exec event names it; the record's
+    /// tree is kept.
+    #[test]
+    fn a_script_writer_is_named_by_its_script() {
+        // SAFETY: plain old data; all-zero is valid.
+        let mut r: Box<FileRecord> = Box::new(unsafe { core::mem::zeroed() });
+        r.header.kind = RECORD_FILE;
+        r.header.flags = file_flags::SCRIPT;
+        r.header.tree = 2;
+        let exe = b"/usr/sbin/grub-mkconfig";
+        r.exe[..exe.len()].copy_from_slice(exe);
+        r.header.exe_len = exe.len() as u32;
+        // SAFETY: the record's bytes.
+        let bytes = unsafe {
+            core::slice::from_raw_parts((&*r as *const FileRecord).cast(), size_of::<FileRecord>())
+        };
+        let op = decode_file(bytes).unwrap();
+        assert_eq!(op.tree, 2);
+        assert!(op.writer.has(exec_flags::SCRIPT));
+        let ctx = crate::context::exec::resolve(op.writer);
+        assert_eq!(ctx.process.name(), Some(&b"grub-mkconfig"[..]));
     }
 
     fn record(args: &[u8], flags: u32) -> Vec<u8> {

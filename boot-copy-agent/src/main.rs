@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// Watch every exec, apply the rules, write alerts and health records to the sinks (root).
     Run,
-    /// Print one ECS process event per exec as NDJSON (the execs `run` watches, unless --all), and one file event per write into /boot (root).
+    /// Print one ECS process event per exec as NDJSON (the execs `run` watches, unless --all), and one file event per write into the watched trees (/boot and those the rules name) (root).
     Events {
         /// Every exec on the host, not only those the rules can match.
         #[arg(long)]
@@ -41,7 +41,7 @@ enum Command {
         #[arg(long, value_name = "DIR|FILE")]
         rules: Option<PathBuf>,
     },
-    /// List the loaded rules and the kernel prefilter derived from them.
+    /// List the loaded rules, the kernel prefilter derived from them and the trees the file program watches for them.
     Rules {
         #[arg(long, value_name = "DIR|FILE")]
         rules: Option<PathBuf>,

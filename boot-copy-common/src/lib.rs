@@ -434,6 +434,9 @@ pub mod file_flags {
     pub const PARENT_FOUND: u32 = 1 << 6;
     /// The writer has no working directory (a kernel thread).
     pub const CWD_MISSING: u32 = 1 << 7;
+    /// The writer runs a `#!` script: `exe` is the script's path as its exec passed it (from
+    /// the writer's own process-table entry), as its exec event names it.
+    pub const SCRIPT: u32 = 1 << 8;
 }
 
 /// Capacity of a path as passed to a syscall in a file record.
@@ -451,7 +454,8 @@ pub struct WatchedPrefix {
     pub bytes: [u8; WATCHED_PREFIX_CAP],
     /// 0: an unused entry.
     pub len: u32,
-    pub _pad: u32,
+    /// The tree this path shows (`FileHeader::tree`).
+    pub tree: u32,
 }
 /// Argument bytes of the writing process a file record carries.
 pub const FILE_ARGS_CAP: usize = 4096;
@@ -506,6 +510,10 @@ pub struct FileHeader {
     pub euid: u32,
     pub gid: u32,
     pub egid: u32,
+    /// The watched tree the file (or a rename's source) is in: the `WATCHED_ROOTS` value or
+    /// `WatchedPrefix::tree` that decided, an index the agent assigned (from 1).
+    pub tree: u32,
+    pub _pad: u32,
     /// `bpf_ktime_get_boot_ns()` at the operation.
     pub ktime_boot_ns: u64,
     /// `task->start_boottime` of the writer's process, in ns.
@@ -568,7 +576,7 @@ const _: () = assert!(
 );
 const _: () = assert!(core::mem::size_of::<ExecHeader>() == 144);
 const _: () = assert!(SPILL_CHUNK.is_power_of_two());
-const _: () = assert!(core::mem::size_of::<FileHeader>() == 144);
+const _: () = assert!(core::mem::size_of::<FileHeader>() == 152);
 const _: () = assert!(core::mem::offset_of!(FileRecord, dir).is_multiple_of(8));
 const _: () = assert!(FILE_ARGS_CAP.is_power_of_two() && PASSED_PATH_CAP.is_power_of_two());
 const _: () = assert!(ARGS_CAP_WATCHED + SPILL_CHUNKS_MAX as usize * SPILL_CHUNK > 6 << 20);

@@ -104,6 +104,7 @@ unsafe extern "C" {
     pub fn bc_cur_leader_start(task: Task) -> u64;
     pub fn bc_cur_parent_start(task: Task) -> u64;
     pub fn bc_cur_parent_exec_id(task: Task) -> u64;
+    pub fn bc_cur_exec_id(task: Task) -> u64;
     /// uid, euid, gid, egid.
     pub fn bc_cur_creds(task: Task, out: *mut u32);
     pub fn bc_cur_exe_path(task: Task) -> KPath;

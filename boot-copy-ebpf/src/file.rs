@@ -19,8 +19,8 @@ use aya_ebpf::{
     },
 };
 use boot_copy_common::{
-    FILE_ARGS_CAP, FILE_WALK_DEPTH, FileRecord, InodeKey, PASSED_PATH_CAP, ProcImage, RECORD_FILE,
-    WATCHED_PREFIX_ENTRIES, counter, file_action, file_flags, image_flags,
+    FILE_ARGS_CAP, FILE_WALK_DEPTH, FileRecord, IMAGE_EXE_CAP, InodeKey, PASSED_PATH_CAP,
+    ProcImage, RECORD_FILE, WATCHED_PREFIX_ENTRIES, counter, file_action, file_flags, image_flags,
 };
 
 use crate::{
@@ -262,7 +262,8 @@ fn by_fd(action: u32, file: KFile) -> Result<u32, u32> {
     // SAFETY: kernel pointers, read through helpers.
     unsafe {
         let path = co_re::bc_file_path(file);
-        if !watched(path) {
+        let tree = watched(path);
+        if tree == 0 {
             return Ok(0);
         }
         let (tgid, now) = (
@@ -283,6 +284,7 @@ fn by_fd(action: u32, file: KFile) -> Result<u32, u32> {
         let (len, cut) = path::resolve(path, walk, (&raw mut (*rec).dir).cast());
         (*rec).header.dir_len = len;
         (*rec).header.flags = 0;
+        (*rec).header.tree = tree;
         if cut {
             set_flag(rec, file_flags::PATH_TRUNCATED);
         }
@@ -301,19 +303,22 @@ fn by_path(action: u32, dir: KPath, path: u64, old_dir: KPath, old: u64) -> Resu
         let rec = &raw mut (*scratch).record;
         let name = (&raw mut (*rec).name).cast::<u8>();
         let old_name = (&raw mut (*rec).old_name).cast::<u8>();
-        let (len, inside) = passed(dir, path, name);
+        let (len, tree) = passed(dir, path, name);
         (*rec).header.name_len = len;
-        let mut inside = inside;
+        let mut tree = tree;
         (*rec).header.old_name_len = 0;
         *old_name = 0;
         if old != 0 {
-            let (len, old_inside) = passed(old_dir, old, old_name);
+            let (len, old_tree) = passed(old_dir, old, old_name);
             (*rec).header.old_name_len = len;
-            inside |= old_inside;
+            if tree == 0 {
+                tree = old_tree;
+            }
         }
-        if !inside {
+        if tree == 0 {
             return Ok(0);
         }
+        (*rec).header.tree = tree;
         let walk = (&raw mut (*scratch).walk).cast::<u8>();
         (*rec).header.flags = 0;
         (*rec).header.dir_len = 0;
@@ -338,39 +343,42 @@ fn by_path(action: u32, dir: KPath, path: u64, old_dir: KPath, old: u64) -> Resu
 }
 
 /// Reads the path as passed into `out` (a `PASSED_PATH_CAP` record buffer); returns its
-/// length and whether it is in a watched tree.
+/// length and the watched tree it is in (0: none).
 #[inline(always)]
-unsafe fn passed(dir: KPath, path: u64, out: *mut u8) -> (u32, bool) {
+unsafe fn passed(dir: KPath, path: u64, out: *mut u8) -> (u32, u32) {
     // SAFETY: out is a record buffer of PASSED_PATH_CAP bytes.
     let len = unsafe { co_re::bc_read_user_path(out, path, PASSED_PATH_CAP as u32) };
     if len < 0 {
-        return (0, false);
+        return (0, 0);
     }
     // SAFETY: as above.
-    let inside = if unsafe { *out } == b'/' {
+    let tree = if unsafe { *out } == b'/' {
         unsafe { prefix_watched(out) }
+    } else if dir.is_null() {
+        0
     } else {
-        !dir.is_null() && unsafe { watched(dir) }
+        unsafe { watched(dir) }
     };
-    (len as u32, inside)
+    (len as u32, tree)
 }
 
-/// Whether an absolute path starts with a watched prefix.
+/// The tree of the first watched prefix an absolute path starts with (0: none; the agent
+/// orders the prefixes longest first).
 #[inline(always)]
-unsafe fn prefix_watched(s: *const u8) -> bool {
+unsafe fn prefix_watched(s: *const u8) -> u32 {
     for i in 0..WATCHED_PREFIX_ENTRIES {
         let Some(p) = WATCHED_PREFIXES.get(i) else {
-            return false;
+            return 0;
         };
         if p.len == 0 {
-            return false;
+            return 0;
         }
         // SAFETY: s has PASSED_PATH_CAP bytes; the prefix is a map value.
         if unsafe { co_re::bc_prefix_match(s, p.bytes.as_ptr(), p.len) } != 0 {
-            return true;
+            return p.tree;
         }
     }
-    false
+    0
 }
 
 /// This CPU's record.
@@ -397,12 +405,12 @@ unsafe fn send(action: u32, scratch: *mut FileScratch, now: u64) {
     }
 }
 
-/// Whether `path` is at or under a watched root: a bounded walk up, one map lookup per
-/// directory whose bit is set.
+/// The tree of the nearest watched root `path` is at or under (0: none): a bounded walk up,
+/// one map lookup per directory whose bit is set.
 #[inline(always)]
-unsafe fn watched(path: KPath) -> bool {
+unsafe fn watched(path: KPath) -> u32 {
     let Some(bits) = ROOT_BITS.get(0) else {
-        return false;
+        return 0;
     };
     // Uninitialised: the shim writes every field (a zeroing would be linked as a memset call).
     let mut w = MaybeUninit::<Walk>::uninit();
@@ -417,16 +425,19 @@ unsafe fn watched(path: KPath) -> bool {
             ino: w.ino,
         };
         let bit = key.bit();
-        if bits[(bit / 64) & 3] & (1 << (bit % 64)) != 0 && WATCHED_ROOTS.get_ptr(&key).is_some() {
-            return true;
+        if bits[(bit / 64) & 3] & (1 << (bit % 64)) != 0 {
+            // SAFETY: the value is copied out at once.
+            if let Some(&tree) = unsafe { WATCHED_ROOTS.get(&key) } {
+                return tree;
+            }
         }
         // SAFETY: as above.
         if unsafe { co_re::bc_walk_up(w) } == 0 {
-            return false;
+            return 0;
         }
     }
     count(counter::FILE_WALKS_CUT);
-    false
+    0
 }
 
 /// Whether this process sent an event for this file moments ago; records this one otherwise.
@@ -471,14 +482,16 @@ unsafe fn writer(rec: *mut FileRecord, walk: *mut u8) {
 
         // The parent first: its executable is resolved through the `exe` buffer.
         parent(rec, task, walk);
-        let (len, cut) = path::resolve(
-            co_re::bc_cur_exe_path(task),
-            walk,
-            (&raw mut (*rec).exe).cast(),
-        );
-        (*h).exe_len = len;
-        if cut {
-            set_flag(rec, file_flags::EXE_TRUNCATED);
+        if !script(rec, task) {
+            let (len, cut) = path::resolve(
+                co_re::bc_cur_exe_path(task),
+                walk,
+                (&raw mut (*rec).exe).cast(),
+            );
+            (*h).exe_len = len;
+            if cut {
+                set_flag(rec, file_flags::EXE_TRUNCATED);
+            }
         }
         let pwd = co_re::bc_cur_pwd(task);
         if pwd.is_null() {
@@ -491,6 +504,33 @@ unsafe fn writer(rec: *mut FileRecord, walk: *mut u8) {
         }
 
         args(rec, task);
+    }
+}
+
+/// A writer running a `#!` script is named by the script, as its exec event named it: its own
+/// process-table entry (made at that exec) holds the script's path. Whether it did.
+#[inline(always)]
+unsafe fn script(rec: *mut FileRecord, task: Task) -> bool {
+    // SAFETY: as in `writer`.
+    unsafe {
+        let h = &raw mut (*rec).header;
+        let own = PROC_TABLE.get_ptr((*h).tgid).filter(|&entry| {
+            table::describes(entry, (*h).start_boottime_ns, co_re::bc_cur_exec_id(task))
+        });
+        let Some(entry) = own else {
+            return false;
+        };
+        if (*entry).flags & image_flags::EXE_IS_FILENAME == 0 {
+            return false;
+        }
+        let exe = (&raw mut (*rec).exe).cast::<c_void>();
+        bpf_probe_read_kernel(exe, IMAGE_EXE_CAP as u32, (&raw const (*entry).exe).cast());
+        (*h).exe_len = (*entry).exe_len & (IMAGE_EXE_CAP as u32 - 1);
+        set_flag(rec, file_flags::SCRIPT);
+        if (*entry).flags & image_flags::EXE_TRUNCATED != 0 {
+            set_flag(rec, file_flags::EXE_TRUNCATED);
+        }
+        true
     }
 }
 

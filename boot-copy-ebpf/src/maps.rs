@@ -91,10 +91,11 @@ pub fn prefilter() -> Option<&'static Prefilter> {
     CONFIG.get(0)
 }
 
-/// Watched roots of the file programs, by device and inode (the agent fills it: /boot and the
-/// mounts under it). The value is unused.
+/// Watched roots of the file programs, by device and inode (the agent fills it: /boot, the trees
+/// the file rules name, and the mounts under them). The value is the root's tree
+/// (`FileHeader::tree`).
 #[map]
-pub static WATCHED_ROOTS: HashMap<InodeKey, u8> =
+pub static WATCHED_ROOTS: HashMap<InodeKey, u32> =
     HashMap::with_max_entries(WATCHED_ROOT_ENTRIES, 0);
 
 /// Watched trees by absolute path (entries with `len` 0 are unused), for syscalls that name a

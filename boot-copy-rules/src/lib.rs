@@ -32,6 +32,7 @@ mod check;
 mod document;
 mod eql;
 mod exceptions;
+mod file_dirs;
 mod index;
 mod prefilter;
 mod rulefile;
@@ -41,6 +42,7 @@ pub use check::{Bundled, Problem, check, check_with, load_ruleset, load_ruleset_
 pub use document::{Document, FieldHasher, FieldSet, Value};
 pub use eql::{CompiledQuery, EqlError, ast, compile};
 pub use exceptions::{Entry, EntryValue, ExceptionError, ExceptionItem, Exceptions, Operator};
+pub use file_dirs::file_dirs;
 pub use prefilter::{AnalysisGate, Prefilter};
 pub use rulefile::{
     BUNDLED_BOOT_FILE_COPY, BUNDLED_BOOT_FILE_COPY_STRICT, BUNDLED_BOOT_FILE_WRITE, Rule,

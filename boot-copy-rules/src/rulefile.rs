@@ -527,6 +527,15 @@ mod tests {
             "dpkg",
             "apt"
         )));
+        // update-initramfs's builder touches the image to come.
+        assert!(!fires(&event(
+            "/boot/initrd.img-6.1.new",
+            Some("/boot"),
+            "touch",
+            "mkinitramfs"
+        )));
+        // A tree a file rule named is not /boot.
+        assert!(!fires(&event("/etc/default/x", Some("/etc"), "dd", "bash")));
     }
 
     const MINIMAL: &str = r#"

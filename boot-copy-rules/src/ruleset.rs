@@ -6,6 +6,7 @@ use crate::index::RuleIndex;
 use crate::prefilter::{AnalysisGate, Prefilter};
 use crate::rulefile::Rule;
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 /// Rules and their compiled exception items, with an index on the rules' constant
 /// preconditions (built when the set is made) so that an event is evaluated only against the
@@ -122,6 +123,22 @@ impl RuleSet {
             item.0.fields_into(&mut out);
         }
         out
+    }
+
+    /// The directories the `file where` rules confine their files to ([`file_dirs`]), and the
+    /// file rules that are not confined (their files may be anywhere).
+    ///
+    /// [`file_dirs`]: crate::file_dirs
+    pub fn file_dirs(&self) -> (BTreeSet<PathBuf>, Vec<&Rule>) {
+        let mut dirs = BTreeSet::new();
+        let mut unconfined = Vec::new();
+        for rule in self.rules.iter().filter(|r| r.category() == "file") {
+            match crate::file_dirs(rule) {
+                Some(d) => dirs.extend(d),
+                None => unconfined.push(rule),
+            }
+        }
+        (dirs, unconfined)
     }
 
     /// The process names the kernel must report for these rules, with the rules one of `gates`

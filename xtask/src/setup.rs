@@ -36,6 +36,12 @@ const PACKAGES: &[&str] = &[
     "file",
 ];
 
+/// Boot tooling the file-event tests run as a user would (`update-initramfs`, `grub-mkconfig`).
+/// Their maintainer scripts and triggers may write /boot (`update-initramfs -u`), so they are
+/// installed in a private mount namespace whose /boot is a tmpfs: the host's /boot is never
+/// written.
+const BOOT_TOOLS: &[&str] = &["initramfs-tools", "grub-common"];
+
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn run() -> anyhow::Result<()> {
@@ -63,23 +69,51 @@ fn nix_is_root() -> bool {
 }
 
 fn apt_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !dpkg_installed(p))
-        .collect();
-    if missing.is_empty() {
+    let missing = |list: &[&'static str]| -> Vec<&'static str> {
+        list.iter()
+            .copied()
+            .filter(|p| !dpkg_installed(p))
+            .collect()
+    };
+    let (missing, boot_tools) = (missing(PACKAGES), missing(BOOT_TOOLS));
+    if missing.is_empty() && boot_tools.is_empty() {
         return Ok(());
     }
     require_root("installing Debian packages")?;
-    eprintln!("setup: installing {}", missing.join(" "));
+    eprintln!(
+        "setup: installing {}",
+        [&missing[..], &boot_tools[..]].concat().join(" ")
+    );
     status(Command::new("apt-get").args(["update", "-q"]))?;
-    status(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    if !missing.is_empty() {
+        status(&mut apt_install(Command::new("apt-get"), &missing))?;
+    }
+    if !boot_tools.is_empty() {
+        status(&mut apt_install(boot_in_tmpfs(), &boot_tools))?;
+    }
+    Ok(())
+}
+
+fn apt_install(mut cmd: Command, packages: &[&str]) -> Command {
+    cmd.args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    cmd
+}
+
+/// `apt-get`, run in a private mount namespace with a tmpfs over /boot (gone when it exits).
+fn boot_in_tmpfs() -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mount -t tmpfs boot-copy-setup /boot && exec apt-get \"$@\"",
+        "sh",
+    ]);
+    cmd
 }
 
 fn dpkg_installed(package: &str) -> bool {

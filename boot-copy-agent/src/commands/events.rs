@@ -39,6 +39,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut sensor = Sensor::start(&SensorConfig {
         filter,
         btf: opts.btf,
+        watched_dirs: opts.rules.watched_dirs,
         ..SensorConfig::default()
     })?;
     for field in sensor.degraded_fields() {
@@ -50,7 +51,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let seeded = super::seed_process_table(&mut sensor);
     tracing::info!(seeded, "process table seeded from /proc");
     let mut reader = sensor.take_reader()?;
-    let describer = Describer::new(Host::read(), BootEpoch::at_start()?);
+    let mut describer = Describer::new(Host::read(), BootEpoch::at_start()?);
+    describer.set_trees(sensor.watched().clone());
     let mut out = Output {
         origin: Origin::new(describer.host()),
         describer,

@@ -79,7 +79,7 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
     bail!("{} problems found", problems.len())
 }
 
-/// `rules`: the loaded rules and the prefilter derived from them.
+/// `rules`: the loaded rules, the prefilter derived from them and the watched trees.
 pub fn list_rules(config: &Config) -> anyhow::Result<()> {
     let rules = load_rules(config)?;
     list::list(&rules, std::io::stdout().lock())?;

@@ -874,8 +874,13 @@ mod tests {
             path: b"/boot/grub/grub.cfg".to_vec(),
             old_path: Some(b"/boot/grub/grub.cfg.new".to_vec()),
             path_truncated: false,
+            tree: 1,
             writer: ctx.clone(),
         };
+        d.set_trees(crate::sensor::roots::Watched {
+            trees: vec!["/boot".into()],
+            ..Default::default()
+        });
         let file = Document::from_json(&d.file_json(&rename));
         fields.extend(file.iter().map(|(k, _)| k.to_owned()));
         fields.sort();

@@ -10,7 +10,6 @@ use crate::context::{
     paths,
 };
 use crate::decode::FileOp;
-use crate::sensor::roots;
 use boot_copy_common::file_action;
 use serde_json::{Value, json};
 
@@ -21,6 +20,8 @@ pub struct FileContext {
     pub path: Vec<u8>,
     pub old_path: Option<Vec<u8>>,
     pub path_truncated: bool,
+    /// `FileOp::tree`.
+    pub tree: u32,
     /// The writer as an exec of its current image.
     pub writer: ExecContext,
 }
@@ -33,6 +34,7 @@ impl FileContext {
             path: op.path,
             old_path: op.old_path,
             path_truncated: op.path_truncated,
+            tree: op.tree,
             writer: exec::resolve(op.writer),
         }
     }
@@ -62,9 +64,9 @@ impl Describer {
         });
         event["file"] = file_fields(&ctx.path, ctx.old_path.as_deref());
         // The kernel sent the record because the file is in a watched tree, whatever path
-        // reached it (a bind mount): the one tree watched so far is /boot.
+        // reached it (a bind mount), and said which.
         event[NAMESPACE]["file"] = json!({
-            "tree": roots::BOOT,
+            "tree": self.trees.tree(ctx.tree).map(|t| t.to_string_lossy()),
             "path_truncated": ctx.path_truncated,
         });
         event

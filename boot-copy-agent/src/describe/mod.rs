@@ -8,6 +8,7 @@ pub mod fields;
 pub mod file;
 
 use crate::context::{clock::BootEpoch, host::Host, procfs};
+use crate::sensor::roots::Watched;
 use boot_copy_rules::Document;
 use serde::Serialize;
 use serde_json::{Map, Value, json, value::RawValue};
@@ -30,6 +31,8 @@ pub struct Describer {
     epoch: BootEpoch,
     users: HashMap<u32, Option<String>>,
     groups: HashMap<u32, Option<String>>,
+    /// The kernel's watched trees, which file events name.
+    trees: Watched,
 }
 
 impl Describer {
@@ -44,7 +47,13 @@ impl Describer {
             epoch,
             users: HashMap::new(),
             groups: HashMap::new(),
+            trees: Watched::default(),
         }
+    }
+
+    /// The trees the kernel watches, as file events are to name them.
+    pub fn set_trees(&mut self, trees: Watched) {
+        self.trees = trees;
     }
 
     /// Follows a stepped wall clock (NTP, settimeofday): `now` is the epoch read this second.

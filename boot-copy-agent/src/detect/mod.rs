@@ -118,6 +118,11 @@ impl Detector {
         self.rules = rules;
     }
 
+    /// The trees the kernel now watches, as file events are to name them.
+    pub fn set_trees(&mut self, trees: crate::sensor::roots::Watched) {
+        self.describer.set_trees(trees);
+    }
+
     pub fn rules(&self) -> &LoadedRules {
         &self.rules
     }

@@ -1,8 +1,12 @@
 //! The rule set as the agent loads it, with what the kernel must report for it: computed once per
 //! load (start, SIGHUP; `commands::load_rules` reads the configured rules) and handed to the
 //! sensor, the map guard, detection and the records.
-use crate::{sensor::prefilter::KernelFilter, strict};
+use crate::{
+    sensor::{prefilter::KernelFilter, roots},
+    strict,
+};
 use boot_copy_rules::{Prefilter, RuleSet};
+use std::path::PathBuf;
 
 pub struct LoadedRules {
     pub set: RuleSet,
@@ -10,6 +14,8 @@ pub struct LoadedRules {
     pub prefilter: Prefilter,
     /// The prefilter in the kernel maps' terms, with the strict rule's cp/mv sizes.
     pub kernel: KernelFilter,
+    /// The directories the file program is to watch: /boot and those the file rules name.
+    pub watched_dirs: Vec<PathBuf>,
 }
 
 impl LoadedRules {
@@ -23,7 +29,9 @@ impl LoadedRules {
         // Renamed copies of cp and mv, for the strict rule (none without it).
         let sizes = strict::watched_sizes(set.rules());
         let kernel = KernelFilter::new(&names, sizes, all_execs)?;
+        let named: Vec<PathBuf> = set.file_dirs().0.into_iter().collect();
         Ok(Self {
+            watched_dirs: roots::dirs(&named),
             set,
             prefilter,
             kernel,

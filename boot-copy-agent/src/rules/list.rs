@@ -1,7 +1,10 @@
 //! `boot-copy-agent rules`: the loaded rules, the kernel prefilter derived from them, and the
 //! trees the kernel's file program watches.
 
-use std::io::{self, Write};
+use std::{
+    io::{self, Write},
+    path::PathBuf,
+};
 
 use crate::sensor::roots;
 use boot_copy_rules::RuleSet;
@@ -9,8 +12,8 @@ use boot_copy_rules::RuleSet;
 use crate::describe::fields::unfilled;
 
 /// Writes one line per rule (id, version, name, exception items, file), then the fields rules
-/// read that the sensor never fills, then the prefilter and the watched trees (always `/boot` so
-/// far: not derived from the file rules yet).
+/// read that the sensor never fills, then the prefilter and the trees the kernel's file program
+/// would watch here: `/boot` and those the file rules name.
 pub fn list(rules: &RuleSet, mut out: impl Write) -> io::Result<()> {
     writeln!(
         out,
@@ -36,7 +39,24 @@ pub fn list(rules: &RuleSet, mut out: impl Write) -> io::Result<()> {
         "prefilter: {}",
         rules.prefilter(&[crate::strict::gate()])
     )?;
-    writeln!(out, "file events: {} and the mounts under it", roots::BOOT)
+    let (named, unconfined) = rules.file_dirs();
+    for rule in unconfined {
+        writeln!(
+            out,
+            "file rule {} ({}) names no directory: it sees only the watched trees",
+            rule.id, rule.name
+        )?;
+    }
+    let named: Vec<PathBuf> = named.into_iter().collect();
+    let watched = roots::watched(&roots::dirs(&named)).map_err(io::Error::other)?;
+    writeln!(out, "file events: {}", trees_line(&watched.trees))
+}
+
+/// "/boot and the mounts under it", "/boot, /etc and the mounts under them".
+fn trees_line(trees: &[PathBuf]) -> String {
+    let names: Vec<String> = trees.iter().map(|t| t.display().to_string()).collect();
+    let them = if names.len() == 1 { "it" } else { "them" };
+    format!("{} and the mounts under {them}", names.join(", "))
 }
 
 /// One line per rule reading fields the sensor never fills: conditions on them never hold and
@@ -126,6 +146,33 @@ mod tests {
                 "prefilter: process.name in (\"busybox\", \"coreutils\", \"cp\", \"install\", \"mv\", \"rsync\")\n\
                  file events: /boot and the mounts under it\n"
             ),
+            "{text}"
+        );
+    }
+
+    /// A file rule whose paths are not confined is named; one naming /boot's own files adds no
+    /// tree.
+    #[test]
+    fn file_rules_and_their_trees() {
+        let rule = |id: &str, condition: &str| {
+            let text = format!(
+                "[rule]\nrule_id = \"{id}\"\nname = \"n{id}\"\ndescription = \"d\"\n\
+                 risk_score = 1\nseverity = \"low\"\ntype = \"eql\"\nlanguage = \"eql\"\n\
+                 query = '''file where {condition}'''\n"
+            );
+            boot_copy_rules::parse_rule(&text, "t.toml".as_ref()).unwrap()
+        };
+        let rules = RuleSet::from_rules(vec![
+            rule("a", r#"file.name == "grub.cfg""#),
+            rule("b", r#"file.path like "/boot/grub/*""#),
+        ]);
+        let text = listing(&rules);
+        assert!(
+            text.contains("file rule a (na) names no directory: it sees only the watched trees\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("file events: /boot and the mounts under it\n"),
             "{text}"
         );
     }

@@ -98,6 +98,8 @@ pub struct Sensor {
     degraded: Vec<&'static str>,
     /// Whether the file program is attached.
     file_events: bool,
+    /// What the file program watches.
+    watched: roots::Watched,
     // Owns the programs and their links; last so the maps above are released first.
     ebpf: Ebpf,
 }
@@ -154,7 +156,8 @@ impl Sensor {
 
         prefilter::fill(&mut ebpf, &cfg.filter)?;
 
-        roots::fill(&mut ebpf, &roots::watched(&cfg.watched_dirs)?)?;
+        let watched = roots::watched(&cfg.watched_dirs)?;
+        roots::fill(&mut ebpf, &watched)?;
 
         for (name, tracepoint) in PROGRAMS {
             attach(&mut ebpf, &btf, name, tracepoint)?;
@@ -206,6 +209,7 @@ impl Sensor {
             chunks_missing,
             degraded,
             file_events,
+            watched,
             ebpf,
         })
     }
@@ -215,6 +219,20 @@ impl Sensor {
     /// `degraded_records`.
     pub fn degraded_fields(&self) -> &[&'static str] {
         &self.degraded
+    }
+
+    /// The trees the file program watches.
+    pub fn watched(&self) -> &roots::Watched {
+        &self.watched
+    }
+
+    /// Makes the file program watch the trees of `dirs` instead (a reload; see
+    /// `roots::renumber`).
+    pub fn watch(&mut self, dirs: &[PathBuf]) -> Result<&roots::Watched, SensorError> {
+        let new = roots::renumber(&self.watched, roots::watched(dirs)?);
+        roots::replace(&mut self.ebpf, &self.watched, &new)?;
+        self.watched = new;
+        Ok(&self.watched)
     }
 
     /// Whether writes into the watched trees are reported (see `FILE_EVENTS_MIN_KERNEL`).

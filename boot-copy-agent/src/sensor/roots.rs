@@ -17,49 +17,128 @@ use std::{fs, os::unix::fs::MetadataExt, path::PathBuf};
 /// The default watched tree.
 pub const BOOT: &str = "/boot";
 
-/// What the kernel is told about the watched trees.
+/// What the kernel is told about the watched trees. Tree `i + 1` (the number the kernel puts
+/// into a record) is `trees[i]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Watched {
-    pub keys: Vec<InodeKey>,
-    /// Absolute paths of the trees (at most `WATCHED_PREFIX_ENTRIES` of at most
-    /// `WATCHED_PREFIX_CAP - 1` bytes).
-    pub prefixes: Vec<PathBuf>,
+    /// Each tree's path, as `boot_copy.file.tree` names it (the directory's canonical path).
+    pub trees: Vec<PathBuf>,
+    /// Root directories (each tree and the file systems mounted under it) and their tree.
+    pub keys: Vec<(InodeKey, u32)>,
+    /// Absolute paths showing a tree (at most `WATCHED_PREFIX_ENTRIES` of at most
+    /// `WATCHED_PREFIX_CAP - 1` bytes), longest first.
+    pub prefixes: Vec<(PathBuf, u32)>,
 }
 
-/// The watched trees of `dirs` (those that exist), in this mount namespace.
+impl Watched {
+    /// The path of the kernel's tree number `tree`.
+    pub fn tree(&self, tree: u32) -> Option<&std::path::Path> {
+        let i = usize::try_from(tree).ok()?.checked_sub(1)?;
+        self.trees.get(i).map(PathBuf::as_path)
+    }
+}
+
+/// The directories to watch: `/boot`, then for each directory the file rules name
+/// (`RuleSet::file_dirs`) the deepest existing directory at or above it. `/` is never watched
+/// (every file of the host would be sent), nor a directory inside another one watched.
+pub fn dirs(named: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from(BOOT)];
+    for dir in named {
+        let Some(existing) = dir.ancestors().find(|a| a.is_dir()) else {
+            continue;
+        };
+        if existing.parent().is_none() {
+            tracing::warn!(dir = %dir.display(), "not watching /: no directory under it holds this rule path");
+            continue;
+        }
+        if !dirs.iter().any(|d| d == existing) {
+            dirs.push(existing.to_path_buf());
+        }
+    }
+    dirs
+}
+
+/// The watched trees of `dirs` (those that exist), in this mount namespace: one per directory
+/// (by canonical path) not inside another; a directory's path is a prefix of the tree it is
+/// in.
 pub fn watched(dirs: &[PathBuf]) -> Result<Watched, SensorError> {
     let mountinfo =
         fs::read_to_string("/proc/self/mountinfo").map_err(|source| SensorError::Io {
             what: "/proc/self/mountinfo",
             source,
         })?;
-    let keys = keys(dirs, &mountinfo);
-    let mut prefixes: Vec<PathBuf> = dirs.iter().filter(|d| d.is_dir()).cloned().collect();
-    for m in mount_points(&mountinfo) {
-        let aliases = fs::metadata(&m).is_ok_and(|meta| keys.contains(&key(&meta)));
-        if aliases && !prefixes.contains(&m) {
-            prefixes.push(m);
+    let named: Vec<(PathBuf, PathBuf)> = dirs
+        .iter()
+        .filter_map(|d| Some((d.clone(), fs::canonicalize(d).ok()?)))
+        .filter(|(_, real)| real.is_dir())
+        .collect();
+    let mut trees: Vec<PathBuf> = Vec::new();
+    for (_, real) in &named {
+        let inside = named.iter().any(|(_, r)| r != real && real.starts_with(r));
+        if !inside && !trees.contains(real) {
+            trees.push(real.clone());
         }
     }
-    prefixes.retain(|p| {
+    let tree_of = |real: &std::path::Path| -> u32 {
+        let i = trees.iter().position(|t| real.starts_with(t)).unwrap_or(0);
+        i as u32 + 1
+    };
+    let mut prefixes: Vec<(PathBuf, u32)> = Vec::new();
+    for (path, real) in &named {
+        for p in [real, path] {
+            push_prefix(&mut prefixes, p, tree_of(real));
+        }
+    }
+    let keys = keys(&prefixes, &mountinfo);
+    for m in mount_points(&mountinfo) {
+        let alias = fs::metadata(&m)
+            .ok()
+            .and_then(|meta| keys.iter().find(|(k, _)| *k == key(&meta)));
+        if let Some(&(_, tree)) = alias {
+            push_prefix(&mut prefixes, &m, tree);
+        }
+    }
+    prefixes.retain(|(p, _)| {
         let fits = p.as_os_str().len() < WATCHED_PREFIX_CAP;
         if !fits {
             tracing::warn!(path = %p.display(), "watched path too long for the kernel's absolute-path check");
         }
         fits
     });
-    prefixes.truncate(WATCHED_PREFIX_ENTRIES as usize);
-    Ok(Watched { keys, prefixes })
+    // The kernel takes the first prefix that matches: a nested one must come first.
+    prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.as_os_str().len()));
+    if prefixes.len() > WATCHED_PREFIX_ENTRIES as usize {
+        tracing::warn!(
+            "more than {WATCHED_PREFIX_ENTRIES} watched paths: absolute paths under the rest are not checked"
+        );
+        prefixes.truncate(WATCHED_PREFIX_ENTRIES as usize);
+    }
+    Ok(Watched {
+        trees,
+        keys,
+        prefixes,
+    })
 }
 
-/// Keys of `dirs` and of the mount points under them.
-fn keys(dirs: &[PathBuf], mountinfo: &str) -> Vec<InodeKey> {
+/// Adds a path showing `tree` unless one of the tree's paths already covers it.
+fn push_prefix(prefixes: &mut Vec<(PathBuf, u32)>, path: &std::path::Path, tree: u32) {
+    if !prefixes
+        .iter()
+        .any(|(p, t)| *t == tree && path.starts_with(p))
+    {
+        prefixes.push((path.to_path_buf(), tree));
+    }
+}
+
+/// Keys of the directories `prefixes` name and of the mount points under them, with their
+/// tree.
+fn keys(prefixes: &[(PathBuf, u32)], mountinfo: &str) -> Vec<(InodeKey, u32)> {
     let mut keys = Vec::new();
-    for dir in dirs {
+    for (dir, tree) in prefixes {
         let mounts = mount_points(mountinfo).filter(|m| m.starts_with(dir));
         for path in std::iter::once(dir.clone()).chain(mounts) {
             if let Ok(meta) = fs::metadata(&path) {
-                push_unique(&mut keys, key(&meta));
+                push_unique(&mut keys, (key(&meta), *tree));
             }
         }
     }
@@ -70,8 +149,9 @@ fn keys(dirs: &[PathBuf], mountinfo: &str) -> Vec<InodeKey> {
     keys
 }
 
-fn push_unique(keys: &mut Vec<InodeKey>, k: InodeKey) {
-    if !keys.contains(&k) {
+/// Adds a root unless its directory is one already (the first tree to reach it keeps it).
+fn push_unique(keys: &mut Vec<(InodeKey, u32)>, k: (InodeKey, u32)) {
+    if !keys.iter().any(|(have, _)| *have == k.0) {
         keys.push(k);
     }
 }
@@ -118,13 +198,66 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Writes the keys, their bitmap and the prefixes.
+/// `new` numbered after `old` (a reload): a tree watched before keeps its number, a new one
+/// gets the next, so records already in the ring still name their tree.
+pub fn renumber(old: &Watched, mut new: Watched) -> Watched {
+    let mut trees = old.trees.clone();
+    let numbers: Vec<u32> = new
+        .trees
+        .iter()
+        .map(|t| match trees.iter().position(|have| have == t) {
+            Some(i) => i as u32 + 1,
+            None => {
+                trees.push(t.clone());
+                trees.len() as u32
+            }
+        })
+        .collect();
+    let number = |tree: u32| numbers[tree as usize - 1];
+    new.keys.iter_mut().for_each(|(_, t)| *t = number(*t));
+    new.prefixes.iter_mut().for_each(|(_, t)| *t = number(*t));
+    new.trees = trees;
+    new
+}
+
+/// Makes the kernel watch `new` instead of `old` without a moment where a tree watched in
+/// both is not: new keys first (under both bitmaps), then the prefixes, then the old keys go.
+pub(super) fn replace(ebpf: &mut Ebpf, old: &Watched, new: &Watched) -> Result<(), SensorError> {
+    let err = |map| move |source| SensorError::Map { map, source };
+    let mut both = new.keys.clone();
+    both.extend(
+        old.keys
+            .iter()
+            .filter(|(k, _)| !new.keys.iter().any(|(n, _)| n == k)),
+    );
+    fill(
+        ebpf,
+        &Watched {
+            keys: both,
+            ..new.clone()
+        },
+    )?;
+    let mut roots: HashMap<_, InodeKey, u32> =
+        HashMap::try_from(map_mut(ebpf, "WATCHED_ROOTS")?).map_err(err("WATCHED_ROOTS"))?;
+    for (k, _) in old
+        .keys
+        .iter()
+        .filter(|(k, _)| !new.keys.iter().any(|(n, _)| n == k))
+    {
+        roots.remove(k).map_err(err("WATCHED_ROOTS"))?;
+    }
+    let mut bits: Array<_, [u64; 4]> =
+        Array::try_from(map_mut(ebpf, "ROOT_BITS")?).map_err(err("ROOT_BITS"))?;
+    bits.set(0, bitmap(&new.keys), 0).map_err(err("ROOT_BITS"))
+}
+
+/// Writes the keys, their bitmap and the prefixes (every entry: unused ones emptied).
 pub(super) fn fill(ebpf: &mut Ebpf, watched: &Watched) -> Result<(), SensorError> {
     let err = |map| move |source| SensorError::Map { map, source };
-    let mut roots: HashMap<_, InodeKey, u8> =
+    let mut roots: HashMap<_, InodeKey, u32> =
         HashMap::try_from(map_mut(ebpf, "WATCHED_ROOTS")?).map_err(err("WATCHED_ROOTS"))?;
-    for k in &watched.keys {
-        roots.insert(k, 1, 0).map_err(err("WATCHED_ROOTS"))?;
+    for (k, tree) in &watched.keys {
+        roots.insert(k, tree, 0).map_err(err("WATCHED_ROOTS"))?;
     }
     let mut bits: Array<_, [u64; 4]> =
         Array::try_from(map_mut(ebpf, "ROOT_BITS")?).map_err(err("ROOT_BITS"))?;
@@ -132,16 +265,22 @@ pub(super) fn fill(ebpf: &mut Ebpf, watched: &Watched) -> Result<(), SensorError
         .map_err(err("ROOT_BITS"))?;
     let mut prefixes: Array<_, WatchedPrefix> =
         Array::try_from(map_mut(ebpf, "WATCHED_PREFIXES")?).map_err(err("WATCHED_PREFIXES"))?;
-    for (i, p) in watched.prefixes.iter().enumerate() {
-        prefixes
-            .set(i as u32, prefix(p), 0)
-            .map_err(err("WATCHED_PREFIXES"))?;
+    for i in 0..WATCHED_PREFIX_ENTRIES {
+        let entry = match watched.prefixes.get(i as usize) {
+            Some((p, tree)) => prefix(p, *tree),
+            None => WatchedPrefix {
+                bytes: [0; WATCHED_PREFIX_CAP],
+                len: 0,
+                tree: 0,
+            },
+        };
+        prefixes.set(i, entry, 0).map_err(err("WATCHED_PREFIXES"))?;
     }
     Ok(())
 }
 
 /// A prefix entry; `p` fits (checked by `watched`).
-fn prefix(p: &std::path::Path) -> WatchedPrefix {
+fn prefix(p: &std::path::Path, tree: u32) -> WatchedPrefix {
     use std::os::unix::ffi::OsStrExt;
     let b = p.as_os_str().as_bytes();
     let mut bytes = [0u8; WATCHED_PREFIX_CAP];
@@ -149,13 +288,13 @@ fn prefix(p: &std::path::Path) -> WatchedPrefix {
     WatchedPrefix {
         bytes,
         len: b.len() as u32,
-        _pad: 0,
+        tree,
     }
 }
 
-fn bitmap(keys: &[InodeKey]) -> [u64; 4] {
+fn bitmap(keys: &[(InodeKey, u32)]) -> [u64; 4] {
     let mut bits = [0u64; 4];
-    for k in keys {
+    for (k, _) in keys {
         let bit = k.bit();
         bits[bit / 64] |= 1 << (bit % 64);
     }
@@ -179,13 +318,39 @@ mod tests {
         assert_eq!(unescape("/boot\\040x"), "/boot x");
     }
 
+    /// A reload keeps the numbers of trees still watched and numbers new ones after every
+    /// tree watched before.
+    #[test]
+    fn renumbered_after_the_running_trees() {
+        let k = |ino| InodeKey { dev: 1, ino };
+        let old = Watched {
+            trees: vec!["/boot".into(), "/etc".into()],
+            keys: vec![(k(1), 1), (k(2), 2)],
+            prefixes: vec![("/boot".into(), 1), ("/etc".into(), 2)],
+        };
+        let new = Watched {
+            trees: vec!["/boot".into(), "/usr/lib".into()],
+            keys: vec![(k(1), 1), (k(3), 2)],
+            prefixes: vec![("/usr/lib".into(), 2), ("/boot".into(), 1)],
+        };
+        let r = renumber(&old, new);
+        assert_eq!(
+            r.trees,
+            [PathBuf::from("/boot"), "/etc".into(), "/usr/lib".into()]
+        );
+        assert_eq!(r.keys, [(k(1), 1), (k(3), 3)]);
+        assert_eq!(r.prefixes, [("/usr/lib".into(), 3), ("/boot".into(), 1)]);
+        assert_eq!(r.tree(3), Some(std::path::Path::new("/usr/lib")));
+        assert_eq!(r.tree(0), None);
+    }
+
     #[test]
     fn keys_in_kernel_encoding() {
         let k = key(&fs::metadata("/").unwrap());
         let dev = fs::metadata("/").unwrap().dev();
         assert_eq!(k.dev >> 20, libc::major(dev) as u64);
         assert_eq!(k.dev & 0xfffff, libc::minor(dev) as u64);
-        let bits = bitmap(&[k]);
+        let bits = bitmap(&[(k, 1)]);
         assert_eq!(bits.iter().map(|w| w.count_ones()).sum::<u32>(), 1);
     }
 }

@@ -840,6 +840,11 @@ SHIM __u64 bc_cur_parent_exec_id(struct task_struct *task)
 	return BPF_CORE_READ(task, real_parent, self_exec_id);
 }
 
+SHIM __u64 bc_cur_exec_id(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, self_exec_id);
+}
+
 // uid, euid, gid, egid into out[0..4].
 SHIM void bc_cur_creds(struct task_struct *task, __u32 *out)
 {

@@ -61,7 +61,7 @@ impl BootNamespace {
         let mount = match kind {
             BootKind::Tmpfs => "mount -t tmpfs boot-copy-test /boot".to_owned(),
             BootKind::Ext4 => format!(
-                "truncate -s 32M {s}/boot.img && mkfs.ext4 -q -F {s}/boot.img && \
+                "truncate -s 96M {s}/boot.img && mkfs.ext4 -q -F {s}/boot.img && \
                  mount -o loop {s}/boot.img /boot",
                 s = scratch.display()
             ),

@@ -1,8 +1,8 @@
 //! Which kernels the matrix runs, and their cache: Debian kernel packages downloaded once with
 //! `apt-get download` (bullseye through a private apt state, never the machine's apt sources),
-//! reduced to their `vmlinuz` under `CACHE/kernels/PACKAGE/vmlinuz`, plus the uncompressed ELF
-//! `vmlinux` beside it: QEMU boots that directly through its PVH entry, which skips about 6 s of
-//! decompression under TCG per boot.
+//! reduced to their `vmlinuz` under `CACHE/kernels/PACKAGE/vmlinuz` (the `.deb` kept beside it,
+//! for `tests/boot_tools.rs`), plus the uncompressed ELF `vmlinux` beside it: QEMU boots that
+//! directly through its PVH entry, which skips about 6 s of decompression under TCG per boot.
 use anyhow::{Context as _, anyhow, bail};
 use std::{
     fs,
@@ -228,6 +228,11 @@ fn fetch(cache: &Path, package: &str, bullseye: bool) -> anyhow::Result<PathBuf>
             fs::rename(entry.join(part), dest.join(part))
                 .with_context(|| format!("storing {}", dest.join(part).display()))?;
         }
+    }
+    // The package itself stays too: the boot-tooling test unpacks it with dpkg.
+    let kept = dest.join(deb.file_name().context("the package's file name")?);
+    if !kept.exists() {
+        fs::rename(&deb, &kept).with_context(|| format!("storing {}", kept.display()))?;
     }
     fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     Ok(dest)

@@ -73,7 +73,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         ring_bytes: config.sensor.ring_buffer_bytes,
         table_entries: config.sensor.process_table_entries,
         btf: config.sensor.btf.clone(),
-        ..SensorConfig::default()
+        watched_dirs: rules.watched_dirs.clone(),
     })?;
     let seeded = seed_process_table(&mut sensor);
     let mut reader = sensor.take_reader()?;
@@ -87,7 +87,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Everything that needs privilege is done: the programs are attached, maps and ring open.
     let kept = privilege::drop_capabilities()?;
     let sinks = sinks.start().context("starting the sinks")?;
-    let describer = Describer::new(Host::read(), BootEpoch::at_start()?);
+    let mut describer = Describer::new(Host::read(), BootEpoch::at_start()?);
+    describer.set_trees(sensor.watched().clone());
     let origin = Origin::new(describer.host());
     let chain = key.map(|key| Chain::new(key, prior.as_ref().and_then(chain_link)));
     let mut daemon = Daemon {

@@ -1,5 +1,5 @@
-//! SIGHUP: reopen the alert log; reload rules and exceptions with the kernel prefilter they
-//! imply, keeping the running set if the new one is invalid.
+//! SIGHUP: reopen the alert log; reload rules and exceptions with the kernel prefilter and the
+//! watched trees they imply, keeping the running set if the new one is invalid.
 use super::daemon::Daemon;
 use crate::{
     commands::load_watched_rules, config::Config, records::lifecycle, service, sink::Severity,
@@ -18,6 +18,11 @@ impl Daemon {
                 self.guards
                     .apply(&rules.kernel)
                     .context("updating the kernel prefilter")?;
+                let trees = self
+                    .sensor
+                    .watch(&rules.watched_dirs)
+                    .context("updating the watched trees")?;
+                self.detector.set_trees(trees.clone());
                 Ok(rules)
             });
         let (record, severity, error) = match loaded {
