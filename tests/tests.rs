@@ -16,6 +16,7 @@ mod overflow;
 mod process_tree;
 mod receiver_faults;
 mod sensor;
+mod sessions;
 mod shipping;
 mod sinks;
 mod strict;

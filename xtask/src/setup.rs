@@ -9,7 +9,7 @@ use std::process::Command;
 /// binutils, man-db, qemu, cpio and busybox-static for the package, the service test under a
 /// real systemd and the kernel matrix; auditd, the peer in the exec benchmark; podman and runc
 /// for the agent's image and its test, file(1) to check the image's agent is static (runc: Debian's default crun refuses hybrid cgroup hosts
-/// whose v2 hierarchy holds a controller).
+/// whose v2 hierarchy holds a controller); openssh for the session test's real ssh login.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -34,6 +34,8 @@ const PACKAGES: &[&str] = &[
     "podman",
     "runc",
     "file",
+    "openssh-server",
+    "openssh-client",
 ];
 
 /// Boot tooling the file-event tests run as a user would (`update-initramfs`, `grub-mkconfig`).
