@@ -4,6 +4,7 @@
 //! same binary in its guests (`cargo xtask vm-test`).
 mod argv;
 mod boot_tools;
+mod cgroups;
 mod container;
 mod daemon;
 mod events;

@@ -18,11 +18,19 @@ use std::{
 /// (never cp, mv, true or sh: those must be the real programs).
 const APPLETS: &[&str] = &[
     "cat", "chmod", "date", "dmesg", "env", "grep", "head", "hostname", "id", "insmod", "ip",
-    "kill", "ln", "ls", "mkdir", "mktemp", "mount", "poweroff", "printf", "rm", "sed", "sleep",
-    "sync", "tail", "tee", "timeout", "touch", "umount", "uname", "unshare", "wc",
+    "kill", "ln", "ls", "mkdir", "mktemp", "mount", "nsenter", "poweroff", "printf", "rm", "sed",
+    "sleep", "sync", "tail", "tee", "timeout", "touch", "umount", "uname", "unshare", "wc",
 ];
-/// Real programs from the host, with their libraries.
-const HOST_PROGRAMS: &[&str] = &["/bin/cp", "/bin/mv", "/bin/true", "/bin/dash"];
+/// Real programs from the host, with their libraries (util-linux's setsid and script for the
+/// session scenarios: busybox's setsid cannot wait, and busybox has no script).
+const HOST_PROGRAMS: &[&str] = &[
+    "/bin/cp",
+    "/bin/mv",
+    "/bin/true",
+    "/bin/dash",
+    "/usr/bin/setsid",
+    "/usr/bin/script",
+];
 /// Host programs some tests use when present (the daemon's metrics test runs promtool).
 const OPTIONAL_HOST_PROGRAMS: &[&str] = &["/usr/bin/promtool"];
 

@@ -13,18 +13,30 @@ const FIXED: [&str; 2] = ["agent-loads", "requirement-missing-btf"];
 /// The shared set, each suite against one agent (under TCG loading the programs takes about ten
 /// seconds per agent): every events scenario, every alert verdict and exception, every
 /// strict-rule evasion, whole command lines and the loader (with the 1 MiB-ring incomplete
-/// argv), and the ring-buffer overflow, whose drops must match exactly.
-const SHARED: [&str; 6] = [
+/// argv), the ring-buffer overflow, whose drops must match exactly, and the session and cgroup
+/// scenarios (the kernel's session, terminal and cgroup fields, a leader kept after it exits).
+const SHARED: [&str; 9] = [
     "events::every_scenario_on_one_agent",
     "daemon::alert_scenarios_on_one_agent",
     "strict::each_evasion_alerts_once_under_the_strict_rule",
     "argv::whole_command_lines_and_the_loader_on_one_agent",
     "argv::an_incomplete_argv_alerts_as_args_incomplete",
     "overflow::execs_lost_while_stopped_equal_the_kernel_drop_count",
+    "sessions::setsid_and_terminal_sessions_are_described_as_defend_does",
+    "sessions::a_leader_that_exited_is_still_described",
+    "cgroups::containers_are_named_from_the_cgroups_of_their_copies",
 ];
 
 /// The modules `VMTEST_SET=all` runs every test of, one agent each.
-const SUITES: [&str; 5] = ["events::", "daemon::", "strict::", "argv::", "overflow::"];
+const SUITES: [&str; 7] = [
+    "events::",
+    "daemon::",
+    "strict::",
+    "argv::",
+    "overflow::",
+    "sessions::",
+    "cgroups::",
+];
 
 /// What every kernel must pass.
 pub struct Required {

@@ -1,0 +1,158 @@
+//! Containers named from the cgroup a copy ran in, on the real kernel: cgroups made here in the
+//! layouts runtimes make, a copy run in each, and its alert's `container.*`.
+//! - the unified (v2) hierarchy, Docker's systemd layout and a Kubernetes pod's: the id the
+//!   kernel recorded at the exec names the cgroup, even once the copy is gone;
+//! - a cgroup v1 hierarchy (Docker's cgroupfs layout on a hybrid host; a named hierarchy of the
+//!   test's own): read from the process;
+//! - the host's own cgroups, whatever their names: no container.
+//!
+//! Where the machine has no unified hierarchy mounted (the kernel matrix's guests), the test
+//! mounts one of its own, in the agent's mount namespace.
+use std::{fs, path::PathBuf};
+
+use crate::AGENT;
+use boot_copy_harness::{Agent, BootKind, BootNamespace, Launch, PUBLISHED, WAIT, unique};
+use serde_json::Value;
+
+const ID: &str = "4f797c539e6c745de61a93ca3ff892358ecbcaccd8414d5db545c38428142970";
+const POD: &str = "8dbf1a4e-5b4c-4a4e-9a5e-0e3c2b1d7f60";
+
+/// Where the unified hierarchy is mounted, as `/proc/self/mounts` says.
+fn unified() -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+    })
+}
+
+/// A cgroup directory made for the test, removed (with the ones above it made too) when dropped.
+/// `root` is a hierarchy's mount point in the namespace `ns`, reached from here through the
+/// namespace holder's root.
+struct Cgroup {
+    made: Vec<PathBuf>,
+    /// The directory as the namespace's processes name it.
+    dir: PathBuf,
+}
+
+impl Cgroup {
+    fn make(ns: &BootNamespace, root: &std::path::Path, path: &str) -> Cgroup {
+        let outside = PathBuf::from(format!("/proc/{}/root", ns.pid()));
+        let mut made = Vec::new();
+        let mut dir = outside.join(root.strip_prefix("/").unwrap());
+        for part in path.split('/') {
+            dir.push(part);
+            if !dir.exists() {
+                fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+                made.push(dir.clone());
+            }
+        }
+        Cgroup {
+            made,
+            dir: root.join(path),
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for dir in self.made.iter().rev() {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Runs `cp` into /boot from a shell moved into `cgroup` first; returns the copy's target.
+/// With `wait`, the copy reads a pipe that stays open a second (it is alive when the agent looks).
+fn copy_in(ns: &BootNamespace, cgroup: &Cgroup, wait: bool) -> String {
+    let target = format!("/boot/cg-{}", unique());
+    let copy = if wait {
+        format!("sleep 1 | cp /dev/stdin {target}")
+    } else {
+        format!("cp /etc/hostname {target}")
+    };
+    let procs = cgroup.dir.join("cgroup.procs");
+    ns.isolated(&format!("echo $$ > {} && {copy}; true", procs.display()))
+        .unwrap();
+    target
+}
+
+fn alert_for(agent: &mut Agent, target: &str) -> Value {
+    agent
+        .wait_for(*WAIT, |r| {
+            r["event"]["kind"] == "alert"
+                && r["rule"]["id"] == PUBLISHED
+                && r["process"]["args"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == target))
+        })
+        .unwrap_or_else(|e| panic!("no alert for {target}: {e}"))
+}
+
+#[test]
+fn containers_are_named_from_the_cgroups_of_their_copies() {
+    // The namespace holds a unified hierarchy of its own where the machine has none mounted.
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let root = match unified() {
+        Some(root) => root,
+        None => {
+            let root = std::env::temp_dir().join(format!("cgroup2-{}", unique()));
+            ns.sh(&format!(
+                "mkdir -p {r} && mount -t cgroup2 none {r}",
+                r = root.display()
+            ))
+            .unwrap();
+            root
+        }
+    };
+    let mut agent = Launch::fresh(AGENT, "cgroups", "")
+        .unwrap()
+        .in_namespace_of(ns.pid())
+        .start()
+        .unwrap();
+    let tag = unique().replace('-', "");
+    let docker = Cgroup::make(
+        &ns,
+        &root,
+        &format!("bc-test-{tag}.slice/docker-{ID}.scope"),
+    );
+    let pod_path = format!(
+        "bc-test-{tag}-kubepods.slice/kubepods-pod{}.slice/cri-containerd-{ID}.scope",
+        POD.replace('-', "_")
+    );
+    let pod = Cgroup::make(&ns, &root, &pod_path);
+    // Named like an id, under a parent no runtime uses: the host's own.
+    let lookalike = Cgroup::make(
+        &ns,
+        &root,
+        &format!("bc-test-{tag}-process_api/{}", &ID[..32]),
+    );
+
+    let a = alert_for(&mut agent, &copy_in(&ns, &docker, false));
+    assert_eq!(a["container"]["id"], ID, "{a}");
+    assert_eq!(a["container"]["runtime"], "docker");
+    let a = alert_for(&mut agent, &copy_in(&ns, &pod, false));
+    assert_eq!(a["container"]["id"], ID, "{a}");
+    assert_eq!(a["container"]["runtime"], "containerd");
+    assert_eq!(a["orchestrator"]["resource"]["id"], POD, "{a}");
+    assert_eq!(a["boot_copy"]["pod"]["uid"], POD);
+    let a = alert_for(&mut agent, &copy_in(&ns, &lookalike, false));
+    assert!(a.get("container").is_none(), "{a}");
+
+    // Docker's cgroupfs layout in a v1 hierarchy: one without controllers, named for the test,
+    // mounted in the namespace (a kernel mounts any number of named v1 hierarchies).
+    let v1 = std::env::temp_dir().join(format!("cgroup1-{tag}"));
+    ns.sh(&format!(
+        "mkdir -p {d} && mount -t cgroup -o none,name=bc{tag} bc{tag} {d}",
+        d = v1.display()
+    ))
+    .unwrap();
+    let docker_v1 = Cgroup::make(&ns, &v1, &format!("docker/{ID}"));
+    let a = alert_for(&mut agent, &copy_in(&ns, &docker_v1, true));
+    assert_eq!(a["container"]["id"], ID, "{a}");
+    assert_eq!(a["container"]["runtime"], "docker");
+    drop(docker_v1);
+    let _ = fs::remove_dir(&v1);
+    let problems = crate::support::ecs_schema::Schema::load().violations(&a);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
