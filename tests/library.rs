@@ -2,7 +2,8 @@
 //! detection-rules (`boot-copy-rules/tests/data/detection-rules`, every exec then crosses the
 //! kernel filter), and for rules chosen to span the engine's constructs — `regex`, `regex~`, a
 //! string function with a field as its second argument, a `like` pattern with literal
-//! backslashes, `length`, `?field`, `:` wildcards, `in`, `args_count` bounds — a real command
+//! backslashes, `length`, `?field`, `:` wildcards, `in`, `args_count` bounds, the session and
+//! group leaders' names — a real command
 //! that should fire the rule alerts once under that rule, and a near miss does not. Needs root.
 use std::{fs, os::unix::fs::PermissionsExt, path::Path, process::Command};
 
@@ -133,7 +134,40 @@ fn cases(dir: &Path) -> Vec<Case> {
         fires: setuid_run(dir, "65534"),
         misses: setuid_run(dir, "0"),
     });
+    cases.push(Case {
+        rule: "d6241c90-99f2-44db-b50f-299b6ebd7ee9",
+        what: "session and group leaders' names",
+        fires: maintainer_script_run(None),
+        misses: maintainer_script_run(Some(&renamed_shell(dir, "dpkg"))),
+    });
     cases
+}
+
+/// A copy of the system's shell in `dir` under `name` (a parent named like a tool).
+fn renamed_shell(dir: &Path, name: &str) -> String {
+    let sub = dir.join(unique());
+    fs::create_dir(&sub).unwrap();
+    let path = sub.join(name);
+    fs::copy(fs::canonicalize("/bin/sh").unwrap(), &path).unwrap();
+    path.display().to_string()
+}
+
+/// A package maintainer script run from `/var/lib/dpkg/info` (a tmpfs over it, in a private
+/// mount namespace: dpkg's own scripts are never touched), by a shell or by `parent`.
+fn maintainer_script_run(parent: Option<&str>) -> Run {
+    let marker = format!("marker-{}", unique());
+    let script = format!("/var/lib/dpkg/info/bc-{marker}.postinst");
+    let run = match parent {
+        Some(shell) => format!("{shell} -c '{script} {marker}; true'"),
+        None => format!("{script} {marker}; true"),
+    };
+    Run {
+        script: format!(
+            "unshare -m --propagation private sh -c \"mount -t tmpfs bc /var/lib/dpkg/info && \
+             printf '#!/bin/sh\\n' > {script} && chmod 755 {script} && {run}\""
+        ),
+        marker,
+    }
 }
 
 /// A set-user-ID-root copy of `true` run as `uid` from `sh -c` with its path as the whole
