@@ -518,9 +518,10 @@ fn alerts_naming(agent: &Agent, target: &str) -> Vec<Value> {
 }
 
 /// A copy inside a container into its own /boot: the published rule's alert (Elastic's verdict),
-/// with the container's id as podman gives it and `host_filesystem: false`; the strict rule and
-/// Boot File Write stay silent (not the host's boot file system). A container that bind-mounts
-/// the host's /boot: `host_filesystem: true`. A host copy: no `container.*`.
+/// with the container's id as podman gives it, `host_filesystem: false` and the container's init
+/// as the entry leader (`container`); the strict rule and Boot File Write stay silent (not the
+/// host's boot file system). A container that bind-mounts the host's /boot:
+/// `host_filesystem: true`. A host copy: no `container.*`.
 #[test]
 fn a_container_copy_is_attributed_and_judged_by_the_boot_it_writes() {
     let image = busybox_image();
@@ -547,6 +548,10 @@ fn a_container_copy_is_attributed_and_judged_by_the_boot_it_writes() {
     assert_eq!(a["container"]["runtime"], "podman");
     assert_eq!(a["process"]["name"], "cp");
     assert_eq!(a["boot_copy"]["boot"]["host_filesystem"], false, "{a}");
+    // The container's shell is pid 1 of its pid namespace and leads its session.
+    let entry = &a["process"]["entry_leader"];
+    assert_eq!(entry["entry_meta"]["type"], "container", "{a}");
+    assert_eq!(entry["pid"], a["process"]["parent"]["pid"]);
     let problems = ecs_schema::Schema::load().violations(a);
     assert!(problems.is_empty(), "{problems:#?}");
 

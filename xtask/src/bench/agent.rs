@@ -23,7 +23,7 @@ pub struct Options {
     pub build: Build,
 }
 
-/// The agent of this tree, or the one before issue 15 (built by [`before::build`]).
+/// The agent of this tree, or the one of `before::COMMIT` (built by [`before::build`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Build {
     Current,

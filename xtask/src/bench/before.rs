@@ -1,5 +1,5 @@
-//! The agent as it was before issue 15 (whole argv through the spill map, the loader), built
-//! from that commit's source, so that the exec benchmark measures both builds in the same run.
+//! The agent as it was before the latest kernel changes, built from that commit's source, so
+//! that the exec benchmark measures both builds in the same run.
 //! The source is exported with `git archive` (the repository and its worktrees are untouched)
 //! into `target/bench/before-COMMIT/src` and built into its own target directory; later runs
 //! reuse both.
@@ -12,9 +12,9 @@ use std::{
     process::{Command, Stdio},
 };
 
-/// main just before issue 15 was merged (`54767f6^1`): its kernel programs are what issue 15
-/// changed, and no later commit touched them.
-pub const COMMIT: &str = "9d2cd23";
+/// main before issue 17's kernel work (the session, terminal, namespace and cgroup of each record
+/// sent; leaders' executables at their first fork) and issue 16's file-tree numbering.
+pub const COMMIT: &str = "dc1a7dd";
 
 /// The release binary of the agent at [`COMMIT`], building it if needed.
 pub fn build() -> anyhow::Result<PathBuf> {

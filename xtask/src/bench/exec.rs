@@ -2,7 +2,7 @@
 //! `/bin/true` on one and two workers, and a real build (`make -j2` of a generated C project).
 //! Variants in alternating blocks: no agent, the agent as shipped, auditd with an execve rule
 //! (the peer), on one worker the agent with `rules.strict = false`, and on the storms the agent
-//! built from before issue 15 (`before`), which the report compares with the shipped one. The
+//! built from an earlier commit (`before`, see `before::COMMIT`), which the report compares with the shipped one. The
 //! agent's kernel programs' cost comes from BPF run-time statistics; CPU from /proc.
 use super::{
     BLOCKS, Outcome,
@@ -26,8 +26,8 @@ const STORM_BLOCK: Duration = Duration::from_secs(3);
 /// Issue 2 and 7 targets.
 const KERNEL_NS_TARGET: f64 = 1500.0;
 const RATIO_TARGET: f64 = 0.98;
-/// The variant running the agent built from before issue 15.
-const BEFORE: &str = "agent_before_issue_15";
+/// The variant running the agent built from `before::COMMIT`.
+const BEFORE: &str = "agent_before";
 /// The agent's kernel programs, as `bpf::program` names them.
 const PROGRAMS: [&str; 2] = ["exec", "fork"];
 
@@ -344,19 +344,19 @@ fn report(
         if let Some(old) = named(BEFORE) {
             let (line, cmp) = against_before(agent, old, base);
             md.push_str(&line);
-            json["agent_to_before_issue_15"] = cmp;
+            json["agent_to_before"] = cmp;
         }
     }
     (json, md)
 }
 
-/// The shipped agent against the build before issue 15, same run: kernel ns per fork+exec and
+/// The shipped agent against the build of `before::COMMIT`, same run: kernel ns per fork+exec and
 /// the storm's throughput ratio to the baseline, each with their ratio.
 fn against_before(agent: &Figures, old: &Figures, base: f64) -> (String, Value) {
     let kernel = agent.cycle.median / old.cycle.median;
     let (now, then) = (agent.throughput.median / base, old.throughput.median / base);
     let line = format!(
-        "Against the agent before issue 15 (`{}`, same run): kernel ns per fork+exec {} against {} \
+        "Against the agent of `{}` (same run): kernel ns per fork+exec {} against {} \
          ({} of before); throughput ratio to baseline {} against {} ({} of before).\n",
         before::COMMIT,
         num(agent.cycle.median, 0),
