@@ -667,21 +667,21 @@ fn a_rule_reading_unfilled_fields_is_named_by_check_rules_and_run() {
     let dir = tempdir("unfilled").unwrap();
     let rules = dir.join("rules");
     fs::create_dir(&rules).unwrap();
-    let rule = rules.join("leader.toml");
+    let rule = rules.join("environment.toml");
     fs::write(
         &rule,
         boot_copy_harness::eql_rule(
             "0f0f0f0f-0000-4000-8000-00000000f111",
-            "Leader test",
+            "Environment test",
             "Reads a field no event carries.",
-            r#"process where process.name == "cp" and process.entry_leader.name == "sshd""#,
+            r#"process where process.name == "cp" and process.env_vars == "LD_PRELOAD=x""#,
         ),
     )
     .unwrap();
     let config = dir.join("config.toml");
     let extra = format!("[rules]\npath = \"{}\"\n", rules.display());
     fs::write(&config, &extra).unwrap();
-    let expected = "rule 0f0f0f0f-0000-4000-8000-00000000f111 (Leader test) reads fields never filled: process.entry_leader.name";
+    let expected = "rule 0f0f0f0f-0000-4000-8000-00000000f111 (Environment test) reads fields never filled: process.env_vars";
     for command in ["check", "rules"] {
         let out = Command::new(AGENT)
             .args([command, "--config", config.to_str().unwrap()])

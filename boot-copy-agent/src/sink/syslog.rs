@@ -6,7 +6,7 @@
 //!   - MSG`.
 //!
 //! Over the local datagram socket, UDP, or TCP with octet-counting framing (RFC 6587: `LEN SP
-//! MSG`). A record longer than `max_record_bytes` (header included; default 8 KiB, rsyslog's
+//! MSG`). A record longer than `max_record_bytes` (header included; default 8096 bytes, rsyslog's
 //! default maxMessageSize) has its argument text trimmed so it still arrives as valid JSON.
 //!
 //! While the receiver is unreachable the sink holds the record in hand and retries with
@@ -41,7 +41,7 @@ pub struct SyslogConfig {
     /// `"local"` (syslog(3)'s format; the default for unix) or `"rfc5424"` (the default for
     /// udp and tcp).
     pub format: Option<SyslogFormat>,
-    /// Longest message, header included (0: no limit); default 8192, rsyslog's default
+    /// Longest message, header included (0: no limit); default 8096, rsyslog's default
     /// `maxMessageSize`.
     pub max_record_bytes: usize,
     /// unix: a socket path, default `/dev/log`; udp and tcp: `host:port`, required.
@@ -89,7 +89,7 @@ pub enum SyslogTransport {
 }
 
 /// Longest syslog message by default: rsyslog's default `maxMessageSize`.
-pub const DEFAULT_MAX_RECORD_BYTES: usize = 8192;
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 8096;
 
 /// The message header.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
