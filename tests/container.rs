@@ -491,7 +491,7 @@ fn agent_in(ns: &BootNamespace, tag: &str) -> Agent {
 }
 
 /// `podman run` of `image` from `ns` (so `-v /boot:/boot` binds the namespace's /boot, the agent's
-/// host /boot): its shell runs `script` and stays a second, so that the copy's parent is alive
+/// host /boot): its shell runs `script` and stays 3 s, so that the copy's parent is alive
 /// in the container's mount namespace when the agent looks. Returns the container's id. (Busybox
 /// sh runs an applet named without a path in its own process, no exec: scripts name `/bin/cp`.)
 fn run_in_container(ns: &BootNamespace, image: &Image, volumes: &[&str], script: &str) -> String {
@@ -500,7 +500,7 @@ fn run_in_container(ns: &BootNamespace, image: &Image, volumes: &[&str], script:
     cmd.args(["run", "--rm"])
         .arg(format!("--cidfile={}", cidfile.display()));
     cmd.args(host_options()).args(volumes);
-    cmd.args([&image.0, "/bin/sh", "-c", &format!("{script} && sleep 1")]);
+    cmd.args([&image.0, "/bin/sh", "-c", &format!("{script} && sleep 3")]);
     check("podman run", &cmd.output().unwrap());
     let id = fs::read_to_string(&cidfile).unwrap().trim().to_string();
     let _ = fs::remove_dir_all(cidfile.parent().unwrap());
@@ -521,7 +521,8 @@ fn alerts_naming(agent: &Agent, target: &str) -> Vec<Value> {
 /// with the container's id as podman gives it, `host_filesystem: false` and the container's init
 /// as the entry leader (`container`); the strict rule and Boot File Write stay silent (not the
 /// host's boot file system). A container that bind-mounts the host's /boot:
-/// `host_filesystem: true`. A host copy: no `container.*`.
+/// `host_filesystem: true`; one that mounts it elsewhere and copies through a symlink of its own:
+/// the strict rule, resolved in the container's root. A host copy: no `container.*`.
 #[test]
 fn a_container_copy_is_attributed_and_judged_by_the_boot_it_writes() {
     let image = busybox_image();
@@ -535,6 +536,16 @@ fn a_container_copy_is_attributed_and_judged_by_the_boot_it_writes() {
         &image,
         &["--volume=/boot:/boot"],
         &format!("/bin/cp /bin/busybox {bound}"),
+    );
+    // The host's /boot mounted elsewhere, reached through a symlink of the container's own: the
+    // strict rule resolves it in the container's root (the copy reads a pipe open 3 s, so it is
+    // there to be looked at, however busy the machine).
+    let linked = format!("linked-{}", unique());
+    let linked_id = run_in_container(
+        &ns,
+        &image,
+        &["--volume=/boot:/hostboot"],
+        &format!("ln -s /hostboot /bl && sleep 3 | /bin/cp /dev/stdin /bl/{linked}"),
     );
     let host = format!("/boot/host-{}", unique());
     ns.isolated(&format!("cp /etc/hostname {host}")).unwrap();
@@ -565,6 +576,22 @@ fn a_container_copy_is_attributed_and_judged_by_the_boot_it_writes() {
     assert_eq!(b["rule"]["id"], PUBLISHED);
     assert_eq!(b["container"]["id"], bound_id.as_str());
     assert_eq!(b["boot_copy"]["boot"]["host_filesystem"], true, "{b}");
+
+    let linked_alerts = alerts_naming(&agent, &format!("/bl/{linked}"));
+    let rules: Vec<&Value> = linked_alerts.iter().map(|a| &a["rule"]["id"]).collect();
+    assert_eq!(rules, [STRICT], "{linked_alerts:#?}");
+    let l = &linked_alerts[0];
+    assert_eq!(l["container"]["id"], linked_id.as_str());
+    assert_eq!(l["boot_copy"]["boot"]["host_filesystem"], true, "{l}");
+    let evasion = &l["boot_copy"]["strict"]["evasion"];
+    assert!(
+        evasion
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "symlink_to_boot"),
+        "{l}"
+    );
 
     let host_alerts = alerts_naming(&agent, &host);
     assert_eq!(host_alerts.len(), 1, "{host_alerts:#?}");

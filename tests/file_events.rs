@@ -303,6 +303,8 @@ fn events_prints_file_events_as_ecs() {
     assert_eq!(e["file"]["Ext"]["original"]["path"], "/boot/ev-dir");
     assert_eq!(e["process"]["name"], "mv");
     assert_eq!(e["process"]["args"][2], "/boot/ev-renamed");
+    // The kernel matched the host's /boot by device and inode.
+    assert_eq!(e["boot_copy"]["boot"]["host_filesystem"], true, "{e}");
     assert_eq!(e["process"]["user"]["id"], "0");
     assert_eq!(e["host"]["os"]["type"], "linux");
     assert_eq!(e["boot_copy"]["file"]["tree"], "/boot");

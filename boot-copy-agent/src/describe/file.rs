@@ -65,10 +65,21 @@ impl Describer {
         event["file"] = file_fields(&ctx.path, ctx.old_path.as_deref());
         // The kernel sent the record because the file is in a watched tree, whatever path
         // reached it (a bind mount), and said which.
+        let tree = self.trees.tree(ctx.tree);
         event[NAMESPACE]["file"] = json!({
-            "tree": self.trees.tree(ctx.tree).map(|t| t.to_string_lossy()),
+            "tree": tree.map(|t| t.to_string_lossy()),
             "path_truncated": ctx.path_truncated,
         });
+        // The kernel matched the host's trees by device and inode: a file in /boot is on the
+        // host's boot file system, whatever /boot the writer sees; another tree is not /boot.
+        let ours = event[NAMESPACE]
+            .as_object_mut()
+            .expect("boot_copy is an object");
+        if tree == Some(std::path::Path::new(crate::sensor::roots::BOOT)) {
+            ours.insert("boot".into(), json!({ "host_filesystem": true }));
+        } else {
+            ours.remove("boot");
+        }
         event
     }
 }

@@ -153,6 +153,9 @@ impl Detector {
         self.counts.candidates += 1;
         let mut ctx = exec::resolve(exec);
         self.lookups.join(&mut ctx);
+        if strict.as_ref().is_some_and(|a| a.reaches_host_boot) {
+            ctx.host_boot = Some(true);
+        }
         let mut findings = Vec::new();
         self.exec(&ctx, strict.as_ref(), now, &mut |f| findings.push(f));
         // The exec's text and its event (megabytes for a long argv) are freed before the

@@ -51,6 +51,9 @@ pub struct Analysis {
     pub program: Option<String>,
     /// What is missing of argv, when it is incomplete.
     pub args_missing: Option<ArgsMissing>,
+    /// A target reached the host's `/boot` by device and inode (a symlink, another mount): that
+    /// decides `boot_copy.boot.host_filesystem`, whatever the process's own `/boot` is.
+    pub reaches_host_boot: bool,
 }
 
 /// What of an exec's argv the agent has, of what it ran with.
@@ -188,6 +191,8 @@ impl StrictFields<'_> {
 pub struct Analyzer {
     identity: identity::Identity,
     boot: mounts::Boot,
+    /// The agent's mount namespace: a process of another has its paths resolved in its root.
+    mount_namespace: Option<u64>,
 }
 
 fn push(v: &mut Vec<&'static str>, tag: &'static str) {
@@ -198,9 +203,11 @@ fn push(v: &mut Vec<&'static str>, tag: &'static str) {
 
 impl Analyzer {
     pub fn system() -> Analyzer {
+        use std::os::unix::fs::MetadataExt;
         Analyzer {
             identity: identity::Identity::system(),
             boot: mounts::Boot::system(),
+            mount_namespace: std::fs::metadata("/proc/self/ns/mnt").ok().map(|m| m.ino()),
         }
     }
 
@@ -211,6 +218,17 @@ impl Analyzer {
         executable: impl AsRef<Path>,
         args: &[String],
         cwd: &str,
+    ) -> Option<Analysis> {
+        self.analyse_in(executable, args, cwd, None)
+    }
+
+    /// [`Analyzer::analyse`], with targets resolved in process `root`'s own root if given.
+    fn analyse_in(
+        &mut self,
+        executable: impl AsRef<Path>,
+        args: &[String],
+        cwd: &str,
+        root: Option<u32>,
     ) -> Option<Analysis> {
         let (tool, argv, program) = self.tool_run(executable.as_ref(), args, cwd)?;
         let mut evasion = Vec::new();
@@ -241,13 +259,19 @@ impl Analyzer {
         }
         let mut targets = Vec::new();
         let mut boot_paths = Vec::new();
+        let mut reaches_host_boot = false;
         for (raw, form) in written {
             let n = paths::normalize(cwd, &raw);
             let in_boot = if paths::under_boot(&n.path) {
                 Some(n.path.clone())
             } else {
-                self.boot.locate(&n.path).map(|(canon, tag)| {
+                match root {
+                    Some(pid) => self.boot.locate_in(pid, &n.path),
+                    None => self.boot.locate(&n.path),
+                }
+                .map(|(canon, tag)| {
                     push(&mut evasion, tag);
+                    reaches_host_boot = true;
                     canon
                 })
             };
@@ -280,6 +304,7 @@ impl Analyzer {
             evasion,
             program: program.map(|p| p.display().to_string()),
             args_missing: None,
+            reaches_host_boot,
         })
     }
 
@@ -326,7 +351,10 @@ impl Analyzer {
             .as_deref()
             .map(String::from_utf8_lossy)
             .unwrap_or("/".into());
-        let mut analysis = self.analyse(exe, &args, &cwd)?;
+        let ns = exec.session.mnt_ns;
+        let other_namespace = ns != 0 && Some(u64::from(ns)) != self.mount_namespace;
+        let root = other_namespace.then_some(exec.tgid);
+        let mut analysis = self.analyse_in(exe, &args, &cwd, root)?;
         analysis.args_missing = ArgsMissing::of(exec);
         if analysis.args_missing.is_some() {
             // The missing part may name a target in /boot: the analysis cannot rule it out.
