@@ -364,13 +364,13 @@ fn differences(at: &str, a: &Value, b: &Value) -> Vec<String> {
 }
 
 /// Waits for one alert per rule in `rules` for the copy whose argument is `arg`, in both agents;
-/// then both alerts of each rule must agree.
+/// then both alerts of each rule must agree, and name `container` (a host copy: none).
 fn same_alerts(
     ns: &BootNamespace,
-    direct: &mut Agent,
-    image: &mut ImageAgent,
+    (direct, image): (&mut Agent, &mut ImageAgent),
     arg: &str,
     rules: &[&str],
+    container: Option<&str>,
 ) {
     let ours = |r: &Value| r["event"]["kind"] == "alert" && has_arg(&r["process"]["args"], arg);
     for rule in rules {
@@ -388,7 +388,7 @@ fn same_alerts(
             assert!((a - b).abs() < 2_000_000, "times differ: {d} / {i}");
         }
         assert_eq!(d_times.len(), i_times.len());
-        assert!(i.get("container").is_none(), "a host copy: {i}");
+        assert_eq!(i["container"]["id"].as_str(), container, "{i}");
         let problems = ecs_schema::Schema::load().violations(&i);
         assert!(problems.is_empty(), "{problems:#?}");
     }
@@ -423,8 +423,9 @@ fn sync(ns: &BootNamespace, direct: &mut Agent, image: &mut ImageAgent) {
 
 /// The agent from its image, with the host's pid namespace, BTF, BPF file system, /boot and the
 /// packaged unit's capabilities, watches the host as the agent run directly does: the published
-/// rule's alert for `cp f /boot/x` and the strict rule's for a relative copy, with the same
-/// fields (host, agent and entity ids, user names, parent, strict analysis) and verdicts; it
+/// rule's alert for `cp f /boot/x`, the strict rule's for a relative copy and the published
+/// rule's for a container's copy into its own /boot, with the same fields (host, agent and
+/// entity ids, user names, parent, leaders, container, strict analysis) and verdicts; it
 /// keeps the packaged unit's capabilities after its drop, and stops cleanly on SIGTERM.
 #[test]
 fn the_image_watches_the_host_as_the_agent_run_directly_does() {
@@ -466,12 +467,31 @@ fn the_image_watches_the_host_as_the_agent_run_directly_does() {
     let published = format!("/boot/image-{}", unique());
     ns.isolated(&format!("sleep 1 | cp /dev/stdin {published}"))
         .unwrap();
-    same_alerts(&ns, &mut direct, &mut contained, &published, &[PUBLISHED]);
+    let agents = (&mut direct, &mut contained);
+    same_alerts(&ns, agents, &published, &[PUBLISHED], None);
 
     let relative = format!("image-{}", unique());
     ns.isolated(&format!("cd /boot && sleep 1 | cp /dev/stdin {relative}"))
         .unwrap();
-    same_alerts(&ns, &mut direct, &mut contained, &relative, &[STRICT]);
+    same_alerts(
+        &ns,
+        (&mut direct, &mut contained),
+        &relative,
+        &[STRICT],
+        None,
+    );
+
+    // A container's copy into its own /boot: the published rule's alert, with its container.
+    let busybox = busybox_image();
+    let own = format!("/boot/image-own-{}", unique());
+    let id = run_in_container(&ns, &busybox, &[], &format!("/bin/cp /bin/busybox {own}"));
+    same_alerts(
+        &ns,
+        (&mut direct, &mut contained),
+        &own,
+        &[PUBLISHED],
+        Some(&id),
+    );
 
     let (status, records) = contained.stop();
     assert!(status.success(), "the image's agent exited with {status}");
