@@ -89,6 +89,8 @@ impl Writer {
             None => alert,
         };
         self.seal(alert.doc_mut());
+        // A sink still writing the previous alert of a megabyte argv frees it first.
+        self.sinks.wait_large();
         let line = alert.line();
         drop(alert);
         self.send(line, severity, MsgId::Alert);
