@@ -6,8 +6,9 @@
 //! sinks; what it cannot take is counted as dropped. A large record (the alert of an exec with
 //! megabytes of argv) is bounded in bytes as well: each sink holds one at a time, queued or
 //! being written, and one it cannot take is dropped and counted; [`Sinks::wait_large`] lets
-//! the writer wait, briefly, for the sinks' last one to be written before it makes the next
-//! (so a storm of such alerts keeps one line in memory, not one per alert). Write errors (disk full, receiver down)
+//! the writer wait for the sinks' last one to be written before it makes the next (so a storm
+//! of such alerts keeps one line in memory, not one per alert): up to 10 s, and once per record
+//! a stuck sink holds. Write errors (disk full, receiver down)
 //! are counted as failed, the sink keeps trying the next records and logs once when an outage
 //! begins and once, with the records it lost, when it ends; the daemon's loss records report
 //! the counts.
@@ -51,9 +52,11 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 pub const LARGE_RECORD: usize = 256 * 1024;
 
 /// How long the writer waits for each sink to write its large record before making the next
-/// one: far longer than writing megabytes to a file or a socket takes, short enough that a sink
-/// stuck on its receiver stalls detection once (then it is not waited for) rather than long.
-const LARGE_WAIT: Duration = Duration::from_secs(1);
+/// one: longer than a sink takes to trim and write the alert of the kernel's largest argv (a
+/// second or more in a debug build or under emulation: a shorter wait dropped such records from
+/// stdout), short enough that a sink stuck on its receiver stalls detection once (then it is not
+/// waited for until it writes again) rather than for long.
+const LARGE_WAIT: Duration = Duration::from_secs(10);
 
 /// One record: a complete JSON object serialized on one line, no trailing newline. Shared by
 /// every sink's queue; an `Arc<String>` takes the serialized line over without copying it (an
@@ -203,6 +206,8 @@ struct Handle {
 /// The running sinks.
 pub struct Sinks {
     handles: Vec<Handle>,
+    /// [`LARGE_WAIT`]; shorter in tests.
+    large_wait: Duration,
 }
 
 /// Sinks opened (log file created, addresses checked) whose threads have not started: the
@@ -217,6 +222,7 @@ impl OpenSinks {
     pub fn start(self) -> Result<Sinks, SinkError> {
         let mut sinks = Sinks {
             handles: Vec::new(),
+            large_wait: LARGE_WAIT,
         };
         for (name, capacity, worker) in self.workers {
             sinks.spawn(name, capacity, worker)?;
@@ -317,7 +323,7 @@ impl Sinks {
     /// memory at once.
     pub fn wait_large(&self) {
         for h in &self.handles {
-            h.shared.wait_large(LARGE_WAIT);
+            h.shared.wait_large(self.large_wait);
         }
     }
 
@@ -413,10 +419,16 @@ mod tests {
 
     fn held_sink() -> (Sinks, SyncSender<()>) {
         let (allow, allowed) = sync_channel(16);
-        let mut sinks = Sinks { handles: vec![] };
+        let mut sinks = Sinks {
+            handles: vec![],
+            large_wait: WAIT,
+        };
         sinks.spawn("held", 16, Held(allowed)).unwrap();
         (sinks, allow)
     }
+
+    /// The tests' [`LARGE_WAIT`].
+    const WAIT: Duration = Duration::from_millis(300);
 
     fn large() -> Record {
         Record::alert("x".repeat(LARGE_RECORD + 1), Severity::Warning)
@@ -445,12 +457,12 @@ mod tests {
         sinks.send(&large());
         let started = std::time::Instant::now();
         sinks.wait_large();
-        assert!(started.elapsed() >= LARGE_WAIT);
+        assert!(started.elapsed() >= WAIT);
         // Stuck: not waited for again, and a second large record is dropped, counted; small
         // records still queue.
         let again = std::time::Instant::now();
         sinks.wait_large();
-        assert!(again.elapsed() < LARGE_WAIT / 2);
+        assert!(again.elapsed() < WAIT / 2);
         sinks.send(&large());
         sinks.send(&Record::health("{}", Severity::Info));
         let s = &sinks.stats()[0];
