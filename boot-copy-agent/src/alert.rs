@@ -2,9 +2,10 @@
 //! plus the rule's identity, scoring and ATT&CK mapping. One builder, [`Alerts`], serves the
 //! daemon and `replay`: the daemon's alerts are replay's plus the agent's own fields.
 
+use serde::{Serialize, Serializer, ser::SerializeMap};
 use serde_json::{Map, Value, json};
 
-use crate::describe::NAMESPACE;
+use crate::describe::{NAMESPACE, exec::ProcessFields};
 use crate::sink::Severity;
 use boot_copy_rules::{Rule, RuleSet};
 
@@ -156,14 +157,40 @@ impl Alerts {
 
     /// [`build`](Self::build) for an event this agent saw, whose fields move into the alert:
     /// with its `ecs` and `agent`, and the event's own `boot_copy` fields beside the rule's.
-    /// What the daemon writes.
-    pub fn build_own(
+    /// What the daemon writes for a file event.
+    pub fn build_own(&self, i: usize, rule: &Rule, event: Map<String, Value>) -> Alert<'static> {
+        let reason = reason(rule, &json_reason_parts(&event));
+        Alert {
+            doc: Value::Object(self.own(i, rule, event, reason)),
+            process: None,
+        }
+    }
+
+    /// [`build_own`](Self::build_own) for an exec's event, given as its JSON fields but
+    /// `process` and, apart, its typed `process` (which holds the exec's argv): the alert is
+    /// the same, but its line is written straight from `process`.
+    pub fn build_exec<'a>(
+        &self,
+        i: usize,
+        rule: &Rule,
+        event: Map<String, Value>,
+        process: &'a ProcessFields<'a>,
+    ) -> Alert<'a> {
+        let reason = reason(rule, &exec_reason_parts(&event, process));
+        Alert {
+            doc: Value::Object(self.own(i, rule, event, reason)),
+            process: Some(process),
+        }
+    }
+
+    /// The alert of an event this agent saw, its `ecs`, `agent` and `boot_copy` included.
+    fn own(
         &self,
         i: usize,
         rule: &Rule,
         mut event: Map<String, Value>,
+        reason: String,
     ) -> Map<String, Value> {
-        let reason = reason(rule, &json_reason_parts(&event));
         let own: Vec<(String, Value)> = ["ecs", "agent", NAMESPACE]
             .into_iter()
             .filter_map(|key| Some((key.to_owned(), event.remove(key)?)))
@@ -179,6 +206,74 @@ impl Alerts {
             }
         }
         alert
+    }
+}
+
+/// An alert on its way to the sinks. An exec's alert keeps the event's `process` fields as
+/// the typed event holds them, borrowing the exec's text: its line is serialized straight from
+/// them, so a megabyte argv is never also a JSON document (which took as much again as the
+/// line, in thousands of allocations).
+#[derive(Debug)]
+pub struct Alert<'a> {
+    /// A JSON object: every field, but `process` when that is apart.
+    doc: Value,
+    process: Option<&'a ProcessFields<'a>>,
+}
+
+impl Alert<'_> {
+    /// The alert's fields (but a `process` kept apart), for the writer to number and seal.
+    pub fn doc_mut(&mut self) -> &mut Value {
+        &mut self.doc
+    }
+
+    /// The alert as one JSON object, `process` included: what the HMAC chain seals, as it
+    /// hashes the whole record.
+    pub fn into_whole(self) -> Alert<'static> {
+        let mut doc = self.doc;
+        if let (Some(p), Value::Object(fields)) = (self.process, &mut doc) {
+            let p = serde_json::to_value(p).expect("process fields serialize");
+            fields.insert("process".into(), p);
+        }
+        Alert { doc, process: None }
+    }
+
+    /// The alert's JSON line: byte for byte the serialization of [`into_whole`](Self::into_whole).
+    pub fn line(&self) -> String {
+        let line = match (&self.doc, self.process) {
+            (Value::Object(fields), Some(process)) => {
+                serde_json::to_string(&Spliced { fields, process })
+            }
+            (doc, _) => serde_json::to_string(doc),
+        };
+        line.expect("an alert serializes")
+    }
+}
+
+/// An alert's fields with `process` serialized from the typed event, where its key sorts:
+/// serde_json's maps are sorted by key, and the typed fields are declared in key order, so the
+/// bytes are those of the whole alert as one JSON object.
+struct Spliced<'a> {
+    fields: &'a Map<String, Value>,
+    process: &'a ProcessFields<'a>,
+}
+
+impl Serialize for Spliced<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const KEY: &str = "process";
+        let mut map = s.serialize_map(Some(self.fields.len() + 1))?;
+        let mut process = Some(self.process);
+        for (key, value) in self.fields {
+            if key.as_str() > KEY
+                && let Some(p) = process.take()
+            {
+                map.serialize_entry(KEY, p)?;
+            }
+            map.serialize_entry(key, value)?;
+        }
+        if let Some(p) = process {
+            map.serialize_entry(KEY, p)?;
+        }
+        map.end()
     }
 }
 
@@ -318,6 +413,22 @@ fn json_reason_parts(e: &Map<String, Value>) -> ReasonParts<'_> {
     }
 }
 
+/// The reason parts of an exec's event: the user from its JSON fields, the rest from its typed
+/// `process`, as [`json_reason_parts`] finds them in the whole event.
+fn exec_reason_parts<'a>(e: &'a Map<String, Value>, p: &'a ProcessFields<'_>) -> ReasonParts<'a> {
+    let parent = p.parent.as_deref();
+    ReasonParts {
+        command: (p.command_line.as_deref())
+            .or(p.executable.as_deref())
+            .or(p.name.as_deref()),
+        pid: Some(p.pid.to_string()),
+        parent_name: parent.and_then(|q| q.name.as_deref()),
+        parent_executable: parent.and_then(|q| q.executable.as_deref()),
+        parent_pid: parent.map(|q| q.pid.to_string()),
+        ..json_reason_parts(e)
+    }
+}
+
 /// At most `max` bytes of `s` (on a character boundary), marked when cut.
 fn shorten(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if s.len() <= max {
@@ -358,7 +469,9 @@ mod tests {
             "process": {"pid": 10, "command_line": "cp a /boot/x", "parent": {"pid": 9, "name": "bash", "executable": "/usr/bin/bash"}},
             "boot_copy": {"process": {"comm": "cp"}},
         });
-        let a = Value::Object(alerts.build_own(0, &rule, event.as_object().unwrap().clone()));
+        let a = alerts
+            .build_own(0, &rule, event.as_object().unwrap().clone())
+            .doc;
         assert_eq!(a["event"]["kind"], "alert");
         assert_eq!(a["event"]["category"], json!(["process"]));
         assert_eq!(a["event"]["severity"], 21);

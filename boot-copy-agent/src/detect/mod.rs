@@ -4,12 +4,14 @@
 //! per rule and window.
 //!
 //! The rules evaluate a document built straight from the typed event, holding only the fields
-//! they read: no JSON value is built for an exec that raises no alert.
+//! they read: no JSON value is built for an exec that raises no alert. An exec's alerts are
+//! passed on while the exec is alive: their `process` fields (its argv, megabytes at times) are
+//! serialized from it when the alert is written, not copied into a JSON value.
 pub mod budget;
 pub mod rules;
 
 use crate::{
-    alert::{self, Alerts},
+    alert::{self, Alert, Alerts},
     context::{
         exec::{self, ExecContext},
         lookups::Lookups,
@@ -23,7 +25,7 @@ use crate::{
 use boot_copy_rules::{Document, FieldSet};
 use budget::{Budget, BudgetConfig, Suppressed};
 use rules::LoadedRules;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::{
     borrow::Cow,
     collections::HashMap,
@@ -52,11 +54,11 @@ pub struct DetectCounts {
     pub same_act: u64,
 }
 
-/// What detection found, in the order it found it.
+/// What detection found, in the order it found it; an exec's alert borrows the exec.
 #[derive(Debug)]
-pub enum Finding {
+pub enum Finding<'a> {
     Alert {
-        alert: Map<String, Value>,
+        alert: Alert<'a>,
         severity: Severity,
     },
     /// A budget window closed having withheld alerts.
@@ -64,10 +66,11 @@ pub enum Finding {
 }
 
 /// One matching rule's outcome under the budget.
-enum Step<'r> {
+enum Step {
     /// A window closed having withheld alerts.
     Summary(Suppressed),
-    Alert(usize, &'r boot_copy_rules::Rule),
+    /// The rule's index in the set alerts.
+    Alert(usize),
 }
 
 pub struct Detector {
@@ -134,7 +137,12 @@ impl Detector {
     /// Handles one ring-buffer record, passing any alert (and any suppression summary of a
     /// window that just closed) to `found`.
     /// The record is freed once decoded (a reassembled argv can be megabytes).
-    pub fn handle(&mut self, record: Cow<'_, [u8]>, now: Instant, found: &mut impl FnMut(Finding)) {
+    pub fn handle(
+        &mut self,
+        record: Cow<'_, [u8]>,
+        now: Instant,
+        found: &mut impl FnMut(Finding<'_>),
+    ) {
         let decoded = decode::decode_record(&record);
         drop(record);
         let exec = match decoded {
@@ -156,17 +164,12 @@ impl Detector {
         if strict.as_ref().is_some_and(|a| a.reaches_host_boot) {
             ctx.host_boot = Some(true);
         }
-        let mut findings = Vec::new();
-        self.exec(&ctx, strict.as_ref(), now, &mut |f| findings.push(f));
-        // The exec's text and its event (megabytes for a long argv) are freed before the
-        // alerts, which own their JSON, are serialized.
-        drop((ctx, strict));
-        findings.into_iter().for_each(found);
+        self.exec(&ctx, strict.as_ref(), now, found);
     }
 
     /// Evaluates one file operation's event (rare: only writes into watched trees reach here,
     /// so the document is made from the event's JSON).
-    fn file_op(&mut self, op: FileOp, now: Instant, found: &mut impl FnMut(Finding)) {
+    fn file_op(&mut self, op: FileOp, now: Instant, found: &mut impl FnMut(Finding<'_>)) {
         self.counts.file_candidates += 1;
         let mut ctx = FileContext::resolve(op);
         self.lookups.join(&mut ctx.writer);
@@ -213,45 +216,35 @@ impl Detector {
         ctx: &ExecContext,
         strict: Option<&Analysis>,
         now: Instant,
-        found: &mut impl FnMut(Finding),
+        found: &mut impl FnMut(Finding<'_>),
     ) {
         self.describer.learn_all_names(ctx);
-        let event = self.describer.exec(ctx, strict);
+        let mut event = self.describer.exec(ctx, strict);
         let doc = event.document(Some(&self.wanted));
-        // The budget first, in rule order: a window's summary goes before that rule's alert.
-        let mut steps = Vec::new();
-        let mut matched = false;
-        for (i, rule) in self.rules.set.matching(&doc) {
-            matched = true;
-            let (admitted, closed) = self.budget.admit(&rule.id, now);
-            if let Some(s) = closed {
-                steps.push(Step::Summary(s));
-            }
-            if admitted {
-                self.counts.alerts += 1;
-                steps.push(Step::Alert(i, rule));
-            } else {
-                self.counts.suppressed += 1;
-            }
-        }
-        // The event as JSON, made only if it alerts; the last alert takes it over.
-        let alerting = steps
-            .iter()
-            .filter(|s| matches!(s, Step::Alert(..)))
-            .count();
+        let (steps, matched) = steps(&self.rules, &mut self.budget, &mut self.counts, &doc, now);
+        // The rules' copy of the argv is freed before the alerts' lines are made.
+        drop(doc);
         // A match the budget withheld is the act's alert too: its writes raise none.
         if matched {
             remember_alerted(&mut self.alerted, ctx, now);
         }
+        let alerting = steps.iter().filter(|s| matches!(s, Step::Alert(_))).count();
+        // The event as JSON but its `process`, made only if it alerts; the last alert takes it
+        // over. `process` goes into every alert's line as the typed event holds it.
+        let process = std::mem::take(&mut event.process);
         let mut json = (alerting > 0).then(|| match serde_json::to_value(&event) {
-            Ok(Value::Object(map)) => map,
+            Ok(Value::Object(mut map)) => {
+                map.remove("process");
+                map
+            }
             _ => unreachable!("an exec event serializes to a JSON object"),
         });
         let mut built = 0;
         for step in steps {
             match step {
                 Step::Summary(s) => found(Finding::Suppressed(s)),
-                Step::Alert(i, rule) => {
+                Step::Alert(i) => {
+                    let rule = &self.rules.set.rules()[i];
                     built += 1;
                     let event = if built == alerting {
                         json.take()
@@ -260,7 +253,7 @@ impl Detector {
                     }
                     .expect("the event's JSON is made when it alerts");
                     found(Finding::Alert {
-                        alert: self.alerts.build_own(i, rule, event),
+                        alert: self.alerts.build_exec(i, rule, event, &process),
                         severity: alert::severity(rule),
                     });
                 }
@@ -276,6 +269,33 @@ impl Detector {
             self.budget.close_due(now)
         }
     }
+}
+
+/// The rules matching an exec's document under the budget, in rule order (a window's summary
+/// goes before that rule's alert), and whether any matched.
+fn steps(
+    rules: &LoadedRules,
+    budget: &mut Budget,
+    counts: &mut DetectCounts,
+    doc: &Document,
+    now: Instant,
+) -> (Vec<Step>, bool) {
+    let mut steps = Vec::new();
+    let mut matched = false;
+    for (i, rule) in rules.set.matching(doc) {
+        matched = true;
+        let (admitted, closed) = budget.admit(&rule.id, now);
+        if let Some(s) = closed {
+            steps.push(Step::Summary(s));
+        }
+        if admitted {
+            counts.alerts += 1;
+            steps.push(Step::Alert(i));
+        } else {
+            counts.suppressed += 1;
+        }
+    }
+    (steps, matched)
 }
 
 /// Whether the writer had a file event on this path moments ago (`SAME_FILE_FOR`); remembers
@@ -430,8 +450,16 @@ mod tests {
         let mut analyzer = crate::strict::Analyzer::default();
         for (n, ctx) in contexts().iter().enumerate() {
             let strict = analyzer.analyse_exec(&ctx.exec);
-            let mut found = Vec::new();
-            detector.exec(ctx, strict.as_ref(), Instant::now(), &mut |f| found.push(f));
+            // Each alert's line, written from the typed `process`, is byte for byte that of the
+            // alert as one JSON document.
+            let mut alerts: Vec<serde_json::Map<String, Value>> = Vec::new();
+            detector.exec(ctx, strict.as_ref(), Instant::now(), &mut |f| {
+                if let Finding::Alert { alert, .. } = f {
+                    let line = alert.line();
+                    assert_eq!(line, alert.into_whole().line(), "exec {n}");
+                    alerts.push(serde_json::from_str(&line).unwrap());
+                }
+            });
             let d = detector.describer();
             let event = d.exec(ctx, strict.as_ref());
             let json = serde_json::to_value(&event).unwrap();
@@ -453,13 +481,6 @@ mod tests {
                 .unwrap()
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
-            let alerts: Vec<Map<String, Value>> = found
-                .into_iter()
-                .filter_map(|f| match f {
-                    Finding::Alert { alert, .. } => Some(alert),
-                    Finding::Suppressed(_) => None,
-                })
                 .collect();
             assert_eq!(alerts.len(), verdicts(&whole).len(), "exec {n}");
             assert_eq!(alerts.len(), replayed.len(), "exec {n}");

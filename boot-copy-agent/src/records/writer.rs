@@ -1,10 +1,11 @@
 //! Every record on its way out: numbered (`boot_copy.seq`), sealed into the HMAC chain when one
 //! is kept, serialized once and offered to each sink.
+use crate::alert::Alert;
 use crate::context::clock::rfc3339;
 use crate::describe::NAMESPACE;
 use crate::integrity::chain::Chain;
 use crate::sink::{MsgId, Record, Severity, SinkStats, Sinks};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::time::{Duration, SystemTime};
 
 /// Numbers every record the agent writes, so a SIEM can notice a gap or a reorder, and gives
@@ -80,23 +81,40 @@ impl Writer {
         }
     }
 
-    pub fn alert(&mut self, alert: Map<String, Value>, severity: Severity) {
-        self.write(Value::Object(alert), severity, MsgId::Alert);
+    /// An alert; an exec's is serialized straight from its exec's fields (see [`Alert`]).
+    pub fn alert(&mut self, alert: Alert<'_>, severity: Severity) {
+        let mut alert = match self.chain {
+            // The chain hashes the whole record as one document.
+            Some(_) => alert.into_whole(),
+            None => alert,
+        };
+        self.seal(alert.doc_mut());
+        // A sink still writing the previous alert of a megabyte argv frees it first.
+        self.sinks.wait_large();
+        let line = alert.line();
+        drop(alert);
+        self.send(line, severity, MsgId::Alert);
     }
 
     /// One of the agent's own records.
-    pub fn health(&mut self, record: Value, severity: Severity) {
-        self.write(record, severity, MsgId::Health);
+    pub fn health(&mut self, mut record: Value, severity: Severity) {
+        self.seal(&mut record);
+        let line = record.to_string();
+        drop(record);
+        self.send(line, severity, MsgId::Health);
     }
 
-    fn write(&mut self, mut doc: Value, severity: Severity, msgid: MsgId) {
-        self.seq.stamp(&mut doc);
+    /// Numbers the record, and seals it into the chain when one is kept.
+    fn seal(&mut self, doc: &mut Value) {
+        self.seq.stamp(doc);
         if let Some(chain) = &mut self.chain {
-            chain.seal(&mut doc);
+            chain.seal(doc);
         }
-        let line = doc.to_string();
-        // Freed before the sinks queue the line: a megabyte alert is not held twice.
-        drop(doc);
+    }
+
+    /// Offers the line to the sinks. Its document is freed by then: a megabyte alert is not
+    /// held twice.
+    fn send(&self, line: String, severity: Severity, msgid: MsgId) {
         self.sinks.send(&Record::new(line, severity, msgid));
     }
 

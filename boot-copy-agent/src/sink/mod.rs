@@ -3,7 +3,12 @@
 //!
 //! Each enabled sink runs on its own OS thread fed by its own bounded queue. [`Sinks::send`]
 //! only does `try_send`, so a slow, dead or full sink never blocks detection or the other
-//! sinks; what it cannot take is counted as dropped. Write errors (disk full, receiver down)
+//! sinks; what it cannot take is counted as dropped. A large record (the alert of an exec with
+//! megabytes of argv) is bounded in bytes as well: each sink holds one at a time, queued or
+//! being written, and one it cannot take is dropped and counted; [`Sinks::wait_large`] lets
+//! the writer wait for the sinks' last one to be written before it makes the next (so a storm
+//! of such alerts keeps one line in memory, not one per alert): up to 10 s, and once per record
+//! a stuck sink holds. Write errors (disk full, receiver down)
 //! are counted as failed, the sink keeps trying the next records and logs once when an outage
 //! begins and once, with the records it lost, when it ends; the daemon's loss records report
 //! the counts.
@@ -42,6 +47,17 @@ pub const MIN_RECORD_LIMIT: usize = 1024;
 /// Default capacity of each sink's queue, in records.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 
+/// A record (or a line buffer) of more than this is large: a sink holds one such record at a
+/// time, and its buffers do not keep that size. Alerts of ordinary execs are a few KiB.
+pub const LARGE_RECORD: usize = 256 * 1024;
+
+/// How long the writer waits for each sink to write its large record before making the next
+/// one: longer than a sink takes to trim and write the alert of the kernel's largest argv (a
+/// second or more in a debug build or under emulation: a shorter wait dropped such records from
+/// stdout), short enough that a sink stuck on its receiver stalls detection once (then it is not
+/// waited for until it writes again) rather than for long.
+const LARGE_WAIT: Duration = Duration::from_secs(10);
+
 /// One record: a complete JSON object serialized on one line, no trailing newline. Shared by
 /// every sink's queue; an `Arc<String>` takes the serialized line over without copying it (an
 /// alert of a megabyte argv is megabytes).
@@ -71,12 +87,17 @@ impl Record {
     pub fn health(line: impl Into<String>, severity: Severity) -> Self {
         Self::new(line, severity, MsgId::Health)
     }
+
+    /// Over [`LARGE_RECORD`]: one at a time per sink.
+    pub fn is_large(&self) -> bool {
+        self.line.len() > LARGE_RECORD
+    }
 }
 
 /// Drops a line buffer grown past what ordinary records need (the alert of an exec with megabytes
 /// of argv), so that its memory is not kept.
 fn release_large(buf: &mut Vec<u8>) {
-    if buf.capacity() > 256 * 1024 {
+    if buf.capacity() > LARGE_RECORD {
         *buf = Vec::new();
     }
 }
@@ -185,6 +206,8 @@ struct Handle {
 /// The running sinks.
 pub struct Sinks {
     handles: Vec<Handle>,
+    /// [`LARGE_WAIT`]; shorter in tests.
+    large_wait: Duration,
 }
 
 /// Sinks opened (log file created, addresses checked) whose threads have not started: the
@@ -199,6 +222,7 @@ impl OpenSinks {
     pub fn start(self) -> Result<Sinks, SinkError> {
         let mut sinks = Sinks {
             handles: Vec::new(),
+            large_wait: LARGE_WAIT,
         };
         for (name, capacity, worker) in self.workers {
             sinks.spawn(name, capacity, worker)?;
@@ -273,16 +297,33 @@ impl Sinks {
         Ok(())
     }
 
-    /// Never blocks: offers the record to each sink's queue; a full queue counts a drop for
-    /// that sink.
+    /// Never blocks: offers the record to each sink's queue; a full queue, or a large record
+    /// to a sink that holds one already, counts a drop for that sink.
     pub fn send(&self, record: &Record) {
+        let large = record.is_large();
         for h in &self.handles {
+            if large && !h.shared.take_large() {
+                h.shared.dropped.fetch_add(1, Relaxed);
+                continue;
+            }
             match h.tx.try_send(Msg::Record(record.clone())) {
                 Ok(()) => h.shared.accepted.fetch_add(1, Relaxed),
                 Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    if large {
+                        h.shared.free_large();
+                    }
                     h.shared.dropped.fetch_add(1, Relaxed)
                 }
             };
+        }
+    }
+
+    /// Waits (up to [`LARGE_WAIT`] for each) until the sinks have written their large record,
+    /// if they hold one: before the next large record is made, so that the two are not in
+    /// memory at once.
+    pub fn wait_large(&self) {
+        for h in &self.handles {
+            h.shared.wait_large(self.large_wait);
         }
     }
 
@@ -363,6 +404,82 @@ mod tests {
     fn one_line_replaces_raw_newlines_only() {
         assert_eq!(one_line(r#"{"a":"x\ny"}"#), r#"{"a":"x\ny"}"#);
         assert_eq!(one_line("{\"a\":1,\n\"b\":2}\r"), "{\"a\":1, \"b\":2} ");
+    }
+
+    /// A sink whose writes each wait for the test to allow them (a receiver that is slow or
+    /// stuck).
+    struct Held(std::sync::mpsc::Receiver<()>);
+
+    impl Worker for Held {
+        fn write(&mut self, _record: &Record, shared: &Shared) {
+            let _ = self.0.recv();
+            shared.ok();
+        }
+    }
+
+    fn held_sink() -> (Sinks, SyncSender<()>) {
+        let (allow, allowed) = sync_channel(16);
+        let mut sinks = Sinks {
+            handles: vec![],
+            large_wait: WAIT,
+        };
+        sinks.spawn("held", 16, Held(allowed)).unwrap();
+        (sinks, allow)
+    }
+
+    /// The tests' [`LARGE_WAIT`].
+    const WAIT: Duration = Duration::from_millis(300);
+
+    fn large() -> Record {
+        Record::alert("x".repeat(LARGE_RECORD + 1), Severity::Warning)
+    }
+
+    #[test]
+    fn a_large_record_is_freed_before_the_next_is_made() {
+        let (sinks, allow) = held_sink();
+        let mut previous: Option<std::sync::Weak<String>> = None;
+        for _ in 0..3 {
+            allow.send(()).unwrap();
+            sinks.wait_large();
+            assert!(previous.is_none_or(|p| p.upgrade().is_none()));
+            let record = large();
+            previous = Some(Arc::downgrade(&record.line));
+            sinks.send(&record);
+        }
+        sinks.wait_large();
+        let s = &sinks.stats()[0];
+        assert_eq!((s.written, s.dropped, s.queued), (3, 0, 0));
+    }
+
+    #[test]
+    fn a_stuck_sink_is_waited_for_once_and_its_drops_are_counted() {
+        let (sinks, allow) = held_sink();
+        sinks.send(&large());
+        let started = std::time::Instant::now();
+        sinks.wait_large();
+        assert!(started.elapsed() >= WAIT);
+        // Stuck: not waited for again, and a second large record is dropped, counted; small
+        // records still queue.
+        let again = std::time::Instant::now();
+        sinks.wait_large();
+        assert!(again.elapsed() < WAIT / 2);
+        sinks.send(&large());
+        sinks.send(&Record::health("{}", Severity::Info));
+        let s = &sinks.stats()[0];
+        assert_eq!((s.written, s.dropped, s.queued), (0, 1, 2));
+        // Once it writes, the next large record is taken again.
+        allow.send(()).unwrap();
+        while sinks.handles[0].shared.holds_large() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        sinks.send(&large());
+        assert_eq!(sinks.stats()[0].dropped, 1);
+        for _ in 0..2 {
+            allow.send(()).unwrap();
+        }
+        sinks.wait_large();
+        let s = &sinks.stats()[0];
+        assert_eq!((s.written, s.dropped), (3, 1));
     }
 
     #[test]

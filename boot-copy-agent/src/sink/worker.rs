@@ -4,7 +4,7 @@ use super::{Record, SinkStats};
 use std::{
     fmt::Display,
     sync::{
-        Mutex,
+        Condvar, Mutex, MutexGuard,
         atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
         mpsc::{Receiver, RecvTimeoutError, TryRecvError},
     },
@@ -25,6 +25,17 @@ pub(super) struct Shared {
     outage: Mutex<Option<(SystemTime, u64)>>,
     pub(super) reopen: AtomicBool,
     pub(super) abort: AtomicBool,
+    /// Whether a large record is queued or being written: a sink holds one at a time.
+    large: Mutex<LargeSlot>,
+    large_freed: Condvar,
+}
+
+/// The one large record a sink may hold (see [`Shared::wait_large`]).
+#[derive(Default)]
+struct LargeSlot {
+    taken: bool,
+    /// A wait for this record timed out: the next ones do not wait until it is written.
+    stalled: bool,
 }
 
 impl Shared {
@@ -40,7 +51,45 @@ impl Shared {
             outage: Mutex::new(None),
             reopen: AtomicBool::new(false),
             abort: AtomicBool::new(false),
+            large: Mutex::new(LargeSlot::default()),
+            large_freed: Condvar::new(),
         }
+    }
+
+    fn large(&self) -> MutexGuard<'_, LargeSlot> {
+        self.large.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits up to `timeout` for the sink's large record to be written and freed. A sink that
+    /// is down, or whose last wait timed out (stuck on a receiver), is not waited for again
+    /// until that record is written: one stall per stuck record, not one per alert.
+    pub(super) fn wait_large(&self, timeout: Duration) {
+        let slot = self.large();
+        if !slot.taken || slot.stalled || !self.healthy.load(Relaxed) {
+            return;
+        }
+        let (mut slot, _) = self
+            .large_freed
+            .wait_timeout_while(slot, timeout, |s| s.taken)
+            .unwrap_or_else(|e| e.into_inner());
+        slot.stalled = slot.taken;
+    }
+
+    /// Takes the large-record slot; false if the sink holds one already.
+    pub(super) fn take_large(&self) -> bool {
+        let mut slot = self.large();
+        !std::mem::replace(&mut slot.taken, true)
+    }
+
+    #[cfg(test)]
+    pub(super) fn holds_large(&self) -> bool {
+        self.large().taken
+    }
+
+    /// The large record was written (or lost) and freed.
+    pub(super) fn free_large(&self) {
+        *self.large() = LargeSlot::default();
+        self.large_freed.notify_all();
     }
 
     fn lost(&self) -> u64 {
@@ -161,6 +210,12 @@ pub(super) fn run(mut worker: impl Worker, rx: Receiver<Msg>, shared: &Shared) {
         if let Some(Msg::Record(record)) = msg {
             worker.check(shared);
             worker.write(&record, shared);
+            let large = record.is_large();
+            // Freed before the slot is: the next large line is made only once this one is gone.
+            drop(record);
+            if large {
+                shared.free_large();
+            }
         }
         if last_tick.elapsed() >= worker.tick_interval() {
             worker.tick(shared);

@@ -1,5 +1,7 @@
-//! Follows the agent's alert log as it grows and times each alert: from the kernel's exec
-//! timestamp (`@timestamp`) to the moment the complete line is read here.
+//! Follows the agent's alert log as it grows and times each exec alert: from the kernel's exec
+//! timestamp (`@timestamp`) to the moment the complete line is read here. The alerts of file
+//! events (the same copies' writes into /boot, when their exec's record was lost) are not
+//! counted: each benchmark counts its execs' alerts.
 use anyhow::Context as _;
 use serde_json::Value;
 use std::{
@@ -13,13 +15,13 @@ pub struct Tail {
     reader: BufReader<File>,
     /// A line read before its end was written.
     partial: String,
-    /// Alert lines containing the marker seen so far, with their latency in ms.
+    /// Exec alert lines containing the marker seen so far, with their latency in ms.
     pub latencies_ms: Vec<f64>,
     marker: String,
 }
 
 impl Tail {
-    /// Follows `path` from its current end; counts alerts whose line contains `marker`.
+    /// Follows `path` from its current end; counts exec alerts whose line contains `marker`.
     pub fn from_end(path: &Path, marker: &str) -> anyhow::Result<Self> {
         let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         file.seek(SeekFrom::End(0))?;
@@ -50,7 +52,7 @@ impl Tail {
 
     fn record(&mut self, line: &str, arrived: SystemTime) -> anyhow::Result<()> {
         let record: Value = serde_json::from_str(line).context("an alert-log line")?;
-        if record["event"]["kind"] != "alert" {
+        if record["event"]["kind"] != "alert" || record["event"]["category"][0] != "process" {
             return Ok(());
         }
         let stamped = humantime::parse_rfc3339(record["@timestamp"].as_str().unwrap_or_default())

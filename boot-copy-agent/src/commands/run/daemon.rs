@@ -220,7 +220,7 @@ impl Daemon {
 }
 
 /// An alert, or the summary of a budget window that withheld some, to the writer.
-fn write_finding(writer: &mut Writer, origin: &Origin, finding: Finding, now: Instant) {
+fn write_finding(writer: &mut Writer, origin: &Origin, finding: Finding<'_>, now: Instant) {
     match finding {
         Finding::Alert { alert, severity } => writer.alert(alert, severity),
         Finding::Suppressed(s) => {
