@@ -1,6 +1,7 @@
 //! Elastic Defend's session model on real sessions: a copy's group, session and entry leaders,
 //! its terminal, and its parent's credentials, as the alert of the published rule gives them.
-//! - `setsid sh -c 'cp …; true'`: the shell leads the session and the group; no terminal.
+//! - `setsid sh -c 'cp …; true'`: the shell leads the session and the group; no terminal; the
+//!   copy's supplementary groups as `setpriv` set them.
 //! - `script` (a pseudo-terminal): `interactive: true`, the pty's major and minor.
 //! - a leader that exited before the copy ran: still described (from the kernel's table).
 //! - a real `ssh` login to an sshd on loopback: the entry leader is the login's shell, type
@@ -56,7 +57,8 @@ fn setsid_and_terminal_sessions_are_described_as_defend_does() {
     let detached = format!("/boot/setsid-{}", unique());
     let pidfile = work.join("leader");
     ns.isolated(&format!(
-        "setsid --wait sh -c 'echo $$ > {}; cp {src} {detached}; true' < /dev/null",
+        "setsid --wait sh -c 'echo $$ > {}; setpriv --groups 4,24 cp {src} {detached}; true' \
+         < /dev/null",
         pidfile.display()
     ))
     .unwrap();
@@ -83,6 +85,14 @@ fn setsid_and_terminal_sessions_are_described_as_defend_does() {
     }
     assert_eq!(p["interactive"], false);
     assert!(p.get("tty").is_none(), "{a}");
+    assert_eq!(p["parent"]["interactive"], false);
+    let groups: Vec<&Value> = p["supplemental_groups"]
+        .as_array()
+        .unwrap_or_else(|| panic!("supplementary groups: {a}"))
+        .iter()
+        .map(|g| &g["id"])
+        .collect();
+    assert_eq!(groups, ["4", "24"], "as setpriv set them");
     assert_eq!(p["parent"]["user"]["id"], "0");
     assert_eq!(p["parent"]["group"]["id"], "0");
     assert!(p["entry_leader"]["entry_meta"]["type"].is_string(), "{a}");
@@ -97,6 +107,8 @@ fn setsid_and_terminal_sessions_are_described_as_defend_does() {
     let a = alert_for(&mut agent, &interactive);
     let p = &a["process"];
     assert_eq!(p["interactive"], true, "{a}");
+    assert_eq!(p["parent"]["interactive"], true, "the shell in the pty");
+    assert_eq!(p["parent"]["tty"], p["tty"]);
     assert_eq!(p["tty"]["char_device"]["major"], 136, "a Unix98 pty: {a}");
     assert!(p["tty"]["char_device"]["minor"].is_u64());
     let s = &p["session_leader"];

@@ -159,7 +159,7 @@ pub mod counter {
 /// the agent refuses to start, naming it.
 pub mod kernel_fields {
     /// (bit, field, what is left empty without it).
-    pub const OPTIONAL: [(u32, &str, &str); 15] = [
+    pub const OPTIONAL: [(u32, &str, &str); 16] = [
         (
             0,
             "task_struct.start_boottime",
@@ -199,6 +199,7 @@ pub mod kernel_fields {
             "task_struct.nsproxy",
             "boot_copy.process.mount_namespace, boot_copy.boot.host_filesystem",
         ),
+        (17, "cred.group_info", "process.supplemental_groups"),
     ];
     /// (bit, field).
     pub const REQUIRED: [(u32, &str); 24] = [
@@ -370,10 +371,19 @@ pub struct Session {
     pub parent_egid: u32,
     /// Inode number of the mount namespace (as `/proc/PID/ns/mnt` shows it); 0 unknown.
     pub mnt_ns: u32,
-    pub _pad: u32,
+    /// The process's supplementary groups: how many it has (`groups` holds the first
+    /// `SUPPLEMENTAL_GROUPS_CAP`).
+    pub ngroups: u32,
     /// Id of the process's cgroup in the unified (v2) hierarchy: its directory's inode number.
     pub cgroup_id: u64,
+    /// The parent's controlling terminal; major 0: none.
+    pub parent_tty_major: u32,
+    pub parent_tty_minor: u32,
+    pub groups: [u32; SUPPLEMENTAL_GROUPS_CAP],
 }
+
+/// Supplementary groups a record carries.
+pub const SUPPLEMENTAL_GROUPS_CAP: usize = 16;
 
 /// Fixed part of an exec record. Lengths exclude the terminating NUL.
 #[repr(C)]
@@ -574,9 +584,10 @@ pub const ARGS_OFFSET: usize = core::mem::offset_of!(ExecRecord, args);
 const _: () = assert!(
     core::mem::size_of::<ProcImage>() == 48 + IMAGE_EXE_CAP + IMAGE_ARGS_CAP + IMAGE_CWD_CAP
 );
-const _: () = assert!(core::mem::size_of::<ExecHeader>() == 144);
+const _: () = assert!(core::mem::size_of::<Session>() == 112);
+const _: () = assert!(core::mem::size_of::<ExecHeader>() == 216);
 const _: () = assert!(SPILL_CHUNK.is_power_of_two());
-const _: () = assert!(core::mem::size_of::<FileHeader>() == 152);
+const _: () = assert!(core::mem::size_of::<FileHeader>() == 224);
 const _: () = assert!(core::mem::offset_of!(FileRecord, dir).is_multiple_of(8));
 const _: () = assert!(FILE_ARGS_CAP.is_power_of_two() && PASSED_PATH_CAP.is_power_of_two());
 const _: () = assert!(ARGS_CAP_WATCHED + SPILL_CHUNKS_MAX as usize * SPILL_CHUNK > 6 << 20);

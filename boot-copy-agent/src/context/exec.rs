@@ -94,6 +94,25 @@ impl ExecContext {
     pub fn interactive(&self) -> Option<bool> {
         recorded(&self.exec.session).then(|| self.tty().is_some())
     }
+
+    /// The parent's controlling terminal's (major, minor), if it has one.
+    pub fn parent_tty(&self) -> Option<(u32, u32)> {
+        let s = &self.exec.session;
+        (recorded(s) && s.parent_tty_major != 0).then_some((s.parent_tty_major, s.parent_tty_minor))
+    }
+
+    /// `process.parent.interactive`, where recorded.
+    pub fn parent_interactive(&self) -> Option<bool> {
+        recorded(&self.exec.session).then(|| self.parent_tty().is_some())
+    }
+
+    /// The process's supplementary groups as recorded (at most `SUPPLEMENTAL_GROUPS_CAP`), and
+    /// whether it has more.
+    pub fn supplemental_groups(&self) -> Option<(&[u32], bool)> {
+        let s = &self.exec.session;
+        let n = s.ngroups as usize;
+        recorded(s).then(|| (&s.groups[..n.min(s.groups.len())], n > s.groups.len()))
+    }
 }
 
 /// Resolves an exec and its parent.

@@ -49,6 +49,8 @@ impl Describer {
         let mut parent_altered = Vec::new();
         let mut parent = self.process(&ctx.parent, &mut parent_altered);
         (parent.user, parent.group) = self.user_group(&ctx.parent);
+        parent.interactive = ctx.parent_interactive();
+        parent.tty = ctx.parent_tty().map(tty);
         let user = self.ids_with_real(e.euid, e.uid, &self.users);
         let group = self.ids_with_real(e.egid, e.gid, &self.groups);
         process.user = Some(self.ids(e.euid, &self.users));
@@ -62,6 +64,9 @@ impl Describer {
         process.parent = Some(Box::new(parent));
         process.interactive = ctx.interactive();
         process.tty = ctx.tty().map(tty);
+        let groups = ctx.supplemental_groups();
+        process.supplemental_groups =
+            groups.map(|(ids, _)| ids.iter().map(|&g| self.ids(g, &self.groups)).collect());
         self.leaders(ctx, &mut process);
         let script = e.interp.as_ref();
         let container = ctx.container.as_ref();
@@ -85,6 +90,7 @@ impl Describer {
                     args_truncated: ctx.process.args_truncated,
                     comm: String::from_utf8_lossy(&e.comm),
                     interpreter: script.map(|i| String::from_utf8_lossy(i)),
+                    groups_truncated: groups.and_then(|(_, cut)| cut.then_some(true)),
                     interpreter_executable: script.map(|_| String::from_utf8_lossy(&e.exe)),
                     mount_namespace: (e.session.mnt_ns != 0).then_some(e.session.mnt_ns),
                     path_truncated: ctx.process.path_truncated,
@@ -296,6 +302,8 @@ pub struct ProcessFields<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub supplemental_groups: Option<Vec<Ids<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tty: Option<Tty>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<Ids<'a>>,
@@ -370,6 +378,9 @@ pub struct OursProcess<'a> {
     pub args_bytes: u32,
     pub args_truncated: bool,
     pub comm: Cow<'a, str>,
+    /// The process has more supplementary groups than its record carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups_truncated: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interpreter: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -397,6 +408,8 @@ struct ProcessNames {
     pid: &'static str,
     same_as_process: &'static str,
     start: &'static str,
+    supplemental_id: &'static str,
+    supplemental_name: &'static str,
     tty_major: &'static str,
     tty_minor: &'static str,
     user_id: &'static str,
@@ -421,6 +434,8 @@ macro_rules! process_names {
             pid: concat!($prefix, "pid"),
             same_as_process: concat!($prefix, "same_as_process"),
             start: concat!($prefix, "start"),
+            supplemental_id: concat!($prefix, "supplemental_groups.id"),
+            supplemental_name: concat!($prefix, "supplemental_groups.name"),
             tty_major: concat!($prefix, "tty.char_device.major"),
             tty_minor: concat!($prefix, "tty.char_device.minor"),
             user_id: concat!($prefix, "user.id"),
@@ -586,6 +601,14 @@ impl ProcessFields<'_> {
                 d.put(name, || v.into());
             }
         }
+        if let Some(groups) = &self.supplemental_groups {
+            let ids: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
+            d.put(names.supplemental_id, || texts(&ids));
+            let known: Vec<&str> = groups.iter().filter_map(|g| g.name).collect();
+            if !known.is_empty() {
+                d.put(names.supplemental_name, || texts(&known));
+            }
+        }
         if let Some(t) = &self.tty {
             d.put(names.tty_major, || Field::Int(t.char_device.major.into()));
             d.put(names.tty_minor, || Field::Int(t.char_device.minor.into()));
@@ -624,6 +647,9 @@ impl Ours<'_> {
             c.args_truncated.into()
         });
         d.put("boot_copy.process.comm", || text(&c.comm));
+        if let Some(cut) = c.groups_truncated {
+            d.put("boot_copy.process.groups_truncated", || cut.into());
+        }
         if let Some(i) = &c.interpreter {
             d.put("boot_copy.process.interpreter", || text(i));
         }
@@ -818,12 +844,18 @@ mod tests {
         let mut e = exec();
         e.interp = Some(b"/usr/bin/sh".to_vec());
         (e.uid, e.gid) = (0, 0); // root's names resolve on every host
+        let mut groups = [0; boot_copy_common::SUPPLEMENTAL_GROUPS_CAP];
+        groups[1] = 4;
         e.session = boot_copy_common::Session {
             pgid: 7,
             sid: 7,
             tty_major: 136,
             tty_minor: 1,
+            parent_tty_major: 136,
+            parent_tty_minor: 1,
             mnt_ns: 4026531832,
+            ngroups: 17,
+            groups,
             ..Default::default()
         };
         let mut ctx = resolve(e);

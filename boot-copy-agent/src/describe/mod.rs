@@ -92,6 +92,9 @@ impl Describer {
         for (uid, gid) in others.flatten().filter_map(|p| p.user) {
             self.learn_names(uid, gid);
         }
+        for &gid in ctx.supplemental_groups().map_or(&[][..], |(g, _)| g) {
+            self.learn_names(ctx.exec.euid, gid);
+        }
     }
 
     /// Stable per process, distinct across pid reuse: host, pid and start time in /proc ticks (so

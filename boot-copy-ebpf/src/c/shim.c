@@ -109,7 +109,13 @@ struct mm_struct {
 	struct file *exe_file;
 } __attribute__((preserve_access_index));
 
+struct group_info {
+	int ngroups;
+	kgid_t gid[1];
+} __attribute__((preserve_access_index));
+
 struct cred {
+	struct group_info *group_info;
 	kuid_t uid;
 	kgid_t gid;
 	kuid_t euid;
@@ -383,7 +389,7 @@ SHIM __u64 bc_missing_fields(void)
 	       MISSING(7, linux_binprm, interp) | MISSING(8, file, f_inode) | MISSING(9, inode, i_size) |
 	       MISSING(12, mm_struct, exe_file) | MISSING(13, mm_struct, start_stack) |
 	       MISSING(14, task_struct, signal) | MISSING(15, signal_struct, tty) |
-	       MISSING(16, task_struct, nsproxy) |
+	       MISSING(16, task_struct, nsproxy) | MISSING(17, cred, group_info) |
 	       MISSING(32, task_struct, pid) | MISSING(33, task_struct, tgid) |
 	       MISSING(34, task_struct, real_parent) | MISSING(35, task_struct, cred) |
 	       MISSING(36, cred, uid) | MISSING(37, cred, euid) | MISSING(38, cred, gid) |
@@ -924,8 +930,11 @@ struct session {
 	__u32 parent_euid;
 	__u32 parent_egid;
 	__u32 mnt_ns;
-	__u32 pad;
+	__u32 ngroups;
 	__u64 cgroup_id;
+	__u32 parent_tty_major;
+	__u32 parent_tty_minor;
+	__u32 groups[16];
 };
 
 // numbers[0] is the pid in the initial namespace: a host pid, as everywhere in the records.
@@ -935,34 +944,50 @@ static __always_inline __u32 signal_pid(struct signal_struct *signal, int type)
 	return pid ? BPF_CORE_READ(pid, numbers[0].nr) : 0;
 }
 
+// A task's controlling terminal's device numbers into major/minor (0, 0: none).
+static __always_inline void task_tty(struct task_struct *task, __u32 *major, __u32 *minor)
+{
+	*major = 0;
+	*minor = 0;
+	if (!bpf_core_field_exists(task->signal) || !bpf_core_field_exists(struct signal_struct, tty))
+		return;
+	struct tty_struct *tty = BPF_CORE_READ(task, signal, tty);
+	if (!tty)
+		return;
+	// As the kernel numbers a tty's device (tty_devnum).
+	*major = BPF_CORE_READ(tty, driver, major);
+	*minor = BPF_CORE_READ(tty, driver, minor_start) + BPF_CORE_READ(tty, index);
+}
+
 // The current task's session (task is the current task, typed or not).
 SHIM void bc_task_session(struct task_struct *task, struct session *out)
 {
 	out->pgid = 0;
 	out->sid = 0;
-	out->tty_major = 0;
-	out->tty_minor = 0;
 	if (bpf_core_field_exists(task->signal)) {
 		struct signal_struct *signal = BPF_CORE_READ(task, signal);
 		out->pgid = signal_pid(signal, PIDTYPE_PGID);
 		out->sid = signal_pid(signal, PIDTYPE_SID);
-		if (bpf_core_field_exists(signal->tty)) {
-			struct tty_struct *tty = BPF_CORE_READ(signal, tty);
-			if (tty) {
-				// As the kernel numbers a tty's device (tty_devnum).
-				out->tty_major = BPF_CORE_READ(tty, driver, major);
-				out->tty_minor = BPF_CORE_READ(tty, driver, minor_start) +
-						 BPF_CORE_READ(tty, index);
-			}
-		}
 	}
-	struct cred *cred = BPF_CORE_READ(task, real_parent, cred);
+	task_tty(task, &out->tty_major, &out->tty_minor);
+	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+	task_tty(parent, &out->parent_tty_major, &out->parent_tty_minor);
+	struct cred *cred = BPF_CORE_READ(parent, cred);
 	out->parent_euid = BPF_CORE_READ(cred, euid.val);
 	out->parent_egid = BPF_CORE_READ(cred, egid.val);
 	out->mnt_ns = 0;
 	if (bpf_core_field_exists(task->nsproxy))
 		out->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	out->pad = 0;
+	out->ngroups = 0;
+	if (bpf_core_field_exists(struct cred, group_info)) {
+		struct group_info *groups = BPF_CORE_READ(task, cred, group_info);
+		if (groups) {
+			out->ngroups = BPF_CORE_READ(groups, ngroups);
+			// The first 16 at once; only ngroups of them are read by the agent.
+			bpf_probe_read_kernel(out->groups, sizeof(out->groups),
+					      __builtin_preserve_access_index(&groups->gid));
+		}
+	}
 	out->cgroup_id = bpf_get_current_cgroup_id();
 }
 

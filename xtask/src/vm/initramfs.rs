@@ -21,8 +21,9 @@ const APPLETS: &[&str] = &[
     "kill", "ln", "ls", "mkdir", "mktemp", "mount", "nsenter", "poweroff", "printf", "rm", "sed",
     "sleep", "sync", "tail", "tee", "timeout", "touch", "umount", "uname", "unshare", "wc",
 ];
-/// Real programs from the host, with their libraries (util-linux's setsid and script for the
-/// session scenarios: busybox's setsid cannot wait, and busybox has no script).
+/// Real programs from the host, with their libraries (util-linux's setsid, script and setpriv
+/// for the session scenarios: busybox's setsid cannot wait, and busybox has neither of the
+/// others).
 const HOST_PROGRAMS: &[&str] = &[
     "/bin/cp",
     "/bin/mv",
@@ -30,6 +31,7 @@ const HOST_PROGRAMS: &[&str] = &[
     "/bin/dash",
     "/usr/bin/setsid",
     "/usr/bin/script",
+    "/usr/bin/setpriv",
 ];
 /// Host programs some tests use when present (the daemon's metrics test runs promtool).
 const OPTIONAL_HOST_PROGRAMS: &[&str] = &["/usr/bin/promtool"];
