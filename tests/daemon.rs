@@ -681,7 +681,7 @@ fn a_rule_reading_unfilled_fields_is_named_by_check_rules_and_run() {
     let config = dir.join("config.toml");
     let extra = format!("[rules]\npath = \"{}\"\n", rules.display());
     fs::write(&config, &extra).unwrap();
-    let expected = "rule 0f0f0f0f-0000-4000-8000-00000000f111 (Environment test) reads fields never filled: process.env_vars";
+    let expected = "rule 0f0f0f0f-0000-4000-8000-00000000f111 (Environment test) reads fields never filled: process.env_vars (the process's environment is not captured)";
     for command in ["check", "rules"] {
         let out = Command::new(AGENT)
             .args([command, "--config", config.to_str().unwrap()])

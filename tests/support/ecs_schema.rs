@@ -15,6 +15,11 @@ const DEFEND_EXT: [(&str, &str); 6] = [
     ("user.Ext.real.name", "keyword"),
 ];
 
+/// Field sets ECS reuses as arrays of objects (`normalize: array` on the reuse in ECS's
+/// `process.yml`, which the flat field list, leaves only, does not carry): their objects may come
+/// as an array, each leaf one value per object.
+const ARRAYS_OF_OBJECTS: &str = "supplemental_groups";
+
 pub struct Schema {
     fields: HashMap<String, (String, bool)>,
 }
@@ -64,8 +69,9 @@ impl Schema {
                 }
             }
             Value::Array(items) if items.iter().any(Value::is_object) => {
+                let objects = path.rsplit('.').next() == Some(ARRAYS_OF_OBJECTS);
                 for item in items {
-                    self.walk(path, item, true, out);
+                    self.walk(path, item, !objects, out);
                 }
             }
             Value::Array(items) => {

@@ -170,6 +170,25 @@ pub const FILLED: &[&str] = &[
 /// the sensors that report them): not a blind spot of this sensor.
 const OTHER_SOURCES: &[&str] = &["auditd."];
 
+/// Why fields the sensor does not fill stay empty, by prefix (the first that matches).
+const WHY: &[(&str, &str)] = &[
+    (
+        "process.env_vars",
+        "the process's environment is not captured",
+    ),
+    (
+        "process.Ext.",
+        "Elastic Defend's extension for other event kinds",
+    ),
+];
+
+/// Why `field` is never filled, where that is known.
+pub fn why(field: &str) -> Option<&'static str> {
+    WHY.iter()
+        .find(|(prefix, _)| field.starts_with(prefix))
+        .map(|&(_, why)| why)
+}
+
 /// What of a rule's fields the sensor never fills.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Unfilled<'r> {

@@ -73,7 +73,15 @@ pub fn blind_spots(rules: &RuleSet) -> Vec<String> {
             rule.id, rule.name
         );
         if !u.missing.is_empty() {
-            line.push_str(&format!(" {}", u.missing.join(", ")));
+            let named: Vec<String> = u
+                .missing
+                .iter()
+                .map(|f| match crate::describe::fields::why(f) {
+                    Some(why) => format!("{f} ({why})"),
+                    None => f.to_string(),
+                })
+                .collect();
+            line.push_str(&format!(" {}", named.join(", ")));
         }
         if !u.other_sources.is_empty() {
             let sep = if u.missing.is_empty() { "" } else { ";" };
@@ -192,7 +200,12 @@ mod tests {
             .iter()
             .find(|l| l.contains("734239fe-eda8-48c0-bca8-9e3dafd81a88"))
             .expect("the curl rule reads the environment");
-        assert!(curl.ends_with("never filled: process.env_vars"), "{curl}");
+        assert!(
+            curl.ends_with(
+                "never filled: process.env_vars (the process's environment is not captured)"
+            ),
+            "{curl}"
+        );
         // The session leaders are filled: the container rule reading one is not named.
         assert!(!named("5749282b-7524-4c9d-af9a-e2b3e814e5d4"), "{lines:#?}");
         assert!(
