@@ -161,9 +161,10 @@ fn maintainer_script_run(parent: Option<&str>) -> Run {
         Some(shell) => format!("{shell} -c '{script} {marker}; true'"),
         None => format!("{script} {marker}; true"),
     };
+    // A session of its own: its leader (the shell) is known, whatever runs the tests.
     Run {
         script: format!(
-            "unshare -m --propagation private sh -c \"mount -t tmpfs bc /var/lib/dpkg/info && \
+            "setsid --wait unshare -m --propagation private sh -c \"mount -t tmpfs bc /var/lib/dpkg/info && \
              printf '#!/bin/sh\\n' > {script} && chmod 755 {script} && {run}\""
         ),
         marker,

@@ -248,8 +248,9 @@ fn an_ssh_login_is_the_entry_leader() {
     let mut agent = agent_in(&ns, "ssh");
     let sshd = Sshd::start(&ns);
     let target = format!("/boot/ssh-{}", unique());
-    // The shell stays a second: the agent reads the login's address from its environment.
-    sshd.run(&format!("cp /etc/hostname {target}; sleep 1"));
+    // The shell stays a second, as itself (not exec'd into its last command): the agent reads
+    // the login's address from its environment.
+    sshd.run(&format!("cp /etc/hostname {target}; sleep 1; true"));
     let a = alert_for(&mut agent, &target);
     let p = &a["process"];
     let e = &p["entry_leader"];
