@@ -241,7 +241,10 @@ fn whole_command_lines_and_the_loader_on_one_agent() {
             failures.push(format!("`{script}`: expected {expect:?}, got {got:?}"));
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    if !failures.is_empty() {
+        let counters = agent.status_file().map(|s| s["counters"].clone());
+        panic!("{}\nagent counters: {counters:?}", failures.join("\n"));
+    }
     // The stdout sink trims each megabyte alert to journald's line limit after the alert log has
     // it: the heap is measured once every sink has written every record.
     all_sinks_caught_up(&agent);

@@ -4,9 +4,11 @@
 //! another directory; one that bind-mounts the host's is the same.
 //!
 //! The process is looked at through `/proc/PID/root` while it lives, else its parent if that is
-//! in the same mount namespace; the answer is kept per mount namespace for processes gone
-//! before either could be read (a container's `cp` ends in a millisecond).
-use std::{collections::HashMap, fs, os::unix::fs::MetadataExt};
+//! in the same mount namespace; a namespace seen to hold the host's `/boot` is remembered for
+//! processes gone before either could be read (a container's `cp` ends in a millisecond). Only
+//! that answer is kept: the kernel reuses a dead namespace's inode number for a new one, and a
+//! remembered "not the host's" could then silence the strict rule for a namespace that is.
+use std::{collections::HashSet, fs, os::unix::fs::MetadataExt};
 
 /// Mount namespaces remembered at most.
 const NAMESPACES: usize = 4096;
@@ -16,7 +18,8 @@ pub struct BootFs {
     host: Option<(u64, u64)>,
     /// The agent's mount namespace.
     host_ns: Option<u64>,
-    by_ns: HashMap<u32, bool>,
+    /// Mount namespaces seen holding the host's `/boot`.
+    by_ns: HashSet<u32>,
 }
 
 impl BootFs {
@@ -27,7 +30,7 @@ impl BootFs {
         Self {
             host: boot_of(me),
             host_ns: mount_namespace(me),
-            by_ns: HashMap::new(),
+            by_ns: HashSet::new(),
         }
     }
 
@@ -44,15 +47,19 @@ impl BootFs {
             .find_map(boot_of)
             .map(|boot| boot == host);
         match seen {
-            Some(same) => {
+            Some(true) => {
                 if self.by_ns.len() >= NAMESPACES {
                     self.by_ns.clear();
                 }
-                self.by_ns.insert(mnt_ns, same);
-                Some(same)
+                self.by_ns.insert(mnt_ns);
+                Some(true)
+            }
+            Some(false) => {
+                self.by_ns.remove(&mnt_ns);
+                Some(false)
             }
             None if self.host_ns == Some(mnt_ns.into()) => Some(true),
-            None => self.by_ns.get(&mnt_ns).copied(),
+            None => self.by_ns.contains(&mnt_ns).then_some(true),
         }
     }
 }
