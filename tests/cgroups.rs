@@ -10,9 +10,8 @@
 //! mounts one of its own, in the agent's mount namespace.
 use std::{fs, path::PathBuf};
 
-use crate::AGENT;
-use boot_copy_harness::{Agent, BootKind, BootNamespace, Launch, PUBLISHED, WAIT, unique};
-use serde_json::Value;
+use crate::support::boot_agent::{agent_in, published_alert_for};
+use boot_copy_harness::{BootKind, BootNamespace, unique};
 
 const ID: &str = "4f797c539e6c745de61a93ca3ff892358ecbcaccd8414d5db545c38428142970";
 const POD: &str = "8dbf1a4e-5b4c-4a4e-9a5e-0e3c2b1d7f60";
@@ -77,18 +76,6 @@ fn copy_in(ns: &BootNamespace, cgroup: &Cgroup, wait: bool) -> String {
     target
 }
 
-fn alert_for(agent: &mut Agent, target: &str) -> Value {
-    agent
-        .wait_for(*WAIT, |r| {
-            r["event"]["kind"] == "alert"
-                && r["rule"]["id"] == PUBLISHED
-                && r["process"]["args"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|x| x == target))
-        })
-        .unwrap_or_else(|e| panic!("no alert for {target}: {e}"))
-}
-
 #[test]
 fn containers_are_named_from_the_cgroups_of_their_copies() {
     // The namespace holds a unified hierarchy of its own where the machine has none mounted.
@@ -105,11 +92,7 @@ fn containers_are_named_from_the_cgroups_of_their_copies() {
             root
         }
     };
-    let mut agent = Launch::fresh(AGENT, "cgroups", "")
-        .unwrap()
-        .in_namespace_of(ns.pid())
-        .start()
-        .unwrap();
+    let mut agent = agent_in(&ns, "cgroups", "");
     let tag = unique().replace('-', "");
     let docker = Cgroup::make(
         &ns,
@@ -128,15 +111,15 @@ fn containers_are_named_from_the_cgroups_of_their_copies() {
         &format!("bc-test-{tag}-process_api/{}", &ID[..32]),
     );
 
-    let a = alert_for(&mut agent, &copy_in(&ns, &docker, false));
+    let a = published_alert_for(&mut agent, &copy_in(&ns, &docker, false));
     assert_eq!(a["container"]["id"], ID, "{a}");
     assert_eq!(a["container"]["runtime"], "docker");
-    let a = alert_for(&mut agent, &copy_in(&ns, &pod, false));
+    let a = published_alert_for(&mut agent, &copy_in(&ns, &pod, false));
     assert_eq!(a["container"]["id"], ID, "{a}");
     assert_eq!(a["container"]["runtime"], "containerd");
     assert_eq!(a["orchestrator"]["resource"]["id"], POD, "{a}");
     assert_eq!(a["boot_copy"]["pod"]["uid"], POD);
-    let a = alert_for(&mut agent, &copy_in(&ns, &lookalike, false));
+    let a = published_alert_for(&mut agent, &copy_in(&ns, &lookalike, false));
     assert!(a.get("container").is_none(), "{a}");
 
     // Docker's cgroupfs layout in a v1 hierarchy: one without controllers, named for the test,
@@ -148,7 +131,7 @@ fn containers_are_named_from_the_cgroups_of_their_copies() {
     ))
     .unwrap();
     let docker_v1 = Cgroup::make(&ns, &v1, &format!("docker/{ID}"));
-    let a = alert_for(&mut agent, &copy_in(&ns, &docker_v1, true));
+    let a = published_alert_for(&mut agent, &copy_in(&ns, &docker_v1, true));
     assert_eq!(a["container"]["id"], ID, "{a}");
     assert_eq!(a["container"]["runtime"], "docker");
     drop(docker_v1);

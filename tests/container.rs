@@ -17,9 +17,9 @@ use std::{
     time::Instant,
 };
 
-use crate::{AGENT, support::ecs_schema};
+use crate::support::{boot_agent::agent_in, ecs_schema};
 use boot_copy_harness::{
-    Agent, BootKind, BootNamespace, Launch, PUBLISHED, STRICT, WAIT, has_arg, tempdir, unique,
+    Agent, BootKind, BootNamespace, PUBLISHED, STRICT, WAIT, has_arg, tempdir, unique,
 };
 
 fn workspace() -> PathBuf {
@@ -443,7 +443,7 @@ fn the_image_watches_the_host_as_the_agent_run_directly_does() {
     let image = agent_image();
     // Both watch the namespace's /boot as their host's.
     let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
-    let mut direct = agent_in(&ns, "direct");
+    let mut direct = agent_in(&ns, "direct", "");
     let mut contained = ImageAgent::start(image, &ns);
 
     let start = contained
@@ -512,15 +512,6 @@ fn the_image_watches_the_host_as_the_agent_run_directly_does() {
     );
 }
 
-/// An agent in `ns`: its /boot is the namespace's, as the host's is the packaged agent's.
-fn agent_in(ns: &BootNamespace, tag: &str) -> Agent {
-    Launch::fresh(AGENT, tag, "")
-        .unwrap()
-        .in_namespace_of(ns.pid())
-        .start()
-        .unwrap()
-}
-
 /// `podman run` of `image` from `ns` (so `-v /boot:/boot` binds the namespace's /boot, the agent's
 /// host /boot): its shell runs `script` and stays 3 s, so that the copy's parent is alive
 /// in the container's mount namespace when the agent looks. Returns the container's id. (Busybox
@@ -558,7 +549,7 @@ fn alerts_naming(agent: &Agent, target: &str) -> Vec<Value> {
 fn a_container_copy_is_attributed_and_judged_by_the_boot_it_writes() {
     let image = busybox_image();
     let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
-    let mut agent = agent_in(&ns, "containers");
+    let mut agent = agent_in(&ns, "containers", "");
     let own = format!("/boot/own-{}", unique());
     let own_id = run_in_container(&ns, &image, &[], &format!("/bin/cp /bin/busybox {own}"));
     let bound = format!("/boot/bound-{}", unique());

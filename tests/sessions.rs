@@ -14,31 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::AGENT;
-use boot_copy_harness::{Agent, BootKind, BootNamespace, Launch, PUBLISHED, WAIT, tempdir, unique};
+use crate::support::boot_agent::{agent_in, published_alert_for};
+use boot_copy_harness::{BootKind, BootNamespace, WAIT, tempdir, unique};
 use serde_json::Value;
-
-/// An agent in `ns` (its /boot is the namespace's).
-fn agent_in(ns: &BootNamespace, tag: &str) -> Agent {
-    Launch::fresh(AGENT, tag, "")
-        .unwrap()
-        .in_namespace_of(ns.pid())
-        .start()
-        .unwrap()
-}
-
-/// The published rule's alert for the copy to `target`, waited for.
-fn alert_for(agent: &mut Agent, target: &str) -> Value {
-    agent
-        .wait_for(*WAIT, |r| {
-            r["event"]["kind"] == "alert"
-                && r["rule"]["id"] == PUBLISHED
-                && r["process"]["args"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|x| x == target))
-        })
-        .unwrap_or_else(|e| panic!("no alert for {target}: {e}"))
-}
 
 fn dash() -> String {
     fs::canonicalize("/bin/sh").unwrap().display().to_string()
@@ -47,7 +25,7 @@ fn dash() -> String {
 #[test]
 fn setsid_and_terminal_sessions_are_described_as_defend_does() {
     let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
-    let mut agent = agent_in(&ns, "sessions");
+    let mut agent = agent_in(&ns, "sessions", "");
     let work = tempdir("sessions").unwrap();
     let src = work.join("src");
     fs::write(&src, "x").unwrap();
@@ -62,7 +40,7 @@ fn setsid_and_terminal_sessions_are_described_as_defend_does() {
         pidfile.display()
     ))
     .unwrap();
-    let a = alert_for(&mut agent, &detached);
+    let a = published_alert_for(&mut agent, &detached);
     let leader: u64 = fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
@@ -104,7 +82,7 @@ fn setsid_and_terminal_sessions_are_described_as_defend_does() {
         "script -qec 'cp {src} {interactive}; true' /dev/null < /dev/null > /dev/null"
     ))
     .unwrap();
-    let a = alert_for(&mut agent, &interactive);
+    let a = published_alert_for(&mut agent, &interactive);
     let p = &a["process"];
     assert_eq!(p["interactive"], true, "{a}");
     assert_eq!(p["parent"]["interactive"], true, "the shell in the pty");
@@ -125,7 +103,7 @@ fn setsid_and_terminal_sessions_are_described_as_defend_does() {
 #[test]
 fn a_leader_that_exited_is_still_described() {
     let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
-    let mut agent = agent_in(&ns, "exited-leader");
+    let mut agent = agent_in(&ns, "exited-leader", "");
     let work = tempdir("exited-leader").unwrap();
     let pidfile = work.join("leader");
     let target = format!("/boot/orphan-{}", unique());
@@ -140,7 +118,7 @@ fn a_leader_that_exited_is_still_described() {
         .trim()
         .parse()
         .unwrap();
-    let a = alert_for(&mut agent, &target);
+    let a = published_alert_for(&mut agent, &target);
     let s = &a["process"]["session_leader"];
     assert_eq!(s["pid"], leader, "{a}");
     assert_eq!(s["executable"], dash().as_str(), "{a}");
@@ -245,13 +223,13 @@ impl Drop for Sshd {
 #[test]
 fn an_ssh_login_is_the_entry_leader() {
     let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
-    let mut agent = agent_in(&ns, "ssh");
+    let mut agent = agent_in(&ns, "ssh", "");
     let sshd = Sshd::start(&ns);
     let target = format!("/boot/ssh-{}", unique());
     // The shell stays a second, as itself (not exec'd into its last command): the agent reads
     // the login's address from its environment.
     sshd.run(&format!("cp /etc/hostname {target}; sleep 1; true"));
-    let a = alert_for(&mut agent, &target);
+    let a = published_alert_for(&mut agent, &target);
     let p = &a["process"];
     let e = &p["entry_leader"];
     assert_eq!(e["entry_meta"]["type"], "sshd", "{a}");

@@ -5,10 +5,8 @@
 //! host's /boot is never touched. Needs root (and busybox for the applet cases).
 use std::{fs, process::Command};
 
-use crate::AGENT;
-use boot_copy_harness::{
-    Agent, BootKind, BootNamespace, Launch, PUBLISHED, STRICT, tempdir, unique,
-};
+use crate::support::boot_agent::agent_in;
+use boot_copy_harness::{BootKind, BootNamespace, PUBLISHED, STRICT, tempdir, unique};
 
 fn busybox() -> String {
     let out = Command::new("sh")
@@ -36,15 +34,6 @@ fn source(work: &std::path::Path) -> String {
     let p = work.join(format!("src-{}", unique()));
     fs::write(&p, "boot-copy strict test\n").unwrap();
     p.display().to_string()
-}
-
-/// An agent in `ns`: its /boot is the namespace's, as the host's is the packaged agent's.
-fn agent_in(ns: &BootNamespace, tag: &str, extra: &str) -> Agent {
-    Launch::fresh(AGENT, tag, extra)
-        .unwrap()
-        .in_namespace_of(ns.pid())
-        .start()
-        .unwrap()
 }
 
 #[test]

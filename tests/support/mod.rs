@@ -1,2 +1,3 @@
 //! Checks the test modules share.
+pub mod boot_agent;
 pub mod ecs_schema;
