@@ -296,15 +296,33 @@ mod tests {
     }
 
     #[test]
-    fn this_process_session_walks_to_an_entry() {
-        let mut sessions = Sessions::default();
-        let me = from_image(&procfs::image(std::process::id()).unwrap());
-        let sid = procfs::session(me.pid).unwrap();
-        let l = sessions.leaders(&me, &Process::default(), me.pid, sid);
+    fn a_live_session_leader_walks_to_an_entry() {
+        use std::os::unix::process::CommandExt;
+        // A session of its own: the test's may be none (session 0 under a kernel-started runner).
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("30");
+        // SAFETY: setsid is async-signal-safe.
+        unsafe { cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(Into::into)) };
+        let mut child = cmd.spawn().unwrap();
+        let pid = child.id();
+        let found = (0..100).find_map(|_| {
+            let image = procfs::image(pid)
+                .ok()
+                .filter(|i| i.exe.ends_with(b"/sleep"));
+            image.or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                None
+            })
+        });
+        let leader = from_image(&found.expect("the child's exec"));
+        let l = Sessions::default().leaders(&leader, &Process::default(), pid, pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(l.session.as_ref(), Some(&leader));
         let entry = l
             .entry
             .expect("a session leader that is alive is walked from");
-        assert!(entry.leader.executable.is_some());
+        assert!(entry.leader.executable.is_some(), "{entry:?}");
     }
 
     #[test]
