@@ -4,6 +4,7 @@
 
 use serde::{Serialize, Serializer, ser::SerializeMap};
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 
 use crate::describe::{NAMESPACE, exec::ProcessFields};
 use crate::sink::Severity;
@@ -346,13 +347,16 @@ fn carry_event_fields(out: &mut Map<String, Value>, key: String, value: Value) {
     }
 }
 
+/// The longest command line `event.reason` quotes, in bytes.
+const REASON_COMMAND: usize = 200;
+
 /// What an alert's `event.reason` says.
 #[derive(Debug, Default)]
 struct ReasonParts<'a> {
     user_name: Option<&'a str>,
     user_id: Option<&'a str>,
     /// The command line, else the executable, else the process name.
-    command: Option<&'a str>,
+    command: Option<Cow<'a, str>>,
     pid: Option<String>,
     parent_name: Option<&'a str>,
     parent_executable: Option<&'a str>,
@@ -370,8 +374,8 @@ fn reason(rule: &Rule, p: &ReasonParts) -> String {
     } else if let Some(id) = p.user_id {
         let _ = write!(m, " uid {id}");
     }
-    if let Some(command) = p.command {
-        let _ = write!(m, " ran `{}`", shorten(command, 200));
+    if let Some(command) = &p.command {
+        let _ = write!(m, " ran `{}`", shorten(command, REASON_COMMAND));
     }
     if let Some(pid) = &p.pid {
         let _ = write!(m, " (pid {pid})");
@@ -405,7 +409,8 @@ fn json_reason_parts(e: &Map<String, Value>) -> ReasonParts<'_> {
         user_id: text("user.id"),
         command: ["process.command_line", "process.executable", "process.name"]
             .iter()
-            .find_map(|p| text(p)),
+            .find_map(|p| text(p))
+            .map(Cow::Borrowed),
         pid: number("process.pid"),
         parent_name: text("process.parent.name"),
         parent_executable: text("process.parent.executable"),
@@ -418,9 +423,9 @@ fn json_reason_parts(e: &Map<String, Value>) -> ReasonParts<'_> {
 fn exec_reason_parts<'a>(e: &'a Map<String, Value>, p: &'a ProcessFields<'_>) -> ReasonParts<'a> {
     let parent = p.parent.as_deref();
     ReasonParts {
-        command: (p.command_line.as_deref())
-            .or(p.executable.as_deref())
-            .or(p.name.as_deref()),
+        command: (p.argv.as_ref().map(|a| a.command_line_head(REASON_COMMAND)))
+            .or(p.executable.as_deref().map(Cow::Borrowed))
+            .or(p.name.as_deref().map(Cow::Borrowed)),
         pid: Some(p.pid.to_string()),
         parent_name: parent.and_then(|q| q.name.as_deref()),
         parent_executable: parent.and_then(|q| q.executable.as_deref()),
@@ -430,7 +435,7 @@ fn exec_reason_parts<'a>(e: &'a Map<String, Value>, p: &'a ProcessFields<'_>) ->
 }
 
 /// At most `max` bytes of `s` (on a character boundary), marked when cut.
-fn shorten(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+fn shorten(s: &str, max: usize) -> Cow<'_, str> {
     if s.len() <= max {
         return s.into();
     }

@@ -116,8 +116,8 @@ impl ExecContext {
 }
 
 /// Resolves an exec and its parent.
-pub fn resolve(exec: Exec) -> ExecContext {
-    let process = child(&exec);
+pub fn resolve(mut exec: Exec) -> ExecContext {
+    let process = child(&mut exec);
     let (parent, parent_source) = match &exec.parent {
         Some(image) if image.has(image_flags::FROM_PROC) => {
             (from_image(image), ParentSource::ProcSeed)
@@ -149,7 +149,9 @@ fn recorded(session: &Session) -> bool {
     session.sid != 0
 }
 
-fn child(exec: &Exec) -> Process {
+/// The exec's process; its arguments move out of `exec` (they can be megabytes, and only the
+/// process describes them from here on).
+fn child(exec: &mut Exec) -> Process {
     // For a `#!` script the kernel runs the interpreter, but Defend reports the script's path.
     let executable = if exec.has(exec_flags::SCRIPT) {
         paths::absolute(exec.cwd.as_deref().unwrap_or(b"/"), &exec.filename)
@@ -160,7 +162,7 @@ fn child(exec: &Exec) -> Process {
         pid: exec.tgid,
         start_ns: known_start(exec.start_boottime_ns),
         executable: Some(executable),
-        args: exec.args.clone(),
+        args: std::mem::take(&mut exec.args),
         args_count: exec.args_count,
         cwd: exec.cwd.clone(),
         args_truncated: exec.has(exec_flags::ARGS_TRUNCATED | exec_flags::ARGS_READ_FAILED),

@@ -176,10 +176,10 @@ impl Describer {
             f.working_directory = Some(text("working_directory", cwd));
         }
         if !p.args.is_empty() || p.executable.is_some() {
-            let args: Vec<Cow<'a, str>> = p.args.iter().map(|a| text("args", a)).collect();
-            f.command_line = Some(args.join(" "));
-            f.args = Some(args);
-            f.args_count = Some(p.args_count);
+            f.argv = Some(Argv {
+                args: p.args.iter().map(|a| text("args", a)).collect(),
+                count: p.args_count,
+            });
         }
         altered.dedup();
         f
@@ -266,12 +266,9 @@ impl<'a> Orchestrator<'a> {
 /// `process.*`; the parent has neither credentials nor a parent of its own.
 #[derive(Debug, Default, Serialize)]
 pub struct ProcessFields<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub args: Option<Vec<Cow<'a, str>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub args_count: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub command_line: Option<String>,
+    /// `args`, `args_count` and `command_line`.
+    #[serde(flatten)]
+    pub argv: Option<Argv<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entity_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -309,6 +306,83 @@ pub struct ProcessFields<'a> {
     pub user: Option<Ids<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub working_directory: Option<Cow<'a, str>>,
+}
+
+/// A process's arguments, their count and its command line (the arguments joined by spaces).
+/// The command line is written out as the event is serialized and never held: an argv can be
+/// megabytes.
+#[derive(Debug)]
+pub struct Argv<'a> {
+    pub args: Vec<Cow<'a, str>>,
+    pub count: u32,
+}
+
+impl Argv<'_> {
+    /// The command line, whole if it is at most `max` bytes, else cut past `max` (at the first
+    /// character boundary after it): what a caller shortening it to `max` needs.
+    pub fn command_line_head(&self, max: usize) -> Cow<'_, str> {
+        match self.args.as_slice() {
+            [one] => return Cow::Borrowed(cut_after(one, max)),
+            [] => return Cow::Borrowed(""),
+            _ => {}
+        }
+        let mut out = String::new();
+        for (i, a) in self.args.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(cut_after(a, max));
+            if out.len() > max {
+                break;
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    /// The command line, made (for the rules' document).
+    fn command_line(&self) -> String {
+        self.args.join(" ")
+    }
+}
+
+/// `s` up to the first character boundary past `max` bytes.
+fn cut_after(s: &str, max: usize) -> &str {
+    let end = (max + 1..=s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(s.len());
+    &s[..end]
+}
+
+impl Serialize for Argv<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("args", &self.args)?;
+        m.serialize_entry("args_count", &self.count)?;
+        m.serialize_entry("command_line", &Joined(&self.args))?;
+        m.end()
+    }
+}
+
+/// Arguments serialized as one string joined by spaces, written piece by piece.
+struct Joined<'a, 'b>(&'a [Cow<'b, str>]);
+
+impl std::fmt::Display for Joined<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        for (i, a) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(a)?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Joined<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// `process.tty`: the controlling terminal.
@@ -562,7 +636,6 @@ impl ProcessFields<'_> {
     fn fill(&self, d: &mut Fill, names: &ProcessNames) {
         d.put(names.pid, || Field::Int(self.pid.into()));
         let strings = [
-            (names.command_line, self.command_line.as_deref()),
             (names.entity_id, self.entity_id.as_deref()),
             (names.executable, self.executable.as_deref()),
             (names.name, self.name.as_deref()),
@@ -574,11 +647,10 @@ impl ProcessFields<'_> {
                 d.put(name, || text(v));
             }
         }
-        if let Some(args) = &self.args {
-            d.put(names.args, || texts(args));
-        }
-        if let Some(n) = self.args_count {
-            d.put(names.args_count, || Field::Int(n.into()));
+        if let Some(argv) = &self.argv {
+            d.put(names.args, || texts(&argv.args));
+            d.put(names.args_count, || Field::Int(argv.count.into()));
+            d.put(names.command_line, || Field::Str(argv.command_line()));
         }
         let ids = [
             (self.user.as_ref(), names.user_id, names.user_name),

@@ -379,8 +379,12 @@ mod tests {
 
     /// Execs covering every optional part of an event: strict fields and evasions, a script,
     /// text that is not UTF-8, a parent from the kernel table or unknown, no arguments.
-    fn contexts() -> Vec<ExecContext> {
+    /// Execs resolved as the detector takes them: the strict analysis first (resolving moves
+    /// the arguments into the process).
+    fn contexts() -> Vec<(Option<crate::strict::Analysis>, ExecContext)> {
         let mut v = Vec::new();
+        let mut analyzer = crate::strict::Analyzer::default();
+        let mut resolve = |e: Exec| (analyzer.analyse_exec(&e), exec::resolve(e));
         let mut plain = exec(
             exec_flags::PARENT_FOUND,
             b"/usr/bin/cp",
@@ -388,16 +392,16 @@ mod tests {
             b"/root",
         );
         plain.parent = kernel_parent(&[b"/bin/sh", b"-c", b"cp \"quoted\" \xff"]);
-        v.push(exec::resolve(plain));
+        v.push(resolve(plain));
         let mut evasive = exec(0, b"/usr/bin/cp", &[b"cp", b"a\xfe", b"."], b"/boot");
         evasive.parent = kernel_parent(&[]);
-        let mut ctx = exec::resolve(evasive);
+        let (analysis, mut ctx) = resolve(evasive);
         ctx.parent_source = ParentSource::Unknown;
         ctx.parent = Process {
             pid: 1,
             ..Default::default()
         };
-        v.push(ctx);
+        v.push((analysis, ctx));
         let mut script = exec(
             exec_flags::SCRIPT | exec_flags::ARGS_TRUNCATED,
             b"/usr/bin/dash",
@@ -407,11 +411,11 @@ mod tests {
         script.filename = b"./cp".to_vec();
         script.interp = Some(b"/bin/sh".to_vec());
         script.parent = kernel_parent(&[b"bash"]);
-        v.push(exec::resolve(script));
+        v.push(resolve(script));
         let mut bare = exec(exec_flags::PARENT_FOUND, b"/usr/bin/mv", &[], b"/");
         bare.cwd = None;
         bare.parent = kernel_parent(&[b"sh"]);
-        v.push(exec::resolve(bare));
+        v.push(resolve(bare));
         v
     }
 
@@ -447,9 +451,7 @@ mod tests {
             BudgetConfig::default(),
         );
         let mut fired = Vec::new();
-        let mut analyzer = crate::strict::Analyzer::default();
-        for (n, ctx) in contexts().iter().enumerate() {
-            let strict = analyzer.analyse_exec(&ctx.exec);
+        for (n, (strict, ctx)) in contexts().iter().enumerate() {
             // Each alert's line, written from the typed `process`, is byte for byte that of the
             // alert as one JSON document.
             let mut alerts: Vec<serde_json::Map<String, Value>> = Vec::new();

@@ -2,7 +2,12 @@
 //! `LineMax`) without cutting it into broken JSON: argument text is shortened, every field is
 //! kept, and `boot_copy.trimmed` says what was cut and how long the record was. Only a record
 //! over its sink's limit pays for this; the alert log never trims.
-use serde_json::{Map, Value, json};
+use serde::{
+    Deserialize, Deserializer,
+    de::{MapAccess, SeqAccess, Visitor},
+};
+use serde_json::{json, value::RawValue};
+use std::{borrow::Cow, collections::VecDeque};
 
 /// Fields of argument text, shortened before anything else (largest first).
 const ARGUMENT_TEXT: &[&str] = &[
@@ -27,33 +32,28 @@ const ARGUMENT_TEXT: &[&str] = &[
 /// fields): each at least halves the largest text, so few are ever needed.
 const MAX_STEPS: usize = 64;
 
+/// Text this short is not worth shortening further.
+const MIN_TEXT: usize = 8;
+
 /// `line` if it fits in `max` bytes, else (`Some`) a shortened copy that does, or comes as close
 /// as shortening argument text and other long strings allows. A line that is not a JSON object
 /// is left to the caller (`None`).
+///
+/// The record is never decoded: its objects are opened into slices of its text and every other
+/// value stays that text until it is shortened, so a record of megabytes costs the shortened
+/// copy and a pointer per field, not a second tree of its strings.
 pub fn fit(line: &str, max: usize) -> Option<String> {
     if line.len() <= max {
         return None;
     }
-    let out = shortened(line, max);
-    if line.len() > HEAP_RETURN {
-        // The parsed record was many small allocations: hand the heap they leave back.
-        // SAFETY: malloc_trim only walks the allocator's own free lists.
-        unsafe { libc::malloc_trim(0) };
+    let mut doc = Node::parse(line).ok()?;
+    if !matches!(doc, Node::Object(_)) {
+        return None;
     }
-    out
-}
-
-/// Records longer than this hand the heap their trimming used back to the system (a watched
-/// exec's alert can be megabytes).
-const HEAP_RETURN: usize = 1 << 20;
-
-fn shortened(line: &str, max: usize) -> Option<String> {
-    let mut doc: Value = serde_json::from_str(line).ok()?;
-    doc.as_object()?;
     let mut trimmed: Vec<String> = Vec::new();
     for _ in 0..MAX_STEPS {
         annotate(&mut doc, line.len(), &trimmed);
-        let len = size(&doc);
+        let len = doc.size();
         if len <= max {
             break;
         }
@@ -64,45 +64,127 @@ fn shortened(line: &str, max: usize) -> Option<String> {
             trimmed.push(path);
         }
     }
-    Some(doc.to_string())
+    Some(doc.to_json())
 }
 
-/// `boot_copy.trimmed`: the record's length before trimming and the fields shortened.
-fn annotate(doc: &mut Value, original: usize, fields: &[String]) {
-    let Some(obj) = doc.as_object_mut() else {
-        return;
-    };
-    let boot_copy = obj
-        .entry("boot_copy")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if let Some(b) = boot_copy.as_object_mut() {
-        b.insert(
-            "trimmed".into(),
-            json!({ "original_bytes": original, "fields": fields }),
-        );
+/// A JSON value as slices of the record's text: objects opened (in their order), anything else
+/// kept as its JSON text, borrowed until shortened.
+enum Node<'a> {
+    Object(Vec<(String, Node<'a>)>),
+    Text(Cow<'a, str>),
+}
+
+impl<'a> Node<'a> {
+    fn parse(text: &'a str) -> serde_json::Result<Self> {
+        if !text.starts_with('{') {
+            return Ok(Node::Text(text.into()));
+        }
+        let Entries(entries) = serde_json::from_str(text)?;
+        let fields = entries
+            .into_iter()
+            .map(|(k, v)| Ok((k, Node::parse(v.get())?)))
+            .collect::<serde_json::Result<_>>()?;
+        Ok(Node::Object(fields))
+    }
+
+    /// Serialized length, counted without building the text.
+    fn size(&self) -> usize {
+        match self {
+            Node::Text(t) => t.len(),
+            Node::Object(fields) => {
+                let inner: usize = fields.iter().map(|(k, v)| key_size(k) + 1 + v.size()).sum();
+                2 + inner + fields.len().saturating_sub(1)
+            }
+        }
+    }
+
+    fn to_json(&self) -> String {
+        let mut out = String::with_capacity(self.size());
+        self.write(&mut out);
+        out
+    }
+
+    fn write(&self, out: &mut String) {
+        match self {
+            Node::Text(t) => out.push_str(t),
+            Node::Object(fields) => {
+                out.push('{');
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::to_string(k).unwrap_or_default());
+                    out.push(':');
+                    v.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    fn field(&mut self, key: &str) -> Option<&mut Node<'a>> {
+        match self {
+            Node::Object(fields) => fields.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v),
+            Node::Text(_) => None,
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Option<&mut Node<'a>> {
+        path.split('.').try_fold(self, |v, k| v.field(k))
+    }
+
+    /// A string's or an array's text (what can be shortened).
+    fn shortenable(&self) -> Option<&str> {
+        match self {
+            Node::Text(t) if t.starts_with(['"', '[']) => Some(t),
+            _ => None,
+        }
     }
 }
 
-/// Shortens the largest argument-text field (or, when none is left worth shortening, the
-/// largest string anywhere) by at least `excess` bytes where it can; returns its path.
-fn shrink_largest(doc: &mut Value, excess: usize) -> Option<String> {
-    let named = ARGUMENT_TEXT
-        .iter()
-        .filter_map(|p| Some((p.to_string(), size(get(doc, p)?))))
-        .max_by_key(|(_, n)| *n)
-        .filter(|(_, n)| *n > MIN_TEXT);
-    let (path, n) = named.or_else(|| largest_string(doc, String::new()))?;
-    // At most half of it per step: the next step may find another field larger.
-    let target = n.saturating_sub(excess).max(n / 2);
-    shrink(get_mut(doc, &path)?, target);
-    Some(path)
+/// An object's members in their order, values as their text.
+struct Entries<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(Members)
+    }
 }
 
-/// Text this short is not worth shortening further.
-const MIN_TEXT: usize = 8;
+/// Each element of a JSON array's text, in order, to `f` (no vector of them is built: an argv
+/// can have millions).
+fn each_element<'a>(array: &'a str, f: impl FnMut(&'a RawValue)) -> serde_json::Result<()> {
+    struct Elements<F>(F);
+    impl<'de, F: FnMut(&'de RawValue)> Visitor<'de> for Elements<F> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(e) = seq.next_element()? {
+                (self.0)(e);
+            }
+            Ok(())
+        }
+    }
+    serde_json::Deserializer::from_str(array).deserialize_seq(Elements(f))
+}
 
-/// Serialized length, counted without building the text.
-fn size(v: &Value) -> usize {
+fn key_size(key: &str) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -114,24 +196,51 @@ fn size(v: &Value) -> usize {
         }
     }
     let mut n = Count(0);
-    let _ = serde_json::to_writer(&mut n, v);
+    let _ = serde_json::to_writer(&mut n, key);
     n.0
 }
 
-fn get<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(doc, |v, k| v.get(k))
+/// `boot_copy.trimmed`: the record's length before trimming and the fields shortened.
+fn annotate(doc: &mut Node, original: usize, fields: &[String]) {
+    let Node::Object(top) = doc else {
+        return;
+    };
+    if !top.iter().any(|(k, _)| k == "boot_copy") {
+        top.push(("boot_copy".into(), Node::Object(Vec::new())));
+    }
+    let Some(Node::Object(b)) = doc.field("boot_copy") else {
+        return;
+    };
+    let note = json!({ "original_bytes": original, "fields": fields }).to_string();
+    match b.iter_mut().find(|(k, _)| k == "trimmed") {
+        Some((_, v)) => *v = Node::Text(note.into()),
+        None => b.push(("trimmed".into(), Node::Text(note.into()))),
+    }
 }
 
-fn get_mut<'a>(doc: &'a mut Value, path: &str) -> Option<&'a mut Value> {
-    path.split('.').try_fold(doc, |v, k| v.get_mut(k))
+/// Shortens the largest argument-text field (or, when none is left worth shortening, the
+/// largest string anywhere) by at least `excess` bytes where it can; returns its path.
+fn shrink_largest(doc: &mut Node, excess: usize) -> Option<String> {
+    let named = ARGUMENT_TEXT
+        .iter()
+        .filter_map(|p| Some((p.to_string(), doc.get(p)?.shortenable()?.len())))
+        .max_by_key(|(_, n)| *n)
+        .filter(|(_, n)| *n > MIN_TEXT);
+    let (path, n) = named.or_else(|| largest_string(doc, String::new()))?;
+    // At most half of it per step: the next step may find another field larger.
+    let target = n.saturating_sub(excess).max(n / 2);
+    let leaf = doc.get(&path)?;
+    let shorter = shrink(leaf.shortenable()?, target);
+    *leaf = Node::Text(shorter.into());
+    Some(path)
 }
 
-/// The path and size of the largest string (or array of strings) outside `boot_copy.trimmed`.
-fn largest_string(v: &Value, path: String) -> Option<(String, usize)> {
+/// The path and size of the largest string (or array) outside `boot_copy.trimmed`.
+fn largest_string(v: &Node, path: String) -> Option<(String, usize)> {
     match v {
-        Value::Object(m) => m
+        Node::Object(fields) => fields
             .iter()
-            .filter(|(k, _)| !(path == "boot_copy" && *k == "trimmed"))
+            .filter(|(k, _)| !(path == "boot_copy" && k == "trimmed"))
             .filter_map(|(k, v)| {
                 let p = if path.is_empty() {
                     k.clone()
@@ -141,76 +250,131 @@ fn largest_string(v: &Value, path: String) -> Option<(String, usize)> {
                 largest_string(v, p)
             })
             .max_by_key(|(_, n)| *n),
-        Value::String(_) | Value::Array(_) => Some((path, size(v))).filter(|(_, n)| *n > MIN_TEXT),
-        _ => None,
+        Node::Text(_) => Some((path, v.shortenable()?.len())).filter(|(_, n)| *n > MIN_TEXT),
     }
 }
 
-/// Brings `v` (a string, or an array of them) down to about `target` serialized bytes: an
-/// array whose bytes are mostly one element has that element cut, else it loses elements from
-/// its middle (first and last kept: a copy's target is usually last); a string keeps its head
-/// and tail.
-fn shrink(v: &mut Value, target: usize) {
-    match v {
-        Value::String(s) => *s = cut_middle(s, target),
-        Value::Array(items) => loop {
-            let total = array_size(items);
-            let Some((i, big)) = items.iter().map(size).enumerate().max_by_key(|(_, n)| *n) else {
-                return;
-            };
-            if total <= target {
-                return;
-            }
-            if big * 2 >= total || items.len() <= 2 {
-                shrink(&mut items[i], target.saturating_sub(total - big));
-                if array_size(items) == total {
-                    return;
-                }
-            } else {
-                // Drop about as many middle elements as the excess takes, one at least.
-                let avg = (total / items.len()).max(1);
-                let n = ((total - target) / avg).clamp(1, items.len() - 2);
-                let mid = items.len() / 2 - n / 2;
-                items.drain(mid..mid + n);
-            }
-        },
-        _ => {}
+/// `text` (a JSON string, or an array) brought down to about `target` bytes: an array whose
+/// bytes are mostly one string has that string cut, else it loses elements from its middle
+/// (first and last kept: a copy's target is usually last); a string keeps its head and tail.
+fn shrink(text: &str, target: usize) -> String {
+    if text.starts_with('"') {
+        return cut_middle(text, target);
     }
-}
-
-/// Serialized length of an array of `items`.
-fn array_size(items: &[Value]) -> usize {
-    2 + items.iter().map(size).sum::<usize>() + items.len().saturating_sub(1)
-}
-
-/// `s` cut to about `target` bytes, its head and tail kept around `…`, on char boundaries.
-fn cut_middle(s: &str, target: usize) -> String {
-    let keep = target.saturating_sub(5) / 2;
-    if s.len() <= keep * 2 {
-        return s.to_owned();
+    let (mut count, mut largest) = (0usize, None::<(usize, &RawValue)>);
+    let scanned = each_element(text, |e| {
+        if largest.is_none_or(|(_, l)| e.get().len() > l.get().len()) {
+            largest = Some((count, e));
+        }
+        count += 1;
+    });
+    let Some((at, big)) = largest.filter(|_| scanned.is_ok()) else {
+        return text.to_owned();
+    };
+    let big = big.get();
+    if (big.len() * 2 >= text.len() || count <= 2) && big.starts_with('"') {
+        let cut = cut_middle(big, target.saturating_sub(text.len() - big.len()));
+        return rebuilt(text, |i, e, out| {
+            out.push(if i == at { cut.as_str() } else { e.get() });
+        });
     }
-    let head = floor_boundary(s, keep);
-    let tail = ceil_boundary(s, s.len() - keep);
-    format!("{}…{}", &s[..head], &s[tail..])
-}
-
-fn floor_boundary(s: &str, mut i: usize) -> usize {
-    while !s.is_char_boundary(i) {
-        i -= 1;
+    if count <= 2 {
+        return text.to_owned();
     }
-    i
+    without_middle(text, count, target)
 }
 
-fn ceil_boundary(s: &str, mut i: usize) -> usize {
-    while !s.is_char_boundary(i) {
+/// The array `text` keeping as many elements from each end as fit in half of `target` each (one
+/// at least).
+fn without_middle(text: &str, count: usize, target: usize) -> String {
+    let half = target.saturating_sub(2) / 2;
+    let (mut head, mut head_bytes) = (0usize, 0usize);
+    let mut tail: VecDeque<&RawValue> = VecDeque::new();
+    let mut tail_bytes = 0usize;
+    let _ = each_element(text, |e| {
+        let n = e.get().len() + 1;
+        if head == 0 || (head_bytes + n <= half && tail.is_empty()) {
+            head += 1;
+            head_bytes += n;
+            return;
+        }
+        tail.push_back(e);
+        tail_bytes += n;
+        while tail.len() > 1 && tail_bytes > half {
+            tail_bytes -= tail.pop_front().map_or(0, |e| e.get().len() + 1);
+        }
+    });
+    let keep_tail = tail.len();
+    let first_tail = count - keep_tail;
+    rebuilt(text, |i, e, out| {
+        if i < head || i >= first_tail {
+            out.push(e.get());
+        }
+    })
+}
+
+/// The array `text` with what `pick` puts in `out` for each element (index, element).
+fn rebuilt<'a>(
+    text: &'a str,
+    mut pick: impl FnMut(usize, &'a RawValue, &mut Vec<&'a str>),
+) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut i = 0;
+    let _ = each_element(text, |e| {
+        pick(i, e, &mut parts);
         i += 1;
+    });
+    format!("[{}]", parts.join(","))
+}
+
+/// The JSON string `text` cut to about `target` bytes, its head and tail kept around `…`, at
+/// boundaries of its characters and escapes (a surrogate pair is one).
+fn cut_middle(text: &str, target: usize) -> String {
+    let body = &text[1..text.len() - 1];
+    let keep = target.saturating_sub(5) / 2;
+    if body.len() <= keep * 2 {
+        return text.to_owned();
     }
-    i
+    let b = body.as_bytes();
+    let (mut i, mut head, mut tail) = (0, 0, body.len());
+    while i < b.len() {
+        if i <= keep {
+            head = i;
+        }
+        if i >= b.len() - keep {
+            tail = i;
+            break;
+        }
+        i += unit_len(b, i);
+    }
+    format!("\"{}…{}\"", &body[..head], &body[tail..])
+}
+
+/// Length of the character or escape at `i` of a JSON string's body.
+fn unit_len(b: &[u8], i: usize) -> usize {
+    let n = match b[i] {
+        b'\\' if b.get(i + 1) == Some(&b'u') => {
+            let high = std::str::from_utf8(&b[i + 2..(i + 6).min(b.len())])
+                .ok()
+                .and_then(|h| u16::from_str_radix(h, 16).ok());
+            match high {
+                Some(0xD800..=0xDBFF) if b.get(i + 6..i + 8) == Some(b"\\u") => 12,
+                _ => 6,
+            }
+        }
+        b'\\' => 2,
+        0..=0x7F => 1,
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        _ => 4,
+    };
+    n.min(b.len() - i)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn alert(args: Vec<String>) -> String {
         json!({
@@ -291,5 +455,54 @@ mod tests {
     #[test]
     fn non_json_is_left_to_the_caller() {
         assert_eq!(fit(&"x".repeat(100), 10), None);
+    }
+
+    #[test]
+    fn escapes_and_surrogate_pairs_are_never_split() {
+        // Every cut position over a string of escapes, multi-byte characters and pairs.
+        let text = "a\"\\\u{1}é😀\t".repeat(40);
+        let line = json!({ "process": { "command_line": text } }).to_string();
+        for max in 30..line.len() {
+            let out = fit(&line, max).unwrap();
+            let v: Value =
+                serde_json::from_str(&out).unwrap_or_else(|e| panic!("limit {max}: {e}: {out}"));
+            assert!(v["process"]["command_line"].is_string());
+        }
+    }
+
+    #[test]
+    fn fields_keep_their_order() {
+        let line = format!(
+            r#"{{"z":1,"process":{{"pid":2,"args":["cp",{},"/boot/x"],"name":"cp"}},"a":3}}"#,
+            vec!["\"--suffix=~~~~~~~~~~\""; 500].join(",")
+        );
+        let out = fit(&line, 400).unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert!(
+            out.starts_with(r#"{"z":1,"process":{"pid":2,"args":["cp","#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#""/boot/x"],"name":"cp"},"a":3,"boot_copy""#),
+            "{out}"
+        );
+        assert!(out.len() <= 400, "{}", out.len());
+        let args = v["process"]["args"].as_array().unwrap();
+        assert!(args.len() < 502, "{}", args.len());
+    }
+
+    #[test]
+    fn a_million_empty_arguments_are_cut_to_the_limit() {
+        let mut args = vec![String::new(); 1_000_000];
+        args[0] = "cp".into();
+        *args.last_mut().unwrap() = "/boot/x".into();
+        let out = fit(&alert(args), 48 * 1024).unwrap();
+        assert!(out.len() <= 48 * 1024, "{}", out.len());
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let args = v["process"]["args"].as_array().unwrap();
+        assert_eq!(
+            (&args[0], args.last().unwrap()),
+            (&json!("cp"), &json!("/boot/x"))
+        );
     }
 }

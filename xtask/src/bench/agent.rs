@@ -21,6 +21,8 @@ pub struct Options {
     pub ring_bytes: Option<u32>,
     /// Which build of the agent runs.
     pub build: Build,
+    /// The stdout sink (on by default in the agent; its output goes to /dev/null here).
+    pub stdout: bool,
 }
 
 /// The agent of this tree, or the one of `before::COMMIT` (built by [`before::build`]).
@@ -36,6 +38,7 @@ impl Default for Options {
             strict: true,
             ring_bytes: None,
             build: Build::Current,
+            stdout: false,
         }
     }
 }
@@ -57,8 +60,9 @@ impl Agent {
             .map(|b| format!("[sensor]\nring_buffer_bytes = {b}\n"))
             .unwrap_or_default();
         let extra = format!(
-            "max_bytes = 0\n[rules]\nstrict = {strict}\n{ring}[alert_budget]\nmax_alerts = 1000000000\n[sinks.stdout]\nenabled = false\n",
+            "max_bytes = 0\n[rules]\nstrict = {strict}\n{ring}[alert_budget]\nmax_alerts = 1000000000\n[sinks.stdout]\nenabled = {stdout}\n",
             strict = opts.strict,
+            stdout = opts.stdout,
         );
         let bin = match opts.build {
             Build::Current => crate::release_agent(),
