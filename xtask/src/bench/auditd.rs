@@ -1,4 +1,5 @@
-//! The peer every Linux host already has: auditd with an execve rule. For one block it starts
+//! The peer every Linux host already has: auditd with an execve rule (or a watch on /boot, the
+//! one-line rule for file writes: `-w /boot -p wa`). For one block it starts
 //! auditd if none runs, sets the backlog Debian's default rules set, adds the rule, and on drop
 //! puts everything back as it found it (rule removed, a daemon it started stopped, the enabled
 //! flag and backlog limit restored).
@@ -11,15 +12,44 @@ use std::{
     time::{Duration, Instant},
 };
 
-const RULE: &[&str] = &[
-    "always,exit",
-    "-F",
-    "arch=b64",
-    "-S",
-    "execve",
-    "-F",
-    "key=boot-copy-bench",
-];
+/// An audit rule: the `auditctl` arguments that add it and those that delete it.
+#[derive(Clone, Copy)]
+pub struct Rule {
+    add: &'static [&'static str],
+    delete: &'static [&'static str],
+}
+
+impl Rule {
+    /// `-a always,exit -S execve`.
+    pub const EXECVE: Rule = Rule {
+        add: &[
+            "-a",
+            "always,exit",
+            "-F",
+            "arch=b64",
+            "-S",
+            "execve",
+            "-F",
+            "key=boot-copy-bench",
+        ],
+        delete: &[
+            "-d",
+            "always,exit",
+            "-F",
+            "arch=b64",
+            "-S",
+            "execve",
+            "-F",
+            "key=boot-copy-bench",
+        ],
+    };
+    /// `-w /boot -p wa`: every write or attribute change under /boot.
+    pub const BOOT_WRITES: Rule = Rule {
+        add: &["-w", "/boot", "-p", "wa", "-k", "boot-copy-bench"],
+        delete: &["-W", "/boot", "-p", "wa", "-k", "boot-copy-bench"],
+    };
+}
+
 /// `-b 8192`, as in Debian's /etc/audit/rules.d/audit.rules.
 const BACKLOG: &str = "8192";
 
@@ -28,16 +58,23 @@ pub struct Auditd {
     started: Option<Child>,
     enabled_before: String,
     backlog_before: String,
+    rule: Rule,
     rule_added: bool,
 }
 
 impl Auditd {
+    /// auditd with the execve rule.
     pub fn start() -> anyhow::Result<Self> {
+        Self::with(Rule::EXECVE)
+    }
+
+    pub fn with(rule: Rule) -> anyhow::Result<Self> {
         let before = AuditStatus::read()?;
         let mut peer = Self {
             started: None,
             enabled_before: before.get("enabled"),
             backlog_before: before.get("backlog_limit"),
+            rule,
             rule_added: false,
         };
         if before.get("pid") == "0" {
@@ -56,11 +93,11 @@ impl Auditd {
         auditctl(&["-b", BACKLOG])?;
         // A run killed mid-block left its rule behind: adding it again would fail.
         let _ = Command::new("auditctl")
-            .args(rule_args("-d"))
+            .args(rule.delete)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        auditctl(&rule_args("-a"))?;
+        auditctl(rule.add)?;
         peer.rule_added = true;
         Ok(peer)
     }
@@ -81,7 +118,7 @@ impl Auditd {
 impl Drop for Auditd {
     fn drop(&mut self) {
         if self.rule_added {
-            let _ = auditctl(&rule_args("-d"));
+            let _ = auditctl(self.rule.delete);
         }
         if let Some(mut child) = self.started.take() {
             procs::signal(child.id(), libc::SIGTERM);
@@ -90,12 +127,6 @@ impl Drop for Auditd {
         let _ = auditctl(&["-b", &self.backlog_before]);
         let _ = auditctl(&["-e", &self.enabled_before]);
     }
-}
-
-fn rule_args(op: &str) -> Vec<&str> {
-    let mut args = vec![op];
-    args.extend(RULE);
-    args
 }
 
 fn auditctl(args: &[&str]) -> anyhow::Result<()> {

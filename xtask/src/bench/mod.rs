@@ -11,6 +11,7 @@ mod bigargv;
 mod bpf;
 mod cproject;
 mod exec;
+mod files;
 mod floor;
 mod footprint;
 mod procs;
@@ -26,7 +27,15 @@ use std::{fs, path::PathBuf, process::Command, time::SystemTime};
 
 /// Blocks per variant in every comparison.
 pub const BLOCKS: usize = 5;
-const NAMES: [&str; 6] = ["exec", "storm", "alerts", "replay", "footprint", "bigargv"];
+const NAMES: [&str; 7] = [
+    "exec",
+    "storm",
+    "alerts",
+    "replay",
+    "footprint",
+    "bigargv",
+    "files",
+];
 
 /// One benchmark's outcome: the machine-readable result and its section of the summary.
 pub struct Outcome {
@@ -44,9 +53,9 @@ pub fn run(names: &[String]) -> anyhow::Result<()> {
         );
     }
     let wants = |n: &str| names.is_empty() || names.iter().any(|x| x == n);
-    let live = ["exec", "storm", "alerts", "footprint", "bigargv"];
+    let live = ["exec", "storm", "alerts", "footprint", "bigargv", "files"];
     if live.iter().any(|n| wants(n)) {
-        setup::require_root("the exec, storm, alert, footprint and bigargv benchmarks")?;
+        setup::require_root("the exec, storm, alert, footprint, bigargv and files benchmarks")?;
         cargo(&["build", "--release", "--package", "boot-copy-agent"])?;
     }
     if wants("exec") {
@@ -61,6 +70,7 @@ pub fn run(names: &[String]) -> anyhow::Result<()> {
             "storm" => storm::run()?,
             "alerts" => alerts::run()?,
             "bigargv" => bigargv::run()?,
+            "files" => files::run()?,
             _ => footprint::run()?,
         };
         write_result(&header, &outcome)?;
