@@ -50,7 +50,9 @@ fn cached_kernel() -> (PathBuf, String) {
             }
         }
     }
-    panic!("no 6.12 kernel in the matrix's cache: `cargo xtask vm-test 6.12` downloads it");
+    panic!(
+        "no 6.12 kernel in the matrix's cache: `cargo xtask test` (or `cargo xtask vm-test 6.12`) downloads it"
+    );
 }
 
 /// The package's `.deb` in its cache entry, downloaded there (`apt-get download`) if the entry

@@ -80,8 +80,14 @@ fn failed_test(line: &str) -> Option<String> {
 }
 
 /// The agent's tests: kernel tests share the host's exec stream, and one test at a time keeps
-/// timing honest.
+/// timing honest. The boot-tooling test unpacks a Debian 6.12 kernel package: it is fetched into
+/// the matrix's cache first (the matrix stage, which would fetch it too, runs later).
 fn kernel_tests() -> Outcome {
+    if let Err(e) = vm::cache_dir().and_then(|cache| vm::debian_kernel("6.12", &cache)) {
+        return plain(Err(
+            e.context("fetching the 6.12 kernel the boot-tooling test unpacks")
+        ));
+    }
     cargo_test(&[
         "test",
         "--package",
