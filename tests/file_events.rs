@@ -23,58 +23,43 @@ fn real_name(path: &str) -> String {
     real.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-fn writers(src: &Path, scratch: &Path) -> Vec<Writer> {
+/// Writers of programs the kernel matrix's guest has too (coreutils, dash and busybox).
+fn portable_writers(src: &Path, scratch: &Path) -> Vec<Writer> {
     let src = src.display();
     let s = scratch.display();
-    let file = |file, script: String, name: &str, action| Writer {
-        file,
-        script,
-        expect: Some((name.to_owned(), action)),
-    };
-    let copy = |file, script: String| Writer {
-        file,
-        script,
-        expect: None,
-    };
     vec![
-        file(
+        named(
             "w-dd",
             format!("dd if={src} of=/boot/w-dd status=none"),
             "dd",
             "creation",
         ),
-        file(
+        named(
             "w-sh",
             format!("sh -c 'cat {src} > /boot/w-sh'"),
             &real_name("/bin/sh"),
             "creation",
         ),
-        file(
+        named(
             "w-tee",
             "echo x | tee /boot/w-tee > /dev/null".into(),
             "tee",
             "creation",
         ),
-        file(
-            "w-py",
-            format!("/usr/bin/python3 -c 'import shutil; shutil.copy(\"{src}\", \"/boot/w-py\")'"),
-            &real_name("/usr/bin/python3"),
-            "creation",
-        ),
-        file("w-dir", "mkdir /boot/w-dir".into(), "mkdir", "creation"),
-        file(
+        named("w-dir", "mkdir /boot/w-dir".into(), "mkdir", "creation"),
+        named(
             "w-ln",
             "ln /boot/pre-ln /boot/w-ln".into(),
             "ln",
             "creation",
         ),
-        file(
+        named(
             "pre-trunc",
             "truncate -s 0 /boot/pre-trunc".into(),
             "truncate",
             "modification",
         ),
-        file(
+        named(
             "pre-chmod",
             "chmod 600 /boot/pre-chmod".into(),
             "chmod",
@@ -82,19 +67,59 @@ fn writers(src: &Path, scratch: &Path) -> Vec<Writer> {
         ),
         copy("pre-mv", format!("mv /boot/pre-mv {s}/moved")),
         copy("w-cp", format!("cp {src} /boot/w-cp")),
-        copy(
+        // A renamed busybox run as cp (busybox's own shell has `exec -a`): named by its file.
+        named(
             "w-bb",
-            format!("cp /usr/bin/busybox {s}/bb && bash -c 'exec -a cp {s}/bb {src} /boot/w-bb'"),
+            format!(
+                "cp /usr/bin/busybox {s}/bb && busybox sh -c 'exec -a cp {s}/bb {src} /boot/w-bb'"
+            ),
+            "bb",
+            "creation",
         ),
-        copy(
+    ]
+}
+
+/// Every writer: the portable ones, and python3's (a library copy, and cp run from a memfd).
+fn writers(src: &Path, scratch: &Path) -> Vec<Writer> {
+    let mut writers = portable_writers(src, scratch);
+    let src = src.display();
+    writers.extend([
+        named(
+            "w-py",
+            format!("/usr/bin/python3 -c 'import shutil; shutil.copy(\"{src}\", \"/boot/w-py\")'"),
+            &real_name("/usr/bin/python3"),
+            "creation",
+        ),
+        named(
             "w-memfd",
             format!(
                 "/usr/bin/python3 -c 'import os; fd = os.memfd_create(\"cp\"); \
                  os.write(fd, open(\"/usr/bin/cp\", \"rb\").read()); \
                  os.execv(f\"/proc/self/fd/{{fd}}\", [\"cp\", \"{src}\", \"/boot/w-memfd\"])'"
             ),
+            "memfd:cp",
+            "creation",
         ),
-    ]
+    ]);
+    writers
+}
+
+/// A writer whose one alert is Boot File Write's, naming the process and the action.
+fn named(file: &'static str, script: String, name: &str, action: &'static str) -> Writer {
+    Writer {
+        file,
+        script,
+        expect: Some((name.to_owned(), action)),
+    }
+}
+
+/// A copy tool: its exec alert is the act's one alert.
+fn copy(file: &'static str, script: String) -> Writer {
+    Writer {
+        file,
+        script,
+        expect: None,
+    }
 }
 
 /// Alerts that name `/boot/NAME` (as the file, a rename's source, or an argument).
@@ -138,21 +163,34 @@ fn agent_in(ns: &BootNamespace, tag: &str) -> Agent {
 fn each_writer_alerts_once(kind: BootKind) {
     let ns = BootNamespace::new(kind).unwrap();
     let scratch = tempdir("fe-writers").unwrap();
+    let mut agent = agent_in(&ns, "fe-writers");
+    run_writers(&ns, &mut agent, &scratch, writers, &format!("{kind:?}"));
+    let _ = fs::remove_dir_all(&scratch);
+}
+
+/// Runs the writers `list` gives (a source file in `scratch`), then checks each alerted once.
+fn run_writers(
+    ns: &BootNamespace,
+    agent: &mut Agent,
+    scratch: &Path,
+    list: fn(&Path, &Path) -> Vec<Writer>,
+    what: &str,
+) {
     let src = scratch.join("src");
     fs::write(&src, "payload").unwrap();
-    let mut agent = agent_in(&ns, "fe-writers");
-    let writers = writers(&src, &scratch);
+    let writers = list(&src, scratch);
     for w in &writers {
         ns.sh(&w.script).unwrap();
     }
-    sync(&ns, &mut agent, "w-sync");
+    sync(ns, agent, "w-sync");
     for w in &writers {
-        let alerts = alerts_naming(&agent, w.file);
-        assert_eq!(alerts.len(), 1, "{kind:?} {}: {alerts:#?}", w.script);
+        let alerts = alerts_naming(agent, w.file);
+        assert_eq!(alerts.len(), 1, "{what} {}: {alerts:#?}", w.script);
+        let a = &alerts[0];
         let Some((name, action)) = &w.expect else {
+            assert_eq!(a["event"]["category"][0], "process", "{}", w.script);
             continue;
         };
-        let a = &alerts[0];
         assert_eq!(a["rule"]["id"], FILE_WRITE, "{}", w.script);
         assert_eq!(a["event"]["category"][0], "file");
         assert_eq!(a["event"]["action"], *action, "{}", w.script);
@@ -160,7 +198,6 @@ fn each_writer_alerts_once(kind: BootKind) {
         assert_eq!(a["file"]["name"], w.file);
         assert!(a["process"]["parent"]["pid"].as_u64().is_some(), "{a:#}");
     }
-    let _ = fs::remove_dir_all(&scratch);
 }
 
 #[test]
@@ -184,8 +221,15 @@ fn each_writer_alerts_once_on_a_root_directory() {
 fn bind_mounts_and_symlinks_caught_lookalikes_not() {
     let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
     let scratch = tempdir("fe-alias").unwrap();
-    let s = scratch.display();
     let mut agent = agent_in(&ns, "fe-alias");
+    run_aliases(&ns, &mut agent, &scratch);
+    let _ = fs::remove_dir_all(&scratch);
+}
+
+/// Writes through a bind mount and a symlink (in `scratch`), in /tmp and in /bootx, and checks
+/// that only the first two alerted.
+fn run_aliases(ns: &BootNamespace, agent: &mut Agent, scratch: &Path) {
+    let s = scratch.display();
     ns.sh(&format!(
         "mkdir {s}/bind && mount --bind /boot {s}/bind && \
          dd if=/dev/null of={s}/bind/via-bind status=none && \
@@ -194,7 +238,7 @@ fn bind_mounts_and_symlinks_caught_lookalikes_not() {
          mkdir -p /bootx && mount -t tmpfs x /bootx && dd if=/dev/null of=/bootx/y status=none"
     ))
     .unwrap();
-    sync(&ns, &mut agent, "alias-sync");
+    sync(ns, agent, "alias-sync");
     let alerts: Vec<Value> = agent
         .records()
         .into_iter()
@@ -213,6 +257,18 @@ fn bind_mounts_and_symlinks_caught_lookalikes_not() {
             .any(|p| p.contains("tmp-file") || p.starts_with("/bootx")),
         "{paths:?}"
     );
+}
+
+/// The kernel matrix's file scenario, on one agent (tmpfs /boot): every writer the guest has
+/// alerts once, with the right action and writer; writes through a bind mount and a symlink
+/// are caught, and lookalikes are not.
+#[test]
+fn file_acts_on_one_agent() {
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let scratch = tempdir("fe-acts").unwrap();
+    let mut agent = agent_in(&ns, "fe-acts");
+    run_writers(&ns, &mut agent, &scratch, portable_writers, "acts");
+    run_aliases(&ns, &mut agent, &scratch);
     let _ = fs::remove_dir_all(&scratch);
 }
 
@@ -234,7 +290,8 @@ fn plain_cp_one_alert_in_all() {
 /// write raised its alert or is in the kernel's count of dropped file records.
 #[test]
 fn writes_lost_while_stopped_equal_the_kernel_drop_count() {
-    const STORM: usize = 300;
+    // A file record is about 30 KiB: the 1 MiB ring holds some 30 of them.
+    const STORM: usize = 120;
     let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
     let config = "[sensor]\nring_buffer_bytes = 1048576\n[alert_budget]\nmax_alerts = 1000000\n";
     let mut agent = Launch::fresh(AGENT, "fe-storm", config)
@@ -256,7 +313,23 @@ fn writes_lost_while_stopped_equal_the_kernel_drop_count() {
     ))
     .unwrap();
     agent.signal(nix::sys::signal::Signal::SIGCONT).unwrap();
-    sync(&ns, &mut agent, "storm-after");
+    // The ring may still be full when the first markers are written (the agent drains it after
+    // it resumes): those are dropped too. Markers until one alerts; the count below takes the
+    // ones that did not alert (dropped, or alerted late) into account exactly.
+    let mut markers = 0;
+    loop {
+        markers += 1;
+        assert!(markers <= 20, "no marker alerted after the storm");
+        let marker = format!("/boot/storm-after-{markers}");
+        ns.sh(&format!("dd if=/dev/null of={marker} status=none"))
+            .unwrap();
+        let alerted = agent.wait_for(Duration::from_secs(2), |r| {
+            r["file"]["path"] == marker.as_str()
+        });
+        if alerted.is_ok() {
+            break;
+        }
+    }
     let (status, _, records) = agent.stop().unwrap();
     assert!(status.success(), "{status}");
     let mut alerted: Vec<&str> = records
@@ -278,9 +351,25 @@ fn writes_lost_while_stopped_equal_the_kernel_drop_count() {
     let drops = stopped["boot_copy"]["counters"]["file_ringbuf_drops"]
         .as_u64()
         .unwrap() as usize;
-    eprintln!("storm of {STORM} writes: {alerts} alerts, {drops} file records dropped");
+    let markers_alerted = records
+        .iter()
+        .filter(|r| r["rule"]["id"] == FILE_WRITE)
+        .filter(|r| {
+            r["file"]["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/boot/storm-after-"))
+        })
+        .count();
+    eprintln!(
+        "storm of {STORM} writes: {alerts} alerts, {drops} file records dropped; \
+         {markers_alerted} of {markers} markers alerted"
+    );
     assert!(alerts > 0 && drops > 0, "the storm overflowed the ring");
-    assert_eq!(alerts + drops, STORM, "every write alerted or counted");
+    assert_eq!(
+        alerts + drops,
+        STORM + markers - markers_alerted,
+        "every write alerted or counted"
+    );
 }
 
 /// `events` prints file events as ECS (Defend's `file.Ext.original.*` for renames), the writer

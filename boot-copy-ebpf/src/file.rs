@@ -19,7 +19,7 @@ use aya_ebpf::{
     },
 };
 use boot_copy_common::{
-    FILE_ARGS_CAP, FILE_WALK_DEPTH, FileRecord, IMAGE_EXE_CAP, InodeKey, PASSED_PATH_CAP,
+    FILE_ARGS_CAP, FILE_WALK_DEPTH, FileRecord, IMAGE_EXE_CAP, InodeKey, PASSED_PATH_CAP, PATH_CAP,
     ProcImage, RECORD_FILE, WATCHED_PREFIX_ENTRIES, counter, file_action, file_flags, image_flags,
 };
 
@@ -262,7 +262,7 @@ fn by_fd(action: u32, file: KFile) -> Result<u32, u32> {
     // SAFETY: kernel pointers, read through helpers.
     unsafe {
         let path = co_re::bc_file_path(file);
-        let tree = watched(path);
+        let tree = boot_copy_watched(path as u64);
         if tree == 0 {
             return Ok(0);
         }
@@ -280,15 +280,14 @@ fn by_fd(action: u32, file: KFile) -> Result<u32, u32> {
         (*rec).header.name_len = 0;
         (*rec).header.old_dir_len = 0;
         (*rec).header.old_name_len = 0;
-        let walk = (&raw mut (*scratch).walk).cast::<u8>();
-        let (len, cut) = path::resolve(path, walk, (&raw mut (*rec).dir).cast());
-        (*rec).header.dir_len = len;
         (*rec).header.flags = 0;
+        let (len, cut) = resolve(path, slot::DIR);
+        (*rec).header.dir_len = len;
         (*rec).header.tree = tree;
         if cut {
             set_flag(rec, file_flags::PATH_TRUNCATED);
         }
-        send(action, scratch, now);
+        boot_copy_send(action, now);
     }
     Ok(0)
 }
@@ -303,13 +302,13 @@ fn by_path(action: u32, dir: KPath, path: u64, old_dir: KPath, old: u64) -> Resu
         let rec = &raw mut (*scratch).record;
         let name = (&raw mut (*rec).name).cast::<u8>();
         let old_name = (&raw mut (*rec).old_name).cast::<u8>();
-        let (len, tree) = passed(dir, path, name);
+        let (len, tree) = passed(dir, path, name, false);
         (*rec).header.name_len = len;
         let mut tree = tree;
         (*rec).header.old_name_len = 0;
         *old_name = 0;
         if old != 0 {
-            let (len, old_tree) = passed(old_dir, old, old_name);
+            let (len, old_tree) = passed(old_dir, old, old_name, true);
             (*rec).header.old_name_len = len;
             if tree == 0 {
                 tree = old_tree;
@@ -319,11 +318,10 @@ fn by_path(action: u32, dir: KPath, path: u64, old_dir: KPath, old: u64) -> Resu
             return Ok(0);
         }
         (*rec).header.tree = tree;
-        let walk = (&raw mut (*scratch).walk).cast::<u8>();
         (*rec).header.flags = 0;
         (*rec).header.dir_len = 0;
         if *name != b'/' {
-            let (len, cut) = path::resolve(dir, walk, (&raw mut (*rec).dir).cast());
+            let (len, cut) = resolve(dir, slot::DIR);
             (*rec).header.dir_len = len;
             if cut {
                 set_flag(rec, file_flags::PATH_TRUNCATED);
@@ -331,21 +329,21 @@ fn by_path(action: u32, dir: KPath, path: u64, old_dir: KPath, old: u64) -> Resu
         }
         (*rec).header.old_dir_len = 0;
         if old != 0 && *old_name != b'/' {
-            let (len, cut) = path::resolve(old_dir, walk, (&raw mut (*rec).old_dir).cast());
+            let (len, cut) = resolve(old_dir, slot::OLD_DIR);
             (*rec).header.old_dir_len = len;
             if cut {
                 set_flag(rec, file_flags::OLD_PATH_TRUNCATED);
             }
         }
-        send(action, scratch, bpf_ktime_get_boot_ns());
+        boot_copy_send(action, bpf_ktime_get_boot_ns());
     }
     Ok(0)
 }
 
-/// Reads the path as passed into `out` (a `PASSED_PATH_CAP` record buffer); returns its
-/// length and the watched tree it is in (0: none).
+/// Reads the path as passed into `out` (the record's `name`, or its `old_name` for a rename's
+/// source); returns its length and the watched tree it is in (0: none).
 #[inline(always)]
-unsafe fn passed(dir: KPath, path: u64, out: *mut u8) -> (u32, u32) {
+unsafe fn passed(dir: KPath, path: u64, out: *mut u8, old: bool) -> (u32, u32) {
     // SAFETY: out is a record buffer of PASSED_PATH_CAP bytes.
     let len = unsafe { co_re::bc_read_user_path(out, path, PASSED_PATH_CAP as u32) };
     if len < 0 {
@@ -353,19 +351,71 @@ unsafe fn passed(dir: KPath, path: u64, out: *mut u8) -> (u32, u32) {
     }
     // SAFETY: as above.
     let tree = if unsafe { *out } == b'/' {
-        unsafe { prefix_watched(out) }
+        boot_copy_prefix_watched(old as u32)
     } else if dir.is_null() {
         0
     } else {
-        unsafe { watched(dir) }
+        boot_copy_watched(dir as u64)
     };
     (len as u32, tree)
 }
 
-/// The tree of the first watched prefix an absolute path starts with (0: none; the agent
-/// orders the prefixes longest first).
+// The functions below are global BPF functions (exported by the linker, see build.rs): the
+// verifier checks each once, for any value of its scalar arguments, apart from its callers.
+// Inlined, each path walk was verified again at every call site and for every state reaching
+// it, and the verifiers of 5.10 and 6.1 gave up on the program. Pointers pass as integers
+// (5.10's verifier accepts only scalars as a global function's arguments), and the record is
+// found again in `FILE_SCRATCH`.
+
+/// The record's path buffers, in order: `boot_copy_resolve`'s slots.
+mod slot {
+    pub const DIR: u32 = 0;
+    pub const OLD_DIR: u32 = 1;
+    pub const EXE: u32 = 2;
+    pub const CWD: u32 = 3;
+}
+
+/// Resolves `path` into the record's path buffer `slot`: (length, truncated).
 #[inline(always)]
-unsafe fn prefix_watched(s: *const u8) -> u32 {
+fn resolve(path: KPath, slot: u32) -> (u32, bool) {
+    let r = boot_copy_resolve(path as u64, slot);
+    (r as u32, r >> 32 != 0)
+}
+
+/// The absolute path of the kernel `struct path` at `path` into the record's path buffer
+/// `slot` (they are consecutive in the record); its length, and bit 32 set when truncated.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn boot_copy_resolve(path: u64, slot: u32) -> u64 {
+    let Ok(scratch) = scratch() else {
+        return 0;
+    };
+    // SAFETY: this CPU's map value, with the bound `path::resolve` needs past each buffer.
+    unsafe {
+        let rec = &raw mut (*scratch).record;
+        let out = (&raw mut (*rec).dir)
+            .cast::<u8>()
+            .add((slot & 3) as usize * PATH_CAP);
+        let walk = (&raw mut (*scratch).walk).cast::<u8>();
+        let (len, cut) = path::resolve(path as usize as KPath, walk, out);
+        len as u64 | (cut as u64) << 32
+    }
+}
+
+/// The tree of the first watched prefix the record's `name` (`old_name` when `old` is 1)
+/// starts with (0: none; the agent orders the prefixes longest first).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn boot_copy_prefix_watched(old: u32) -> u32 {
+    let Ok(scratch) = scratch() else {
+        return 0;
+    };
+    // SAFETY: this CPU's map value; `name` and `old_name` are consecutive.
+    let s = unsafe {
+        (&raw const (*scratch).record.name)
+            .cast::<u8>()
+            .add((old & 1) as usize * PASSED_PATH_CAP)
+    };
     for i in 0..WATCHED_PREFIX_ENTRIES {
         let Some(p) = WATCHED_PREFIXES.get(i) else {
             return 0;
@@ -391,24 +441,31 @@ fn scratch() -> Result<*mut FileScratch, u32> {
         .ok_or_else(|| diag::lookup_failed("FILE_SCRATCH"))
 }
 
-/// Completes the record (its paths are in) with the writer, and submits it.
-#[inline(always)]
-unsafe fn send(action: u32, scratch: *mut FileScratch, now: u64) {
+/// Completes this CPU's record (its paths are in) with the writer, and submits it.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn boot_copy_send(action: u32, now: u64) -> u32 {
+    let Ok(scratch) = scratch() else {
+        return 0;
+    };
     // SAFETY: this CPU's map value.
     unsafe {
         let rec = &raw mut (*scratch).record;
         (*rec).header.kind = RECORD_FILE;
         (*rec).header.action = action;
         (*rec).header.ktime_boot_ns = now;
-        writer(rec, (&raw mut (*scratch).walk).cast());
+        writer(rec);
         submit(rec);
     }
+    0
 }
 
-/// The tree of the nearest watched root `path` is at or under (0: none): a bounded walk up,
-/// one map lookup per directory whose bit is set.
-#[inline(always)]
-unsafe fn watched(path: KPath) -> u32 {
+/// The tree of the nearest watched root the kernel `struct path` at `path` is at or under (0:
+/// none): a bounded walk up, one map lookup per directory whose bit is set.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn boot_copy_watched(path: u64) -> u32 {
+    let path = path as usize as KPath;
     let Some(bits) = ROOT_BITS.get(0) else {
         return 0;
     };
@@ -460,7 +517,7 @@ fn repeat(tgid: u32, target: Dentry, now: u64) -> bool {
 /// The writing process: ids, executable, working directory, arguments, and its parent's
 /// process-table entry (as an exec record describes a process and its parent).
 #[inline(always)]
-unsafe fn writer(rec: *mut FileRecord, walk: *mut u8) {
+unsafe fn writer(rec: *mut FileRecord) {
     // SAFETY (whole function): `rec` is this CPU's map value; kernel pointers are read through
     // helpers.
     unsafe {
@@ -481,13 +538,9 @@ unsafe fn writer(rec: *mut FileRecord, walk: *mut u8) {
         co_re::bc_task_session(task, &raw mut (*h).session);
 
         // The parent first: its executable is resolved through the `exe` buffer.
-        parent(rec, task, walk);
+        parent(rec, task);
         if !script(rec, task) {
-            let (len, cut) = path::resolve(
-                co_re::bc_cur_exe_path(task),
-                walk,
-                (&raw mut (*rec).exe).cast(),
-            );
+            let (len, cut) = resolve(co_re::bc_cur_exe_path(task), slot::EXE);
             (*h).exe_len = len;
             if cut {
                 set_flag(rec, file_flags::EXE_TRUNCATED);
@@ -497,7 +550,7 @@ unsafe fn writer(rec: *mut FileRecord, walk: *mut u8) {
         if pwd.is_null() {
             set_flag(rec, file_flags::CWD_MISSING);
         }
-        let (len, cut) = path::resolve(pwd, walk, (&raw mut (*rec).cwd).cast());
+        let (len, cut) = resolve(pwd, slot::CWD);
         (*h).cwd_len = len;
         if cut {
             set_flag(rec, file_flags::CWD_TRUNCATED);
@@ -562,7 +615,7 @@ unsafe fn args(rec: *mut FileRecord, task: Task) {
 
 /// The writer's parent from the process table, its executable resolved from the live parent.
 #[inline(always)]
-unsafe fn parent(rec: *mut FileRecord, task: Task, walk: *mut u8) {
+unsafe fn parent(rec: *mut FileRecord, task: Task) {
     // SAFETY: as in `writer`.
     unsafe {
         let h = &raw mut (*rec).header;
@@ -584,9 +637,8 @@ unsafe fn parent(rec: *mut FileRecord, task: Task, walk: *mut u8) {
         if exe.is_null() {
             return;
         }
-        let out = (&raw mut (*rec).exe).cast::<u8>();
-        let (len, cut) = path::resolve(exe, walk, out);
-        let cut = image::set_exe(image, out, len, cut);
+        let (len, cut) = resolve(exe, slot::EXE);
+        let cut = image::set_exe(image, (&raw const (*rec).exe).cast(), len, cut);
         (*image).flags = ((*image).flags & !image_flags::EXE_TRUNCATED) | cut;
     }
 }

@@ -1,6 +1,7 @@
 //! The guest's initramfs: a merged-/usr tree with busybox-static for the init script's tools,
-//! the host's real coreutils `cp`, `mv`, `true` and `dash` as /bin/sh (the scenarios assert
-//! `process.name == "cp"`, which a busybox applet would not give) with their shared libraries,
+//! the host's real coreutils (`cp`, `mv`, the file scenario's writers) and `dash` as /bin/sh
+//! (the scenarios assert `process.name == "cp"`, which a busybox applet would not give) with
+//! their shared libraries,
 //! and the static agent and test binaries at the absolute paths the test binary has compiled in.
 //! One base archive serves every kernel; each kernel's modules (overlayfs, which Debian builds
 //! as a module) go in a second archive appended to it — the kernel unpacks concatenated cpios.
@@ -15,20 +16,27 @@ use std::{
 };
 
 /// Busybox applets the init script, the scenario script and the tests' shell snippets use
-/// (never cp, mv, true or sh: those must be the real programs).
+/// (never those of `HOST_PROGRAMS`: they must be the real programs).
 const APPLETS: &[&str] = &[
-    "cat", "chmod", "date", "dmesg", "env", "grep", "head", "hostname", "id", "insmod", "ip",
-    "kill", "ln", "ls", "mkdir", "mktemp", "mount", "nsenter", "poweroff", "printf", "rm", "sed",
-    "sleep", "sync", "tail", "tee", "timeout", "touch", "umount", "uname", "unshare", "wc",
+    "cat", "date", "dmesg", "env", "grep", "head", "hostname", "id", "insmod", "ip", "kill", "ls",
+    "mktemp", "mount", "nsenter", "poweroff", "printf", "rm", "sed", "sleep", "sync", "tail",
+    "timeout", "touch", "umount", "uname", "unshare", "wc",
 ];
-/// Real programs from the host, with their libraries (util-linux's setsid, script and setpriv
-/// for the session scenarios: busybox's setsid cannot wait, and busybox has neither of the
-/// others).
+/// Real programs from the host, with their libraries: the copy tools and the shell, the
+/// coreutils whose writes the file scenario expects to be named after them (dd, tee, mkdir,
+/// ln, truncate, chmod), and util-linux's setsid, script and setpriv for the session scenarios
+/// (busybox's setsid cannot wait, and busybox has neither of the others).
 const HOST_PROGRAMS: &[&str] = &[
     "/bin/cp",
     "/bin/mv",
     "/bin/true",
     "/bin/dash",
+    "/bin/dd",
+    "/bin/tee",
+    "/bin/mkdir",
+    "/bin/ln",
+    "/bin/truncate",
+    "/bin/chmod",
     "/usr/bin/setsid",
     "/usr/bin/script",
     "/usr/bin/setpriv",
