@@ -23,6 +23,8 @@ pub struct Options {
     pub build: Build,
     /// The stdout sink (on by default in the agent; its output goes to /dev/null here).
     pub stdout: bool,
+    /// The mount namespace of this process, when the agent runs in it (`nsenter -m`).
+    pub namespace_of: Option<u32>,
 }
 
 /// The agent of this tree, or the one of `before::COMMIT` (built by [`before::build`]).
@@ -39,6 +41,7 @@ impl Default for Options {
             ring_bytes: None,
             build: Build::Current,
             stdout: false,
+            namespace_of: None,
         }
     }
 }
@@ -68,7 +71,10 @@ impl Agent {
             Build::Current => crate::release_agent(),
             Build::BeforeIssue15 => before::path(),
         };
-        let launch = Launch::fresh(bin, "bench", &extra)?;
+        let mut launch = Launch::fresh(bin, "bench", &extra)?;
+        if let Some(pid) = opts.namespace_of {
+            launch = launch.in_namespace_of(pid);
+        }
         let notify_path = launch.dir().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).context("binding the notify socket")?;
         notify.set_read_timeout(Some(Duration::from_millis(100)))?;

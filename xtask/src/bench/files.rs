@@ -2,11 +2,13 @@
 //! write 4 KiB, close, unlink, on 2 workers) and a real build (`make -j2` of a generated C
 //! project). Variants in alternating blocks: no agent, the agent as shipped (its file program on
 //! every syscall exit), and auditd with the one-line rule for writes into /boot (`-w /boot -p
-//! wa`). The file program's cost comes from BPF run-time statistics.
+//! wa`). The file program's cost comes from BPF run-time statistics. First, a write storm into
+//! /boot (`boot_writes`): every act alerted once or counted as dropped.
 use super::{
     BLOCKS, Outcome,
     agent::{self, Agent},
     auditd::{Auditd, Rule},
+    boot_writes,
     bpf::{self, AgentPrograms, Runs, StatsOn},
     cproject::CProject,
     procs::ticks_ms,
@@ -64,6 +66,9 @@ pub fn run() -> anyhow::Result<Outcome> {
     let _stats = StatsOn::enable()?;
     let mut result = Map::new();
     let mut markdown = String::from("## File-operation overhead (`cargo xtask bench files`)\n");
+    let (json, md) = boot_writes::run()?;
+    result.insert("boot_write_storm".into(), json);
+    markdown.push_str(&md);
     for (key, workload) in [
         ("storm_2_workers", Workload::Storm),
         ("build", Workload::Build(CProject::generate()?)),

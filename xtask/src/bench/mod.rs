@@ -8,6 +8,7 @@ mod alerts;
 mod auditd;
 mod before;
 mod bigargv;
+mod boot_writes;
 mod bpf;
 mod cproject;
 mod exec;
