@@ -38,6 +38,6 @@ fn main() {
     // The file program's global functions (see src/file.rs): kept global, so that the verifier
     // checks each once. bpf-linker internalises every other symbol.
     println!(
-        "cargo:rustc-link-arg=--export=boot_copy_resolve,boot_copy_watched,boot_copy_prefix_watched,boot_copy_send"
+        "cargo:rustc-link-arg=--export=boot_copy_resolve,boot_copy_watched,boot_copy_prefix_watched,boot_copy_climbs,boot_copy_send"
     );
 }

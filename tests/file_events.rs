@@ -47,6 +47,19 @@ fn portable_writers(src: &Path, scratch: &Path) -> Vec<Writer> {
             "creation",
         ),
         named("w-dir", "mkdir /boot/w-dir".into(), "mkdir", "creation"),
+        // Paths that climb into /boot with `..`, relative and absolute.
+        named(
+            "w-climb",
+            "cd /tmp && mkdir ../boot/w-climb".into(),
+            "mkdir",
+            "creation",
+        ),
+        named(
+            "w-climb-abs",
+            "ln -s x /tmp/../boot/w-climb-abs".into(),
+            "ln",
+            "creation",
+        ),
         named(
             "w-ln",
             "ln /boot/pre-ln /boot/w-ln".into(),
@@ -226,8 +239,8 @@ fn bind_mounts_and_symlinks_caught_lookalikes_not() {
     let _ = fs::remove_dir_all(&scratch);
 }
 
-/// Writes through a bind mount and a symlink (in `scratch`), in /tmp and in /bootx, and checks
-/// that only the first two alerted.
+/// Writes through a bind mount and a symlink (in `scratch`), in /tmp, in /bootx and through a
+/// `..` that stays outside /boot, and checks that only the first two alerted.
 fn run_aliases(ns: &BootNamespace, agent: &mut Agent, scratch: &Path) {
     let s = scratch.display();
     ns.sh(&format!(
@@ -235,7 +248,8 @@ fn run_aliases(ns: &BootNamespace, agent: &mut Agent, scratch: &Path) {
          dd if=/dev/null of={s}/bind/via-bind status=none && \
          ln -s /boot {s}/link && dd if=/dev/null of={s}/link/via-link status=none && \
          dd if=/dev/null of={s}/tmp-file status=none && \
-         mkdir -p /bootx && mount -t tmpfs x /bootx && dd if=/dev/null of=/bootx/y status=none"
+         mkdir -p /bootx && mount -t tmpfs x /bootx && dd if=/dev/null of=/bootx/y status=none && \
+         mkdir {s}/sub && cd {s}/sub && mkdir ../climb-out"
     ))
     .unwrap();
     sync(ns, agent, "alias-sync");
@@ -254,7 +268,7 @@ fn run_aliases(ns: &BootNamespace, agent: &mut Agent, scratch: &Path) {
     assert!(
         !paths
             .iter()
-            .any(|p| p.contains("tmp-file") || p.starts_with("/bootx")),
+            .any(|p| p.contains("tmp-file") || p.starts_with("/bootx") || p.contains("climb-out")),
         "{paths:?}"
     );
 }

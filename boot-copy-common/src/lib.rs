@@ -521,7 +521,8 @@ pub struct FileHeader {
     pub gid: u32,
     pub egid: u32,
     /// The watched tree the file (or a rename's source) is in: the `WATCHED_ROOTS` value or
-    /// `WatchedPrefix::tree` that decided, an index the agent assigned (from 1).
+    /// `WatchedPrefix::tree` that decided, an index the agent assigned (from 1); or
+    /// `TREE_CLIMBS`.
     pub tree: u32,
     pub _pad: u32,
     /// `bpf_ktime_get_boot_ns()` at the operation.
@@ -531,6 +532,11 @@ pub struct FileHeader {
     pub comm: [u8; 16],
     pub session: Session,
 }
+
+/// `FileHeader::tree` of a path-named operation outside every watched tree as the kernel
+/// decides, whose path has a `..` in it: it may climb into one (`cd /tmp && mkdir ../boot/x`),
+/// and the agent decides from the path made absolute.
+pub const TREE_CLIMBS: u32 = u32::MAX;
 
 /// A file record as built and submitted (whole) by the file programs.
 #[repr(C)]

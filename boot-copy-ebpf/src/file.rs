@@ -20,7 +20,8 @@ use aya_ebpf::{
 };
 use boot_copy_common::{
     FILE_ARGS_CAP, FILE_WALK_DEPTH, FileRecord, IMAGE_EXE_CAP, InodeKey, PASSED_PATH_CAP, PATH_CAP,
-    ProcImage, RECORD_FILE, WATCHED_PREFIX_ENTRIES, counter, file_action, file_flags, image_flags,
+    ProcImage, RECORD_FILE, TREE_CLIMBS, WATCHED_PREFIX_ENTRIES, counter, file_action, file_flags,
+    image_flags,
 };
 
 use crate::{
@@ -310,7 +311,8 @@ fn by_path(action: u32, dir: KPath, path: u64, old_dir: KPath, old: u64) -> Resu
         if old != 0 {
             let (len, old_tree) = passed(old_dir, old, old_name, true);
             (*rec).header.old_name_len = len;
-            if tree == 0 {
+            // A tree either side decided wins over a `..` that may climb into one.
+            if tree == 0 || (tree == TREE_CLIMBS && old_tree != 0) {
                 tree = old_tree;
             }
         }
@@ -357,6 +359,9 @@ unsafe fn passed(dir: KPath, path: u64, out: *mut u8, old: bool) -> (u32, u32) {
     } else {
         boot_copy_watched(dir as u64)
     };
+    if tree == 0 && boot_copy_climbs(old as u32, len as u32) != 0 {
+        return (len as u32, TREE_CLIMBS);
+    }
     (len as u32, tree)
 }
 
@@ -400,6 +405,45 @@ pub extern "C" fn boot_copy_resolve(path: u64, slot: u32) -> u64 {
         let (len, cut) = path::resolve(path as usize as KPath, walk, out);
         len as u64 | (cut as u64) << 32
     }
+}
+
+/// Whether the record's `name` (`old_name` when `old` is 1) has two dots in a row in its first
+/// `len` bytes (a `..` that may climb into a watched tree). A word at a time; bytes after the
+/// string's end in its last word can only make this true, costing one record more.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn boot_copy_climbs(old: u32, len: u32) -> u32 {
+    const WORDS: usize = PASSED_PATH_CAP / 8;
+    const DOTS: u64 = 0x2e2e_2e2e_2e2e_2e2e;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let Ok(scratch) = scratch() else {
+        return 0;
+    };
+    // SAFETY: this CPU's map value; `name` and `old_name` are consecutive, 8-byte aligned.
+    let words = unsafe {
+        (&raw const (*scratch).record.name)
+            .cast::<u8>()
+            .add((old & 1) as usize * PASSED_PATH_CAP)
+            .cast::<u64>()
+    };
+    let mut carry = 0u64;
+    for k in 0..WORDS {
+        if k * 8 > len as usize {
+            break;
+        }
+        // SAFETY: k < WORDS, inside the buffer.
+        let w = unsafe { core::ptr::read_volatile(words.add(k & (WORDS - 1))) };
+        let x = w ^ DOTS;
+        // 0x80 in each byte that is a dot (exact: no carry crosses a byte).
+        let dots = !((((x & LOW7).wrapping_add(LOW7)) | x) | LOW7);
+        // A dot followed by a dot: the next byte is the next higher one (little-endian), and a
+        // dot ending the previous word pairs with one starting this word.
+        if (dots & (dots >> 8)) | (carry & dots) != 0 {
+            return 1;
+        }
+        carry = (dots >> 56) & 0x80;
+    }
+    0
 }
 
 /// The tree of the first watched prefix the record's `name` (`old_name` when `old` is 1)

@@ -112,6 +112,10 @@ impl<W: Write> Output<W> {
                 lines.push(Line::Exec(ctx));
             }
             Ok(Record::File(op)) => {
+                // A `..` path the kernel sent that is in no watched tree: not a file event.
+                let Some(op) = self.describer.placed(op) else {
+                    return;
+                };
                 let mut ctx = FileContext::resolve(op);
                 self.lookups.join(&mut ctx.writer);
                 lines.push(Line::File(ctx));

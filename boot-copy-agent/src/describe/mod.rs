@@ -8,7 +8,9 @@ pub mod fields;
 pub mod file;
 
 use crate::context::{clock::BootEpoch, host::Host, procfs};
+use crate::decode::FileOp;
 use crate::sensor::roots::Watched;
+use boot_copy_common::TREE_CLIMBS;
 use boot_copy_rules::Document;
 use serde::Serialize;
 use serde_json::{Map, Value, json, value::RawValue};
@@ -54,6 +56,20 @@ impl Describer {
     /// The trees the kernel watches, as file events are to name them.
     pub fn set_trees(&mut self, trees: Watched) {
         self.trees = trees;
+    }
+
+    /// The operation in the watched tree it is in; `None` for one the kernel sent because its
+    /// path has a `..` (`TREE_CLIMBS`) and that, made absolute, is in none.
+    pub fn placed(&self, mut op: FileOp) -> Option<FileOp> {
+        if op.tree != TREE_CLIMBS {
+            return Some(op);
+        }
+        let old = op
+            .old_path
+            .as_deref()
+            .and_then(|p| self.trees.containing(p));
+        op.tree = self.trees.containing(&op.path).or(old)?;
+        Some(op)
     }
 
     /// Follows a stepped wall clock (NTP, settimeofday): `now` is the epoch read this second.

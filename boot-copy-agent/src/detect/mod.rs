@@ -52,6 +52,8 @@ pub struct DetectCounts {
     pub file_candidates: u64,
     /// File-rule alerts not raised because their writer had raised an exec alert (one act).
     pub same_act: u64,
+    /// File records whose path has a `..` and, made absolute, is in no watched tree.
+    pub file_climbs_outside: u64,
 }
 
 /// What detection found, in the order it found it; an exec's alert borrows the exec.
@@ -171,6 +173,10 @@ impl Detector {
     /// so the document is made from the event's JSON).
     fn file_op(&mut self, op: FileOp, now: Instant, found: &mut impl FnMut(Finding<'_>)) {
         self.counts.file_candidates += 1;
+        let Some(op) = self.describer.placed(op) else {
+            self.counts.file_climbs_outside += 1;
+            return;
+        };
         let mut ctx = FileContext::resolve(op);
         self.lookups.join(&mut ctx.writer);
         self.describer.learn_all_names(&ctx.writer);

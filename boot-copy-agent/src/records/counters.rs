@@ -63,6 +63,7 @@ impl Counters {
                 ("suppressed".to_owned(), d.suppressed),
                 ("file_candidates".to_owned(), d.file_candidates),
                 ("same_act".to_owned(), d.same_act),
+                ("file_climbs_outside".to_owned(), d.file_climbs_outside),
                 ("programs_detached".to_owned(), daemon.programs_detached),
                 ("maps_tampered".to_owned(), daemon.maps_tampered),
                 ("args_chunks_missing".to_owned(), daemon.args_chunks_missing),

@@ -12,7 +12,11 @@ use aya::{
 use boot_copy_common::{
     InodeKey, WATCHED_PREFIX_CAP, WATCHED_PREFIX_ENTRIES, WATCHED_ROOT_ENTRIES, WatchedPrefix,
 };
-use std::{fs, os::unix::fs::MetadataExt, path::PathBuf};
+use std::{
+    fs,
+    os::unix::{ffi::OsStrExt, fs::MetadataExt},
+    path::PathBuf,
+};
 
 /// The default watched tree.
 pub const BOOT: &str = "/boot";
@@ -35,6 +39,18 @@ impl Watched {
     pub fn tree(&self, tree: u32) -> Option<&std::path::Path> {
         let i = usize::try_from(tree).ok()?.checked_sub(1)?;
         self.trees.get(i).map(PathBuf::as_path)
+    }
+
+    /// The tree an absolute `path` is in by its components: a tree's path, or one showing it,
+    /// is the path or an ancestor of it (as the kernel compares `WATCHED_PREFIXES`).
+    pub fn containing(&self, path: &[u8]) -> Option<u32> {
+        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+        let trees = self.trees.iter().zip(1u32..);
+        let prefixes = self.prefixes.iter().map(|(p, tree)| (p, *tree));
+        trees
+            .chain(prefixes)
+            .find(|(p, _)| path.starts_with(p))
+            .map(|(_, tree)| tree)
     }
 }
 
@@ -304,6 +320,22 @@ fn bitmap(keys: &[(InodeKey, u32)]) -> [u64; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_is_in_the_tree_it_is_under_by_components() {
+        let w = Watched {
+            trees: vec!["/boot".into(), "/etc/default".into()],
+            keys: Vec::new(),
+            prefixes: vec![("/srv/bootbind".into(), 1)],
+        };
+        assert_eq!(w.containing(b"/boot"), Some(1));
+        assert_eq!(w.containing(b"/boot/grub/x"), Some(1));
+        assert_eq!(w.containing(b"/etc/default/grub.d/x.cfg"), Some(2));
+        assert_eq!(w.containing(b"/srv/bootbind/x"), Some(1));
+        assert_eq!(w.containing(b"/bootx/y"), None);
+        assert_eq!(w.containing(b"/etc/defaultx"), None);
+        assert_eq!(w.containing(b"/tmp/x"), None);
+    }
 
     #[test]
     fn mount_points_under_a_root() {
