@@ -273,6 +273,31 @@ fn run_aliases(ns: &BootNamespace, agent: &mut Agent, scratch: &Path) {
     );
 }
 
+/// A bind mount of /boot made after the agent started: path-named operations through it (an
+/// absolute `mkdir`, which no dentry walk decides) alert once the agent has followed the mount
+/// table, at its next once-a-second check.
+#[test]
+fn a_bind_mount_made_after_start_is_followed() {
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let scratch = tempdir("fe-late").unwrap();
+    let s = scratch.display();
+    let mut agent = agent_in(&ns, "fe-late");
+    sync(&ns, &mut agent, "late-sync");
+    ns.sh(&format!("mkdir {s}/late && mount --bind /boot {s}/late"))
+        .unwrap();
+    let alerted = (0..20).any(|n| {
+        let dir = format!("{s}/late/late-{n}");
+        ns.sh(&format!("mkdir {dir}")).unwrap();
+        agent
+            .wait_for(Duration::from_secs(1), |r| {
+                r["rule"]["id"] == FILE_WRITE && r["file"]["path"] == dir.as_str()
+            })
+            .is_ok()
+    });
+    assert!(alerted, "no mkdir through the late bind mount alerted");
+    let _ = fs::remove_dir_all(&scratch);
+}
+
 /// The kernel matrix's file scenario, on one agent (tmpfs /boot): every writer the guest has
 /// alerts once, with the right action and writer; writes through a bind mount and a symlink
 /// are caught, and lookalikes are not.

@@ -54,6 +54,41 @@ impl Watched {
     }
 }
 
+/// This mount namespace's mount table, watched for changes (the kernel marks its mountinfo
+/// file with `POLLPRI` at every mount and unmount): a bind mount of a watched tree made after
+/// start gets its `WATCHED_PREFIXES` entry at the next check.
+pub struct MountTable {
+    file: fs::File,
+    /// A change not yet acted on; true at first, as the table may have changed between the
+    /// trees' computation and this file's opening.
+    pending: bool,
+}
+
+impl MountTable {
+    pub fn open() -> Result<Self, SensorError> {
+        let file = fs::File::open("/proc/self/mountinfo").map_err(|source| SensorError::Io {
+            what: "/proc/self/mountinfo",
+            source,
+        })?;
+        Ok(Self {
+            file,
+            pending: true,
+        })
+    }
+
+    /// Whether the table changed since the last call (a poll that does not wait).
+    pub fn changed(&mut self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLPRI)];
+        let flagged = matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLPRI | PollFlags::POLLERR));
+        std::mem::take(&mut self.pending) || flagged
+    }
+}
+
 /// The directories to watch: `/boot`, then for each directory the file rules name
 /// (`RuleSet::file_dirs`) the deepest existing directory at or above it. `/` is never watched
 /// (every file of the host would be sent), nor a directory inside another one watched.

@@ -12,7 +12,7 @@ use crate::{
         loss::LossTracker,
         status::{Status, StatusFile},
     },
-    sensor::{RingReader, Sensor},
+    sensor::{RingReader, Sensor, roots::MountTable},
     service,
     sink::Severity,
 };
@@ -68,6 +68,7 @@ pub(super) struct Daemon {
     pub(super) explicit: bool,
     pub(super) metrics: metrics::Page,
     pub(super) reload: ReloadState,
+    pub(super) mounts: MountTable,
 }
 
 impl Daemon {
@@ -132,6 +133,9 @@ impl Daemon {
     /// Once a second: closed budget windows, the wall clock, losses, guards, the status file.
     fn tick(&mut self) -> anyhow::Result<()> {
         self.close_windows(false);
+        if self.mounts.changed() {
+            self.follow_mounts();
+        }
         match BootEpoch::now() {
             Ok(epoch) => self.detector.describer().follow_clock(epoch),
             Err(e) => tracing::debug!("boot epoch not read this second: {e}"),
@@ -143,6 +147,19 @@ impl Daemon {
             self.writer.health(record, Severity::Err);
         }
         self.write_status(kernel, false)
+    }
+
+    /// The mount table changed: the same trees, their mounts and the paths showing them
+    /// (bind mounts) found again.
+    fn follow_mounts(&mut self) {
+        let dirs = self.sensor.watched().trees.clone();
+        match self.sensor.watch(&dirs) {
+            Ok(trees) => {
+                let trees = trees.clone();
+                self.detector.set_trees(trees);
+            }
+            Err(e) => tracing::warn!(error = %e, "following a change of the mount table"),
+        }
     }
 
     /// Summaries of the budget windows that closed (all of them at shutdown).

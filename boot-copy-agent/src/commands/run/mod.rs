@@ -104,6 +104,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         explicit: opts.explicit,
         metrics: page,
         reload: daemon::ReloadState::default(),
+        mounts: crate::sensor::roots::MountTable::open()?,
     };
     let table = daemon.sensor.table_reader()?;
     daemon.detector.set_table(Box::new(table));
