@@ -7,7 +7,7 @@
 //! `strict`) → `alert`
 //! (alert documents) → `records` (the agent's own records, numbering, the HMAC chain, counters,
 //! the status file) → `sink` (alert log, syslog, stdout) and `metrics`. Beside them: `commands`
-//! (what the CLI runs; `rules` holds replay and the rule listing for its offline commands), `config` (the TOML configuration), `privilege` (drops capabilities after
+//! (what the CLI runs; `rules` holds replay and the rule listing for its offline commands), `config` (the TOML configuration), `memory` (the heap handed back after megabyte records), `privilege` (drops capabilities after
 //! attaching), `integrity` (the chain, its verifier and the watches on the programs' links and
 //! the prefilter maps) and `service` (systemd notifications).
 pub mod sensor;
@@ -31,6 +31,7 @@ pub mod sink;
 pub mod commands;
 pub mod config;
 pub mod integrity;
+pub mod memory;
 pub mod privilege;
 pub mod rules;
 pub mod service;

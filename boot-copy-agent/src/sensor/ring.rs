@@ -15,13 +15,6 @@ pub struct RingReader {
     log: Option<KernelLog>,
 }
 
-/// A record with a spilled argv left thousands of small allocations freed in the heap (its
-/// arguments, their text): hands the pages back, so the resident set returns to its steady state.
-fn release_freed_memory() {
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe { libc::malloc_trim(0) };
-}
-
 enum State {
     Plain(RingBuf<MapData>),
     Registered(AsyncFd<RingBuf<MapData>>),
@@ -89,7 +82,7 @@ impl RingReader {
                 Some(whole) => {
                     drop(item); // frees its ring space before the (large) record is handled
                     f(Cow::Owned(whole));
-                    release_freed_memory();
+                    crate::memory::release_freed();
                 }
                 None => f(Cow::Borrowed(&item)),
             }

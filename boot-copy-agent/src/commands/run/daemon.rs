@@ -130,7 +130,8 @@ impl Daemon {
         });
     }
 
-    /// Once a second: closed budget windows, the wall clock, losses, guards, the status file.
+    /// Once a second: closed budget windows, the wall clock, losses, guards, the heap's free pages,
+    /// the status file.
     fn tick(&mut self) -> anyhow::Result<()> {
         self.close_windows(false);
         if self.mounts.changed() {
@@ -146,6 +147,7 @@ impl Daemon {
         for record in self.guards.check(&self.origin) {
             self.writer.health(record, Severity::Err);
         }
+        crate::memory::release_freed();
         self.write_status(kernel, false)
     }
 

@@ -48,7 +48,7 @@ impl std::fmt::Display for Misconfigured {
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    return_large_allocations();
+    crate::memory::return_large_allocations();
     let mut signals = Signals::register().context("registering signal handlers")?;
     let config = Config::load(&opts.config, opts.explicit).context(Misconfigured)?;
     let rules = load_watched_rules(&config).context(Misconfigured)?;
@@ -136,7 +136,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     daemon.writer.health(start, severity);
     daemon.write_status(daemon.sensor.counters()?, false)?;
     service::notify("READY=1");
-    release_startup_memory();
+    crate::memory::release_freed();
     daemon.main_loop(&mut reader, &config, &mut signals).await?;
     daemon.shutdown(&mut reader).await
 }
@@ -145,26 +145,4 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 fn chain_link(prior: &Status) -> Option<Value> {
     let hmac = prior.chain_hmac.as_ref()?;
     Some(json!({ "seq": prior.seq, "hmac": hmac, "clean": prior.stopped }))
-}
-
-/// A watched exec's argv can be megabytes (its alert twice that): allocations of 128 KiB and
-/// more are mapped on their own and unmapped when freed, instead of glibc's default, which raises
-/// that threshold after each such free and then keeps the memory in the heap. One arena for every
-/// thread: a sink thread that parsed a megabyte record to trim it otherwise keeps that memory
-/// in an arena of its own, whose top `malloc_trim` does not hand back (the agent's threads
-/// allocate little, so they hardly contend for it).
-fn return_large_allocations() {
-    // SAFETY: mallopt only sets the allocator's parameters; a fixed threshold also fixes the trim
-    // threshold. Called before any thread is started.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
-/// Loading parsed the kernel's BTF (megabytes) and seeding read /proc: freed by now, but kept
-/// by the allocator. Hands it back, so the resident set is the steady state's.
-fn release_startup_memory() {
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe { libc::malloc_trim(0) };
 }
