@@ -200,6 +200,7 @@ fn exec() -> Exec {
         interp: None,
         cwd: Some(b"/".to_vec()),
         args: vec![b"cp".to_vec(), b"x".to_vec(), b"/boot/x".to_vec()],
+        env: None,
         parent: None,
         session: Default::default(),
     }

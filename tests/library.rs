@@ -3,7 +3,7 @@
 //! kernel filter), and for rules chosen to span the engine's constructs — `regex`, `regex~`, a
 //! string function with a field as its second argument, a `like` pattern with literal
 //! backslashes, `length`, `?field`, `:` wildcards, `in`, `args_count` bounds, the session and
-//! group leaders' names — a real command
+//! group leaders' names, `process.env_vars` (`sensor.capture_env_vars`) — a real command
 //! that should fire the rule alerts once under that rule, and a near miss does not. Needs root.
 use std::{fs, os::unix::fs::PermissionsExt, path::Path, process::Command};
 
@@ -134,6 +134,22 @@ fn cases(dir: &Path) -> Vec<Case> {
         fires: setuid_run(dir, "65534"),
         misses: setuid_run(dir, "0"),
     });
+    // The environment, captured for the variables `CAPTURED` names; the history one behind
+    // 100 KiB of other variables, more than an unwatched exec's argv gets.
+    let padding = format!("PAD={}", "p".repeat(100 << 10));
+    cases.push(Case {
+        rule: "a68da7d6-7eab-45bd-97c5-93b469c0706e",
+        what: "process.env_vars like~, the variable behind 100 KiB of padding",
+        fires: env_run(&format!("{padding} HISTFILE=/dev/null"), "/bin/true"),
+        misses: env_run(&format!("{padding} HISTFILE=/tmp/history"), "/bin/true"),
+    });
+    let curl = renamed(dir, "curl");
+    cases.push(Case {
+        rule: "734239fe-eda8-48c0-bca8-9e3dafd81a88",
+        what: "process.env_vars in an `or`, the name case-sensitive",
+        fires: env_run("HTTPS_PROXY=socks5h://127.0.0.1:9", &curl),
+        misses: env_run("https_proxy=socks5h://127.0.0.1:9", &curl),
+    });
     cases.push(Case {
         rule: "d6241c90-99f2-44db-b50f-299b6ebd7ee9",
         what: "session and group leaders' names",
@@ -141,6 +157,18 @@ fn cases(dir: &Path) -> Vec<Case> {
         misses: maintainer_script_run(Some(&renamed_shell(dir, "dpkg"))),
     });
     cases
+}
+
+/// The variables `process.env_vars` reports in this test (Defend's most: five).
+const CAPTURED: &str = r#"["HISTFILE", "HISTSIZE", "HISTFILESIZE", "HISTCONTROL", "HTTPS_PROXY"]"#;
+
+/// `program` run by `env` with `vars` added to its environment and a fresh marker argument.
+fn env_run(vars: &str, program: &str) -> Run {
+    let marker = format!("marker-{}", unique());
+    Run {
+        script: format!("env {vars} {program} {marker}"),
+        marker,
+    }
 }
 
 /// A copy of the system's shell in `dir` under `name` (a parent named like a tool).
@@ -197,7 +225,10 @@ fn run(script: &str) {
 #[test]
 fn rules_of_the_library_fire_on_real_execs_and_not_on_near_misses() {
     let dir = tempdir("library").unwrap();
-    let extra = format!("[rules]\npath = \"{LIBRARY}\"\n[alert_budget]\nmax_alerts = 1000000\n");
+    let extra = format!(
+        "[rules]\npath = \"{LIBRARY}\"\n[alert_budget]\nmax_alerts = 1000000\n\
+         [sensor]\ncapture_env_vars = {CAPTURED}\n"
+    );
     let mut agent = Agent::start(AGENT, "library", &extra).unwrap();
     let cases = cases(&dir);
     for case in &cases {

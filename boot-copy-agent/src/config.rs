@@ -89,6 +89,9 @@ pub struct SensorSettings {
     pub process_table_entries: u32,
     /// BTF the kernel programs are relocated against (CO-RE).
     pub btf: PathBuf,
+    /// Environment variables reported in `process.env_vars` as `NAME=value`, as Elastic
+    /// Defend's `linux.advanced.capture_env_vars` does (at most five names; none by default).
+    pub capture_env_vars: Vec<String>,
 }
 
 impl Default for SensorSettings {
@@ -97,6 +100,7 @@ impl Default for SensorSettings {
             ring_buffer_bytes: 4 << 20,
             process_table_entries: boot_copy_common::PROC_TABLE_ENTRIES,
             btf: PathBuf::from(crate::sensor::KERNEL_BTF),
+            capture_env_vars: Vec::new(),
         }
     }
 }
@@ -199,6 +203,9 @@ impl Config {
                 "sensor.ring_buffer_bytes",
                 "must be a power of two of at least 1048576",
             ));
+        }
+        if let Err(why) = crate::context::env::check_names(&self.sensor.capture_env_vars) {
+            return Err(bad("sensor.capture_env_vars", &why));
         }
         if self.sensor.process_table_entries == 0 {
             return Err(bad("sensor.process_table_entries", "must be positive"));
@@ -347,6 +354,16 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("sensor.ring_buffer_bytes"), "{err}");
+        let err = Config::parse(
+            "[sensor]\ncapture_env_vars = [\"A\", \"B\", \"C\", \"D\", \"E\", \"F\"]\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("sensor.capture_env_vars") && err.contains("at most 5"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct Exec {
     pub interp: Option<Vec<u8>>,
     pub cwd: Option<Vec<u8>>,
     pub args: Vec<Vec<u8>>,
+    /// The environment's entries (`NAME=value`), when captured (`ENV_CAPTURED`).
+    pub env: Option<Vec<Vec<u8>>>,
     /// The parent's entry in the kernel process table, if it had one.
     pub parent: Option<Image>,
     /// Process group, session, terminal, parent's credentials, namespace and cgroup.
@@ -169,6 +171,7 @@ pub fn decode_file(record: &[u8]) -> Result<FileOp, DecodeError> {
         interp: None,
         cwd: (h.flags & file_flags::CWD_MISSING == 0).then(|| c_string(&r.cwd, h.cwd_len as usize)),
         args,
+        env: None,
         parent: (h.flags & file_flags::PARENT_FOUND != 0).then(|| image_from(&r.parent)),
         session: h.session,
     };
@@ -222,10 +225,24 @@ pub fn decode(record: &[u8]) -> Result<Exec, DecodeError> {
         .then(|| field(offset_of!(ExecRecord, interp), INTERP_CAP, h.interp_len));
     let cwd = (h.flags & exec_flags::CWD_MISSING == 0)
         .then(|| field(offset_of!(ExecRecord, cwd), PATH_CAP, h.cwd_len));
-    let args = &args_area[..args_len];
+    // The environment's bytes follow argv's when captured.
+    let captured = h.flags & exec_flags::ENV_CAPTURED != 0;
+    let args_end = if captured {
+        args_len.min(h.args_size as usize)
+    } else {
+        args_len
+    };
+    let (args, env) = args_area[..args_len].split_at(args_end);
     // A cut argument has no terminating NUL: the captured byte count is one less than the
     // arguments' lengths with their NULs.
     let cut = args.last().is_some_and(|&b| b != 0);
+    let mut flags = h.flags | if cut { exec_flags::LAST_ARG_CUT } else { 0 };
+    let env = captured.then(|| {
+        if (env.len() as u64) < h.env_size as u64 {
+            flags |= exec_flags::ENV_INCOMPLETE;
+        }
+        captured_env(env)
+    });
     let parent = (h.flags & exec_flags::PARENT_FOUND != 0).then(|| {
         let start = offset_of!(ExecRecord, parent);
         // SAFETY: the record is at least ARGS_OFFSET long, which covers `parent`.
@@ -234,7 +251,7 @@ pub fn decode(record: &[u8]) -> Result<Exec, DecodeError> {
         image_from(&image)
     });
     Ok(Exec {
-        flags: h.flags | if cut { exec_flags::LAST_ARG_CUT } else { 0 },
+        flags,
         ktime_boot_ns: h.ktime_boot_ns,
         start_boottime_ns: h.start_boottime_ns,
         pid: h.pid,
@@ -252,9 +269,17 @@ pub fn decode(record: &[u8]) -> Result<Exec, DecodeError> {
         interp,
         cwd,
         args: split_args(args),
+        env,
         parent,
         session: h.session,
     })
+}
+
+/// The environment's entries; a last entry cut by the capture is left out (its value is not the
+/// variable's).
+fn captured_env(block: &[u8]) -> Vec<Vec<u8>> {
+    let whole = block.iter().rposition(|&b| b == 0).map_or(0, |i| i + 1);
+    split_args(&block[..whole])
 }
 
 /// Converts a kernel process-table entry (or one seeded from /proc).
@@ -457,6 +482,39 @@ mod tests {
         assert_eq!(exec.interp, None);
         assert_eq!(exec.cwd, Some(Vec::new()));
         assert_eq!(exec.parent, None);
+    }
+
+    /// A captured environment follows argv: split at argv's true size, a cut last entry left
+    /// out and the capture marked incomplete.
+    #[test]
+    fn a_captured_environment_follows_argv() {
+        let block = b"cp\0a\0/boot/x\0HISTFILE=/dev/null\0PATH=/bin\0TERM=xt";
+        let mut rec = record(block, exec_flags::ENV_CAPTURED);
+        let set_sizes = |rec: &mut Vec<u8>, env_size: u32| {
+            // SAFETY: the header at the record's start, read and written unaligned.
+            let mut h: ExecHeader = unsafe { core::ptr::read_unaligned(rec.as_ptr().cast()) };
+            h.args_size = 13;
+            h.env_size = env_size;
+            unsafe { core::ptr::write_unaligned(rec.as_mut_ptr().cast(), h) };
+        };
+        set_sizes(&mut rec, 38);
+        let exec = decode(&rec).unwrap();
+        assert_eq!(exec.args, [&b"cp"[..], b"a", b"/boot/x"]);
+        assert!(!exec.has(exec_flags::LAST_ARG_CUT));
+        assert_eq!(
+            exec.env.as_deref().unwrap(),
+            [&b"HISTFILE=/dev/null"[..], b"PATH=/bin"]
+        );
+        assert!(exec.has(exec_flags::ENV_INCOMPLETE));
+        // All of it captured: nothing cut, nothing missing.
+        let mut whole = record(&[&block[..], b"m\0"].concat(), exec_flags::ENV_CAPTURED);
+        set_sizes(&mut whole, 38);
+        let exec = decode(&whole).unwrap();
+        assert_eq!(exec.env.as_ref().unwrap().len(), 3);
+        assert!(!exec.has(exec_flags::ENV_INCOMPLETE));
+        // Not captured: every byte is argv, and there is no environment.
+        let exec = decode(&record(b"cp\0a\0", 0)).unwrap();
+        assert_eq!((exec.args.len(), exec.env), (2, None));
     }
 
     #[test]

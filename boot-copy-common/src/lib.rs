@@ -67,6 +67,12 @@ pub mod exec_flags {
     pub const CHUNK_MISSING: u32 = 1 << 11;
     /// Set by the agent's decoder: the last captured argument was cut (no terminating NUL).
     pub const LAST_ARG_CUT: u32 = 1 << 12;
+    /// The environment follows argv in the record (`config_flags::CAPTURE_ENV`, and the block
+    /// right after argv in memory, as exec leaves it): `env_size` is its true size.
+    pub const ENV_CAPTURED: u32 = 1 << 13;
+    /// Set by the agent's decoder: fewer environment bytes were captured than the process has
+    /// (the record's capacity, a faulted read, or a full spill map).
+    pub const ENV_INCOMPLETE: u32 = 1 << 14;
 }
 
 /// `ProcImage::flags`.
@@ -315,6 +321,8 @@ pub fn name_words(key: &[u8; NAME_KEY_CAP]) -> NameWords {
 pub mod config_flags {
     /// Submit every exec, not only watched names (`events --all`, or a rule without a name filter).
     pub const ALL_EXECS: u64 = 1 << 0;
+    /// Read each sent exec's environment after its argv (`process.env_vars` is configured).
+    pub const CAPTURE_ENV: u64 = 1 << 1;
 }
 
 /// A process's current image, as kept in the kernel process table keyed by tgid.
@@ -408,16 +416,20 @@ pub struct ExecHeader {
     pub args_count: u32,
     /// True argument byte count (`mm->arg_end - mm->arg_start`).
     pub args_size: u32,
-    /// Argument bytes present in `ExecRecord::args` (and in the submitted record).
+    /// Bytes present in `ExecRecord::args` (and in the submitted record): argv's, then the
+    /// environment's when `ENV_CAPTURED`.
     pub args_len: u32,
     pub filename_len: u32,
     pub exe_len: u32,
     pub interp_len: u32,
     pub cwd_len: u32,
-    /// Argument bytes that follow in `ARGV_SPILL` chunks (`SPILLED`).
+    /// Bytes that follow in `ARGV_SPILL` chunks (`SPILLED`), after those in `args`.
     pub spill_len: u32,
     /// The error of the helper call that cut argv short (a read or a spill insert), else 0.
     pub args_error: i32,
+    /// True environment byte count (`mm->env_end - mm->env_start`) when `ENV_CAPTURED`, else 0.
+    pub env_size: u32,
+    pub _pad: u32,
     pub comm: [u8; 16],
     pub session: Session,
 }
@@ -591,7 +603,7 @@ const _: () = assert!(
     core::mem::size_of::<ProcImage>() == 48 + IMAGE_EXE_CAP + IMAGE_ARGS_CAP + IMAGE_CWD_CAP
 );
 const _: () = assert!(core::mem::size_of::<Session>() == 112);
-const _: () = assert!(core::mem::size_of::<ExecHeader>() == 216);
+const _: () = assert!(core::mem::size_of::<ExecHeader>() == 224);
 const _: () = assert!(SPILL_CHUNK.is_power_of_two());
 const _: () = assert!(core::mem::size_of::<FileHeader>() == 224);
 const _: () = assert!(core::mem::offset_of!(FileRecord, dir).is_multiple_of(8));

@@ -48,6 +48,8 @@ unsafe extern "C" {
     pub fn bc_task_comm(task: Task, out: *mut u8);
     /// Start address of argv in user memory; `size` gets its byte length.
     pub fn bc_task_args(task: Task, size: *mut u64) -> u64;
+    /// Start of the environment block; `*size` gets its length (0: none).
+    pub fn bc_task_env(task: Task, size: *mut u64) -> u64;
     /// `&task->fs->pwd` or null.
     pub fn bc_task_pwd(task: Task) -> KPath;
 

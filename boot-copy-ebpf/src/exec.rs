@@ -203,7 +203,12 @@ unsafe fn record(
         (*h).cwd_len = reload(&raw const (*h).exe_len);
 
         if reload(&raw const (*h).kind) == RECORD_EXEC {
-            send(task, bprm, rec);
+            send(
+                task,
+                bprm,
+                rec,
+                prefilter.flags & config_flags::CAPTURE_ENV != 0,
+            );
         }
         if reload(&raw const (*h).flags) & exec_flags::SCRIPT != 0 {
             write_image(task, rec);
@@ -244,7 +249,7 @@ unsafe fn resolve_into(
 /// Completes and submits the record of a watched or wanted exec (header flags, filename of a
 /// script and working directory are in already).
 #[inline(always)]
-unsafe fn send(task: Task, bprm: Binprm, rec: *mut ExecRecord) {
+unsafe fn send(task: Task, bprm: Binprm, rec: *mut ExecRecord, capture_env: bool) {
     // SAFETY (whole function): as in `record`.
     unsafe {
         let h = &raw mut (*rec).header;
@@ -309,18 +314,33 @@ unsafe fn send(task: Task, bprm: Binprm, rec: *mut ExecRecord) {
             exec_flags::EXE_TRUNCATED,
         );
 
-        // argv: one bounded read of user memory into the record, and for a watched exec whose
-        // argv is longer, the rest into ARGV_SPILL.
+        // argv (and the environment that follows it, when captured): one bounded read of user
+        // memory into the record, and for a watched exec whose block is longer, the rest into
+        // ARGV_SPILL.
         let mut flags = reload(&raw const (*h).flags);
         let watched = flags & exec_flags::WATCHED != 0;
         let mut args_size = 0u64;
         let args_start = co_re::bc_task_args(task, &mut args_size);
-        let cap = if watched {
+        let env_size = env_after_args(capture_env, task, args_start + args_size);
+        if let Some(env_size) = env_size {
+            flags |= exec_flags::ENV_CAPTURED;
+            (*h).env_size = if env_size > u32::MAX as u64 {
+                u32::MAX
+            } else {
+                env_size as u32
+            };
+        } else {
+            (*h).env_size = 0;
+        }
+        let block_size = args_size + env_size.unwrap_or(0);
+        // An environment captured has the whole record, so padding it does not push a variable
+        // out of an unwatched exec's record.
+        let cap = if watched || env_size.is_some() {
             ARGS_CAP_WATCHED - 1
         } else {
             ARGS_CAP_OTHER
         } as u64;
-        let want = (if args_size < cap { args_size } else { cap }) as u32 & ARGS_MASK;
+        let want = (if block_size < cap { block_size } else { cap }) as u32 & ARGS_MASK;
         let mut args_len = 0u32;
         (*h).args_error = 0;
         if want > 0 {
@@ -337,11 +357,11 @@ unsafe fn send(task: Task, bprm: Binprm, rec: *mut ExecRecord) {
         }
         (*h).args_len = args_len;
         (*h).spill_len = 0;
-        if watched && args_len > 0 && (args_len as u64) < args_size {
+        if watched && args_len > 0 && (args_len as u64) < block_size {
             flags |= spill(
                 rec,
                 args_start + args_len as u64,
-                args_size - args_len as u64,
+                block_size - args_len as u64,
             );
         }
         let captured = args_len as u64 + reload(&raw const (*h).spill_len) as u64;
@@ -376,6 +396,19 @@ unsafe fn send(task: Task, bprm: Binprm, rec: *mut ExecRecord) {
             diag::args_incomplete(error as i32, captured);
         }
     }
+}
+
+/// The environment's size when it is captured and its block starts where argv ends (as
+/// exec leaves them; `prctl(PR_SET_MM)` can move either later).
+#[inline(always)]
+unsafe fn env_after_args(capture: bool, task: Task, args_end: u64) -> Option<u64> {
+    if !capture {
+        return None;
+    }
+    let mut size = 0u64;
+    // SAFETY: the shim reads the task's mm fields with CO-RE and checks for a missing mm.
+    let start = unsafe { co_re::bc_task_env(task, &mut size) };
+    (start == args_end && start != 0).then_some(size)
 }
 
 /// Puts `len` bytes of argv from user address `src` into `ARGV_SPILL`, chunk by chunk, through the
@@ -497,7 +530,9 @@ unsafe fn write_image(task: Task, rec: *mut ExecRecord) {
         img_flags |= if (*h).kind == RECORD_EXEC {
             // The image takes a prefix of the record's arguments.
             let args = (&raw const (*rec).args).cast::<u8>();
-            image::set_args(img, args, (*h).args_len, (*h).args_size as u64)
+            let len = reload(&raw const (*h).args_len);
+            let size = (*h).args_size;
+            image::set_args(img, args, if len < size { len } else { size }, size as u64)
         } else {
             image::read_args(img, task)
         };

@@ -53,6 +53,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut reader = sensor.take_reader()?;
     let mut describer = Describer::new(Host::read(), BootEpoch::at_start()?);
     describer.set_trees(sensor.watched().clone());
+    describer.set_env(opts.rules.env);
     let mut out = Output {
         origin: Origin::new(describer.host()),
         describer,

@@ -6,6 +6,7 @@ pub mod run;
 
 use crate::{
     config::{Config, require_root_owned_rules},
+    context::env::EnvNames,
     context::procfs,
     decode::image_to_raw,
     detect::rules::LoadedRules,
@@ -34,10 +35,11 @@ pub fn load_watched_rules(config: &Config) -> anyhow::Result<LoadedRules> {
         require_root_owned_rules(path)?;
     }
     let rules = load_rules(config)?;
-    for line in list::blind_spots(&rules) {
+    let env = EnvNames::new(&config.sensor.capture_env_vars);
+    for line in list::blind_spots(&rules, &env) {
         tracing::warn!("{line}");
     }
-    Ok(LoadedRules::new(rules)?)
+    Ok(LoadedRules::new(rules, env)?)
 }
 
 /// Seeds the kernel's process table with processes that ran before the agent. Entries the kernel

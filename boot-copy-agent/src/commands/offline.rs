@@ -2,6 +2,7 @@
 use crate::{
     commands::load_rules,
     config::{Config, require_root_owned_rules},
+    context::env::EnvNames,
     integrity::{
         chain::Key,
         verify::{Line, verify as verify_chain},
@@ -68,7 +69,8 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
     }
     if problems.is_empty() {
         println!("configuration, rules and exceptions are valid");
-        for line in list::blind_spots(&load_rules(config)?) {
+        let env = EnvNames::new(&config.sensor.capture_env_vars);
+        for line in list::blind_spots(&load_rules(config)?, &env) {
             println!("warning: {line}");
         }
         return Ok(());
@@ -82,7 +84,8 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
 /// `rules`: the loaded rules, the prefilter derived from them and the watched trees.
 pub fn list_rules(config: &Config) -> anyhow::Result<()> {
     let rules = load_rules(config)?;
-    list::list(&rules, std::io::stdout().lock())?;
+    let env = EnvNames::new(&config.sensor.capture_env_vars);
+    list::list(&rules, &env, std::io::stdout().lock())?;
     Ok(())
 }
 

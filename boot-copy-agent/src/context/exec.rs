@@ -256,6 +256,7 @@ mod tests {
             interp: Some(b"/bin/sh".to_vec()),
             cwd: Some(b"/tmp/w".to_vec()),
             args: vec![b"/bin/sh".to_vec(), b"./run.sh".to_vec()],
+            env: None,
             parent: None,
             session: Default::default(),
         }

@@ -9,7 +9,9 @@ use crate::context::{
     container::Container,
     exec::{ExecContext, Process},
 };
+use crate::decode::Exec;
 use crate::strict::{Analysis, StrictFields};
+use boot_copy_common::exec_flags;
 use boot_copy_rules::{Document, FieldSet, Value as Field};
 use serde::Serialize;
 use serde_json::{Value, json, value::RawValue};
@@ -64,6 +66,7 @@ impl Describer {
         process.parent = Some(Box::new(parent));
         process.interactive = ctx.interactive();
         process.tty = ctx.tty().map(tty);
+        process.env_vars = self.env_vars(e);
         let groups = ctx.supplemental_groups();
         process.supplemental_groups =
             groups.map(|(ids, _)| ids.iter().map(|&g| self.ids(g, &self.groups)).collect());
@@ -89,6 +92,7 @@ impl Describer {
                     args_bytes: e.args_size,
                     args_truncated: ctx.process.args_truncated,
                     comm: String::from_utf8_lossy(&e.comm),
+                    env_incomplete: e.has(exec_flags::ENV_INCOMPLETE).then_some(true),
                     interpreter: script.map(|i| String::from_utf8_lossy(i)),
                     groups_truncated: groups.and_then(|(_, cut)| cut.then_some(true)),
                     interpreter_executable: script.map(|_| String::from_utf8_lossy(&e.exe)),
@@ -109,6 +113,14 @@ impl Describer {
             user,
             base: &self.exec_base,
         }
+    }
+
+    /// `process.env_vars`: the configured variables of a captured environment (none captured:
+    /// absent, as in Defend's events without `capture_env_vars`).
+    fn env_vars<'a>(&self, e: &'a Exec) -> Option<Vec<Cow<'a, str>>> {
+        let env = e.env.as_ref()?;
+        let picked = self.env.select(env);
+        (!picked.is_empty()).then(|| picked.into_iter().map(String::from_utf8_lossy).collect())
     }
 
     /// `process.group_leader`, `session_leader` and `entry_leader`. A leader's text altered into
@@ -275,6 +287,8 @@ pub struct ProcessFields<'a> {
     pub entry_leader: Option<Box<ProcessFields<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entry_meta: Option<EntryMeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_vars: Option<Vec<Cow<'a, str>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub executable: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -452,6 +466,9 @@ pub struct OursProcess<'a> {
     pub args_bytes: u32,
     pub args_truncated: bool,
     pub comm: Cow<'a, str>,
+    /// The environment was captured in part: a configured variable may be missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_incomplete: Option<bool>,
     /// The process has more supplementary groups than its record carries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub groups_truncated: Option<bool>,
@@ -474,6 +491,7 @@ struct ProcessNames {
     entity_id: &'static str,
     entry_source_ip: &'static str,
     entry_type: &'static str,
+    env_vars: &'static str,
     executable: &'static str,
     group_id: &'static str,
     group_name: &'static str,
@@ -500,6 +518,7 @@ macro_rules! process_names {
             entity_id: concat!($prefix, "entity_id"),
             entry_source_ip: concat!($prefix, "entry_meta.source.ip"),
             entry_type: concat!($prefix, "entry_meta.type"),
+            env_vars: concat!($prefix, "env_vars"),
             executable: concat!($prefix, "executable"),
             group_id: concat!($prefix, "group.id"),
             group_name: concat!($prefix, "group.name"),
@@ -647,6 +666,9 @@ impl ProcessFields<'_> {
                 d.put(name, || text(v));
             }
         }
+        if let Some(env) = &self.env_vars {
+            d.put(names.env_vars, || texts(env));
+        }
         if let Some(argv) = &self.argv {
             d.put(names.args, || texts(&argv.args));
             d.put(names.args_count, || Field::Int(argv.count.into()));
@@ -719,6 +741,9 @@ impl Ours<'_> {
             c.args_truncated.into()
         });
         d.put("boot_copy.process.comm", || text(&c.comm));
+        if let Some(cut) = c.env_incomplete {
+            d.put("boot_copy.process.env_incomplete", || cut.into());
+        }
         if let Some(cut) = c.groups_truncated {
             d.put("boot_copy.process.groups_truncated", || cut.into());
         }
@@ -788,6 +813,7 @@ mod tests {
             interp: None,
             cwd: Some(b"/root".to_vec()),
             args: vec![b"cp".to_vec(), b"a\n\"b\xff".to_vec(), b"/boot/x".to_vec()],
+            env: None,
             parent: None,
             session: Default::default(),
         }
@@ -895,8 +921,8 @@ mod tests {
     }
 
     /// [`super::super::fields::FILLED`] is exactly what an exec event with every optional part
-    /// (interpreter, container with a pod, altered text, seq, the strict analysis with missing
-    /// arguments) and a file event of a rename carry.
+    /// (interpreter, container with a pod, altered text, a captured environment in part, seq, the
+    /// strict analysis with missing arguments) and a file event of a rename carry.
     #[test]
     fn the_filled_fields_are_what_a_whole_event_carries() {
         let os = Some("x".to_owned());
@@ -913,8 +939,11 @@ mod tests {
             },
             BootEpoch::now().unwrap(),
         );
+        d.set_env(crate::context::env::EnvNames::new(&["HISTFILE".into()]));
         let mut e = exec();
         e.interp = Some(b"/usr/bin/sh".to_vec());
+        e.env = Some(vec![b"PATH=/bin".to_vec(), b"HISTFILE=/dev/null".to_vec()]);
+        e.flags |= exec_flags::ENV_INCOMPLETE;
         (e.uid, e.gid) = (0, 0); // root's names resolve on every host
         let mut groups = [0; boot_copy_common::SUPPLEMENTAL_GROUPS_CAP];
         groups[1] = 4;

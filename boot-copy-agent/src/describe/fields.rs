@@ -21,6 +21,7 @@ pub const FILLED: &[&str] = &[
     "boot_copy.process.args_bytes",
     "boot_copy.process.args_truncated",
     "boot_copy.process.comm",
+    "boot_copy.process.env_incomplete",
     "boot_copy.process.groups_truncated",
     "boot_copy.process.interpreter",
     "boot_copy.process.interpreter_executable",
@@ -94,6 +95,7 @@ pub const FILLED: &[&str] = &[
     "process.entry_leader.user.id",
     "process.entry_leader.user.name",
     "process.entry_leader.working_directory",
+    "process.env_vars",
     "process.executable",
     "process.group.id",
     "process.group.name",
@@ -166,6 +168,9 @@ pub const FILLED: &[&str] = &[
     "user.name",
 ];
 
+/// Filled only for the variables `sensor.capture_env_vars` names.
+const ENV_VARS: &str = "process.env_vars";
+
 /// Prefixes of fields that belong to other data sources some rules also accept (an `or` over
 /// the sensors that report them): not a blind spot of this sensor.
 const OTHER_SOURCES: &[&str] = &["auditd."];
@@ -173,8 +178,8 @@ const OTHER_SOURCES: &[&str] = &["auditd."];
 /// Why fields the sensor does not fill stay empty, by prefix (the first that matches).
 const WHY: &[(&str, &str)] = &[
     (
-        "process.env_vars",
-        "the process's environment is not captured",
+        ENV_VARS,
+        "the process's environment is not captured: set sensor.capture_env_vars to the variables the rule reads",
     ),
     (
         "process.Ext.",
@@ -204,11 +209,12 @@ impl Unfilled<'_> {
     }
 }
 
-/// The fields `rule` reads that no event of the sensor carries.
-pub fn unfilled(rule: &Rule) -> Unfilled<'_> {
+/// The fields `rule` reads that no event of the sensor carries, `process.env_vars` among them
+/// unless the environment is captured.
+pub fn unfilled(rule: &Rule, env_captured: bool) -> Unfilled<'_> {
     let mut out = Unfilled::default();
     for field in rule.fields() {
-        if FILLED.binary_search(&field).is_ok() {
+        if FILLED.binary_search(&field).is_ok() && (field != ENV_VARS || env_captured) {
             continue;
         }
         if OTHER_SOURCES.iter().any(|p| field.starts_with(p)) {

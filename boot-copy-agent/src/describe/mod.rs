@@ -7,7 +7,7 @@ pub mod exec;
 pub mod fields;
 pub mod file;
 
-use crate::context::{clock::BootEpoch, host::Host, procfs};
+use crate::context::{clock::BootEpoch, env::EnvNames, host::Host, procfs};
 use crate::decode::FileOp;
 use crate::sensor::roots::Watched;
 use boot_copy_common::TREE_CLIMBS;
@@ -35,6 +35,8 @@ pub struct Describer {
     groups: HashMap<u32, Option<String>>,
     /// The kernel's watched trees, which file events name.
     trees: Watched,
+    /// The variables `process.env_vars` reports.
+    env: EnvNames,
 }
 
 impl Describer {
@@ -50,7 +52,13 @@ impl Describer {
             users: HashMap::new(),
             groups: HashMap::new(),
             trees: Watched::default(),
+            env: EnvNames::default(),
         }
+    }
+
+    /// The environment variables exec events report in `process.env_vars`.
+    pub fn set_env(&mut self, env: EnvNames) {
+        self.env = env;
     }
 
     /// The trees the kernel watches, as file events are to name them.

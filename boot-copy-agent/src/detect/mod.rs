@@ -95,7 +95,8 @@ pub struct Detector {
 }
 
 impl Detector {
-    pub fn new(describer: Describer, rules: LoadedRules, budget: BudgetConfig) -> Self {
+    pub fn new(mut describer: Describer, rules: LoadedRules, budget: BudgetConfig) -> Self {
+        describer.set_env(rules.env.clone());
         Self {
             describer,
             gate: Gate::new(rules.set.rules()),
@@ -120,6 +121,7 @@ impl Detector {
         self.gate = Gate::new(rules.set.rules());
         self.alerts = Alerts::new(&rules.set);
         self.wanted = wanted(&rules);
+        self.describer.set_env(rules.env.clone());
         self.rules = rules;
     }
 
@@ -364,6 +366,7 @@ mod tests {
             interp: None,
             cwd: Some(cwd.to_vec()),
             args: args.iter().map(|a| a.to_vec()).collect(),
+            env: None,
             parent: None,
             session: Default::default(),
         }
@@ -449,7 +452,7 @@ mod tests {
             referenced,
         ];
         let set = RuleSet::from_rules(rules.clone());
-        let loaded = LoadedRules::new(RuleSet::from_rules(rules)).unwrap();
+        let loaded = LoadedRules::new(RuleSet::from_rules(rules), Default::default()).unwrap();
         let wanted = wanted(&loaded);
         let mut detector = Detector::new(
             Describer::new(host, BootEpoch::now().unwrap()),

@@ -6,7 +6,7 @@ use std::{
     path::PathBuf,
 };
 
-use crate::sensor::roots;
+use crate::{context::env::EnvNames, sensor::roots};
 use boot_copy_rules::RuleSet;
 
 use crate::describe::fields::unfilled;
@@ -14,7 +14,7 @@ use crate::describe::fields::unfilled;
 /// Writes one line per rule (id, version, name, exception items, file), then the fields rules
 /// read that the sensor never fills, then the prefilter and the trees the kernel's file program
 /// would watch here: `/boot` and those the file rules name.
-pub fn list(rules: &RuleSet, mut out: impl Write) -> io::Result<()> {
+pub fn list(rules: &RuleSet, env: &EnvNames, mut out: impl Write) -> io::Result<()> {
     writeln!(
         out,
         "{:<38} {:>7}  {:<30} {:>10}  FILE",
@@ -31,7 +31,7 @@ pub fn list(rules: &RuleSet, mut out: impl Write) -> io::Result<()> {
             rule.source.display()
         )?;
     }
-    for line in blind_spots(rules) {
+    for line in blind_spots(rules, env) {
         writeln!(out, "{line}")?;
     }
     writeln!(
@@ -61,10 +61,10 @@ fn trees_line(trees: &[PathBuf]) -> String {
 
 /// One line per rule reading fields the sensor never fills: conditions on them never hold and
 /// exclusions on them never fire (`check`, `rules`, and `run` at start say so).
-pub fn blind_spots(rules: &RuleSet) -> Vec<String> {
+pub fn blind_spots(rules: &RuleSet, env: &EnvNames) -> Vec<String> {
     let mut lines = Vec::new();
     for rule in rules.rules() {
-        let u = unfilled(rule);
+        let u = unfilled(rule, !env.is_empty());
         if u.is_empty() {
             continue;
         }
@@ -102,7 +102,7 @@ mod tests {
 
     fn listing(rules: &RuleSet) -> String {
         let mut out = Vec::new();
-        list(rules, &mut out).unwrap();
+        list(rules, &EnvNames::default(), &mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -194,7 +194,7 @@ mod tests {
             "/../boot-copy-rules/tests/data/detection-rules"
         );
         let rules = load_ruleset(Some(dir.as_ref()), &Exceptions::default()).unwrap();
-        let lines = blind_spots(&rules);
+        let lines = blind_spots(&rules, &EnvNames::default());
         let named = |id: &str| lines.iter().any(|l| l.contains(id));
         let curl = lines
             .iter()
@@ -202,7 +202,7 @@ mod tests {
             .expect("the curl rule reads the environment");
         assert!(
             curl.ends_with(
-                "never filled: process.env_vars (the process's environment is not captured)"
+                "never filled: process.env_vars (the process's environment is not captured: set sensor.capture_env_vars to the variables the rule reads)"
             ),
             "{curl}"
         );
@@ -225,6 +225,19 @@ mod tests {
             &Exceptions::default(),
         )
         .unwrap();
-        assert!(blind_spots(&bundled).is_empty());
+        assert!(blind_spots(&bundled, &EnvNames::default()).is_empty());
+        // With the environment captured, the curl rule reads only filled fields.
+        let env = EnvNames::new(&[
+            "HTTP_PROXY".into(),
+            "HTTPS_PROXY".into(),
+            "ALL_PROXY".into(),
+        ]);
+        let lines = blind_spots(&rules, &env);
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains("734239fe-eda8-48c0-bca8-9e3dafd81a88")),
+            "{lines:#?}"
+        );
     }
 }

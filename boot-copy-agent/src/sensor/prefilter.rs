@@ -40,6 +40,12 @@ impl KernelFilter {
         self
     }
 
+    /// This filter, reading each sent exec's environment after its argv.
+    pub fn with_env_capture(mut self) -> Self {
+        self.config.flags |= config_flags::CAPTURE_ENV;
+        self
+    }
+
     pub fn all_execs(&self) -> bool {
         self.config.flags & config_flags::ALL_EXECS != 0
     }

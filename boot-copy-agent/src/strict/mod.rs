@@ -620,6 +620,7 @@ mod tests {
             interp: None,
             cwd: Some(b"/".to_vec()),
             args: vec![b"cp".to_vec(), b"--suffix=x".to_vec(), b"/tm".to_vec()],
+            env: None,
             parent: None,
             session: Default::default(),
         };

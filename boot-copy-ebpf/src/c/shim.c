@@ -106,6 +106,8 @@ struct mm_struct {
 	unsigned long start_stack;
 	unsigned long arg_start;
 	unsigned long arg_end;
+	unsigned long env_start;
+	unsigned long env_end;
 	struct file *exe_file;
 } __attribute__((preserve_access_index));
 
@@ -275,6 +277,24 @@ SHIM __u64 bc_task_args(struct task_struct *task, __u64 *size)
 		return 0;
 	__u64 start = mm->arg_start;
 	__u64 end = mm->arg_end;
+	if (end > start)
+		*size = end - start;
+	return start;
+}
+
+// Start of the environment block in user memory; *size gets env_end - env_start (0 without an
+// mm, or without the fields).
+SHIM __u64 bc_task_env(struct task_struct *task, __u64 *size)
+{
+	*size = 0;
+	if (!bpf_core_field_exists(task->mm) || !bpf_core_field_exists(struct mm_struct, env_start) ||
+	    !bpf_core_field_exists(struct mm_struct, env_end))
+		return 0;
+	struct mm_struct *mm = task->mm;
+	if (!mm)
+		return 0;
+	__u64 start = mm->env_start;
+	__u64 end = mm->env_end;
 	if (end > start)
 		*size = end - start;
 	return start;
