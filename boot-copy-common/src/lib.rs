@@ -503,6 +503,34 @@ impl InodeKey {
     }
 }
 
+/// The bit of a device number in `RootBits::devs`.
+#[inline(always)]
+pub fn dev_bit(dev: u64) -> u64 {
+    dev.wrapping_mul(PHI) >> 58
+}
+
+/// The bitmaps in front of the watched-roots map: a directory whose `InodeKey::bit` is clear
+/// in `inodes` is not a root; a file system whose `dev_bit` is clear in `devs` holds none, and
+/// the walk up from a file crosses it to its mount point at once.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RootBits {
+    pub inodes: [u64; 4],
+    pub devs: u64,
+}
+
+impl RootBits {
+    pub fn of<'k>(keys: impl IntoIterator<Item = &'k InodeKey>) -> Self {
+        let mut bits = Self::default();
+        for k in keys {
+            let bit = k.bit();
+            bits.inodes[bit / 64] |= 1 << (bit % 64);
+            bits.devs |= 1 << dev_bit(k.dev);
+        }
+        bits
+    }
+}
+
 /// Fixed part of a file record. Lengths exclude the terminating NUL.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -624,4 +652,5 @@ mod user {
     unsafe impl aya::Pod for super::InodeKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::WatchedPrefix {}
+    unsafe impl aya::Pod for super::RootBits {}
 }

@@ -100,6 +100,8 @@ unsafe extern "C" {
     pub fn bc_walk_start(path: KPath, walk: *mut Walk);
     /// One step up (to the parent, or across a mount point); 0 when nothing is above.
     pub fn bc_walk_up(walk: *mut Walk) -> i32;
+    /// Across the file system the walk is in, to its mount point; 0 when nothing is above.
+    pub fn bc_walk_cross(walk: *mut Walk) -> i32;
 
     // The current task (`bpf_get_current_task`, untyped), read with BPF_CORE_READ.
     pub fn bc_cur_ppid(task: Task) -> u32;

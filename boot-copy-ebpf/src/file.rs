@@ -20,8 +20,8 @@ use aya_ebpf::{
 };
 use boot_copy_common::{
     FILE_ARGS_CAP, FILE_WALK_DEPTH, FileRecord, IMAGE_EXE_CAP, InodeKey, PASSED_PATH_CAP, PATH_CAP,
-    ProcImage, RECORD_FILE, TREE_CLIMBS, WATCHED_PREFIX_ENTRIES, counter, file_action, file_flags,
-    image_flags,
+    ProcImage, RECORD_FILE, TREE_CLIMBS, WATCHED_PREFIX_ENTRIES, counter, dev_bit, file_action,
+    file_flags, image_flags,
 };
 
 use crate::{
@@ -521,12 +521,20 @@ pub extern "C" fn boot_copy_watched(path: u64) -> u32 {
         w.assume_init_mut()
     };
     for _ in 0..FILE_WALK_DEPTH {
+        if bits.devs & (1 << dev_bit(w.dev)) == 0 {
+            // No root on this file system: straight to its mount point.
+            // SAFETY: as above.
+            if unsafe { co_re::bc_walk_cross(w) } == 0 {
+                return 0;
+            }
+            continue;
+        }
         let key = InodeKey {
             dev: w.dev,
             ino: w.ino,
         };
         let bit = key.bit();
-        if bits[(bit / 64) & 3] & (1 << (bit % 64)) != 0 {
+        if bits.inodes[(bit / 64) & 3] & (1 << (bit % 64)) != 0 {
             // SAFETY: the value is copied out at once.
             if let Some(&tree) = unsafe { WATCHED_ROOTS.get(&key) } {
                 return tree;

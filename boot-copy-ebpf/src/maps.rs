@@ -5,9 +5,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use boot_copy_common::{
-    ExecRecord, FileRecord, InodeKey, NAME_KEY_CAP, PATH_CAP, Prefilter, ProcImage, SPILL_CHUNK,
-    SpillKey, WATCHED_ENTRIES, WATCHED_PREFIX_ENTRIES, WATCHED_ROOT_ENTRIES, WATCHED_SIZE_ENTRIES,
-    WatchedPrefix, counter,
+    ExecRecord, FileRecord, InodeKey, NAME_KEY_CAP, PATH_CAP, Prefilter, ProcImage, RootBits,
+    SPILL_CHUNK, SpillKey, WATCHED_ENTRIES, WATCHED_PREFIX_ENTRIES, WATCHED_ROOT_ENTRIES,
+    WATCHED_SIZE_ENTRIES, WatchedPrefix, counter,
 };
 
 /// Exec records for the agent. The loader sets the size (default 4 MiB).
@@ -104,10 +104,11 @@ pub static WATCHED_ROOTS: HashMap<InodeKey, u32> =
 pub static WATCHED_PREFIXES: Array<WatchedPrefix> =
     Array::with_max_entries(WATCHED_PREFIX_ENTRIES, 0);
 
-/// Index 0: the bitmap in front of `WATCHED_ROOTS` (`InodeKey::bit`): a directory whose bit is
-/// clear is not a root, and the walk goes on without a hash-map lookup.
+/// Index 0: the bitmaps in front of `WATCHED_ROOTS` (`RootBits`): a directory whose bit is
+/// clear is not a root, and the walk goes on without a hash-map lookup; a file system whose bit
+/// is clear holds no root, and the walk crosses it.
 #[map]
-pub static ROOT_BITS: Array<[u64; 4]> = Array::with_max_entries(1, 0);
+pub static ROOT_BITS: Array<RootBits> = Array::with_max_entries(1, 0);
 
 /// A file record and the path walk's scratch space, one per possible CPU (too large for a
 /// per-CPU map), indexed by CPU id. The loader sets max_entries.

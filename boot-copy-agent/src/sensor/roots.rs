@@ -10,7 +10,8 @@ use aya::{
     maps::{Array, HashMap},
 };
 use boot_copy_common::{
-    InodeKey, WATCHED_PREFIX_CAP, WATCHED_PREFIX_ENTRIES, WATCHED_ROOT_ENTRIES, WatchedPrefix,
+    InodeKey, RootBits, WATCHED_PREFIX_CAP, WATCHED_PREFIX_ENTRIES, WATCHED_ROOT_ENTRIES,
+    WatchedPrefix,
 };
 use std::{
     fs,
@@ -297,7 +298,7 @@ pub(super) fn replace(ebpf: &mut Ebpf, old: &Watched, new: &Watched) -> Result<(
     {
         roots.remove(k).map_err(err("WATCHED_ROOTS"))?;
     }
-    let mut bits: Array<_, [u64; 4]> =
+    let mut bits: Array<_, RootBits> =
         Array::try_from(map_mut(ebpf, "ROOT_BITS")?).map_err(err("ROOT_BITS"))?;
     bits.set(0, bitmap(&new.keys), 0).map_err(err("ROOT_BITS"))
 }
@@ -310,7 +311,7 @@ pub(super) fn fill(ebpf: &mut Ebpf, watched: &Watched) -> Result<(), SensorError
     for (k, tree) in &watched.keys {
         roots.insert(k, tree, 0).map_err(err("WATCHED_ROOTS"))?;
     }
-    let mut bits: Array<_, [u64; 4]> =
+    let mut bits: Array<_, RootBits> =
         Array::try_from(map_mut(ebpf, "ROOT_BITS")?).map_err(err("ROOT_BITS"))?;
     bits.set(0, bitmap(&watched.keys), 0)
         .map_err(err("ROOT_BITS"))?;
@@ -343,18 +344,28 @@ fn prefix(p: &std::path::Path, tree: u32) -> WatchedPrefix {
     }
 }
 
-fn bitmap(keys: &[(InodeKey, u32)]) -> [u64; 4] {
-    let mut bits = [0u64; 4];
-    for (k, _) in keys {
-        let bit = k.bit();
-        bits[bit / 64] |= 1 << (bit % 64);
-    }
-    bits
+fn bitmap(keys: &[(InodeKey, u32)]) -> RootBits {
+    RootBits::of(keys.iter().map(|(k, _)| k))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bitmaps_name_every_key_and_its_file_system() {
+        let keys = [
+            (InodeKey { dev: 2049, ino: 2 }, 1),
+            (InodeKey { dev: 44, ino: 1 }, 1),
+        ];
+        let bits = bitmap(&keys);
+        for (k, _) in &keys {
+            assert_ne!(bits.inodes[k.bit() / 64] & (1 << (k.bit() % 64)), 0);
+            assert_ne!(bits.devs & (1 << boot_copy_common::dev_bit(k.dev)), 0);
+        }
+        assert_eq!(bits.devs.count_ones(), 2);
+        assert_eq!(bitmap(&[]), RootBits::default());
+    }
 
     #[test]
     fn a_path_is_in_the_tree_it_is_under_by_components() {
@@ -418,6 +429,6 @@ mod tests {
         assert_eq!(k.dev >> 20, libc::major(dev) as u64);
         assert_eq!(k.dev & 0xfffff, libc::minor(dev) as u64);
         let bits = bitmap(&[(k, 1)]);
-        assert_eq!(bits.iter().map(|w| w.count_ones()).sum::<u32>(), 1);
+        assert_eq!(bits.inodes.iter().map(|w| w.count_ones()).sum::<u32>(), 1);
     }
 }

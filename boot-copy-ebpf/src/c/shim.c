@@ -870,6 +870,20 @@ SHIM int bc_walk_up(struct walk *w)
 	return 1;
 }
 
+// Across the file system the walk is in, to the directory its mount is mounted on. Returns 0
+// at the root of the mount namespace (or of a detached tree).
+SHIM int bc_walk_cross(struct walk *w)
+{
+	struct mount_link up;
+	read_mount_link(w->mnt, &up);
+	if (up.parent == w->mnt || !up.parent)
+		return 0;
+	w->dentry = up.mountpoint;
+	walk_mount(w, up.parent);
+	walk_inode(w);
+	return 1;
+}
+
 // The current task (untyped: bpf_get_current_task), read with BPF_CORE_READ.
 SHIM __u32 bc_cur_ppid(struct task_struct *task)
 {
