@@ -5,6 +5,7 @@ use serde_json::Value;
 use std::{
     fs,
     os::unix::fs::PermissionsExt,
+    path::Path,
     process::{Command, Stdio},
     time::{Duration, SystemTime},
 };
@@ -681,15 +682,30 @@ fn a_rule_reading_unfilled_fields_is_named_by_check_rules_and_run() {
     let config = dir.join("config.toml");
     let extra = format!("[rules]\npath = \"{}\"\n", rules.display());
     fs::write(&config, &extra).unwrap();
-    let expected = "rule 0f0f0f0f-0000-4000-8000-00000000f111 (Environment test) reads fields never filled: process.env_vars (the process's environment is not captured)";
-    for command in ["check", "rules"] {
+    let expected = "rule 0f0f0f0f-0000-4000-8000-00000000f111 (Environment test) reads fields never filled: process.env_vars (the process's environment is not captured: set sensor.capture_env_vars to the variables the rule reads)";
+    let listed = |config: &Path, command: &str| {
         let out = Command::new(AGENT)
             .args([command, "--config", config.to_str().unwrap()])
             .output()
             .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success(), "{command}: {stdout}");
+        stdout
+    };
+    for command in ["check", "rules"] {
+        let stdout = listed(&config, command);
         assert!(stdout.contains(expected), "{command}: {stdout}");
+    }
+    // Captured, the field is filled: no rule is named.
+    let captured = dir.join("captured.toml");
+    fs::write(
+        &captured,
+        format!("{extra}[sensor]\ncapture_env_vars = [\"LD_PRELOAD\"]\n"),
+    )
+    .unwrap();
+    for command in ["check", "rules"] {
+        let stdout = listed(&captured, command);
+        assert!(!stdout.contains("never filled"), "{command}: {stdout}");
     }
     let stderr = dir.join("stderr");
     let agent = boot_copy_harness::Launch::fresh(AGENT, "unfilled", &extra)

@@ -25,6 +25,8 @@ pub struct Options {
     pub stdout: bool,
     /// The mount namespace of this process, when the agent runs in it (`nsenter -m`).
     pub namespace_of: Option<u32>,
+    /// `rules.path` (relative to the workspace): this directory's rules instead of the bundled ones.
+    pub rules_dir: Option<&'static str>,
 }
 
 /// The agent of this tree, or the one of `before::COMMIT` (built by [`before::build`]).
@@ -42,6 +44,7 @@ impl Default for Options {
             build: Build::Current,
             stdout: false,
             namespace_of: None,
+            rules_dir: None,
         }
     }
 }
@@ -62,8 +65,17 @@ impl Agent {
             .ring_bytes
             .map(|b| format!("[sensor]\nring_buffer_bytes = {b}\n"))
             .unwrap_or_default();
+        let rules_path = opts
+            .rules_dir
+            .map(|dir| {
+                format!(
+                    "path = \"{}\"\n",
+                    crate::workspace_root().join(dir).display()
+                )
+            })
+            .unwrap_or_default();
         let extra = format!(
-            "max_bytes = 0\n[rules]\nstrict = {strict}\n{ring}[alert_budget]\nmax_alerts = 1000000000\n[sinks.stdout]\nenabled = {stdout}\n",
+            "max_bytes = 0\n[rules]\nstrict = {strict}\n{rules_path}{ring}[alert_budget]\nmax_alerts = 1000000000\n[sinks.stdout]\nenabled = {stdout}\n",
             strict = opts.strict,
             stdout = opts.stdout,
         );
