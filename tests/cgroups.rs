@@ -2,8 +2,10 @@
 //! layouts runtimes make, a copy run in each, and its alert's `container.*`.
 //! - the unified (v2) hierarchy, Docker's systemd layout and a Kubernetes pod's: the id the
 //!   kernel recorded at the exec names the cgroup, even once the copy is gone;
-//! - a cgroup v1 hierarchy (Docker's cgroupfs layout on a hybrid host; a named hierarchy of the
-//!   test's own): read from the process;
+//! - a cgroup v1 hierarchy, Docker's cgroupfs layout on a hybrid host: in the memory
+//!   controller's hierarchy where the machine mounts one, named from the id the kernel recorded
+//!   even once the copy is gone; elsewhere in a named hierarchy of the test's own, read from the
+//!   process;
 //! - the host's own cgroups, whatever their names: no container.
 //!
 //! Where the machine has no unified hierarchy mounted (the kernel matrix's guests), the test
@@ -22,6 +24,18 @@ fn unified() -> Option<PathBuf> {
     mounts.lines().find_map(|l| {
         let f: Vec<&str> = l.split(' ').collect();
         (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+    })
+}
+
+/// Where the v1 hierarchy with the memory controller is mounted, if one is.
+fn memory_v1() -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let memory = f
+            .get(3)
+            .is_some_and(|o| o.split(',').any(|o| o == "memory"));
+        (f.get(2) == Some(&"cgroup") && memory).then(|| PathBuf::from(f[1]))
     })
 }
 
@@ -111,6 +125,13 @@ fn containers_are_named_from_the_cgroups_of_their_copies() {
         &format!("bc-test-{tag}-process_api/{}", &ID[..32]),
     );
 
+    // Docker's cgroupfs layout in the memory controller's v1 hierarchy, where one is mounted,
+    // made with the others: the agent learns every directory by walking.
+    let memory = memory_v1();
+    let docker_memory = memory
+        .as_ref()
+        .map(|m| Cgroup::make(&ns, m, &format!("bc-test-{tag}/docker/{ID}")));
+
     let a = published_alert_for(&mut agent, &copy_in(&ns, &docker, false));
     assert_eq!(a["container"]["id"], ID, "{a}");
     assert_eq!(a["container"]["runtime"], "docker");
@@ -122,20 +143,30 @@ fn containers_are_named_from_the_cgroups_of_their_copies() {
     let a = published_alert_for(&mut agent, &copy_in(&ns, &lookalike, false));
     assert!(a.get("container").is_none(), "{a}");
 
-    // Docker's cgroupfs layout in a v1 hierarchy: one without controllers, named for the test,
-    // mounted in the namespace (a kernel mounts any number of named v1 hierarchies).
-    let v1 = std::env::temp_dir().join(format!("cgroup1-{tag}"));
-    ns.sh(&format!(
-        "mkdir -p {d} && mount -t cgroup -o none,name=bc{tag} bc{tag} {d}",
-        d = v1.display()
-    ))
-    .unwrap();
-    let docker_v1 = Cgroup::make(&ns, &v1, &format!("docker/{ID}"));
-    let a = published_alert_for(&mut agent, &copy_in(&ns, &docker_v1, true));
+    // Docker's cgroupfs layout in a v1 hierarchy: the memory controller's, as Docker makes it
+    // (the copy gone when its record is handled, it is placed by the id the kernel recorded);
+    // or, where none is mounted, one without controllers, named for the test, mounted in the
+    // namespace (a kernel mounts any number of named v1 hierarchies), read from the live copy.
+    let a = match &docker_memory {
+        Some(docker_v1) => published_alert_for(&mut agent, &copy_in(&ns, docker_v1, false)),
+        None => {
+            let v1 = std::env::temp_dir().join(format!("cgroup1-{tag}"));
+            ns.sh(&format!(
+                "mkdir -p {d} && mount -t cgroup -o none,name=bc{tag} bc{tag} {d}",
+                d = v1.display()
+            ))
+            .unwrap();
+            let docker_v1 = Cgroup::make(&ns, &v1, &format!("docker/{ID}"));
+            // A v1 hierarchy mounted after the agent started is seen within a second.
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            let a = published_alert_for(&mut agent, &copy_in(&ns, &docker_v1, true));
+            drop(docker_v1);
+            let _ = fs::remove_dir(&v1);
+            a
+        }
+    };
     assert_eq!(a["container"]["id"], ID, "{a}");
     assert_eq!(a["container"]["runtime"], "docker");
-    drop(docker_v1);
-    let _ = fs::remove_dir(&v1);
     let problems = crate::support::ecs_schema::Schema::load().violations(&a);
     assert!(problems.is_empty(), "{problems:#?}");
 }

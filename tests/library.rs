@@ -143,6 +143,14 @@ fn cases(dir: &Path) -> Vec<Case> {
         fires: env_run(&format!("{padding} HISTFILE=/dev/null"), "/bin/true"),
         misses: env_run(&format!("{padding} HISTFILE=/tmp/history"), "/bin/true"),
     });
+    // Run from a memfd by execveat (Python's `os.execve` on a descriptor): the environment
+    // comes with the exec whatever names the executable.
+    cases.push(Case {
+        rule: "a68da7d6-7eab-45bd-97c5-93b469c0706e",
+        what: "process.env_vars of an execveat of a memfd",
+        fires: memfd_run("HISTFILE", "/dev/null"),
+        misses: memfd_run("HISTFILE", "/tmp/history"),
+    });
     let curl = renamed(dir, "curl");
     cases.push(Case {
         rule: "734239fe-eda8-48c0-bca8-9e3dafd81a88",
@@ -167,6 +175,20 @@ fn env_run(vars: &str, program: &str) -> Run {
     let marker = format!("marker-{}", unique());
     Run {
         script: format!("env {vars} {program} {marker}"),
+        marker,
+    }
+}
+
+/// `/bin/true` copied into a memfd and run by `execveat(fd, "", …, AT_EMPTY_PATH)` with only
+/// `name=value` in its environment and a fresh marker argument.
+fn memfd_run(name: &str, value: &str) -> Run {
+    let marker = format!("marker-{}", unique());
+    Run {
+        script: format!(
+            "/usr/bin/python3 -c \"import os; fd = os.memfd_create('t'); \
+             os.write(fd, open('/bin/true', 'rb').read()); \
+             os.execve(fd, ['t', '{marker}'], {{'{name}': '{value}'}})\""
+        ),
         marker,
     }
 }
@@ -240,7 +262,28 @@ fn rules_of_the_library_fire_on_real_execs_and_not_on_near_misses() {
         run(&case.fires.script);
         run(&case.misses.script);
     }
+    // An environment beyond what a record holds (600 KiB of it before the variable): the exec
+    // still alerts on its argv, and says its environment was captured in part.
+    let (fwd, fwd_args) = (TOOL_CASES[0].2, TOOL_CASES[0].3);
+    // Made by the shell: one argument holds at most 128 KiB.
+    let padding: Vec<String> = (0..5).map(|i| format!("PAD{i}=$p")).collect();
+    let big = env_run(
+        &format!("{} HISTFILE=/dev/null", padding.join(" ")),
+        &format!("{} {fwd_args}", renamed(&dir, fwd)),
+    );
+    run(&format!(
+        "p=$(head -c {} /dev/zero | tr '\\0' p); {}",
+        120 << 10,
+        big.script
+    ));
     agent.sync().unwrap();
+    let fired = agent.alerts_of(TOOL_CASES[0].0, &big.marker);
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    assert_eq!(
+        fired[0]["boot_copy"]["process"]["env_incomplete"], true,
+        "{:#}",
+        fired[0]["boot_copy"]
+    );
     for case in &cases {
         let fired = agent.alerts_of(case.rule, &case.fires.marker);
         assert_eq!(fired.len(), 1, "{} ({}): {fired:#?}", case.rule, case.what);

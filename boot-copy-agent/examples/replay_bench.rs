@@ -1,6 +1,7 @@
-//! Rule evaluation throughput on one core (run by `cargo xtask bench`): the bundled rule and a
-//! newer-style rule over Defend-shaped events, evaluator alone (documents built beforehand) and
-//! with JSON decoding included. Prints one JSON object.
+//! Rule evaluation throughput on one core (run by `cargo xtask bench`): the bundled rule, a
+//! newer-style rule and Elastic's whole vendored Linux process-rule library over Defend-shaped
+//! events, evaluator alone (documents built beforehand) and with JSON decoding included. Prints
+//! one JSON object.
 use boot_copy_rules::{Document, RuleSet, bundled, load_rules};
 use std::{hint::black_box, path::Path, time::Instant};
 
@@ -14,9 +15,15 @@ fn main() {
         "/../tests/data/newer_style.toml"
     )))
     .expect("newer-style test rule loads");
+    let library = load_rules(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../boot-copy-rules/tests/data/detection-rules"
+    )))
+    .expect("the vendored rule library loads");
     let sets = [
         ("boot_file_copy_v2", RuleSet::from_rules(bundled())),
         ("newer_style", RuleSet::from_rules(newer)),
+        ("library", RuleSet::from_rules(library)),
     ];
     let mut results = serde_json::Map::new();
     for (name, rules) in &sets {

@@ -115,11 +115,15 @@ impl RuleSet {
     /// Every field the rules and their exceptions read: a document holding only these gets
     /// the same verdicts as the whole event.
     pub fn fields(&self) -> BTreeSet<&str> {
-        let mut out = BTreeSet::new();
-        for rule in &self.rules {
-            out.extend(rule.query.fields());
-        }
-        for item in self.exceptions.iter().flatten() {
+        (0..self.rules.len())
+            .flat_map(|i| self.rule_fields(i))
+            .collect()
+    }
+
+    /// The fields rule `i`'s query and exception items read.
+    pub fn rule_fields(&self, i: usize) -> BTreeSet<&str> {
+        let mut out = self.rules[i].query.fields();
+        for item in &self.exceptions[i] {
             item.0.fields_into(&mut out);
         }
         out

@@ -1,12 +1,17 @@
-//! A process's container from the cgroup the kernel recorded at its exec (`Session::cgroup_id`,
-//! the unified hierarchy's cgroup: its directory's inode number), so that a process already gone
-//! when its record is handled (a `cp` lasts a millisecond) is still placed in its container.
+//! A process's container from the cgroups the kernel recorded at its exec (`Session::cgroup_id`,
+//! its cgroup in the unified hierarchy, and `Session::memory_cgroup_id`, in the memory
+//! controller's: each a directory's inode number), so that a process already gone when its
+//! record is handled (a `cp` lasts a millisecond) is still placed in its container.
 //!
-//! The agent keeps the ids of the unified hierarchy's directories it has seen; an id it does not
-//! know makes it read the tree again (at most once a second: a storm of execs in new cgroups
-//! costs one walk a second). Where the unified hierarchy does not place containers (a cgroup v1
-//! or hybrid host whose runtime uses the cgroupfs driver), the process's `/proc/PID/cgroup`
-//! decides while it lives, and its parent's once it is gone.
+//! The agent keeps the ids of each hierarchy's directories it has seen; an id it does not know
+//! makes it read that hierarchy again (at most once a second: a storm of execs in new cgroups
+//! costs one walk a second). The unified hierarchy's path decides where it names a container,
+//! and on a host with that hierarchy alone also where it names none. On a cgroup v1 or hybrid
+//! host the memory hierarchy's path decides next: a runtime's cgroupfs driver places a container
+//! in every v1 hierarchy mounted, and its systemd driver in the unified one. With neither known
+//! (an id not found, no memory hierarchy mounted at start), the process's `/proc/PID/cgroup`
+//! decides while it lives, and its parent's once it is gone. No `/proc` read is made for a known
+//! cgroup.
 use super::container::{self, Container};
 use std::{
     collections::HashMap,
@@ -16,93 +21,176 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// How often an unknown id may make the agent walk the hierarchy again.
+/// How often an unknown id may make the agent walk a hierarchy again.
 const REWALK_AFTER: Duration = Duration::from_secs(1);
 /// Directories followed at most (a Kubernetes node has a few thousand cgroups).
 const WALK_LIMIT: usize = 100_000;
 
-/// Cgroup ids to paths, in the unified hierarchy mounted at `root`.
+/// The hierarchies the kernel records a process's cgroup in.
 pub struct Cgroups {
-    root: Option<PathBuf>,
-    paths: HashMap<u64, String>,
-    walked: Option<Instant>,
+    unified: Option<Hierarchy>,
+    /// Whether the unified hierarchy is the only one (no v1 hierarchy can place a container).
+    unified_only: bool,
+    memory: Option<Hierarchy>,
+    /// When the hierarchies were last looked for (a v1 one may be mounted after the agent
+    /// starts: it is seen within `REWALK_AFTER`).
+    looked: Option<Instant>,
 }
 
 impl Cgroups {
-    /// The unified hierarchy as this agent's mount namespace shows it (none: ids are not
-    /// resolved, `/proc` alone decides).
-    pub fn unified() -> Self {
-        Self::at(unified_mount())
+    /// The hierarchies as this agent's mount namespace shows them (none: ids are not resolved,
+    /// `/proc` alone decides).
+    pub fn mounted() -> Self {
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let mut cgroups = Self {
+            unified: mount_of(&mounts, Line::Unified)
+                .map(|root| Hierarchy::at(root, Line::Unified)),
+            unified_only: false,
+            memory: None,
+            looked: None,
+        };
+        cgroups.look_again();
+        cgroups
     }
 
-    fn at(root: Option<PathBuf>) -> Self {
+    /// Looks again whether a v1 hierarchy exists, and for the memory one if none was mounted,
+    /// at most once every `REWALK_AFTER`.
+    fn look_again(&mut self) {
+        if self.looked.is_some_and(|at| at.elapsed() < REWALK_AFTER) {
+            return;
+        }
+        self.looked = Some(Instant::now());
+        let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        self.unified_only = unified_only(&own);
+        if self.memory.is_none() && !self.unified_only {
+            let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+            self.memory =
+                mount_of(&mounts, Line::Memory).map(|root| Hierarchy::at(root, Line::Memory));
+        }
+    }
+
+    /// The container of process `pid` (parent `ppid`), whose cgroups were `unified_id` and
+    /// `memory_id` at its exec.
+    pub fn container(
+        &mut self,
+        pid: u32,
+        ppid: u32,
+        unified_id: u64,
+        memory_id: u64,
+    ) -> Option<Container> {
+        let live = [pid, ppid];
+        let unified = self
+            .unified
+            .as_mut()
+            .and_then(|h| h.known(unified_id, live));
+        match unified {
+            Some(Some(found)) => return Some(found.clone()),
+            Some(None) => {
+                self.look_again();
+                if self.unified_only {
+                    return None;
+                }
+            }
+            None => {}
+        }
+        if let Some(known) = self.memory.as_mut().and_then(|h| h.known(memory_id, live)) {
+            return known.clone();
+        }
+        // Gone, its parent decides: a container's process is the child of one in the same
+        // container (its shell) or of the runtime's, on the host.
+        match container::of_pid(pid) {
+            Ok(found) => found,
+            Err(_) => container::of_pid(ppid).ok().flatten(),
+        }
+    }
+}
+
+/// Which line of `/proc/PID/cgroup` holds a hierarchy's path for a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// `0::PATH`.
+    Unified,
+    /// `N:CONTROLLERS:PATH` with `memory` among the controllers.
+    Memory,
+}
+
+impl Line {
+    fn path_in(self, text: &str) -> Option<&str> {
+        text.lines().find_map(|l| {
+            let (_, rest) = l.split_once(':')?;
+            let (controllers, path) = rest.split_once(':')?;
+            let ours = match self {
+                Line::Unified => l.starts_with("0::"),
+                Line::Memory => controllers.split(',').any(|c| c == "memory"),
+            };
+            ours.then_some(path)
+        })
+    }
+}
+
+/// One hierarchy's cgroup ids, with the container each one's path names (`None`: a host
+/// cgroup).
+struct Hierarchy {
+    root: PathBuf,
+    line: Line,
+    known: HashMap<u64, Option<Container>>,
+    walked: Option<Instant>,
+}
+
+impl Hierarchy {
+    fn at(root: PathBuf, line: Line) -> Self {
         Self {
             root,
-            paths: HashMap::new(),
+            line,
+            known: HashMap::new(),
             walked: None,
         }
     }
 
-    /// The container of process `pid` (parent `ppid`), whose cgroup was `cgroup_id` at its exec.
-    pub fn container(&mut self, pid: u32, ppid: u32, cgroup_id: u64) -> Option<Container> {
-        let recorded = self
-            .path(cgroup_id, [pid, ppid])
-            .and_then(container::from_path);
-        // Gone, its parent decides: a container's process is the child of one in the same
-        // container (its shell) or of the runtime's, on the host.
-        recorded.or_else(|| match container::of_pid(pid) {
-            Ok(found) => found,
-            Err(_) => container::of_pid(ppid).ok().flatten(),
-        })
-    }
-
-    /// The path of `id` under the hierarchy's root (`/system.slice/...`): known, else the
-    /// unified cgroup of one of `live` if its directory is `id`, else from a new walk.
-    fn path(&mut self, id: u64, live: [u32; 2]) -> Option<&str> {
+    /// The container `id`'s path names, if `id` is known: known before, else the cgroup of one
+    /// of `live` in this hierarchy if its directory is `id`, else from a new walk.
+    fn known(&mut self, id: u64, live: [u32; 2]) -> Option<&Option<Container>> {
         if id == 0 {
             return None;
         }
-        if !self.paths.contains_key(&id) {
-            match live.into_iter().find_map(|pid| self.unified_of(pid, id)) {
+        if !self.known.contains_key(&id) {
+            match live.into_iter().find_map(|pid| self.path_of(pid, id)) {
                 Some(path) => {
-                    self.paths.insert(id, path);
+                    self.known.insert(id, container::from_path(&path));
                 }
                 None if self.may_walk() => self.walk(),
                 None => {}
             }
         }
-        self.paths.get(&id).map(String::as_str)
+        self.known.get(&id)
     }
 
-    /// Process `pid`'s cgroup in the unified hierarchy (its `0::` line), if it is `id`.
-    fn unified_of(&self, pid: u32, id: u64) -> Option<String> {
-        let root = self.root.as_ref()?;
+    /// Process `pid`'s cgroup in this hierarchy, if it is `id`.
+    fn path_of(&self, pid: u32, id: u64) -> Option<String> {
         let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-        let dir = root.join(path.trim_start_matches('/'));
+        let path = self.line.path_in(&text)?;
+        let dir = self.root.join(path.trim_start_matches('/'));
         (fs::metadata(dir).ok()?.ino() == id).then(|| path.to_owned())
     }
 
     fn may_walk(&self) -> bool {
-        self.root.is_some() && self.walked.is_none_or(|at| at.elapsed() >= REWALK_AFTER)
+        self.walked.is_none_or(|at| at.elapsed() >= REWALK_AFTER)
     }
 
     fn walk(&mut self) {
-        let Some(root) = self.root.clone() else {
-            return;
-        };
         self.walked = Some(Instant::now());
-        self.paths.clear();
-        let mut stack = vec![root.clone()];
+        self.known.clear();
+        let mut stack = vec![self.root.clone()];
         while let Some(dir) = stack.pop() {
-            if self.paths.len() >= WALK_LIMIT {
-                tracing::warn!(limit = WALK_LIMIT, "cgroup hierarchy walk cut short");
+            if self.known.len() >= WALK_LIMIT {
+                tracing::warn!(limit = WALK_LIMIT, root = %self.root.display(), "cgroup hierarchy walk cut short");
                 break;
             }
             let Ok(meta) = fs::metadata(&dir) else {
                 continue; // removed while walked
             };
-            self.paths.insert(meta.ino(), relative(&root, &dir));
+            let path = relative(&self.root, &dir);
+            self.known.insert(meta.ino(), container::from_path(&path));
             if let Ok(entries) = fs::read_dir(&dir) {
                 let dirs = entries
                     .flatten()
@@ -119,14 +207,29 @@ fn relative(root: &Path, dir: &Path) -> String {
     format!("/{}", below.display())
 }
 
-/// Where the unified (cgroup2) hierarchy is mounted: `/sys/fs/cgroup` on a v2 host,
-/// `/sys/fs/cgroup/unified` on a hybrid one.
-fn unified_mount() -> Option<PathBuf> {
-    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|line| {
-        let mut fields = line.split(' ');
-        let (_, point, kind) = (fields.next()?, fields.next()?, fields.next()?);
-        (kind == "cgroup2").then(|| PathBuf::from(point))
+/// Whether a `/proc/PID/cgroup` text shows the unified hierarchy alone (its `0::` line).
+fn unified_only(text: &str) -> bool {
+    let mut lines = text.lines();
+    lines.next().is_some_and(|l| l.starts_with("0::")) && lines.next().is_none()
+}
+
+/// Where a hierarchy is mounted, from `/proc/self/mounts`' text: the unified (cgroup2) one at
+/// `/sys/fs/cgroup` on a v2 host, `/sys/fs/cgroup/unified` on a hybrid one; the v1 hierarchy
+/// with the memory controller at `/sys/fs/cgroup/memory`.
+fn mount_of(mounts: &str, line: Line) -> Option<PathBuf> {
+    mounts.lines().find_map(|l| {
+        let mut fields = l.split(' ');
+        let (_, point, kind, options) = (
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+        );
+        let ours = match line {
+            Line::Unified => kind == "cgroup2",
+            Line::Memory => kind == "cgroup" && options.split(',').any(|o| o == "memory"),
+        };
+        ours.then(|| PathBuf::from(point))
     })
 }
 
@@ -134,46 +237,122 @@ fn unified_mount() -> Option<PathBuf> {
 mod tests {
     use super::*;
 
-    /// A private tree in the shape of a unified hierarchy: ids are the directories' inodes.
+    /// A private tree in the shape of a hierarchy: ids are the directories' inodes.
+    fn tree(name: &str) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("cgroups-{name}-{}", std::process::id()));
+        fs::create_dir_all(root.join("user.slice")).unwrap();
+        root
+    }
+
+    fn id(dir: &Path) -> u64 {
+        fs::metadata(dir).unwrap().ino()
+    }
+
+    const SCOPE: &str =
+        "docker-4f797c539e6c745de61a93ca3ff892358ecbcaccd8414d5db545c38428142970.scope";
+    const GONE: [u32; 2] = [u32::MAX; 2];
+
     #[test]
     fn ids_are_resolved_by_walking_the_hierarchy_again() {
-        let root = std::env::temp_dir().join(format!("cgroups-{}", std::process::id()));
-        let scope = "system.slice/docker-4f797c539e6c745de61a93ca3ff892358ecbcaccd8414d5db545c38428142970.scope";
-        fs::create_dir_all(root.join("user.slice")).unwrap();
-        let mut cgroups = Cgroups::at(Some(root.clone()));
-        let user = fs::metadata(root.join("user.slice")).unwrap().ino();
-        let gone = [u32::MAX; 2];
-        assert_eq!(cgroups.path(user, gone), Some("/user.slice"));
+        let root = tree("walk");
+        let mut h = Hierarchy::at(root.clone(), Line::Unified);
+        assert_eq!(h.known(id(&root.join("user.slice")), GONE), Some(&None));
         // A container started after the walk: its id is found by the next one.
-        fs::create_dir_all(root.join(scope)).unwrap();
-        let id = fs::metadata(root.join(scope)).unwrap().ino();
-        cgroups.walked = Some(Instant::now() - REWALK_AFTER);
-        let found = cgroups
-            .container(u32::MAX, u32::MAX, id)
-            .expect("the docker scope");
+        let scope = root.join("system.slice").join(SCOPE);
+        fs::create_dir_all(&scope).unwrap();
+        h.walked = Some(Instant::now() - REWALK_AFTER);
+        let found = h.known(id(&scope), GONE).cloned().flatten();
+        let found = found.expect("the docker scope");
         assert_eq!(found.runtime, Some(container::Runtime::Docker));
         assert!(found.id.starts_with("4f797c53"));
-        // An unknown id does not walk again within the second; the host's root is no container.
-        assert_eq!(cgroups.path(u64::MAX, gone), None);
-        let root_id = fs::metadata(&root).unwrap().ino();
-        assert_eq!(cgroups.container(u32::MAX, u32::MAX, root_id), None);
+        // An unknown id does not walk again within the second; the root is no container.
+        assert_eq!(h.known(u64::MAX, GONE), None);
+        assert_eq!(h.known(id(&root), GONE), Some(&None));
         fs::remove_dir_all(&root).unwrap();
     }
 
+    /// Docker's cgroupfs layout on a hybrid host: the unified hierarchy shows the runtime's
+    /// cgroup, the memory hierarchy the container's, and a gone process is placed by the latter;
+    /// a host cgroup in both is decided without `/proc` (the pids are no process's).
     #[test]
-    fn the_unified_hierarchy_of_this_machine_is_found() {
-        let root = unified_mount().expect("a cgroup2 mount");
-        let mut cgroups = Cgroups::at(Some(root.clone()));
-        let id = fs::metadata(&root).unwrap().ino();
-        assert_eq!(cgroups.path(id, [u32::MAX; 2]), Some("/"));
-        // This process's own cgroup, from its /proc entry without a walk.
-        let me = std::process::id();
+    fn the_memory_hierarchy_places_containers_the_unified_one_does_not() {
+        let (unified, memory) = (tree("unified"), tree("memory"));
+        let docker =
+            memory.join("docker/4f797c539e6c745de61a93ca3ff892358ecbcaccd8414d5db545c38428142970");
+        fs::create_dir_all(&docker).unwrap();
+        let mut cgroups = Cgroups {
+            unified: Some(Hierarchy::at(unified.clone(), Line::Unified)),
+            unified_only: false,
+            memory: Some(Hierarchy::at(memory.clone(), Line::Memory)),
+            looked: Some(Instant::now()),
+        };
+        let service = id(&unified.join("user.slice"));
+        let found = cgroups.container(u32::MAX, u32::MAX, service, id(&docker));
+        assert_eq!(
+            found.expect("docker's").runtime,
+            Some(container::Runtime::Docker)
+        );
+        let host = id(&memory.join("user.slice"));
+        assert_eq!(cgroups.container(u32::MAX, u32::MAX, service, host), None);
+        // Where the unified hierarchy names the container, the memory one is not asked.
+        let scope = unified.join("system.slice").join(SCOPE);
+        fs::create_dir_all(&scope).unwrap();
+        cgroups.unified.as_mut().unwrap().walked = None;
+        assert!(
+            cgroups
+                .container(u32::MAX, u32::MAX, id(&scope), host)
+                .is_some()
+        );
+        fs::remove_dir_all(&unified).unwrap();
+        fs::remove_dir_all(&memory).unwrap();
+    }
+
+    /// On a hybrid host a v1 hierarchy may place a container the unified one does not show.
+    #[test]
+    fn the_unified_hierarchy_alone_decides_only_where_it_is_alone() {
+        assert!(unified_only("0::/user.slice/session-3.scope\n"));
+        assert!(!unified_only(
+            "1:name=systemd:/user.slice\n0::/user.slice\n"
+        ));
+        assert!(!unified_only("4:memory:/docker/4f797c53\n0::/\n"));
+        assert!(!unified_only(""));
+    }
+
+    #[test]
+    fn hierarchies_and_their_lines_are_found() {
+        let mounts = "cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,cpu,cpuacct 0 0\n\
+                      cgroup /sys/fs/cgroup/memory cgroup rw,nosuid,memory 0 0\n\
+                      cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
+        let at = |line| mount_of(mounts, line).map(|p| p.display().to_string());
+        assert_eq!(at(Line::Unified).as_deref(), Some("/sys/fs/cgroup/unified"));
+        assert_eq!(at(Line::Memory).as_deref(), Some("/sys/fs/cgroup/memory"));
+        assert_eq!(
+            mount_of("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n", Line::Memory),
+            None
+        );
+        let text = "5:memory:/docker/abc\n3:cpu,cpuacct:/x\n0::/system.slice/docker.service\n";
+        assert_eq!(Line::Memory.path_in(text), Some("/docker/abc"));
+        assert_eq!(
+            Line::Unified.path_in(text),
+            Some("/system.slice/docker.service")
+        );
+    }
+
+    /// This process's own cgroups, from its /proc entry without a walk, in each hierarchy this
+    /// machine mounts.
+    #[test]
+    fn the_hierarchies_of_this_machine_are_found() {
+        let cgroups = Cgroups::mounted();
+        let unified = cgroups.unified.expect("a cgroup2 mount");
         let text = fs::read_to_string("/proc/self/cgroup").unwrap();
-        let mine = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
-        let dir = root.join(mine.trim_start_matches('/'));
-        let id = fs::metadata(dir).unwrap().ino();
-        let mut fresh = Cgroups::at(Some(root));
-        fresh.walked = Some(Instant::now());
-        assert_eq!(fresh.path(id, [me, me]), Some(mine));
+        let me = std::process::id();
+        for mut h in [Some(unified), cgroups.memory].into_iter().flatten() {
+            assert_eq!(h.known(id(&h.root.clone()), GONE), Some(&None));
+            let mine = h.line.path_in(&text).unwrap().to_owned();
+            let dir = h.root.join(mine.trim_start_matches('/'));
+            let mut fresh = Hierarchy::at(h.root.clone(), h.line);
+            fresh.walked = Some(Instant::now());
+            assert!(fresh.known(id(&dir), [me, me]).is_some(), "{mine}");
+        }
     }
 }

@@ -77,9 +77,7 @@ impl Describer {
             timestamp: rfc3339(self.epoch.wall(e.ktime_boot_ns)),
             agent: &self.agent_raw,
             boot_copy: Ours {
-                boot: ctx
-                    .host_boot
-                    .map(|host_filesystem| OursBoot { host_filesystem }),
+                boot: OursBoot::of(ctx.host_boot),
                 parent: OursParent {
                     args_truncated: ctx.parent.args_truncated,
                     source: ctx.parent_source.as_str(),
@@ -431,6 +429,13 @@ pub struct OursBoot {
     pub host_filesystem: bool,
 }
 
+impl OursBoot {
+    /// Present where it is known whether the `/boot` is the host's.
+    fn of(host_boot: Option<bool>) -> Option<Self> {
+        host_boot.map(|host_filesystem| Self { host_filesystem })
+    }
+}
+
 /// `boot_copy.*` of an exec event.
 #[derive(Debug, Serialize)]
 pub struct Ours<'a> {
@@ -574,6 +579,11 @@ impl Fill<'_> {
 }
 
 impl ExecEvent<'_> {
+    /// Sets whether the process's `/boot` is the host's, when looked up after the event was made.
+    pub fn set_host_boot(&mut self, host_boot: Option<bool>) {
+        self.boot_copy.boot = OursBoot::of(host_boot);
+    }
+
     /// The event as the rules see it: the fields of its JSON flattened, without the JSON. With
     /// `wanted`, only those fields (besides the shared host fields): what the rules read is all
     /// their verdicts depend on.

@@ -20,7 +20,7 @@ use crate::{
     decode::{self, FileOp, Record},
     describe::{Describer, file::FileContext},
     sink::Severity,
-    strict::{Analysis, Gate},
+    strict::{self, Analysis, Gate},
 };
 use boot_copy_rules::{Document, FieldSet};
 use budget::{Budget, BudgetConfig, Suppressed};
@@ -91,6 +91,8 @@ pub struct Detector {
     touched: HashMap<(u32, u64, Vec<u8>), Instant>,
     /// Leaders, containers, boot file systems.
     lookups: Lookups,
+    /// Whether a rule not gated by the strict analysis reads `HOST_BOOT_FIELD`.
+    boot_read_ungated: bool,
     pub counts: DetectCounts,
 }
 
@@ -102,6 +104,7 @@ impl Detector {
             gate: Gate::new(rules.set.rules()),
             alerts: Alerts::new(&rules.set),
             wanted: wanted(&rules),
+            boot_read_ungated: boot_read_ungated(&rules),
             rules,
             budget: Budget::new(budget),
             alerted: HashMap::new(),
@@ -121,6 +124,7 @@ impl Detector {
         self.gate = Gate::new(rules.set.rules());
         self.alerts = Alerts::new(&rules.set);
         self.wanted = wanted(&rules);
+        self.boot_read_ungated = boot_read_ungated(&rules);
         self.describer.set_env(rules.env.clone());
         self.rules = rules;
     }
@@ -164,11 +168,17 @@ impl Detector {
         }
         self.counts.candidates += 1;
         let mut ctx = exec::resolve(exec);
-        self.lookups.join(&mut ctx);
-        if strict.as_ref().is_some_and(|a| a.reaches_host_boot) {
-            ctx.host_boot = Some(true);
+        self.lookups.join_but_boot(&mut ctx);
+        // Whether its /boot is the host's costs two /proc reads: looked up now only when a
+        // rule may read it, else only for an exec that alerts (its alert carries the field).
+        let boot_now = strict.is_some() || self.boot_read_ungated;
+        if boot_now {
+            self.lookups.join_boot(&mut ctx);
+            if strict.as_ref().is_some_and(|a| a.reaches_host_boot) {
+                ctx.host_boot = Some(true);
+            }
         }
-        self.exec(&ctx, strict.as_ref(), now, found);
+        self.exec(&ctx, strict.as_ref(), !boot_now, now, found);
     }
 
     /// Evaluates one file operation's event (rare: only writes into watched trees reach here,
@@ -218,11 +228,13 @@ impl Detector {
         }
     }
 
-    /// Evaluates one exec's event.
+    /// Evaluates one exec's event; `boot_deferred`: whether its `/boot` is the host's is
+    /// looked up only if it alerts (no rule the exec can meet reads it).
     fn exec(
         &mut self,
         ctx: &ExecContext,
         strict: Option<&Analysis>,
+        boot_deferred: bool,
         now: Instant,
         found: &mut impl FnMut(Finding<'_>),
     ) {
@@ -237,6 +249,9 @@ impl Detector {
             remember_alerted(&mut self.alerted, ctx, now);
         }
         let alerting = steps.iter().filter(|s| matches!(s, Step::Alert(_))).count();
+        if alerting > 0 && boot_deferred {
+            event.set_host_boot(self.lookups.host_boot(ctx));
+        }
         // The event as JSON but its `process`, made only if it alerts; the last alert takes it
         // over. `process` goes into every alert's line as the typed event holds it.
         let process = std::mem::take(&mut event.process);
@@ -327,6 +342,17 @@ fn remember_alerted(alerted: &mut HashMap<(u32, u64), Instant>, ctx: &ExecContex
         alerted.retain(|_, &mut at| now.duration_since(at) < ALERTED_FOR);
     }
     alerted.insert((ctx.exec.tgid, ctx.exec.start_boottime_ns), now);
+}
+
+/// The field saying whether a process's `/boot` is the host's.
+const HOST_BOOT_FIELD: &str = "boot_copy.boot.host_filesystem";
+
+/// Whether a rule that may match an exec the strict analysis did not recognise reads
+/// `HOST_BOOT_FIELD`.
+fn boot_read_ungated(rules: &LoadedRules) -> bool {
+    let set = &rules.set;
+    (0..set.rules().len())
+        .any(|i| !strict::gated(&set.rules()[i]) && set.rule_fields(i).contains(HOST_BOOT_FIELD))
 }
 
 fn wanted(rules: &LoadedRules) -> FieldSet {
@@ -464,7 +490,7 @@ mod tests {
             // Each alert's line, written from the typed `process`, is byte for byte that of the
             // alert as one JSON document.
             let mut alerts: Vec<serde_json::Map<String, Value>> = Vec::new();
-            detector.exec(ctx, strict.as_ref(), Instant::now(), &mut |f| {
+            detector.exec(ctx, strict.as_ref(), false, Instant::now(), &mut |f| {
                 if let Finding::Alert { alert, .. } = f {
                     let line = alert.line();
                     assert_eq!(line, alert.into_whole().line(), "exec {n}");

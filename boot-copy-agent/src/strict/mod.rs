@@ -541,30 +541,6 @@ mod tests {
         );
     }
 
-    /// `cargo test --release -p boot-copy-agent --lib strict::tests::cost -- --ignored --nocapture`:
-    /// the strict analysis's userspace cost on an exec that is not a copy tool (what every exec
-    /// pays once the kernel reports all execs).
-    #[test]
-    #[ignore]
-    fn cost() {
-        let mut an = Analyzer::system();
-        let args: Vec<String> = vec!["true".into(), "--version".into()];
-        for exe in ["/usr/bin/true", "/usr/bin/dash", "/nonexistent/bin/x"] {
-            let n = 200_000;
-            let t = std::time::Instant::now();
-            for _ in 0..n {
-                assert!(
-                    an.analyse(std::hint::black_box(exe), &args, "/tmp")
-                        .is_none()
-                );
-            }
-            eprintln!(
-                "{exe}: {:.0} ns per exec",
-                t.elapsed().as_nanos() as f64 / n as f64
-            );
-        }
-    }
-
     #[test]
     fn the_loader_running_a_copy_tool_is_that_tool() {
         let Some(ld) = loader::interpreter(std::path::Path::new("/usr/bin/cp")) else {

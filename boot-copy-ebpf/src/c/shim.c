@@ -160,6 +160,26 @@ struct nsproxy {
 	struct mnt_namespace *mnt_ns;
 } __attribute__((preserve_access_index));
 
+// A task's cgroups: one per controller (`subsys`, indexed by the kernel's cgroup_subsys_id,
+// whose values depend on the controllers built in, hence relocated).
+enum cgroup_subsys_id { memory_cgrp_id = 0 };
+
+struct kernfs_node {
+	__u64 id;
+} __attribute__((preserve_access_index));
+
+struct cgroup {
+	struct kernfs_node *kn;
+} __attribute__((preserve_access_index));
+
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+} __attribute__((preserve_access_index));
+
+struct css_set {
+	struct cgroup_subsys_state *subsys[1];
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	int pid;
 	int tgid;
@@ -172,6 +192,7 @@ struct task_struct {
 	struct mm_struct *mm;
 	struct signal_struct *signal;
 	struct nsproxy *nsproxy;
+	struct css_set *cgroups;
 	char comm[16];
 } __attribute__((preserve_access_index));
 
@@ -995,6 +1016,7 @@ struct session {
 	__u32 mnt_ns;
 	__u32 ngroups;
 	__u64 cgroup_id;
+	__u64 memory_cgroup_id;
 	__u32 parent_tty_major;
 	__u32 parent_tty_minor;
 	__u32 groups[16];
@@ -1020,6 +1042,24 @@ static __always_inline void task_tty(struct task_struct *task, __u32 *major, __u
 	// As the kernel numbers a tty's device (tty_devnum).
 	*major = BPF_CORE_READ(tty, driver, major);
 	*minor = BPF_CORE_READ(tty, driver, minor_start) + BPF_CORE_READ(tty, index);
+}
+
+// Id of the task's cgroup in the memory controller's hierarchy (its directory's inode number):
+// on a cgroup v1 host, where a runtime's cgroupfs driver places containers; 0 if the kernel
+// has no memory controller.
+static __always_inline __u64 memory_cgroup_id(struct task_struct *task)
+{
+	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+		return 0;
+	__u64 idx = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+	struct css_set *cset = BPF_CORE_READ(task, cgroups);
+	struct cgroup_subsys_state *css = 0;
+	if (!cset || idx >= 64)
+		return 0;
+	void *slot = (void *)__builtin_preserve_access_index(&cset->subsys) + idx * sizeof(css);
+	if (bpf_probe_read_kernel(&css, sizeof(css), slot) || !css)
+		return 0;
+	return BPF_CORE_READ(css, cgroup, kn, id);
 }
 
 // The current task's session (task is the current task, typed or not).
@@ -1052,6 +1092,7 @@ SHIM void bc_task_session(struct task_struct *task, struct session *out)
 		}
 	}
 	out->cgroup_id = bpf_get_current_cgroup_id();
+	out->memory_cgroup_id = memory_cgroup_id(task);
 }
 
 // Whether the task's process leads its process group or its session.

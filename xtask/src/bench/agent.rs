@@ -108,16 +108,10 @@ impl Agent {
         procs::cpu_ticks(self.pid())
     }
 
-    /// CPU time so far in nanoseconds, summed over the agent's threads (`schedstat`): fine
-    /// enough to measure a few alerts, which clock ticks are not.
+    /// CPU time so far in nanoseconds, summed over the agent's threads: fine enough to measure
+    /// a few alerts, which clock ticks are not.
     pub fn cpu_ns(&self) -> anyhow::Result<u64> {
-        let mut total = 0;
-        for task in fs::read_dir(format!("/proc/{}/task", self.pid()))? {
-            let stat = fs::read_to_string(task?.path().join("schedstat"))?;
-            let run_ns = stat.split_whitespace().next().context("schedstat")?;
-            total += run_ns.parse::<u64>()?;
-        }
-        Ok(total)
+        procs::cpu_ns(self.pid())
     }
 
     /// VmRSS, VmHWM and the resident set's parts, in KiB.

@@ -109,6 +109,13 @@ impl Auditd {
         Ok(procs::cpu_ticks(pid)? + kthread)
     }
 
+    /// CPU time of the daemon and of `kauditd` together, in nanoseconds.
+    pub fn cpu_ns(&self) -> anyhow::Result<u64> {
+        let pid: u32 = AuditStatus::read()?.get("pid").parse()?;
+        let kthread = procs::pid_by_comm("kauditd").map_or(Ok(0), procs::cpu_ns)?;
+        Ok(procs::cpu_ns(pid)? + kthread)
+    }
+
     /// Records the kernel could not queue (`lost`), so far.
     pub fn lost(&self) -> anyhow::Result<u64> {
         Ok(AuditStatus::read()?.get("lost").parse()?)

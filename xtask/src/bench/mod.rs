@@ -15,6 +15,7 @@ mod exec;
 mod files;
 mod floor;
 mod footprint;
+mod paced;
 mod procs;
 mod replay;
 mod stats;
@@ -28,8 +29,9 @@ use std::{fs, path::PathBuf, process::Command, time::SystemTime};
 
 /// Blocks per variant in every comparison.
 pub const BLOCKS: usize = 5;
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
     "exec",
+    "paced",
     "storm",
     "alerts",
     "replay",
@@ -54,9 +56,19 @@ pub fn run(names: &[String]) -> anyhow::Result<()> {
         );
     }
     let wants = |n: &str| names.is_empty() || names.iter().any(|x| x == n);
-    let live = ["exec", "storm", "alerts", "footprint", "bigargv", "files"];
+    let live = [
+        "exec",
+        "paced",
+        "storm",
+        "alerts",
+        "footprint",
+        "bigargv",
+        "files",
+    ];
     if live.iter().any(|n| wants(n)) {
-        setup::require_root("the exec, storm, alert, footprint, bigargv and files benchmarks")?;
+        setup::require_root(
+            "the exec, paced, storm, alert, footprint, bigargv and files benchmarks",
+        )?;
         cargo(&["build", "--release", "--package", "boot-copy-agent"])?;
     }
     if wants("exec") {
@@ -68,6 +80,7 @@ pub fn run(names: &[String]) -> anyhow::Result<()> {
         let outcome = match *name {
             "replay" => replay::run()?,
             "exec" => exec::run()?,
+            "paced" => paced::run()?,
             "storm" => storm::run()?,
             "alerts" => alerts::run()?,
             "bigargv" => bigargv::run()?,
