@@ -4,6 +4,7 @@
 //!   copy's supplementary groups as `setpriv` set them.
 //! - `script` (a pseudo-terminal): `interactive: true`, the pty's major and minor.
 //! - a leader that exited before the copy ran: still described (from the kernel's table).
+//! - a leader that execs between two copies: each alert names its program of that moment.
 //! - a real `ssh` login to an sshd on loopback: the entry leader is the login's shell, type
 //!   `sshd`, source 127.0.0.1.
 use std::{
@@ -132,6 +133,42 @@ fn a_leader_that_exited_is_still_described() {
         !Path::new(&format!("/proc/{leader}")).exists(),
         "the leader exited before the copy"
     );
+    fs::remove_dir_all(&work).unwrap();
+}
+
+/// The session's leader execs another program between two copies its subshells run: each
+/// alert names the leader's image of its moment (the agent keeps a live leader's description
+/// only while the kernel records the same exec of it).
+#[test]
+fn a_leader_that_execs_is_described_anew() {
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let mut agent = agent_in(&ns, "exec-leader", "");
+    let (before, after) = (
+        format!("/boot/lead-a-{}", unique()),
+        format!("/boot/lead-b-{}", unique()),
+    );
+    // The program it execs: a copy of the shell under another name.
+    let work = tempdir("exec-leader").unwrap();
+    let other = work.join("other-shell");
+    fs::copy(dash(), &other).unwrap();
+    let other = other.display().to_string();
+    let copy = |target: &str| format!("(cp /etc/hostname {target}; true)");
+    ns.isolated(&format!(
+        "setsid --wait sh -c '{}; {}; exec {other} -c \"{}; {}; true\"' < /dev/null > /dev/null",
+        copy(&format!("{before}-1")),
+        copy(&before),
+        copy(&format!("{after}-1")),
+        copy(&after),
+    ))
+    .unwrap();
+    for (target, exe) in [(before, dash()), (after, other)] {
+        let a = published_alert_for(&mut agent, &target);
+        for which in ["session_leader", "group_leader"] {
+            let l = &a["process"][which];
+            assert_eq!(l["executable"], exe.as_str(), "{which}: {a}");
+            assert_ne!(l["pid"], a["process"]["parent"]["pid"], "{a}");
+        }
+    }
     fs::remove_dir_all(&work).unwrap();
 }
 

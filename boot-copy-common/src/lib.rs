@@ -387,6 +387,13 @@ pub struct Session {
     /// Id of its cgroup in the memory controller's hierarchy, where a cgroup v1 host's runtimes
     /// place containers (on a cgroup v2 host, the unified hierarchy's again); 0 unknown.
     pub memory_cgroup_id: u64,
+    /// Start time (boot clock, ns) and exec count (`self_exec_id`) of the process leading the
+    /// group, and of the one leading the session, while it lives; 0, 0 once it has exited. The
+    /// agent keeps a leader's description while these stay the same.
+    pub group_leader_start: u64,
+    pub group_leader_exec_id: u64,
+    pub session_leader_start: u64,
+    pub session_leader_exec_id: u64,
     /// The parent's controlling terminal; major 0: none.
     pub parent_tty_major: u32,
     pub parent_tty_minor: u32,
@@ -633,10 +640,10 @@ pub const ARGS_OFFSET: usize = core::mem::offset_of!(ExecRecord, args);
 const _: () = assert!(
     core::mem::size_of::<ProcImage>() == 48 + IMAGE_EXE_CAP + IMAGE_ARGS_CAP + IMAGE_CWD_CAP
 );
-const _: () = assert!(core::mem::size_of::<Session>() == 120);
-const _: () = assert!(core::mem::size_of::<ExecHeader>() == 232);
+const _: () = assert!(core::mem::size_of::<Session>() == 152);
+const _: () = assert!(core::mem::size_of::<ExecHeader>() == 264);
 const _: () = assert!(SPILL_CHUNK.is_power_of_two());
-const _: () = assert!(core::mem::size_of::<FileHeader>() == 232);
+const _: () = assert!(core::mem::size_of::<FileHeader>() == 264);
 const _: () = assert!(core::mem::offset_of!(FileRecord, dir).is_multiple_of(8));
 const _: () = assert!(FILE_ARGS_CAP.is_power_of_two() && PASSED_PATH_CAP.is_power_of_two());
 const _: () = assert!(ARGS_CAP_WATCHED + SPILL_CHUNKS_MAX as usize * SPILL_CHUNK > 6 << 20);

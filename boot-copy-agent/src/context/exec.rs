@@ -3,7 +3,7 @@
 use super::{
     container::{self, Container},
     paths, procfs,
-    session::{Leaders, Sessions},
+    session::{Leader, Leaders, Sessions},
 };
 use crate::decode::{Exec, Image};
 use boot_copy_common::{Session, exec_flags, image_flags};
@@ -81,7 +81,8 @@ impl ExecContext {
     /// Finds the process's group, session and entry leaders.
     pub fn join_session(&mut self, sessions: &mut Sessions) {
         let s = self.exec.session;
-        self.leaders = sessions.leaders(&self.process, &self.parent, s.pgid, s.sid);
+        let (group, session) = (Leader::of_group(&s), Leader::of_session(&s));
+        self.leaders = sessions.leaders(&self.process, &self.parent, group, session);
     }
 
     /// The controlling terminal's (major, minor), if the process has one.

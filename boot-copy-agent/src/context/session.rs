@@ -63,8 +63,45 @@ pub struct Leaders {
     pub entry: Option<Entry>,
 }
 
+/// A group's or session's leader as the kernel recorded it at a member's exec: its pid, and
+/// while it lives its start time and exec count (0, 0 once it has exited).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Leader {
+    pub pid: u32,
+    pub start: u64,
+    pub exec_id: u64,
+}
+
+impl Leader {
+    /// A leader known by its pid only (its description is then never reused).
+    pub fn pid(pid: u32) -> Self {
+        Self {
+            pid,
+            ..Self::default()
+        }
+    }
+
+    pub fn of_group(s: &boot_copy_common::Session) -> Self {
+        Self {
+            pid: s.pgid,
+            start: s.group_leader_start,
+            exec_id: s.group_leader_exec_id,
+        }
+    }
+
+    pub fn of_session(s: &boot_copy_common::Session) -> Self {
+        Self {
+            pid: s.sid,
+            start: s.session_leader_start,
+            exec_id: s.session_leader_exec_id,
+        }
+    }
+}
+
 /// Sessions whose entry leader is cached at most (a host rarely has more sessions).
 const ENTRY_CACHE: usize = 4096;
+/// Leaders whose description is kept at most.
+const LEADER_CACHE: usize = 4096;
 /// Sessions walked up at most.
 const WALK_DEPTH: usize = 16;
 /// Programs that start a terminal login's session.
@@ -78,6 +115,10 @@ pub struct Sessions {
     table: Option<Box<dyn Table>>,
     /// Entry leaders by session (leader pid and start).
     entries: HashMap<(u32, u64), Option<Entry>>,
+    /// Leaders described from the table or /proc, by pid, with the start time and exec count
+    /// they had: the same while those are (a leader's image changes only at its exec), so an
+    /// exec in a known group costs no table read.
+    described: HashMap<u32, ((u64, u64), Process)>,
 }
 
 impl Sessions {
@@ -85,17 +126,24 @@ impl Sessions {
         Self {
             table: Some(table),
             entries: HashMap::new(),
+            described: HashMap::new(),
         }
     }
 
     /// The leaders of `process` (with parent `parent`), whose group and session are led by
-    /// `pgid` and `sid`.
-    pub fn leaders(&mut self, process: &Process, parent: &Process, pgid: u32, sid: u32) -> Leaders {
-        if sid == 0 {
+    /// `group` and `session`.
+    pub fn leaders(
+        &mut self,
+        process: &Process,
+        parent: &Process,
+        group: Leader,
+        session: Leader,
+    ) -> Leaders {
+        if session.pid == 0 {
             return Leaders::default(); // the kernel did not record them
         }
-        let group = self.member_of(pgid, process, parent);
-        let session = self.member_of(sid, process, parent);
+        let group = self.member_of(group, process, parent);
+        let session = self.member_of(session, process, parent);
         let entry = session.as_ref().and_then(|s| self.entry(s));
         Leaders {
             group,
@@ -104,9 +152,15 @@ impl Sessions {
         }
     }
 
-    /// The process `pid` that leads `process`'s group or session: the process itself, its
-    /// parent, or another that started before it.
-    fn member_of(&self, pid: u32, process: &Process, parent: &Process) -> Option<Process> {
+    /// The process that leads `process`'s group or session: the process itself, its parent,
+    /// or another that started before it.
+    fn member_of(
+        &mut self,
+        leader: Leader,
+        process: &Process,
+        parent: &Process,
+    ) -> Option<Process> {
+        let pid = leader.pid;
         if pid == process.pid {
             return Some(process.clone());
         }
@@ -115,15 +169,33 @@ impl Sessions {
         }
         let started_before =
             |p: &Process| p.start_ns.zip(process.start_ns).is_none_or(|(l, m)| l <= m);
+        let live = (leader.start, leader.exec_id);
+        if let Some((seen, known)) = self.described.get(&pid)
+            && live.0 != 0
+            && *seen == live
+        {
+            return Some(known.clone()).filter(started_before);
+        }
         let kernel = self
             .table
             .as_ref()
             .and_then(|t| t.get(pid))
             .map(|i| from_image(&i));
-        kernel
+        let found = kernel
             .filter(|p| p.executable.is_some() && started_before(p))
             .or_else(|| procfs::image(pid).ok().map(|i| from_image(&i)))
-            .filter(started_before)
+            .filter(started_before);
+        // Kept only as the description of the live leader the kernel recorded.
+        if let Some(p) = &found
+            && live.0 != 0
+            && same_start(p.start_ns, live.0)
+        {
+            if self.described.len() >= LEADER_CACHE {
+                self.described.clear();
+            }
+            self.described.insert(pid, (live, p.clone()));
+        }
+        found
     }
 
     fn entry(&mut self, session: &Process) -> Option<Entry> {
@@ -138,6 +210,14 @@ impl Sessions {
         self.entries.insert(key, found.clone());
         found
     }
+}
+
+/// Whether a description's start time is the recorded one: exact from the kernel's table, to
+/// the clock tick where it came from /proc (an entry seeded at the agent's start, or a leader
+/// read there).
+fn same_start(described: Option<u64>, recorded: u64) -> bool {
+    let tick = 1_000_000_000 / procfs::ticks_per_second();
+    described.is_some_and(|s| s == recorded || s == recorded / tick * tick)
 }
 
 /// Walks up sessions from `leader` to the first that is an entry (see the module's text).
@@ -228,6 +308,10 @@ fn ssh_client(pid: u32) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    };
 
     fn process(pid: u32, start: u64, exe: &str) -> Process {
         Process {
@@ -244,6 +328,71 @@ mod tests {
         fn get(&self, pid: u32) -> Option<Image> {
             (pid == self.0.tgid).then(|| self.0.clone())
         }
+    }
+
+    /// A table whose entry can change (its process execs), counting its reads.
+    struct Counted {
+        entry: Arc<Mutex<Image>>,
+        reads: Arc<AtomicUsize>,
+    }
+
+    impl Table for Counted {
+        fn get(&self, pid: u32) -> Option<Image> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let entry = self.entry.lock().unwrap();
+            (pid == entry.tgid).then(|| entry.clone())
+        }
+    }
+
+    /// A leader the kernel recorded alive is read from the table again only once it has exec'd
+    /// (or exited: nothing then tells that its entry is the same).
+    #[test]
+    fn a_live_leader_is_read_from_the_table_once_per_exec_of_its_own() {
+        let gone = u32::MAX - 7; // no process has it: only the table describes it
+        let entry = Arc::new(Mutex::new(image(gone, 5, "/usr/bin/bash")));
+        let reads = Arc::new(AtomicUsize::new(0));
+        let mut sessions = Sessions::new(Box::new(Counted {
+            entry: entry.clone(),
+            reads: reads.clone(),
+        }));
+        let (me, parent) = (
+            process(100, 1 << 40, "/usr/bin/cp"),
+            process(99, 40, "/bin/sh"),
+        );
+        let mut group = |leader| {
+            let l = sessions.leaders(&me, &parent, leader, Leader::pid(99));
+            l.group.and_then(|g| g.executable).unwrap()
+        };
+        let live = Leader {
+            pid: gone,
+            start: 5,
+            exec_id: 1,
+        };
+        for _ in 0..3 {
+            assert_eq!(group(live), b"/usr/bin/bash");
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        *entry.lock().unwrap() = image(gone, 5, "/usr/bin/python3");
+        let exec_d = Leader { exec_id: 2, ..live };
+        assert_eq!(group(exec_d), b"/usr/bin/python3");
+        assert_eq!(group(exec_d), b"/usr/bin/python3");
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        // Another process with that pid, or a leader that exited: read each time.
+        *entry.lock().unwrap() = image(gone, 7, "/usr/bin/zsh");
+        assert_eq!(group(Leader { start: 7, ..live }), b"/usr/bin/zsh");
+        assert_eq!(group(Leader::pid(gone)), b"/usr/bin/zsh");
+        assert_eq!(group(Leader::pid(gone)), b"/usr/bin/zsh");
+        assert_eq!(reads.load(Ordering::SeqCst), 5);
+        // An entry seeded from /proc at the agent's start has its start to the clock tick.
+        let tick = 1_000_000_000 / procfs::ticks_per_second();
+        *entry.lock().unwrap() = image(gone, 3 * tick, "/usr/bin/fish");
+        let seeded = Leader {
+            start: 3 * tick + 5,
+            ..live
+        };
+        assert_eq!(group(seeded), b"/usr/bin/fish");
+        assert_eq!(group(seeded), b"/usr/bin/fish");
+        assert_eq!(reads.load(Ordering::SeqCst), 6);
     }
 
     fn image(pid: u32, start: u64, exe: &str) -> Image {
@@ -267,10 +416,10 @@ mod tests {
         let mut sessions = Sessions::new(Box::new(OneEntry(image(gone, 5, "/usr/bin/bash"))));
         let me = process(100, 50, "/usr/bin/cp");
         let parent = process(99, 40, "/usr/bin/dash");
-        let l = sessions.leaders(&me, &parent, 100, 99);
+        let l = sessions.leaders(&me, &parent, Leader::pid(100), Leader::pid(99));
         assert_eq!(l.group, Some(me.clone()));
         assert_eq!(l.session, Some(parent.clone()));
-        let l = sessions.leaders(&me, &parent, gone, gone);
+        let l = sessions.leaders(&me, &parent, Leader::pid(gone), Leader::pid(gone));
         let leader = l.session.expect("the exited leader, from the table");
         assert_eq!(leader.executable.as_deref(), Some(&b"/usr/bin/bash"[..]));
         assert_eq!(leader.user, Some((1000, 1000)));
@@ -283,7 +432,7 @@ mod tests {
         let mut sessions = Sessions::new(Box::new(OneEntry(image(gone, 500, "/usr/bin/bash"))));
         let me = process(100, 50, "/usr/bin/cp");
         let parent = process(99, 40, "/usr/bin/dash");
-        let l = sessions.leaders(&me, &parent, gone, gone);
+        let l = sessions.leaders(&me, &parent, Leader::pid(gone), Leader::pid(gone));
         assert_eq!(l.session, None);
         assert_eq!(l.entry, None);
     }
@@ -292,7 +441,10 @@ mod tests {
     fn unrecorded_sessions_give_no_leaders() {
         let mut sessions = Sessions::default();
         let me = process(100, 50, "/usr/bin/cp");
-        assert_eq!(sessions.leaders(&me, &me, 0, 0), Leaders::default());
+        assert_eq!(
+            sessions.leaders(&me, &me, Leader::pid(0), Leader::pid(0)),
+            Leaders::default()
+        );
     }
 
     #[test]
@@ -315,7 +467,12 @@ mod tests {
             })
         });
         let leader = from_image(&found.expect("the child's exec"));
-        let l = Sessions::default().leaders(&leader, &Process::default(), pid, pid);
+        let l = Sessions::default().leaders(
+            &leader,
+            &Process::default(),
+            Leader::pid(pid),
+            Leader::pid(pid),
+        );
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(l.session.as_ref(), Some(&leader));

@@ -128,7 +128,16 @@ struct upid {
 	int nr;
 } __attribute__((preserve_access_index));
 
+struct hlist_node {
+	struct hlist_node *next;
+} __attribute__((preserve_access_index));
+
+struct hlist_head {
+	struct hlist_node *first;
+} __attribute__((preserve_access_index));
+
 struct pid {
+	struct hlist_head tasks[4];
 	struct upid numbers[1];
 } __attribute__((preserve_access_index));
 
@@ -193,6 +202,7 @@ struct task_struct {
 	struct signal_struct *signal;
 	struct nsproxy *nsproxy;
 	struct css_set *cgroups;
+	struct hlist_node pid_links[4];
 	char comm[16];
 } __attribute__((preserve_access_index));
 
@@ -1017,6 +1027,10 @@ struct session {
 	__u32 ngroups;
 	__u64 cgroup_id;
 	__u64 memory_cgroup_id;
+	__u64 group_leader_start;
+	__u64 group_leader_exec_id;
+	__u64 session_leader_start;
+	__u64 session_leader_exec_id;
 	__u32 parent_tty_major;
 	__u32 parent_tty_minor;
 	__u32 groups[16];
@@ -1027,6 +1041,29 @@ static __always_inline __u32 signal_pid(struct signal_struct *signal, int type)
 {
 	struct pid *pid = BPF_CORE_READ(signal, pids[type]);
 	return pid ? BPF_CORE_READ(pid, numbers[0].nr) : 0;
+}
+
+#define PIDTYPE_PID 0
+
+// The start time and exec count of the live process whose pid leads the signal struct's group
+// or session (`type`); 0, 0 when it has exited. What tells the agent that the leader it
+// described before is still the same image.
+static __always_inline void signal_leader(struct signal_struct *signal, int type, __u64 *start,
+					  __u64 *exec_id)
+{
+	*start = 0;
+	*exec_id = 0;
+	struct pid *pid = BPF_CORE_READ(signal, pids[type]);
+	if (!pid)
+		return;
+	struct hlist_node *first = BPF_CORE_READ(pid, tasks[PIDTYPE_PID].first);
+	if (!first)
+		return;
+	struct task_struct *leader =
+		(void *)first - bpf_core_field_offset(struct task_struct, pid_links);
+	if (bpf_core_field_exists(leader->start_boottime))
+		*start = BPF_CORE_READ(leader, start_boottime);
+	*exec_id = BPF_CORE_READ(leader, self_exec_id);
 }
 
 // A task's controlling terminal's device numbers into major/minor (0, 0: none).
@@ -1067,10 +1104,18 @@ SHIM void bc_task_session(struct task_struct *task, struct session *out)
 {
 	out->pgid = 0;
 	out->sid = 0;
+	out->group_leader_start = 0;
+	out->group_leader_exec_id = 0;
+	out->session_leader_start = 0;
+	out->session_leader_exec_id = 0;
 	if (bpf_core_field_exists(task->signal)) {
 		struct signal_struct *signal = BPF_CORE_READ(task, signal);
 		out->pgid = signal_pid(signal, PIDTYPE_PGID);
 		out->sid = signal_pid(signal, PIDTYPE_SID);
+		signal_leader(signal, PIDTYPE_PGID, &out->group_leader_start,
+			      &out->group_leader_exec_id);
+		signal_leader(signal, PIDTYPE_SID, &out->session_leader_start,
+			      &out->session_leader_exec_id);
 	}
 	task_tty(task, &out->tty_major, &out->tty_minor);
 	struct task_struct *parent = BPF_CORE_READ(task, real_parent);

@@ -14,10 +14,11 @@ const FIXED: [&str; 2] = ["agent-loads", "requirement-missing-btf"];
 /// seconds per agent): every events scenario, every alert verdict and exception, every
 /// strict-rule evasion, whole command lines and the loader (with the 1 MiB-ring incomplete
 /// argv), the ring-buffer overflow, whose drops must match exactly, and the session and cgroup
-/// scenarios (the kernel's session, terminal and cgroup fields, a leader kept after it exits),
+/// scenarios (the kernel's session, terminal and cgroup fields, a leader kept after it exits,
+/// one described anew after it execs),
 /// and the file program's: every act by every writer the guest has, bind mounts and symlinks,
 /// and file records lost while the agent is stopped, counted exactly.
-const SHARED: [&str; 11] = [
+const SHARED: [&str; 12] = [
     "events::every_scenario_on_one_agent",
     "daemon::alert_scenarios_on_one_agent",
     "strict::each_evasion_alerts_once_under_the_strict_rule",
@@ -26,6 +27,7 @@ const SHARED: [&str; 11] = [
     "overflow::execs_lost_while_stopped_equal_the_kernel_drop_count",
     "sessions::setsid_and_terminal_sessions_are_described_as_defend_does",
     "sessions::a_leader_that_exited_is_still_described",
+    "sessions::a_leader_that_execs_is_described_anew",
     "cgroups::containers_are_named_from_the_cgroups_of_their_copies",
     "file_events::file_acts_on_one_agent",
     "file_events::writes_lost_while_stopped_equal_the_kernel_drop_count",
