@@ -21,6 +21,9 @@ const PER_BLOCK: u64 = 60;
 /// The idle agent's own CPU (timers, status file) is measured first and taken off.
 const IDLE: Duration = Duration::from_secs(10);
 const LATENCY_P99_TARGET_MS: f64 = 50.0;
+/// Issue 19: agent CPU per alert (net of the idle agent) at most this many times the floor
+/// measured in the same run (it replaced issue 4's 30 µs, below this machine's floor).
+const FLOOR_RATIO_TARGET: f64 = 1.5;
 /// The trigger's pace: one copy every 50 ms.
 const INTERVAL: Duration = Duration::from_millis(50);
 const FLOOR_LINES: u64 = 100;
@@ -103,6 +106,7 @@ pub fn run() -> anyhow::Result<Outcome> {
             "lines": FLOOR_LINES,
             "cpu_us_per_line": floor_us,
         },
+        "agent_net_to_floor": snet.median / floor_us,
     });
     let markdown = format!(
         "## Exec → alert at 20/s (`cargo xtask bench alerts`)\n\n\
@@ -112,7 +116,7 @@ pub fn run() -> anyhow::Result<Outcome> {
          | agent CPU per alert, µs | | {} |\n\
          | agent CPU per alert net of the idle agent ({idle:.0} µs/s), µs | | {} |\n\
          | floor: CPU of a thread woken every 50 ms to write one {line_len}-byte line beside the log, µs per line | {floor_us:.0} | |\n\n\
-         Target: p99 < {LATENCY_P99_TARGET_MS} ms: {}; agent CPU < 30 µs per alert (issue 4): {}.\n",
+         Targets: p99 < {LATENCY_P99_TARGET_MS} ms: {}; agent CPU per alert net of idle ≤ {FLOOR_RATIO_TARGET} × the floor (issue 19): {} ({} ×).\n",
         num(quantile(&all, 0.5), 1),
         s50.show(1),
         num(quantile(&all, 0.99), 1),
@@ -121,7 +125,8 @@ pub fn run() -> anyhow::Result<Outcome> {
         scpu.show(0),
         snet.show(0),
         verdict(quantile(&all, 0.99) < LATENCY_P99_TARGET_MS),
-        verdict(snet.median < 30.0),
+        verdict(snet.median <= FLOOR_RATIO_TARGET * floor_us),
+        num(snet.median / floor_us, 2),
         n = all.len(),
         idle = idle_ns_per_s / 1e3,
     );
