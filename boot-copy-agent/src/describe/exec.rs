@@ -12,10 +12,10 @@ use crate::context::{
 use crate::decode::Exec;
 use crate::strict::{Analysis, StrictFields};
 use boot_copy_common::exec_flags;
-use boot_copy_rules::{Document, FieldSet, Value as Field};
+use boot_copy_rules::{Document, FieldHasher, FieldSet, Value as Field};
 use serde::Serialize;
 use serde_json::{Value, json, value::RawValue};
-use std::{borrow::Cow, sync::Arc};
+use std::{borrow::Cow, cell::RefCell, collections::HashMap, hash::BuildHasherDefault, sync::Arc};
 
 /// `event.*` of every exec event.
 const EVENT: EventFields = EventFields {
@@ -564,9 +564,36 @@ fn texts<S: AsRef<str>>(items: &[S]) -> Field {
 }
 
 /// A document being filled, with only the fields in `wanted` when that is given.
+/// The fields the rules read. Whether a name the describer puts is one of them is remembered by
+/// the name's address and length (the names are `'static`): an event asks a hundred times, and
+/// this way without hashing the text.
+pub struct Wanted {
+    set: FieldSet,
+    seen: RefCell<HashMap<(usize, usize), bool, BuildHasherDefault<FieldHasher>>>,
+}
+
+impl Wanted {
+    pub fn new(set: FieldSet) -> Self {
+        Self {
+            set,
+            seen: RefCell::default(),
+        }
+    }
+
+    fn contains(&self, name: &'static str) -> bool {
+        let key = (name.as_ptr() as usize, name.len());
+        if let Some(&wanted) = self.seen.borrow().get(&key) {
+            return wanted;
+        }
+        let wanted = self.set.contains(name);
+        self.seen.borrow_mut().insert(key, wanted);
+        wanted
+    }
+}
+
 struct Fill<'w> {
     doc: Document,
-    wanted: Option<&'w FieldSet>,
+    wanted: Option<&'w Wanted>,
 }
 
 impl Fill<'_> {
@@ -587,9 +614,9 @@ impl ExecEvent<'_> {
     /// The event as the rules see it: the fields of its JSON flattened, without the JSON. With
     /// `wanted`, only those fields (besides the shared host fields): what the rules read is all
     /// their verdicts depend on.
-    pub fn document(&self, wanted: Option<&FieldSet>) -> Document {
+    pub fn document(&self, wanted: Option<&Wanted>) -> Document {
         let mut d = Fill {
-            doc: Document::with_base(self.base.clone(), wanted.map_or(64, |w| w.len())),
+            doc: Document::with_base(self.base.clone(), wanted.map_or(64, |w| w.set.len())),
             wanted,
         };
         d.put("@timestamp", || text(&self.timestamp));

@@ -18,7 +18,7 @@ use crate::{
         session::{Sessions, Table},
     },
     decode::{self, FileOp, Record},
-    describe::{Describer, file::FileContext},
+    describe::{Describer, exec::Wanted, file::FileContext},
     sink::Severity,
     strict::{self, Analysis, Gate},
 };
@@ -80,7 +80,7 @@ pub struct Detector {
     rules: LoadedRules,
     alerts: Alerts,
     /// The fields the rules read: all an event's document needs.
-    wanted: FieldSet,
+    wanted: Wanted,
     /// The strict rule's analysis, and which execs need any work at all.
     gate: Gate,
     budget: Budget,
@@ -103,7 +103,7 @@ impl Detector {
             describer,
             gate: Gate::new(rules.set.rules()),
             alerts: Alerts::new(&rules.set),
-            wanted: wanted(&rules),
+            wanted: Wanted::new(wanted(&rules)),
             boot_read_ungated: boot_read_ungated(&rules),
             rules,
             budget: Budget::new(budget),
@@ -123,7 +123,7 @@ impl Detector {
     pub fn set_rules(&mut self, rules: LoadedRules) {
         self.gate = Gate::new(rules.set.rules());
         self.alerts = Alerts::new(&rules.set);
-        self.wanted = wanted(&rules);
+        self.wanted = Wanted::new(wanted(&rules));
         self.boot_read_ungated = boot_read_ungated(&rules);
         self.describer.set_env(rules.env.clone());
         self.rules = rules;
@@ -479,7 +479,7 @@ mod tests {
         ];
         let set = RuleSet::from_rules(rules.clone());
         let loaded = LoadedRules::new(RuleSet::from_rules(rules), Default::default()).unwrap();
-        let wanted = wanted(&loaded);
+        let wanted = Wanted::new(wanted(&loaded));
         let mut detector = Detector::new(
             Describer::new(host, BootEpoch::now().unwrap()),
             loaded,
