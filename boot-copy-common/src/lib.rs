@@ -131,7 +131,10 @@ pub mod counter {
     pub const FILE_REPEATS: u32 = 17;
     /// Walks up the directory tree that gave up at `FILE_WALK_DEPTH` without reaching a root.
     pub const FILE_WALKS_CUT: u32 = 18;
-    pub const COUNT: u32 = 19;
+    /// Operations in a watched tree a path hook found but could not keep for its syscall's
+    /// exit: not sent.
+    pub const FILE_STASH_FAILURES: u32 = 19;
+    pub const COUNT: u32 = 20;
     /// Names in index order, as the agent reports them.
     pub const NAMES: [&str; COUNT as usize] = [
         "execs_seen",
@@ -153,6 +156,7 @@ pub mod counter {
         "file_ringbuf_drops",
         "file_repeats",
         "file_walks_cut",
+        "file_stash_failures",
     ];
 }
 

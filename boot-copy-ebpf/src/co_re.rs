@@ -96,8 +96,12 @@ unsafe extern "C" {
     /// `&file->f_path`.
     pub fn bc_file_path(file: KFile) -> KPath;
     pub fn bc_path_dentry(path: KPath) -> Dentry;
-    /// Starts a walk at `path`'s dentry.
-    pub fn bc_walk_start(path: KPath, walk: *mut Walk);
+    /// `path->mnt` (a `struct vfsmount *`).
+    pub fn bc_path_mnt(path: KPath) -> *const c_void;
+    /// Starts a walk at `dentry` as seen through the mount `mnt`.
+    pub fn bc_walk_start(mnt: *const c_void, dentry: Dentry, walk: *mut Walk);
+    /// The dentry's name into `out` (`cap` bytes, a constant); its length, 0 if unreadable.
+    pub fn bc_dentry_name(dentry: Dentry, out: *mut u8, cap: u32) -> u32;
     /// One step up (to the parent, or across a mount point); 0 when nothing is above.
     pub fn bc_walk_up(walk: *mut Walk) -> i32;
     /// Across the file system the walk is in, to its mount point; 0 when nothing is above.

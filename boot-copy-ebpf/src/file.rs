@@ -5,9 +5,11 @@
 //! without building a path. A file known by an open descriptor (an open's result, `ftruncate`,
 //! `fchmod`, ...) is decided by a walk up from its dentry, across mount points, looking each
 //! directory's (device, inode) up in `WATCHED_ROOTS` (behind a bitmap): bind mounts and paths
-//! through symlinks reach the same directories. A file named by a path is decided from the
-//! path as passed: a relative one by the same walk from the directory it starts at, an
-//! absolute one by comparing it with `WATCHED_PREFIXES`.
+//! through symlinks reach the same directories. A file named by a path is decided by the path
+//! hooks (`hook`), which see it resolved, and sent from what they kept. Without them (a kernel
+//! built without `CONFIG_SECURITY_PATH`), and for the extended-attribute calls, which have no
+//! path hook, it is decided from the path as passed: a relative one by the same walk from the
+//! directory it starts at, an absolute one by comparing it with `WATCHED_PREFIXES`.
 use core::{ffi::c_void, mem::MaybeUninit};
 
 use aya_ebpf::{
@@ -26,10 +28,10 @@ use boot_copy_common::{
 
 use crate::{
     co_re::{self, Dentry, KFile, KPath, Regs, Task, Walk},
-    diag, image,
+    diag, hook, image,
     maps::{
-        EVENTS, FILE_RECENT, FILE_SCRATCH, FileScratch, PROC_TABLE, ROOT_BITS, RecentKey,
-        WATCHED_PREFIXES, WATCHED_ROOTS, count,
+        EVENTS, FILE_RECENT, FILE_SCRATCH, FileScratch, NAME_CAP, PATH_STASH, PROC_TABLE,
+        ROOT_BITS, RecentKey, WATCHED_PREFIXES, WATCHED_ROOTS, count,
     },
     path, table,
 };
@@ -58,6 +60,8 @@ enum Names {
     /// A path (argument `arg`) relative to a directory descriptor (argument `dir`, or the working
     /// directory); a rename's source likewise (`old`, `old_dir`).
     Path,
+    /// A path as for `Path`, resolved by a path hook when they are attached.
+    Hooked,
 }
 
 /// A file syscall: what it does and where its arguments are. Every field is always set (the
@@ -88,8 +92,9 @@ fn syscall(nr: u64) -> Option<Call> {
         old: NONE,
         old_dir: NONE,
     };
-    let cwd = |action, arg| call(action, Names::Path, arg, NONE);
-    let at = |action, arg: u32| call(action, Names::Path, arg, arg - 1);
+    let cwd = |action, arg| call(action, Names::Hooked, arg, NONE);
+    let at = |action, arg: u32| call(action, Names::Hooked, arg, arg - 1);
+    let unhooked = |action, arg| call(action, Names::Path, arg, NONE);
     Some(match nr {
         2 => call(MODIFICATION, Names::Open, 1, NONE), // open
         85 => call(CREATION, Names::Creat, 0, NONE),   // creat
@@ -113,8 +118,10 @@ fn syscall(nr: u64) -> Option<Call> {
         }, // renameat, renameat2
         76 => cwd(MODIFICATION, 0),                    // truncate
         77 => call(MODIFICATION, Names::Fd, 0, NONE),  // ftruncate
-        // chmod, chown, lchown, utime, utimes, setxattr, lsetxattr, removexattr, lremovexattr
-        90 | 92 | 94 | 132 | 235 | 188 | 189 | 197 | 198 => cwd(ATTRIBUTES_MODIFICATION, 0),
+        // chmod, chown, lchown, utime, utimes
+        90 | 92 | 94 | 132 | 235 => cwd(ATTRIBUTES_MODIFICATION, 0),
+        // setxattr, lsetxattr, removexattr, lremovexattr
+        188 | 189 | 197 | 198 => unhooked(ATTRIBUTES_MODIFICATION, 0),
         // fchmod, fchown, fsetxattr, fremovexattr
         91 | 93 | 190 | 199 => call(ATTRIBUTES_MODIFICATION, Names::Fd, 0, NONE),
         // fchmodat, fchownat, futimesat, utimensat, fchmodat2
@@ -165,10 +172,13 @@ pub fn handle(regs: Regs, ret: i64) -> Result<u32, u32> {
             by_fd(action, file)
         }
         Names::Fd => by_fd(call.action, fd_file(arg(call.arg))),
-        Names::Path => {
+        Names::Path | Names::Hooked => {
             // utimensat(fd, NULL, ...) changes the descriptor's file.
             if arg(call.arg) == 0 {
                 return by_fd(call.action, fd_file(dir_fd(call.dir)));
+            }
+            if call.names == Names::Hooked && hook::on() {
+                return Ok(boot_copy_hooked(call.action));
             }
             let dir = base_dir(task, dir_fd(call.dir));
             let (old_dir, old) = if call.old == NONE {
@@ -196,6 +206,7 @@ fn through_map(call: Call) -> Result<Call, u32> {
             Names::OpenHow => 2,
             Names::Fd => 3,
             Names::Path => 4,
+            Names::Hooked => 5,
         };
         let fields = [
             call.action,
@@ -216,7 +227,8 @@ fn through_map(call: Call) -> Result<Call, u32> {
                 1 => Names::Creat,
                 2 => Names::OpenHow,
                 3 => Names::Fd,
-                _ => Names::Path,
+                4 => Names::Path,
+                _ => Names::Hooked,
             },
             arg: read(2),
             dir: read(3),
@@ -263,14 +275,17 @@ fn by_fd(action: u32, file: KFile) -> Result<u32, u32> {
     // SAFETY: kernel pointers, read through helpers.
     unsafe {
         let path = co_re::bc_file_path(file);
-        let tree = boot_copy_watched(path as u64);
+        let tree = watched(path);
         if tree == 0 {
             return Ok(0);
         }
-        let (tgid, now) = (
-            (bpf_get_current_pid_tgid() >> 32) as u32,
-            bpf_ktime_get_boot_ns(),
-        );
+        let (pid_tgid, now) = (bpf_get_current_pid_tgid(), bpf_ktime_get_boot_ns());
+        let tgid = (pid_tgid >> 32) as u32;
+        if hook::on() {
+            // What a hook kept for this operation (an `O_TRUNC`, `ftruncate`, `fchmod`...): this
+            // exit takes it, not a later one.
+            let _ = PATH_STASH.remove(&pid_tgid);
+        }
         if repeat(tgid, co_re::bc_path_dentry(path), now) {
             count(counter::FILE_REPEATS);
             return Ok(0);
@@ -357,7 +372,7 @@ unsafe fn passed(dir: KPath, path: u64, out: *mut u8, old: bool) -> (u32, u32) {
     } else if dir.is_null() {
         0
     } else {
-        boot_copy_watched(dir as u64)
+        watched(dir)
     };
     if tree == 0 && boot_copy_climbs(old as u32, len as u32) != 0 {
         return (len as u32, TREE_CLIMBS);
@@ -373,7 +388,7 @@ unsafe fn passed(dir: KPath, path: u64, out: *mut u8, old: bool) -> (u32, u32) {
 // found again in `FILE_SCRATCH`.
 
 /// The record's path buffers, in order: `boot_copy_resolve`'s slots.
-mod slot {
+pub mod slot {
     pub const DIR: u32 = 0;
     pub const OLD_DIR: u32 = 1;
     pub const EXE: u32 = 2;
@@ -382,7 +397,7 @@ mod slot {
 
 /// Resolves `path` into the record's path buffer `slot`: (length, truncated).
 #[inline(always)]
-fn resolve(path: KPath, slot: u32) -> (u32, bool) {
+pub fn resolve(path: KPath, slot: u32) -> (u32, bool) {
     let r = boot_copy_resolve(path as u64, slot);
     (r as u32, r >> 32 != 0)
 }
@@ -477,7 +492,7 @@ pub extern "C" fn boot_copy_prefix_watched(old: u32) -> u32 {
 
 /// This CPU's record.
 #[inline(always)]
-fn scratch() -> Result<*mut FileScratch, u32> {
+pub fn scratch() -> Result<*mut FileScratch, u32> {
     // SAFETY: plain helper call; the CPU cannot change while the program runs.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     FILE_SCRATCH
@@ -504,12 +519,78 @@ pub extern "C" fn boot_copy_send(action: u32, now: u64) -> u32 {
     0
 }
 
-/// The tree of the nearest watched root the kernel `struct path` at `path` is at or under (0:
-/// none): a bounded walk up, one map lookup per directory whose bit is set.
+/// A path-named operation that succeeded, from what its path hook kept for this thread (nothing
+/// when it was outside the watched trees).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn boot_copy_watched(path: u64) -> u32 {
-    let path = path as usize as KPath;
+pub extern "C" fn boot_copy_hooked(action: u32) -> u32 {
+    // SAFETY: plain helper call.
+    let key = unsafe { bpf_get_current_pid_tgid() };
+    // SAFETY: the value is read at once.
+    let Some(stash) = (unsafe { PATH_STASH.get(&key) }) else {
+        return 0;
+    };
+    let Ok(scratch) = scratch() else {
+        return 0;
+    };
+    // SAFETY: this CPU's map value and the stash (a map value) are read through helpers.
+    unsafe {
+        let rec = &raw mut (*scratch).record;
+        let copy = |dst: *mut u8, src: *const u8, len: usize| {
+            bpf_probe_read_kernel(dst.cast(), len as u32, src.cast());
+        };
+        copy((&raw mut (*rec).dir).cast(), stash.dir.as_ptr(), PATH_CAP);
+        copy(
+            (&raw mut (*rec).old_dir).cast(),
+            stash.old_dir.as_ptr(),
+            PATH_CAP,
+        );
+        copy((&raw mut (*rec).name).cast(), stash.name.as_ptr(), NAME_CAP);
+        copy(
+            (&raw mut (*rec).old_name).cast(),
+            stash.old_name.as_ptr(),
+            NAME_CAP,
+        );
+        let h = &raw mut (*rec).header;
+        (*h).tree = stash.tree;
+        (*h).flags = stash.flags;
+        (*h).dir_len = stash.dir_len;
+        (*h).old_dir_len = stash.old_dir_len;
+        (*h).name_len = stash.name_len;
+        (*h).old_name_len = stash.old_name_len;
+    }
+    let _ = PATH_STASH.remove(&key);
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    boot_copy_send(action, now)
+}
+
+/// The tree of the nearest watched root the kernel `struct path` at `path` is at or under (0:
+/// none).
+#[inline(always)]
+pub fn watched(path: KPath) -> u32 {
+    // SAFETY: the shim reads kernel memory through helpers.
+    let (mnt, dentry) = unsafe { (co_re::bc_path_mnt(path), co_re::bc_path_dentry(path)) };
+    boot_copy_watched(mnt as u64, dentry as u64)
+}
+
+/// The tree of the nearest watched root the entry `dentry` of the directory at `dir` is at or
+/// under (0: none): the entry itself may be a root (`rmdir /boot`).
+#[inline(always)]
+pub fn watched_entry(dir: u64, dentry: u64) -> u32 {
+    // SAFETY: as above.
+    let mnt = unsafe { co_re::bc_path_mnt(dir as usize as KPath) };
+    boot_copy_watched(mnt as u64, dentry)
+}
+
+/// The tree of the nearest watched root `dentry`, seen through the mount `mnt`, is at or under
+/// (0: none): a bounded walk up, one map lookup per directory whose bit is set.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn boot_copy_watched(mnt: u64, dentry: u64) -> u32 {
+    if mnt == 0 || dentry == 0 {
+        return 0;
+    }
     let Some(bits) = ROOT_BITS.get(0) else {
         return 0;
     };
@@ -517,7 +598,11 @@ pub extern "C" fn boot_copy_watched(path: u64) -> u32 {
     let mut w = MaybeUninit::<Walk>::uninit();
     // SAFETY: the shim reads kernel memory through helpers and fills the walk.
     let w = unsafe {
-        co_re::bc_walk_start(path, w.as_mut_ptr());
+        co_re::bc_walk_start(
+            mnt as usize as *const c_void,
+            dentry as usize as Dentry,
+            w.as_mut_ptr(),
+        );
         w.assume_init_mut()
     };
     for _ in 0..FILE_WALK_DEPTH {

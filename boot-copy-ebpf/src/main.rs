@@ -11,14 +11,15 @@ mod diag;
 mod exec;
 mod file;
 mod fork;
+mod hook;
 mod image;
 mod maps;
 mod path;
 mod table;
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, socket_filter},
-    programs::{BtfTracePointContext, SkBuffContext},
+    macros::{btf_tracepoint, kprobe, socket_filter},
+    programs::{BtfTracePointContext, ProbeContext, SkBuffContext},
 };
 
 /// `tp_btf/sched_process_exec` (task, old_pid, bprm).
@@ -43,6 +44,36 @@ pub fn boot_copy_file(ctx: BtfTracePointContext) -> u32 {
     match file::handle(ctx.arg(0), ctx.arg(1)) {
         Ok(r) | Err(r) => r,
     }
+}
+
+/// `security_path_{mknod,mkdir,rmdir,unlink,symlink}` (dir, dentry, ...).
+#[kprobe]
+pub fn boot_copy_path_entry(ctx: ProbeContext) -> u32 {
+    hook::entry(arg(&ctx, 0), arg(&ctx, 1))
+}
+
+/// `security_path_link` (old_dentry, new_dir, new_dentry).
+#[kprobe]
+pub fn boot_copy_path_link(ctx: ProbeContext) -> u32 {
+    hook::entry(arg(&ctx, 1), arg(&ctx, 2))
+}
+
+/// `security_path_rename` (old_dir, old_dentry, new_dir, new_dentry, flags).
+#[kprobe]
+pub fn boot_copy_path_rename(ctx: ProbeContext) -> u32 {
+    hook::rename(arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2), arg(&ctx, 3))
+}
+
+/// `security_path_{truncate,chmod,chown}` and `vfs_utimes` (path, ...).
+#[kprobe]
+pub fn boot_copy_path_file(ctx: ProbeContext) -> u32 {
+    hook::file(arg(&ctx, 0))
+}
+
+/// A kprobe's argument `n` (0 if absent).
+#[inline(always)]
+fn arg(ctx: &ProbeContext, n: usize) -> u64 {
+    ctx.arg(n).unwrap_or(0)
 }
 
 /// Never attached: the loader test-runs it once to learn which kernel fields the BTF it

@@ -124,8 +124,40 @@ pub struct FileScratch {
     /// The syscall's table entry, passed through map memory (see `file::handle`).
     pub call: [u32; 6],
     pub _pad: u32,
+    /// Where a path hook assembles what it keeps for the syscall's exit.
+    pub stash: PathStash,
     pub walk: [u8; 2 * PATH_CAP + 8],
 }
+
+/// A path-named operation in a watched tree as a path hook found it, kept for the thread until
+/// its syscall's exit sends it (see `hook`): the fields of a file record's paths.
+#[repr(C)]
+pub struct PathStash {
+    pub tree: u32,
+    /// `file_flags::PATH_TRUNCATED` and `OLD_PATH_TRUNCATED`.
+    pub flags: u32,
+    pub dir_len: u32,
+    pub old_dir_len: u32,
+    pub name_len: u32,
+    pub old_name_len: u32,
+    pub dir: [u8; PATH_CAP],
+    pub old_dir: [u8; PATH_CAP],
+    pub name: [u8; NAME_CAP],
+    pub old_name: [u8; NAME_CAP],
+}
+
+/// Index 0: 1 once the loader has attached the path hooks (see `hook`).
+#[map]
+pub static PATH_HOOKS: Array<u32> = Array::with_max_entries(1, 0);
+
+/// A directory entry's name with its NUL (`NAME_MAX` is 255).
+pub const NAME_CAP: usize = 256;
+
+/// Each thread's `PathStash`, by `pid_tgid`, from its path hook to its syscall's exit. An LRU
+/// map: an entry a failed or fd-named operation leaves behind (its exit does not take it) goes
+/// in time, and cannot fill the map.
+#[map]
+pub static PATH_STASH: LruHashMap<u64, PathStash> = LruHashMap::with_max_entries(512, 0);
 
 /// The last file event each process sent for each open file (by dentry), with its time: a
 /// repeat moments later is the same act (see `file::repeat`).

@@ -20,6 +20,8 @@ pub struct Start<'a> {
     pub guarded_maps: Vec<&'static str>,
     /// Kernel fields the relocation BTF lacks.
     pub degraded: &'a [&'static str],
+    /// Whether the kernel's path hooks resolve path-named file operations.
+    pub path_hooks: bool,
 }
 
 pub fn started(origin: &Origin, s: &Start) -> Value {
@@ -57,7 +59,7 @@ pub fn started(origin: &Origin, s: &Start) -> Value {
             "programs": s.programs.iter().map(link_json).collect::<Vec<_>>(),
             "chained": s.chained,
             "guarded_maps": s.guarded_maps,
-            "sensor": { "degraded_fields": s.degraded },
+            "sensor": { "degraded_fields": s.degraded, "path_hooks": s.path_hooks },
         }),
     )
 }

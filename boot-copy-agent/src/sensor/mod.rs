@@ -6,6 +6,7 @@
 //! programs' aya-log diagnostics (`diagnostics`).
 mod diagnostics;
 mod error;
+pub mod hooks;
 pub mod prefilter;
 pub mod requirements;
 mod ring;
@@ -28,6 +29,7 @@ use aya::{
 use boot_copy_common::{NAME_KEY_CAP, PROC_TABLE_ENTRIES, ProcImage, counter, kernel_fields};
 
 pub use error::SensorError;
+use hooks::HOOKS;
 pub use requirements::ensure_tracefs;
 pub use ring::RingReader;
 
@@ -98,6 +100,8 @@ pub struct Sensor {
     degraded: Vec<&'static str>,
     /// Whether the file program is attached.
     file_events: bool,
+    /// Whether the path hooks are attached (see `hooks`).
+    path_hooks: bool,
     /// What the file program watches.
     watched: roots::Watched,
     // Owns the programs and their links; last so the maps above are released first.
@@ -163,8 +167,20 @@ impl Sensor {
             attach(&mut ebpf, &btf, name, tracepoint)?;
         }
         let file_events = requirements::kernel_at_least(FILE_EVENTS_MIN_KERNEL);
+        let mut path_hooks = false;
         if file_events {
             attach(&mut ebpf, &btf, FILE_PROGRAM.0, FILE_PROGRAM.1)?;
+            match hooks::unavailable(&btf) {
+                None => {
+                    hooks::attach(&mut ebpf)?;
+                    path_hooks = true;
+                }
+                Some(why) => tracing::warn!(
+                    "path-named file operations (mkdir, unlink, rename, chmod, ...) are decided \
+                     from the paths as passed, not resolved by the kernel: {why}; one through a \
+                     symlink to a watched tree is missed"
+                ),
+            }
         } else {
             tracing::warn!(
                 "file events are off: the file program needs Linux {}.{} or newer",
@@ -209,6 +225,7 @@ impl Sensor {
             chunks_missing,
             degraded,
             file_events,
+            path_hooks,
             watched,
             ebpf,
         })
@@ -238,6 +255,12 @@ impl Sensor {
     /// Whether writes into the watched trees are reported (see `FILE_EVENTS_MIN_KERNEL`).
     pub fn file_events(&self) -> bool {
         self.file_events
+    }
+
+    /// Whether path-named file operations are resolved by the kernel's path hooks (see
+    /// `hooks`).
+    pub fn path_hooks(&self) -> bool {
+        self.path_hooks
     }
 
     /// Inserts a /proc-derived image only if the kernel has no entry (BPF_NOEXIST). Ok(false) if
@@ -296,11 +319,17 @@ impl Sensor {
 
     /// Statistics of the programs.
     pub fn program_stats(&self) -> Result<Vec<ProgramStats>, SensorError> {
-        let file = self.file_events.then_some(&FILE_PROGRAM);
+        let file = self.file_events.then_some(FILE_PROGRAM.0);
+        let hooks = HOOKS
+            .iter()
+            .filter(|_| self.path_hooks)
+            .map(|&(name, _)| name);
         PROGRAMS
             .iter()
+            .map(|&(name, _)| name)
             .chain(file)
-            .map(|&(name, _)| {
+            .chain(hooks)
+            .map(|name| {
                 let program_error = |source| SensorError::Program {
                     program: name.to_owned(),
                     source,

@@ -870,12 +870,31 @@ static __always_inline void walk_inode(struct walk *w)
 	w->ino = BPF_CORE_READ(dentry, d_inode, i_ino);
 }
 
-// Starts a walk at path's dentry; w->dev and w->ino name it.
-SHIM void bc_walk_start(struct path *path, struct walk *w)
+SHIM struct vfsmount *bc_path_mnt(struct path *path)
 {
-	w->dentry = BPF_CORE_READ(path, dentry);
-	walk_mount(w, real_mount(BPF_CORE_READ(path, mnt)));
+	return BPF_CORE_READ(path, mnt);
+}
+
+// Starts a walk at a dentry seen through the mount mnt; w->dev and w->ino name it (ino 0 for a
+// negative dentry: the name an operation is about to create).
+SHIM void bc_walk_start(struct vfsmount *mnt, struct dentry *dentry, struct walk *w)
+{
+	w->dentry = dentry;
+	walk_mount(w, real_mount(mnt));
 	walk_inode(w);
+}
+
+// The dentry's name into out (cap bytes, a constant power of two; NUL-terminated): its length
+// without the NUL, or 0 when unreadable.
+SHIM __u32 bc_dentry_name(struct dentry *dentry, char *out, __u32 cap)
+{
+	const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+	long n = bpf_probe_read_kernel_str(out, cap, name);
+	if (n <= 0) {
+		out[0] = 0;
+		return 0;
+	}
+	return (__u32)(n - 1);
 }
 
 // One step up: to the parent directory, or across a mount point to the directory it is

@@ -126,6 +126,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             chained: daemon.writer.chained(),
             guarded_maps: daemon.guards.maps(),
             degraded: daemon.sensor.degraded_fields(),
+            path_hooks: daemon.sensor.path_hooks(),
         },
     );
     let severity = if daemon.sensor.degraded_fields().is_empty() {

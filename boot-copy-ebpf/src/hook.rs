@@ -1,0 +1,135 @@
+//! Path-named file operations as the kernel resolved them: kprobes on the LSM path hooks
+//! (`security_path_mkdir`, ..., and `vfs_utimes`, which has none), called after the lookup with
+//! the parent directory's (or the file's) `struct path`: symlinks followed, `..` resolved,
+//! through whichever mount the caller used (a bind mount of /boot reaches the same dentries).
+//!
+//! A hook decides and keeps what it found for its thread (`PATH_STASH`); the syscall's exit
+//! sends it if the operation succeeded (`file::boot_copy_hooked`). Every successful path-named
+//! syscall passes through its hook, which keeps or clears the thread's entry: an entry a failed
+//! operation left is never sent for a later one.
+use aya_ebpf::helpers::generated::{bpf_get_current_pid_tgid, bpf_probe_read_kernel};
+use boot_copy_common::{PATH_CAP, counter, file_flags};
+
+use crate::{
+    co_re::{self, Dentry, KPath},
+    file::{self, slot},
+    maps::{NAME_CAP, PATH_HOOKS, PATH_STASH, count},
+};
+
+/// Whether the path hooks are attached: the syscall exits then leave the operations they cover
+/// to them.
+#[inline(always)]
+pub fn on() -> bool {
+    PATH_HOOKS.get(0).is_some_and(|&v| v != 0)
+}
+
+/// An entry `dentry` of the directory `dir` (made, removed or linked): `security_path_mknod`,
+/// `_mkdir`, `_rmdir`, `_unlink`, `_symlink` and `_link`.
+pub fn entry(dir: u64, dentry: u64) -> u32 {
+    let tree = file::watched_entry(dir, dentry);
+    if tree == 0 {
+        return clear();
+    }
+    boot_copy_stash(tree, dir, dentry, 0, 0)
+}
+
+/// `security_path_rename`: either side in a watched tree keeps both.
+pub fn rename(old_dir: u64, old_dentry: u64, new_dir: u64, new_dentry: u64) -> u32 {
+    let new = file::watched_entry(new_dir, new_dentry);
+    let old = file::watched_entry(old_dir, old_dentry);
+    let tree = if new != 0 { new } else { old };
+    if tree == 0 {
+        return clear();
+    }
+    boot_copy_stash(tree, new_dir, new_dentry, old_dir, old_dentry)
+}
+
+/// The file at `path` itself (truncated, or its attributes changed): `security_path_truncate`,
+/// `_chmod`, `_chown` and `vfs_utimes`.
+pub fn file(path: u64) -> u32 {
+    let tree = file::watched(path as usize as KPath);
+    if tree == 0 {
+        return clear();
+    }
+    boot_copy_stash(tree, path, 0, 0, 0)
+}
+
+/// Drops what this thread kept from an earlier operation (one that failed, or that its exit did
+/// not take): this one is not in a watched tree.
+#[inline(always)]
+fn clear() -> u32 {
+    // SAFETY: plain helper call.
+    let key = unsafe { bpf_get_current_pid_tgid() };
+    // Looked up first: a lookup takes no lock, a removal does, and there is rarely anything.
+    // SAFETY: the value is not read.
+    if unsafe { PATH_STASH.get(&key) }.is_some() {
+        let _ = PATH_STASH.remove(&key);
+    }
+    0
+}
+
+/// Keeps for this thread the operation in `tree`: the directory `dir` resolved and its entry
+/// `dentry`'s name (no name when `dentry` is 0: `dir` is the file), and a rename's source
+/// likewise when `old_dir` is not 0.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn boot_copy_stash(
+    tree: u32,
+    dir: u64,
+    dentry: u64,
+    old_dir: u64,
+    old_dentry: u64,
+) -> u32 {
+    let Ok(scratch) = file::scratch() else {
+        return 0;
+    };
+    // SAFETY: this CPU's map value; kernel pointers are read through helpers.
+    unsafe {
+        let rec = &raw mut (*scratch).record;
+        let stash = &raw mut (*scratch).stash;
+        (*stash).tree = tree;
+        (*stash).flags = 0;
+        let (len, cut) = file::resolve(dir as usize as KPath, slot::DIR);
+        (*stash).dir_len = len;
+        bpf_probe_read_kernel(
+            (&raw mut (*stash).dir).cast(),
+            PATH_CAP as u32,
+            (&raw const (*rec).dir).cast(),
+        );
+        (*stash).name_len = name(dentry, (&raw mut (*stash).name).cast());
+        (*stash).old_dir_len = 0;
+        (*stash).old_name_len = 0;
+        let mut flags = if cut { file_flags::PATH_TRUNCATED } else { 0 };
+        if old_dir != 0 {
+            let (len, cut) = file::resolve(old_dir as usize as KPath, slot::OLD_DIR);
+            (*stash).old_dir_len = len;
+            bpf_probe_read_kernel(
+                (&raw mut (*stash).old_dir).cast(),
+                PATH_CAP as u32,
+                (&raw const (*rec).old_dir).cast(),
+            );
+            (*stash).old_name_len = name(old_dentry, (&raw mut (*stash).old_name).cast());
+            if cut {
+                flags |= file_flags::OLD_PATH_TRUNCATED;
+            }
+        }
+        (*stash).flags = flags;
+        let key = bpf_get_current_pid_tgid();
+        if PATH_STASH.insert(&key, &*stash, 0).is_err() {
+            count(counter::FILE_STASH_FAILURES);
+        }
+    }
+    0
+}
+
+/// The entry's name into `out` (`NAME_CAP` bytes); its length (0 for no entry).
+#[inline(always)]
+unsafe fn name(dentry: u64, out: *mut u8) -> u32 {
+    if dentry == 0 {
+        // SAFETY: out has NAME_CAP bytes.
+        unsafe { *out = 0 };
+        return 0;
+    }
+    // SAFETY: as above; the dentry is read through helpers.
+    unsafe { co_re::bc_dentry_name(dentry as usize as Dentry, out, NAME_CAP as u32) }
+}
