@@ -138,20 +138,77 @@ fn symlinked_writers(_src: &Path, scratch: &Path) -> Vec<Writer> {
     ]
 }
 
-/// Files the symlinked writers change, made before the agent starts.
-const SYMLINKED_FILES: &str = "sl-rm sl-chmod sl-chown sl-mv sl-touch";
+/// Files the symlinked and io_uring writers change, made before the agent starts.
+const SYMLINKED_FILES: &str = "sl-rm sl-chmod sl-chown sl-mv sl-touch ur-mv ur-rm";
 
-/// Runs the symlinked writers, and a `mkdir` through a bind mount made moments before. With the
-/// path hooks attached (as the start record says) each alerts once as any writer does; without
-/// them (a kernel without kprobes, such as this project's CI host) none is seen, which the
-/// README states as a limit.
-fn run_symlinked(ns: &BootNamespace, agent: &mut Agent, scratch: &Path) {
-    let s = scratch.display();
-    ns.sh(&format!(
-        "ln -s /boot {s}/plink && mkdir {s}/plate && mount --bind /boot {s}/plate && \
-         mkdir {s}/plate/sl-bind"
-    ))
-    .unwrap();
+/// Operations in /boot queued through io_uring (which a rootkit uses to pass syscall monitors):
+/// an open that creates, a mkdir, a rename and an unlink. With the path hooks each that
+/// succeeded alerts once, `boot_copy.file.io_uring: true`, naming this test process; one the
+/// kernel lacks (mkdirat before 5.15, renameat and unlinkat before 5.11) fails in its completion
+/// and raises nothing. Without the hooks none is seen.
+fn run_io_uring(ns: &BootNamespace, agent: &mut Agent) {
+    use crate::support::uring::{self, Op};
+    let op = |opcode, path: &str, new_path: Option<&str>, flags, mode| Op {
+        opcode,
+        path: path.into(),
+        new_path: new_path.map(Into::into),
+        flags,
+        mode,
+    };
+    let creat = (libc::O_CREAT | libc::O_WRONLY) as u32;
+    let ops = [
+        (
+            "ur-open",
+            "creation",
+            op(uring::OP_OPENAT, "/boot/ur-open", None, creat, 0o644),
+        ),
+        (
+            "ur-dir",
+            "creation",
+            op(uring::OP_MKDIRAT, "/boot/ur-dir", None, 0, 0o755),
+        ),
+        (
+            "ur-moved",
+            "rename",
+            op(
+                uring::OP_RENAMEAT,
+                "/boot/ur-mv",
+                Some("/boot/ur-moved"),
+                0,
+                0,
+            ),
+        ),
+        (
+            "ur-rm",
+            "deletion",
+            op(uring::OP_UNLINKAT, "/boot/ur-rm", None, 0, 0),
+        ),
+    ];
+    let (expected, ops): (Vec<_>, Vec<_>) = ops.into_iter().map(|(f, a, o)| ((f, a), o)).unzip();
+    let results = uring::run_in_namespace_of(ns.pid(), ops).unwrap();
+    assert!(results[0] >= 0, "io_uring openat failed: {}", results[0]);
+    sync(ns, agent, "ur-sync");
+    let hooks = path_hooks(agent);
+    let me = std::env::current_exe().unwrap();
+    let me = me.file_name().unwrap().to_string_lossy();
+    for ((file, action), res) in expected.into_iter().zip(results) {
+        let alerts = alerts_naming(agent, file);
+        if !hooks || res < 0 {
+            assert!(alerts.is_empty(), "{file} ({res}): {alerts:#?}");
+            continue;
+        }
+        assert_eq!(alerts.len(), 1, "{file}: {alerts:#?}");
+        let a = &alerts[0];
+        assert_eq!(a["rule"]["id"], FILE_WRITE, "{file}");
+        assert_eq!(a["event"]["action"], action, "{file}");
+        assert_eq!(a["boot_copy"]["file"]["io_uring"], true, "{file}");
+        assert_eq!(a["process"]["name"], me.as_ref(), "{file}");
+    }
+}
+
+/// Whether the agent's start record says the path hooks are attached; they are exactly where
+/// the kernel has kprobes (the guests' Debian kernels; not this project's CI host).
+fn path_hooks(agent: &Agent) -> bool {
     let started = agent
         .records()
         .into_iter()
@@ -165,7 +222,21 @@ fn run_symlinked(ns: &BootNamespace, agent: &mut Agent, scratch: &Path) {
         hooks, kprobes,
         "path hooks attached: {hooks}; kprobes: {kprobes}"
     );
-    if hooks {
+    hooks
+}
+
+/// Runs the symlinked writers, and a `mkdir` through a bind mount made moments before. With the
+/// path hooks attached (as the start record says) each alerts once as any writer does; without
+/// them (a kernel without kprobes, such as this project's CI host) none is seen, which the
+/// README states as a limit.
+fn run_symlinked(ns: &BootNamespace, agent: &mut Agent, scratch: &Path) {
+    let s = scratch.display();
+    ns.sh(&format!(
+        "ln -s /boot {s}/plink && mkdir {s}/plate && mount --bind /boot {s}/plate && \
+         mkdir {s}/plate/sl-bind"
+    ))
+    .unwrap();
+    if path_hooks(agent) {
         run_writers(ns, agent, scratch, symlinked_writers, "symlinked");
         let bind = format!("{s}/plate/sl-bind");
         let alerts = agent
@@ -411,6 +482,14 @@ fn path_named_operations_through_symlinks_and_bind_mounts() {
     let _ = fs::remove_dir_all(&scratch);
 }
 
+/// io_uring's operations in /boot (see `run_io_uring`).
+#[test]
+fn io_uring_operations_alert_with_the_path_hooks() {
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let mut agent = agent_in(&ns, "fe-uring");
+    run_io_uring(&ns, &mut agent);
+}
+
 /// The kernel matrix's file scenario, on one agent (tmpfs /boot): every writer the guest has
 /// alerts once, with the right action and writer; writes through a bind mount and a symlink
 /// are caught, path-named ones too (the guests' kernels have the path hooks), and lookalikes
@@ -423,6 +502,7 @@ fn file_acts_on_one_agent() {
     run_writers(&ns, &mut agent, &scratch, portable_writers, "acts");
     run_aliases(&ns, &mut agent, &scratch);
     run_symlinked(&ns, &mut agent, &scratch);
+    run_io_uring(&ns, &mut agent);
     let _ = fs::remove_dir_all(&scratch);
 }
 

@@ -96,6 +96,8 @@ pub struct FileOp {
     pub old_path: Option<Vec<u8>>,
     /// The watched tree the kernel found the file in (`roots::Watched::tree`).
     pub tree: u32,
+    /// An io_uring worker began it: sent before its result (`file_flags::IO_URING`).
+    pub io_uring: bool,
     pub writer: Exec,
 }
 
@@ -184,6 +186,7 @@ pub fn decode_file(record: &[u8]) -> Result<FileOp, DecodeError> {
         path,
         old_path,
         tree: h.tree,
+        io_uring: h.flags & file_flags::IO_URING != 0,
         writer,
     })
 }
@@ -409,7 +412,7 @@ mod tests {
         assert_eq!(op.writer.tgid, 42);
         assert_eq!(op.writer.exe, b"/usr/bin/mv");
         assert_eq!(op.writer.args, [&b"mv"[..], b"a", b"b"]);
-        assert!(!op.path_truncated);
+        assert!(!op.path_truncated && !op.io_uring);
         // An absolute path as passed ignores the directory; an empty one is the directory.
         let abs = decode_file(&file_record(b"/x", b"/boot/a", None)).unwrap();
         assert_eq!(abs.path, b"/boot/a");
@@ -419,6 +422,11 @@ mod tests {
         assert_eq!(moved.old_path.as_deref(), Some(&b"/boot/a"[..]));
         let own = decode_file(&file_record(b"/boot/b", b"", None)).unwrap();
         assert_eq!(own.path, b"/boot/b");
+        // An io_uring worker's operation, sent from its path hook, says so.
+        let mut uring = file_record(b"/boot", b"x", None);
+        let flags = offset_of!(FileRecord, header) + offset_of!(FileHeader, flags);
+        uring[flags..flags + 4].copy_from_slice(&file_flags::IO_URING.to_ne_bytes());
+        assert!(decode_file(&uring).unwrap().io_uring);
         assert!(matches!(
             decode_file(&rec[..100]),
             Err(DecodeError::Short(100))

@@ -473,6 +473,9 @@ pub mod file_flags {
     /// The writer runs a `#!` script: `exe` is the script's path as its exec passed it (from
     /// the writer's own process-table entry), as its exec event names it.
     pub const SCRIPT: u32 = 1 << 8;
+    /// An io_uring worker began the operation: it was sent from its path hook, before its
+    /// result (no syscall exit of its own follows).
+    pub const IO_URING: u32 = 1 << 9;
 }
 
 /// Capacity of a path as passed to a syscall in a file record.

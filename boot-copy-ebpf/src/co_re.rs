@@ -113,6 +113,8 @@ unsafe extern "C" {
     pub fn bc_cur_parent_start(task: Task) -> u64;
     pub fn bc_cur_parent_exec_id(task: Task) -> u64;
     pub fn bc_cur_exec_id(task: Task) -> u64;
+    /// Non-zero for an io_uring worker.
+    pub fn bc_cur_io_worker(task: Task) -> i32;
     /// uid, euid, gid, egid.
     pub fn bc_cur_creds(task: Task, out: *mut u32);
     pub fn bc_cur_exe_path(task: Task) -> KPath;

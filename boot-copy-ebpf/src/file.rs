@@ -31,7 +31,7 @@ use crate::{
     diag, hook, image,
     maps::{
         EVENTS, FILE_RECENT, FILE_SCRATCH, FileScratch, NAME_CAP, PATH_STASH, PROC_TABLE,
-        ROOT_BITS, RecentKey, WATCHED_PREFIXES, WATCHED_ROOTS, count,
+        PathStash, ROOT_BITS, RecentKey, WATCHED_PREFIXES, WATCHED_ROOTS, count,
     },
     path, table,
 };
@@ -526,43 +526,71 @@ pub extern "C" fn boot_copy_send(action: u32, now: u64) -> u32 {
 pub extern "C" fn boot_copy_hooked(action: u32) -> u32 {
     // SAFETY: plain helper call.
     let key = unsafe { bpf_get_current_pid_tgid() };
-    // SAFETY: the value is read at once.
-    let Some(stash) = (unsafe { PATH_STASH.get(&key) }) else {
+    let Some(stash) = PATH_STASH.get_ptr(&key) else {
         return 0;
     };
     let Ok(scratch) = scratch() else {
         return 0;
     };
-    // SAFETY: this CPU's map value and the stash (a map value) are read through helpers.
+    // SAFETY: both are map values.
+    unsafe { take_stash(scratch, stash, 0) };
+    let _ = PATH_STASH.remove(&key);
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    boot_copy_send(action, now)
+}
+
+/// Sends this CPU's stash as it is (an io_uring worker's operation, see `hook`).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn boot_copy_send_kept(action: u32) -> u32 {
+    let Ok(scratch) = scratch() else {
+        return 0;
+    };
+    // SAFETY: this CPU's map value.
+    unsafe { take_stash(scratch, &raw const (*scratch).stash, file_flags::IO_URING) };
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    boot_copy_send(action, now)
+}
+
+/// This CPU's record's paths from a path hook's stash, with its flags and `flags`.
+#[inline(always)]
+unsafe fn take_stash(scratch: *mut FileScratch, stash: *const PathStash, flags: u32) {
+    // SAFETY: map values, copied through helpers.
     unsafe {
         let rec = &raw mut (*scratch).record;
         let copy = |dst: *mut u8, src: *const u8, len: usize| {
             bpf_probe_read_kernel(dst.cast(), len as u32, src.cast());
         };
-        copy((&raw mut (*rec).dir).cast(), stash.dir.as_ptr(), PATH_CAP);
         copy(
-            (&raw mut (*rec).old_dir).cast(),
-            stash.old_dir.as_ptr(),
+            (&raw mut (*rec).dir).cast(),
+            (&raw const (*stash).dir).cast(),
             PATH_CAP,
         );
-        copy((&raw mut (*rec).name).cast(), stash.name.as_ptr(), NAME_CAP);
+        copy(
+            (&raw mut (*rec).old_dir).cast(),
+            (&raw const (*stash).old_dir).cast(),
+            PATH_CAP,
+        );
+        copy(
+            (&raw mut (*rec).name).cast(),
+            (&raw const (*stash).name).cast(),
+            NAME_CAP,
+        );
         copy(
             (&raw mut (*rec).old_name).cast(),
-            stash.old_name.as_ptr(),
+            (&raw const (*stash).old_name).cast(),
             NAME_CAP,
         );
         let h = &raw mut (*rec).header;
-        (*h).tree = stash.tree;
-        (*h).flags = stash.flags;
-        (*h).dir_len = stash.dir_len;
-        (*h).old_dir_len = stash.old_dir_len;
-        (*h).name_len = stash.name_len;
-        (*h).old_name_len = stash.old_name_len;
+        (*h).tree = (*stash).tree;
+        (*h).flags = (*stash).flags | flags;
+        (*h).dir_len = (*stash).dir_len;
+        (*h).old_dir_len = (*stash).old_dir_len;
+        (*h).name_len = (*stash).name_len;
+        (*h).old_name_len = (*stash).old_name_len;
     }
-    let _ = PATH_STASH.remove(&key);
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_boot_ns() };
-    boot_copy_send(action, now)
 }
 
 /// The tree of the nearest watched root the kernel `struct path` at `path` is at or under (0:

@@ -7,11 +7,18 @@
 //! sends it if the operation succeeded (`file::boot_copy_hooked`). Every successful path-named
 //! syscall passes through its hook, which keeps or clears the thread's entry: an entry a failed
 //! operation left is never sent for a later one.
-use aya_ebpf::helpers::generated::{bpf_get_current_pid_tgid, bpf_probe_read_kernel};
-use boot_copy_common::{PATH_CAP, counter, file_flags};
+//!
+//! An io_uring worker's operation has no syscall exit of its own: its hook sends it at once,
+//! before its result, flagged `IO_URING`. (An open with `O_CREAT` passes `security_path_mknod`,
+//! one with `O_TRUNC` `security_path_truncate`, so io_uring's creating and truncating opens are
+//! seen too.)
+use aya_ebpf::helpers::generated::{
+    bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
+};
+use boot_copy_common::{PATH_CAP, counter, file_action, file_flags};
 
 use crate::{
-    co_re::{self, Dentry, KPath},
+    co_re::{self, Dentry, KPath, Task},
     file::{self, slot},
     maps::{NAME_CAP, PATH_HOOKS, PATH_STASH, count},
 };
@@ -23,14 +30,15 @@ pub fn on() -> bool {
     PATH_HOOKS.get(0).is_some_and(|&v| v != 0)
 }
 
-/// An entry `dentry` of the directory `dir` (made, removed or linked): `security_path_mknod`,
-/// `_mkdir`, `_rmdir`, `_unlink`, `_symlink` and `_link`.
-pub fn entry(dir: u64, dentry: u64) -> u32 {
+/// An entry `dentry` of the directory `dir` made or linked (`security_path_mknod`, `_mkdir`,
+/// `_symlink`, `_link`) or removed (`_rmdir`, `_unlink`): `action`.
+pub fn entry(action: u32, dir: u64, dentry: u64) -> u32 {
     let tree = file::watched_entry(dir, dentry);
     if tree == 0 {
         return clear();
     }
-    boot_copy_stash(tree, dir, dentry, 0, 0)
+    boot_copy_stash(tree, dir, dentry, 0, 0);
+    keep(action)
 }
 
 /// `security_path_rename`: either side in a watched tree keeps both.
@@ -41,17 +49,46 @@ pub fn rename(old_dir: u64, old_dentry: u64, new_dir: u64, new_dentry: u64) -> u
     if tree == 0 {
         return clear();
     }
-    boot_copy_stash(tree, new_dir, new_dentry, old_dir, old_dentry)
+    boot_copy_stash(tree, new_dir, new_dentry, old_dir, old_dentry);
+    keep(file_action::RENAME)
 }
 
-/// The file at `path` itself (truncated, or its attributes changed): `security_path_truncate`,
-/// `_chmod`, `_chown` and `vfs_utimes`.
-pub fn file(path: u64) -> u32 {
+/// The file at `path` itself, truncated (`security_path_truncate`) or its attributes changed
+/// (`_chmod`, `_chown`, `vfs_utimes`): `action`.
+pub fn file(action: u32, path: u64) -> u32 {
     let tree = file::watched(path as usize as KPath);
     if tree == 0 {
         return clear();
     }
-    boot_copy_stash(tree, path, 0, 0, 0)
+    boot_copy_stash(tree, path, 0, 0, 0);
+    keep(action)
+}
+
+/// Keeps this CPU's stash for the thread's syscall exit; an io_uring worker's is sent at once.
+#[inline(always)]
+fn keep(action: u32) -> u32 {
+    // SAFETY: plain helper calls; the shim reads the task through helpers.
+    let (key, worker) = unsafe {
+        let task = bpf_get_current_task() as usize as Task;
+        (
+            bpf_get_current_pid_tgid(),
+            co_re::bc_cur_io_worker(task) != 0,
+        )
+    };
+    if worker {
+        return file::boot_copy_send_kept(action);
+    }
+    let Ok(scratch) = file::scratch() else {
+        return 0;
+    };
+    // SAFETY: this CPU's map value.
+    if PATH_STASH
+        .insert(&key, unsafe { &(*scratch).stash }, 0)
+        .is_err()
+    {
+        count(counter::FILE_STASH_FAILURES);
+    }
+    0
 }
 
 /// Drops what this thread kept from an earlier operation (one that failed, or that its exit did
@@ -68,8 +105,8 @@ fn clear() -> u32 {
     0
 }
 
-/// Keeps for this thread the operation in `tree`: the directory `dir` resolved and its entry
-/// `dentry`'s name (no name when `dentry` is 0: `dir` is the file), and a rename's source
+/// Builds in this CPU's stash the operation in `tree`: the directory `dir` resolved and its
+/// entry `dentry`'s name (no name when `dentry` is 0: `dir` is the file), and a rename's source
 /// likewise when `old_dir` is not 0.
 #[unsafe(no_mangle)]
 #[inline(never)]
@@ -114,10 +151,6 @@ pub extern "C" fn boot_copy_stash(
             }
         }
         (*stash).flags = flags;
-        let key = bpf_get_current_pid_tgid();
-        if PATH_STASH.insert(&key, &*stash, 0).is_err() {
-            count(counter::FILE_STASH_FAILURES);
-        }
     }
     0
 }

@@ -17,6 +17,8 @@ mod maps;
 mod path;
 mod table;
 
+use boot_copy_common::file_action;
+
 use aya_ebpf::{
     macros::{btf_tracepoint, kprobe, socket_filter},
     programs::{BtfTracePointContext, ProbeContext, SkBuffContext},
@@ -46,16 +48,22 @@ pub fn boot_copy_file(ctx: BtfTracePointContext) -> u32 {
     }
 }
 
-/// `security_path_{mknod,mkdir,rmdir,unlink,symlink}` (dir, dentry, ...).
+/// `security_path_{mknod,mkdir,symlink}` (dir, dentry, ...).
 #[kprobe]
-pub fn boot_copy_path_entry(ctx: ProbeContext) -> u32 {
-    hook::entry(arg(&ctx, 0), arg(&ctx, 1))
+pub fn boot_copy_path_create(ctx: ProbeContext) -> u32 {
+    hook::entry(file_action::CREATION, arg(&ctx, 0), arg(&ctx, 1))
+}
+
+/// `security_path_{unlink,rmdir}` (dir, dentry).
+#[kprobe]
+pub fn boot_copy_path_delete(ctx: ProbeContext) -> u32 {
+    hook::entry(file_action::DELETION, arg(&ctx, 0), arg(&ctx, 1))
 }
 
 /// `security_path_link` (old_dentry, new_dir, new_dentry).
 #[kprobe]
 pub fn boot_copy_path_link(ctx: ProbeContext) -> u32 {
-    hook::entry(arg(&ctx, 1), arg(&ctx, 2))
+    hook::entry(file_action::CREATION, arg(&ctx, 1), arg(&ctx, 2))
 }
 
 /// `security_path_rename` (old_dir, old_dentry, new_dir, new_dentry, flags).
@@ -64,10 +72,16 @@ pub fn boot_copy_path_rename(ctx: ProbeContext) -> u32 {
     hook::rename(arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2), arg(&ctx, 3))
 }
 
-/// `security_path_{truncate,chmod,chown}` and `vfs_utimes` (path, ...).
+/// `security_path_truncate` (path).
 #[kprobe]
-pub fn boot_copy_path_file(ctx: ProbeContext) -> u32 {
-    hook::file(arg(&ctx, 0))
+pub fn boot_copy_path_truncate(ctx: ProbeContext) -> u32 {
+    hook::file(file_action::MODIFICATION, arg(&ctx, 0))
+}
+
+/// `security_path_{chmod,chown}` and `vfs_utimes` (path, ...).
+#[kprobe]
+pub fn boot_copy_path_attributes(ctx: ProbeContext) -> u32 {
+    hook::file(file_action::ATTRIBUTES_MODIFICATION, arg(&ctx, 0))
 }
 
 /// A kprobe's argument `n` (0 if absent).

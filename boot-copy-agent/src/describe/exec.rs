@@ -1045,6 +1045,7 @@ mod tests {
             old_path: Some(b"/boot/grub/grub.cfg.new".to_vec()),
             path_truncated: false,
             tree: 1,
+            io_uring: false,
             writer: ctx.clone(),
         };
         d.set_trees(crate::sensor::roots::Watched {

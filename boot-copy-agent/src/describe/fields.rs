@@ -12,6 +12,7 @@ pub const FILLED: &[&str] = &[
     "agent.type",
     "agent.version",
     "boot_copy.boot.host_filesystem",
+    "boot_copy.file.io_uring",
     "boot_copy.file.path_truncated",
     "boot_copy.file.tree",
     "boot_copy.parent.args_truncated",

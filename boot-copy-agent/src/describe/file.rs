@@ -3,7 +3,9 @@
 //! describes its process (`process.*`, `process.parent.*`, user, group, host): the exec event of
 //! the writer's current image, with the file's fields in place of the exec's `event.*`.
 //! `boot_copy.file.tree` names the watched tree the kernel found the file in;
-//! `boot_copy.file.path_truncated` says a path was cut at the record's capacity.
+//! `boot_copy.file.path_truncated` says a path was cut at the record's capacity;
+//! `boot_copy.file.io_uring` that an io_uring worker began the operation, which was reported
+//! before its result.
 use super::{Describer, NAMESPACE};
 use crate::context::{
     exec::{self, ExecContext},
@@ -22,6 +24,7 @@ pub struct FileContext {
     pub path_truncated: bool,
     /// `FileOp::tree`.
     pub tree: u32,
+    pub io_uring: bool,
     /// The writer as an exec of its current image.
     pub writer: ExecContext,
 }
@@ -35,6 +38,7 @@ impl FileContext {
             old_path: op.old_path,
             path_truncated: op.path_truncated,
             tree: op.tree,
+            io_uring: op.io_uring,
             writer: exec::resolve(op.writer),
         }
     }
@@ -69,6 +73,7 @@ impl Describer {
         event[NAMESPACE]["file"] = json!({
             "tree": tree.map(|t| t.to_string_lossy()),
             "path_truncated": ctx.path_truncated,
+            "io_uring": ctx.io_uring,
         });
         // The kernel matched the host's trees by device and inode: a file in /boot is on the
         // host's boot file system, whatever /boot the writer sees; another tree is not /boot.

@@ -16,27 +16,25 @@ use aya_obj::btf::BtfKind;
 use super::{SensorError, verifier_error};
 
 /// Each hook program and the kernel functions it is attached to.
-pub const HOOKS: [(&str, &[&str]); 4] = [
+pub const HOOKS: [(&str, &[&str]); 6] = [
     (
-        "boot_copy_path_entry",
+        "boot_copy_path_create",
         &[
             "security_path_mknod",
             "security_path_mkdir",
-            "security_path_rmdir",
-            "security_path_unlink",
             "security_path_symlink",
         ],
     ),
+    (
+        "boot_copy_path_delete",
+        &["security_path_unlink", "security_path_rmdir"],
+    ),
     ("boot_copy_path_link", &["security_path_link"]),
     ("boot_copy_path_rename", &["security_path_rename"]),
+    ("boot_copy_path_truncate", &["security_path_truncate"]),
     (
-        "boot_copy_path_file",
-        &[
-            "security_path_truncate",
-            "security_path_chmod",
-            "security_path_chown",
-            "vfs_utimes",
-        ],
+        "boot_copy_path_attributes",
+        &["security_path_chmod", "security_path_chown", "vfs_utimes"],
     ),
 ];
 

@@ -204,6 +204,7 @@ struct task_struct {
 	struct css_set *cgroups;
 	struct hlist_node pid_links[4];
 	char comm[16];
+	unsigned int flags;
 } __attribute__((preserve_access_index));
 
 struct linux_binprm {
@@ -962,6 +963,15 @@ SHIM __u64 bc_cur_parent_exec_id(struct task_struct *task)
 SHIM __u64 bc_cur_exec_id(struct task_struct *task)
 {
 	return BPF_CORE_READ(task, self_exec_id);
+}
+
+#define PF_IO_WORKER 0x00000010
+
+// Whether the current task is an io_uring worker (a thread of the process that queued the
+// operation; a kernel thread working for it before 5.12).
+SHIM int bc_cur_io_worker(struct task_struct *task)
+{
+	return (BPF_CORE_READ(task, flags) & PF_IO_WORKER) != 0;
 }
 
 // uid, euid, gid, egid into out[0..4].
