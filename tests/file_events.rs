@@ -139,10 +139,12 @@ fn symlinked_writers(_src: &Path, scratch: &Path) -> Vec<Writer> {
 }
 
 /// Files the symlinked and io_uring writers change, made before the agent starts.
-const SYMLINKED_FILES: &str = "sl-rm sl-chmod sl-chown sl-mv sl-touch ur-mv ur-rm";
+const SYMLINKED_FILES: &str = "sl-rm sl-chmod sl-chown sl-mv sl-touch ur-mv ur-rm ur-write";
 
 /// Operations in /boot queued through io_uring (which a rootkit uses to pass syscall monitors):
-/// an open that creates, a mkdir, a rename and an unlink. With the path hooks each that
+/// an open that creates, an open for writing of a file that is there (a worker's on 5.10,
+/// issued inline by `io_uring_enter` on later kernels, the path being cached), a mkdir, a rename
+/// and an unlink. With the path hooks each that
 /// succeeded alerts once, `boot_copy.file.io_uring: true`, naming this test process; one the
 /// kernel lacks (mkdirat before 5.15, renameat and unlinkat before 5.11) fails in its completion
 /// and raises nothing. Without the hooks none is seen.
@@ -161,6 +163,17 @@ fn run_io_uring(ns: &BootNamespace, agent: &mut Agent) {
             "ur-open",
             "creation",
             op(uring::OP_OPENAT, "/boot/ur-open", None, creat, 0o644),
+        ),
+        (
+            "ur-write",
+            "modification",
+            op(
+                uring::OP_OPENAT,
+                "/boot/ur-write",
+                None,
+                libc::O_WRONLY as u32,
+                0,
+            ),
         ),
         (
             "ur-dir",
@@ -186,7 +199,10 @@ fn run_io_uring(ns: &BootNamespace, agent: &mut Agent) {
     ];
     let (expected, ops): (Vec<_>, Vec<_>) = ops.into_iter().map(|(f, a, o)| ((f, a), o)).unzip();
     let results = uring::run_in_namespace_of(ns.pid(), ops).unwrap();
-    assert!(results[0] >= 0, "io_uring openat failed: {}", results[0]);
+    assert!(
+        results[0] >= 0 && results[1] >= 0,
+        "io_uring openat failed: {results:?}"
+    );
     sync(ns, agent, "ur-sync");
     let hooks = path_hooks(agent);
     let me = std::env::current_exe().unwrap();

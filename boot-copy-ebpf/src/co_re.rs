@@ -93,6 +93,8 @@ unsafe extern "C" {
     pub fn bc_prefix_match(s: *const u8, prefix: *const u8, len: u32) -> i32;
     /// The open created the file (`FMODE_CREATED`).
     pub fn bc_file_open_created(file: KFile) -> i32;
+    /// The open is for writing, and neither created nor truncates the file.
+    pub fn bc_file_open_modifies(file: KFile) -> i32;
     /// `&file->f_path`.
     pub fn bc_file_path(file: KFile) -> KPath;
     pub fn bc_path_dentry(path: KPath) -> Dentry;

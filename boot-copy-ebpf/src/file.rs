@@ -62,6 +62,8 @@ enum Names {
     Path,
     /// A path as for `Path`, resolved by a path hook when they are attached.
     Hooked,
+    /// `io_uring_enter`: an open it issued inline, kept by the open hook.
+    Uring,
 }
 
 /// A file syscall: what it does and where its arguments are. Every field is always set (the
@@ -126,6 +128,7 @@ fn syscall(nr: u64) -> Option<Call> {
         91 | 93 | 190 | 199 => call(ATTRIBUTES_MODIFICATION, Names::Fd, 0, NONE),
         // fchmodat, fchownat, futimesat, utimensat, fchmodat2
         268 | 260 | 261 | 280 | 452 => at(ATTRIBUTES_MODIFICATION, 1),
+        426 => call(MODIFICATION, Names::Uring, 0, NONE), // io_uring_enter
         _ => return None,
     })
 }
@@ -172,13 +175,15 @@ pub fn handle(regs: Regs, ret: i64) -> Result<u32, u32> {
             by_fd(action, file)
         }
         Names::Fd => by_fd(call.action, fd_file(arg(call.arg))),
+        Names::Uring if hook::on() => Ok(boot_copy_hooked(call.action, 1)),
+        Names::Uring => Ok(0),
         Names::Path | Names::Hooked => {
             // utimensat(fd, NULL, ...) changes the descriptor's file.
             if arg(call.arg) == 0 {
                 return by_fd(call.action, fd_file(dir_fd(call.dir)));
             }
             if call.names == Names::Hooked && hook::on() {
-                return Ok(boot_copy_hooked(call.action));
+                return Ok(boot_copy_hooked(call.action, 0));
             }
             let dir = base_dir(task, dir_fd(call.dir));
             let (old_dir, old) = if call.old == NONE {
@@ -207,6 +212,7 @@ fn through_map(call: Call) -> Result<Call, u32> {
             Names::Fd => 3,
             Names::Path => 4,
             Names::Hooked => 5,
+            Names::Uring => 6,
         };
         let fields = [
             call.action,
@@ -228,7 +234,8 @@ fn through_map(call: Call) -> Result<Call, u32> {
                 2 => Names::OpenHow,
                 3 => Names::Fd,
                 4 => Names::Path,
-                _ => Names::Hooked,
+                5 => Names::Hooked,
+                _ => Names::Uring,
             },
             arg: read(2),
             dir: read(3),
@@ -519,21 +526,29 @@ pub extern "C" fn boot_copy_send(action: u32, now: u64) -> u32 {
     0
 }
 
-/// A path-named operation that succeeded, from what its path hook kept for this thread (nothing
-/// when it was outside the watched trees).
+/// A path-named operation that succeeded, from what its path hook kept for this thread
+/// (nothing when it was outside the watched trees); for `io_uring_enter` (`open` 1), the open it
+/// issued, from what the open hook kept. What the other kind of hook kept is dropped unsent.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn boot_copy_hooked(action: u32) -> u32 {
+pub extern "C" fn boot_copy_hooked(action: u32, open: u32) -> u32 {
     // SAFETY: plain helper call.
     let key = unsafe { bpf_get_current_pid_tgid() };
     let Some(stash) = PATH_STASH.get_ptr(&key) else {
         return 0;
     };
+    // SAFETY: a map value.
+    if unsafe { (*stash).open } != open {
+        let _ = PATH_STASH.remove(&key);
+        return 0;
+    }
     let Ok(scratch) = scratch() else {
         return 0;
     };
+    // An io_uring_enter's open is io_uring's too.
+    let flags = if open != 0 { file_flags::IO_URING } else { 0 };
     // SAFETY: both are map values.
-    unsafe { take_stash(scratch, stash, 0) };
+    unsafe { take_stash(scratch, stash, flags) };
     let _ = PATH_STASH.remove(&key);
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_boot_ns() };

@@ -18,7 +18,7 @@ use aya_ebpf::helpers::generated::{
 use boot_copy_common::{PATH_CAP, counter, file_action, file_flags};
 
 use crate::{
-    co_re::{self, Dentry, KPath, Task},
+    co_re::{self, Dentry, KFile, KPath, Task},
     file::{self, slot},
     maps::{NAME_CAP, PATH_HOOKS, PATH_STASH, count},
 };
@@ -62,6 +62,30 @@ pub fn file(action: u32, path: u64) -> u32 {
     }
     boot_copy_stash(tree, path, 0, 0, 0);
     keep(action)
+}
+
+/// `security_file_open` (file): an open for writing that neither creates nor truncates, which
+/// no path hook sees. A syscall's open is sent by its exit from the descriptor; this one is
+/// kept for an io_uring open: a worker's is sent at once, one issued inline by
+/// `io_uring_enter` (a cached path, 5.12+) is sent by that syscall's exit.
+pub fn opened(file: u64) -> u32 {
+    let file = file as usize as KFile;
+    // SAFETY: the shim reads the file through helpers.
+    if unsafe { co_re::bc_file_open_modifies(file) } == 0 {
+        return 0;
+    }
+    // SAFETY: as above.
+    let tree = file::watched(unsafe { co_re::bc_file_path(file) });
+    if tree == 0 {
+        return 0;
+    }
+    // SAFETY: as above.
+    boot_copy_stash(tree, unsafe { co_re::bc_file_path(file) } as u64, 0, 0, 0);
+    if let Ok(scratch) = file::scratch() {
+        // SAFETY: this CPU's map value.
+        unsafe { (*scratch).stash.open = 1 };
+    }
+    keep(file_action::MODIFICATION)
 }
 
 /// Keeps this CPU's stash for the thread's syscall exit; an io_uring worker's is sent at once.
@@ -124,6 +148,7 @@ pub extern "C" fn boot_copy_stash(
     unsafe {
         let rec = &raw mut (*scratch).record;
         let stash = &raw mut (*scratch).stash;
+        (*stash).open = 0;
         (*stash).tree = tree;
         (*stash).flags = 0;
         let (len, cut) = file::resolve(dir as usize as KPath, slot::DIR);

@@ -84,6 +84,12 @@ pub fn boot_copy_path_attributes(ctx: ProbeContext) -> u32 {
     hook::file(file_action::ATTRIBUTES_MODIFICATION, arg(&ctx, 0))
 }
 
+/// `security_file_open` (file).
+#[kprobe]
+pub fn boot_copy_file_open(ctx: ProbeContext) -> u32 {
+    hook::opened(arg(&ctx, 0))
+}
+
 /// A kprobe's argument `n` (0 if absent).
 #[inline(always)]
 fn arg(ctx: &ProbeContext, n: usize) -> u64 {

@@ -133,6 +133,8 @@ pub struct FileScratch {
 /// its syscall's exit sends it (see `hook`): the fields of a file record's paths.
 #[repr(C)]
 pub struct PathStash {
+    /// 1 when kept by the open hook (sent by an `io_uring_enter` exit only), 0 by a path hook.
+    pub open: u32,
     pub tree: u32,
     /// `file_flags::PATH_TRUNCATED` and `OLD_PATH_TRUNCATED`.
     pub flags: u32,
@@ -140,6 +142,7 @@ pub struct PathStash {
     pub old_dir_len: u32,
     pub name_len: u32,
     pub old_name_len: u32,
+    pub _pad: u32,
     pub dir: [u8; PATH_CAP],
     pub old_dir: [u8; PATH_CAP],
     pub name: [u8; NAME_CAP],

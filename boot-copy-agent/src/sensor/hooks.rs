@@ -16,7 +16,7 @@ use aya_obj::btf::BtfKind;
 use super::{SensorError, verifier_error};
 
 /// Each hook program and the kernel functions it is attached to.
-pub const HOOKS: [(&str, &[&str]); 6] = [
+pub const HOOKS: [(&str, &[&str]); 7] = [
     (
         "boot_copy_path_create",
         &[
@@ -36,6 +36,7 @@ pub const HOOKS: [(&str, &[&str]); 6] = [
         "boot_copy_path_attributes",
         &["security_path_chmod", "security_path_chown", "vfs_utimes"],
     ),
+    ("boot_copy_file_open", &["security_file_open"]),
 ];
 
 /// The kprobe PMU: its absence means a kernel without kprobes.

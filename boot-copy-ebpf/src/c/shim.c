@@ -96,6 +96,7 @@ struct file {
 	struct path f_path;
 	struct inode *f_inode;
 	unsigned int f_mode;
+	unsigned int f_flags;
 } __attribute__((preserve_access_index));
 
 struct fs_struct {
@@ -833,6 +834,18 @@ SHIM int bc_prefix_match(const char *s, const char *prefix, __u32 len)
 SHIM int bc_file_open_created(struct file *file)
 {
 	return (BPF_CORE_READ(file, f_mode) & FMODE_CREATED) != 0;
+}
+
+#define FMODE_WRITE 0x2
+#define O_TRUNC 01000
+
+// Whether an open that passed security_file_open modifies what is there: for writing, neither
+// created (security_path_mknod saw that) nor truncated (security_path_truncate will).
+SHIM int bc_file_open_modifies(struct file *file)
+{
+	__u32 mode = BPF_CORE_READ(file, f_mode);
+	__u32 flags = BPF_CORE_READ(file, f_flags);
+	return (mode & FMODE_WRITE) && !(mode & FMODE_CREATED) && !(flags & O_TRUNC);
 }
 
 SHIM struct path *bc_file_path(struct file *file)
