@@ -6,7 +6,8 @@
 //!   controller's hierarchy where the machine mounts one, named from the id the kernel recorded
 //!   even once the copy is gone; elsewhere in a named hierarchy of the test's own, read from the
 //!   process;
-//! - the host's own cgroups, whatever their names: no container.
+//! - the host's own cgroups, whatever their names: no container;
+//! - a container that moved itself into a host memory cgroup: still named.
 //!
 //! Where the machine has no unified hierarchy mounted (the kernel matrix's guests), the test
 //! mounts one of its own, in the agent's mount namespace.
@@ -169,4 +170,28 @@ fn containers_are_named_from_the_cgroups_of_their_copies() {
     assert_eq!(a["container"]["runtime"], "docker");
     let problems = crate::support::ecs_schema::Schema::load().violations(&a);
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// A privileged container's way out on a hybrid host: it moves itself into a memory cgroup of
+/// the host's and leaves its other controllers in Docker's cgroupfs layout. Its copy, in a mount
+/// namespace of its own, is still named from every line of its `/proc/PID/cgroup` (here a
+/// named v1 hierarchy of the test's own holds `docker/ID`; the memory cgroup is the test's, the
+/// host's), not placed on the host by its memory cgroup.
+#[test]
+fn a_host_memory_cgroup_does_not_hide_a_container() {
+    let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
+    let mut agent = agent_in(&ns, "cgroups-memory", "");
+    let tag = unique().replace('-', "");
+    let v1 = std::env::temp_dir().join(format!("cgroup1-{tag}"));
+    ns.sh(&format!(
+        "mkdir -p {d} && mount -t cgroup -o none,name=bc{tag} bc{tag} {d}",
+        d = v1.display()
+    ))
+    .unwrap();
+    let docker_v1 = Cgroup::make(&ns, &v1, &format!("docker/{ID}"));
+    let a = published_alert_for(&mut agent, &copy_in(&ns, &docker_v1, true));
+    assert_eq!(a["container"]["id"], ID, "{a}");
+    assert_eq!(a["container"]["runtime"], "docker");
+    drop(docker_v1);
+    let _ = fs::remove_dir(&v1);
 }

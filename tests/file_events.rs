@@ -522,6 +522,25 @@ fn file_acts_on_one_agent() {
     let _ = fs::remove_dir_all(&scratch);
 }
 
+/// The kernel matrix's root-directory scenario: /boot a directory of the root file system (the
+/// walk up from a file climbs that file system's directories, which are not roots, to /boot),
+/// every writer the guest has alerts once, through a symlink to it too.
+#[test]
+fn portable_writers_alert_once_on_a_root_directory() {
+    let ns = BootNamespace::new(BootKind::RootDirectory).unwrap();
+    let scratch = tempdir("fe-rootdir").unwrap();
+    let mut agent = agent_in(&ns, "fe-rootdir");
+    run_writers(
+        &ns,
+        &mut agent,
+        &scratch,
+        portable_writers,
+        "root directory",
+    );
+    run_symlinked(&ns, &mut agent, &scratch);
+    let _ = fs::remove_dir_all(&scratch);
+}
+
 /// A plain `cp f /boot/x` from a shell: exactly one alert in all (the exec rule's), though the
 /// kernel saw the write too.
 #[test]

@@ -118,7 +118,8 @@ impl<W: Write> Output<W> {
                     return;
                 };
                 let mut ctx = FileContext::resolve(op);
-                self.lookups.join(&mut ctx.writer);
+                // A file event's `boot_copy.boot` comes from the kernel's tree, not /proc.
+                self.lookups.join_but_boot(&mut ctx.writer);
                 lines.push(Line::File(ctx));
             }
             Err(e) => {

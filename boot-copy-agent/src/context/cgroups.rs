@@ -12,6 +12,13 @@
 //! (an id not found, no memory hierarchy mounted at start), the process's `/proc/PID/cgroup`
 //! decides while it lives, and its parent's once it is gone. No `/proc` read is made for a known
 //! cgroup.
+//!
+//! A memory cgroup of the host's is not taken on its word: a privileged container can move
+//! itself there and leave its other controllers in the container's cgroups. Every line of the
+//! process's `/proc/PID/cgroup` (its parent's once it is gone) decides instead, once per
+//! (unified cgroup, memory cgroup, mount namespace): the host's processes share a few such keys,
+//! and a container's have their own mount namespace. A verdict is kept only when it was read
+//! from a live process.
 use super::container::{self, Container};
 use std::{
     collections::HashMap,
@@ -25,6 +32,8 @@ use std::{
 const REWALK_AFTER: Duration = Duration::from_secs(1);
 /// Directories followed at most (a Kubernetes node has a few thousand cgroups).
 const WALK_LIMIT: usize = 100_000;
+/// Cross-checked verdicts kept at most (then forgotten all at once).
+const CHECKED_LIMIT: usize = 4096;
 
 /// The hierarchies the kernel records a process's cgroup in.
 pub struct Cgroups {
@@ -35,6 +44,9 @@ pub struct Cgroups {
     /// When the hierarchies were last looked for (a v1 one may be mounted after the agent
     /// starts: it is seen within `REWALK_AFTER`).
     looked: Option<Instant>,
+    /// A host memory cgroup's verdict from `/proc`, by (unified id, memory id, mount
+    /// namespace).
+    checked: HashMap<(u64, u64, u32), Option<Container>>,
 }
 
 impl Cgroups {
@@ -48,6 +60,7 @@ impl Cgroups {
             unified_only: false,
             memory: None,
             looked: None,
+            checked: HashMap::new(),
         };
         cgroups.look_again();
         cgroups
@@ -70,13 +83,12 @@ impl Cgroups {
     }
 
     /// The container of process `pid` (parent `ppid`), whose cgroups were `unified_id` and
-    /// `memory_id` at its exec.
+    /// `memory_id` and mount namespace `mnt_ns` at its exec.
     pub fn container(
         &mut self,
         pid: u32,
         ppid: u32,
-        unified_id: u64,
-        memory_id: u64,
+        (unified_id, memory_id, mnt_ns): (u64, u64, u32),
     ) -> Option<Container> {
         let live = [pid, ppid];
         let unified = self
@@ -94,7 +106,10 @@ impl Cgroups {
             None => {}
         }
         if let Some(known) = self.memory.as_mut().and_then(|h| h.known(memory_id, live)) {
-            return known.clone();
+            if known.is_some() {
+                return known.clone();
+            }
+            return self.cross_check(pid, ppid, (unified_id, memory_id, mnt_ns));
         }
         // Gone, its parent decides: a container's process is the child of one in the same
         // container (its shell) or of the runtime's, on the host.
@@ -102,6 +117,25 @@ impl Cgroups {
             Ok(found) => found,
             Err(_) => container::of_pid(ppid).ok().flatten(),
         }
+    }
+}
+
+impl Cgroups {
+    /// The container of a process in a host memory cgroup, from every line of its
+    /// `/proc/PID/cgroup` (its parent's once it is gone), once per key; nothing is kept when
+    /// both are gone (a container's first copy must not make its key the host's).
+    fn cross_check(&mut self, pid: u32, ppid: u32, key: (u64, u64, u32)) -> Option<Container> {
+        if let Some(found) = self.checked.get(&key) {
+            return found.clone();
+        }
+        let Ok(found) = container::of_pid(pid).or_else(|_| container::of_pid(ppid)) else {
+            return None;
+        };
+        if self.checked.len() >= CHECKED_LIMIT {
+            self.checked.clear();
+        }
+        self.checked.insert(key, found.clone());
+        found
     }
 }
 
@@ -251,6 +285,7 @@ mod tests {
     const SCOPE: &str =
         "docker-4f797c539e6c745de61a93ca3ff892358ecbcaccd8414d5db545c38428142970.scope";
     const GONE: [u32; 2] = [u32::MAX; 2];
+    const HOST_NS: u32 = 4_026_531_841;
 
     #[test]
     fn ids_are_resolved_by_walking_the_hierarchy_again() {
@@ -285,22 +320,31 @@ mod tests {
             unified_only: false,
             memory: Some(Hierarchy::at(memory.clone(), Line::Memory)),
             looked: Some(Instant::now()),
+            checked: HashMap::new(),
         };
         let service = id(&unified.join("user.slice"));
-        let found = cgroups.container(u32::MAX, u32::MAX, service, id(&docker));
+        let found = cgroups.container(u32::MAX, u32::MAX, (service, id(&docker), HOST_NS));
         assert_eq!(
             found.expect("docker's").runtime,
             Some(container::Runtime::Docker)
         );
         let host = id(&memory.join("user.slice"));
-        assert_eq!(cgroups.container(u32::MAX, u32::MAX, service, host), None);
+        // A host memory cgroup is checked against /proc: with the process and its parent gone,
+        // the host, and nothing kept; read from a live process (this one), kept for its key.
+        let key = (service, host, HOST_NS);
+        assert_eq!(cgroups.container(u32::MAX, u32::MAX, key), None);
+        assert!(cgroups.checked.is_empty());
+        let me = std::process::id();
+        let mine = container::of_pid(me).unwrap();
+        assert_eq!(cgroups.container(me, me, key), mine);
+        assert_eq!(cgroups.checked.get(&key), Some(&mine));
         // Where the unified hierarchy names the container, the memory one is not asked.
         let scope = unified.join("system.slice").join(SCOPE);
         fs::create_dir_all(&scope).unwrap();
         cgroups.unified.as_mut().unwrap().walked = None;
         assert!(
             cgroups
-                .container(u32::MAX, u32::MAX, id(&scope), host)
+                .container(u32::MAX, u32::MAX, (id(&scope), host, HOST_NS))
                 .is_some()
         );
         fs::remove_dir_all(&unified).unwrap();

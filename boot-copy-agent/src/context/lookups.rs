@@ -29,9 +29,9 @@ impl Lookups {
     pub fn join_but_boot(&mut self, ctx: &mut ExecContext) {
         ctx.join_session(&mut self.sessions);
         let (e, s) = (&ctx.exec, &ctx.exec.session);
-        ctx.container = self
-            .cgroups
-            .container(e.tgid, e.ppid, s.cgroup_id, s.memory_cgroup_id);
+        ctx.container =
+            self.cgroups
+                .container(e.tgid, e.ppid, (s.cgroup_id, s.memory_cgroup_id, s.mnt_ns));
     }
 
     /// Adds whether the `/boot` it sees is the host's.

@@ -190,7 +190,9 @@ impl Detector {
             return;
         };
         let mut ctx = FileContext::resolve(op);
-        self.lookups.join(&mut ctx.writer);
+        // A file event's `boot_copy.boot` comes from the kernel's tree (`file_json`), not from
+        // the two /proc reads of the writer's /boot.
+        self.lookups.join_but_boot(&mut ctx.writer);
         self.describer.learn_all_names(&ctx.writer);
         let w = &ctx.writer.exec;
         let writer = (w.tgid, w.start_boottime_ns);
@@ -202,7 +204,7 @@ impl Detector {
         let Value::Object(event) = self.describer.file_json(&ctx) else {
             unreachable!("a file event is a JSON object")
         };
-        let doc = Document::from_json(&Value::Object(event.clone()));
+        let doc = Document::from_map(&event);
         let mut alerts = Vec::new();
         for (i, rule) in self.rules.set.matching(&doc) {
             if same_act {

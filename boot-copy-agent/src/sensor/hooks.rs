@@ -55,8 +55,11 @@ pub fn unavailable(btf: &Btf) -> Option<String> {
     (!missing.is_empty()).then(|| format!("the kernel lacks {}", missing.join(", ")))
 }
 
-/// Loads and attaches every hook program, then tells the file program they are on.
-pub fn attach(ebpf: &mut Ebpf) -> Result<(), SensorError> {
+/// Loads and attaches every hook program, then tells the file program they are on. A kernel
+/// that refuses the attachment (`perf_event_open`: Debian's `kernel.perf_event_paranoid=3`
+/// wants CAP_SYS_ADMIN, which the packaged unit does not grant) leaves them off: `Ok(Some(why))`,
+/// with every hook unloaded again. A program the verifier rejects is an error.
+pub fn attach(ebpf: &mut Ebpf) -> Result<Option<String>, SensorError> {
     for (name, functions) in HOOKS {
         let program_error = |source| SensorError::Program {
             program: name.to_owned(),
@@ -69,7 +72,10 @@ pub fn attach(ebpf: &mut Ebpf) -> Result<(), SensorError> {
             .map_err(program_error)?;
         program.load().map_err(|e| verifier_error(name, e))?;
         for function in functions {
-            program.attach(function, 0).map_err(program_error)?;
+            if let Err(e) = program.attach(function, 0) {
+                unload_all(ebpf);
+                return Ok(Some(format!("attaching {name} to {function}: {e}")));
+            }
         }
     }
     let map = ebpf
@@ -80,5 +86,16 @@ pub fn attach(ebpf: &mut Ebpf) -> Result<(), SensorError> {
         source,
     };
     let mut on: Array<_, u32> = Array::try_from(map).map_err(map_error)?;
-    on.set(0, 1, 0).map_err(map_error)
+    on.set(0, 1, 0).map_err(map_error)?;
+    Ok(None)
+}
+
+/// Unloads every hook program loaded (their attachments go with them).
+fn unload_all(ebpf: &mut Ebpf) {
+    for (name, _) in HOOKS {
+        let program: Option<&mut KProbe> = ebpf.program_mut(name).and_then(|p| p.try_into().ok());
+        if let Some(program) = program {
+            let _ = program.unload();
+        }
+    }
 }

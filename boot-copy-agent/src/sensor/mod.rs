@@ -170,16 +170,17 @@ impl Sensor {
         let mut path_hooks = false;
         if file_events {
             attach(&mut ebpf, &btf, FILE_PROGRAM.0, FILE_PROGRAM.1)?;
-            match hooks::unavailable(&btf) {
-                None => {
-                    hooks::attach(&mut ebpf)?;
-                    path_hooks = true;
-                }
-                Some(why) => tracing::warn!(
+            let off = match hooks::unavailable(&btf) {
+                None => hooks::attach(&mut ebpf)?,
+                why => why,
+            };
+            path_hooks = off.is_none();
+            if let Some(why) = off {
+                tracing::warn!(
                     "path-named file operations (mkdir, unlink, rename, chmod, ...) are decided \
                      from the paths as passed, not resolved by the kernel: {why}; one through a \
-                     symlink to a watched tree is missed"
-                ),
+                     symlink to a watched tree, and io_uring's, are missed"
+                );
             }
         } else {
             tracing::warn!(
