@@ -76,6 +76,18 @@ impl Drop for Cgroup {
     }
 }
 
+/// A v1 hierarchy without controllers, named for the test (`tag`), mounted in the namespace (a
+/// kernel mounts any number of them); its mount point.
+fn named_v1(ns: &BootNamespace, tag: &str) -> PathBuf {
+    let v1 = std::env::temp_dir().join(format!("cgroup1-{tag}"));
+    ns.sh(&format!(
+        "mkdir -p {d} && mount -t cgroup -o none,name=bc{tag} bc{tag} {d}",
+        d = v1.display()
+    ))
+    .unwrap();
+    v1
+}
+
 /// Runs `cp` into /boot from a shell moved into `cgroup` first; returns the copy's target.
 /// With `wait`, the copy reads a pipe that stays open a second (it is alive when the agent looks).
 fn copy_in(ns: &BootNamespace, cgroup: &Cgroup, wait: bool) -> String {
@@ -151,12 +163,7 @@ fn containers_are_named_from_the_cgroups_of_their_copies() {
     let a = match &docker_memory {
         Some(docker_v1) => published_alert_for(&mut agent, &copy_in(&ns, docker_v1, false)),
         None => {
-            let v1 = std::env::temp_dir().join(format!("cgroup1-{tag}"));
-            ns.sh(&format!(
-                "mkdir -p {d} && mount -t cgroup -o none,name=bc{tag} bc{tag} {d}",
-                d = v1.display()
-            ))
-            .unwrap();
+            let v1 = named_v1(&ns, &tag);
             let docker_v1 = Cgroup::make(&ns, &v1, &format!("docker/{ID}"));
             // A v1 hierarchy mounted after the agent started is seen within a second.
             std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -181,13 +188,7 @@ fn containers_are_named_from_the_cgroups_of_their_copies() {
 fn a_host_memory_cgroup_does_not_hide_a_container() {
     let ns = BootNamespace::new(BootKind::Tmpfs).unwrap();
     let mut agent = agent_in(&ns, "cgroups-memory", "");
-    let tag = unique().replace('-', "");
-    let v1 = std::env::temp_dir().join(format!("cgroup1-{tag}"));
-    ns.sh(&format!(
-        "mkdir -p {d} && mount -t cgroup -o none,name=bc{tag} bc{tag} {d}",
-        d = v1.display()
-    ))
-    .unwrap();
+    let v1 = named_v1(&ns, &unique().replace('-', ""));
     let docker_v1 = Cgroup::make(&ns, &v1, &format!("docker/{ID}"));
     let a = published_alert_for(&mut agent, &copy_in(&ns, &docker_v1, true));
     assert_eq!(a["container"]["id"], ID, "{a}");

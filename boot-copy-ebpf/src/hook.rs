@@ -20,7 +20,7 @@ use boot_copy_common::{PATH_CAP, counter, file_action, file_flags};
 use crate::{
     co_re::{self, Dentry, KFile, KPath, Task},
     file::{self, slot},
-    maps::{NAME_CAP, PATH_HOOKS, PATH_STASH, count},
+    maps::{FileScratch, NAME_CAP, PATH_HOOKS, PATH_STASH, count},
 };
 
 /// Whether the path hooks are attached: the syscall exits then leave the operations they cover
@@ -38,7 +38,7 @@ pub fn entry(action: u32, dir: u64, dentry: u64) -> u32 {
         return clear();
     }
     boot_copy_stash(tree, dir, dentry, 0, 0);
-    keep(action)
+    keep(action, 0)
 }
 
 /// `security_path_rename`: either side in a watched tree keeps both.
@@ -50,7 +50,7 @@ pub fn rename(old_dir: u64, old_dentry: u64, new_dir: u64, new_dentry: u64) -> u
         return clear();
     }
     boot_copy_stash(tree, new_dir, new_dentry, old_dir, old_dentry);
-    keep(file_action::RENAME)
+    keep(file_action::RENAME, 0)
 }
 
 /// The file at `path` itself, truncated (`security_path_truncate`) or its attributes changed
@@ -61,7 +61,7 @@ pub fn file(action: u32, path: u64) -> u32 {
         return clear();
     }
     boot_copy_stash(tree, path, 0, 0, 0);
-    keep(action)
+    keep(action, 0)
 }
 
 /// `security_file_open` (file): an open for writing that neither creates nor truncates, which
@@ -75,22 +75,19 @@ pub fn opened(file: u64) -> u32 {
         return 0;
     }
     // SAFETY: as above.
-    let tree = file::watched(unsafe { co_re::bc_file_path(file) });
+    let path = unsafe { co_re::bc_file_path(file) };
+    let tree = file::watched(path);
     if tree == 0 {
         return 0;
     }
-    // SAFETY: as above.
-    boot_copy_stash(tree, unsafe { co_re::bc_file_path(file) } as u64, 0, 0, 0);
-    if let Ok(scratch) = file::scratch() {
-        // SAFETY: this CPU's map value.
-        unsafe { (*scratch).stash.open = 1 };
-    }
-    keep(file_action::MODIFICATION)
+    boot_copy_stash(tree, path as u64, 0, 0, 0);
+    keep(file_action::MODIFICATION, 1)
 }
 
-/// Keeps this CPU's stash for the thread's syscall exit; an io_uring worker's is sent at once.
+/// Keeps this CPU's stash for the thread's syscall exit, marked `open` (`PathStash::open`); an
+/// io_uring worker's is sent at once.
 #[inline(always)]
-fn keep(action: u32) -> u32 {
+fn keep(action: u32, open: u32) -> u32 {
     // SAFETY: plain helper calls; the shim reads the task through helpers.
     let (key, worker) = unsafe {
         let task = bpf_get_current_task() as usize as Task;
@@ -106,6 +103,8 @@ fn keep(action: u32) -> u32 {
         return 0;
     };
     // SAFETY: this CPU's map value.
+    unsafe { (*scratch).stash.open = open };
+    // SAFETY: as above.
     if PATH_STASH
         .insert(&key, unsafe { &(*scratch).stash }, 0)
         .is_err()
@@ -146,30 +145,18 @@ pub extern "C" fn boot_copy_stash(
     };
     // SAFETY: this CPU's map value; kernel pointers are read through helpers.
     unsafe {
-        let rec = &raw mut (*scratch).record;
         let stash = &raw mut (*scratch).stash;
-        (*stash).open = 0;
         (*stash).tree = tree;
         (*stash).flags = 0;
-        let (len, cut) = file::resolve(dir as usize as KPath, slot::DIR);
+        let (len, cut) = resolve_into(scratch, dir, slot::DIR);
         (*stash).dir_len = len;
-        bpf_probe_read_kernel(
-            (&raw mut (*stash).dir).cast(),
-            PATH_CAP as u32,
-            (&raw const (*rec).dir).cast(),
-        );
         (*stash).name_len = name(dentry, (&raw mut (*stash).name).cast());
         (*stash).old_dir_len = 0;
         (*stash).old_name_len = 0;
         let mut flags = if cut { file_flags::PATH_TRUNCATED } else { 0 };
         if old_dir != 0 {
-            let (len, cut) = file::resolve(old_dir as usize as KPath, slot::OLD_DIR);
+            let (len, cut) = resolve_into(scratch, old_dir, slot::OLD_DIR);
             (*stash).old_dir_len = len;
-            bpf_probe_read_kernel(
-                (&raw mut (*stash).old_dir).cast(),
-                PATH_CAP as u32,
-                (&raw const (*rec).old_dir).cast(),
-            );
             (*stash).old_name_len = name(old_dentry, (&raw mut (*stash).old_name).cast());
             if cut {
                 flags |= file_flags::OLD_PATH_TRUNCATED;
@@ -178,6 +165,26 @@ pub extern "C" fn boot_copy_stash(
         (*stash).flags = flags;
     }
     0
+}
+
+/// Resolves `path` into the record's buffer `slot` (`DIR` or `OLD_DIR`) and copies it into the
+/// stash's buffer of the same slot (`dir`, `old_dir`: consecutive there too): (length, cut).
+#[inline(always)]
+unsafe fn resolve_into(scratch: *mut FileScratch, path: u64, slot: u32) -> (u32, bool) {
+    let (len, cut) = file::resolve(path as usize as KPath, slot);
+    let at = (slot & 1) as usize * PATH_CAP;
+    // SAFETY: this CPU's map value; both buffers have PATH_CAP bytes at `at`.
+    unsafe {
+        bpf_probe_read_kernel(
+            (&raw mut (*scratch).stash.dir).cast::<u8>().add(at).cast(),
+            PATH_CAP as u32,
+            (&raw const (*scratch).record.dir)
+                .cast::<u8>()
+                .add(at)
+                .cast(),
+        );
+    }
+    (len, cut)
 }
 
 /// The entry's name into `out` (`NAME_CAP` bytes); its length (0 for no entry).

@@ -111,12 +111,7 @@ impl Cgroups {
             }
             return self.cross_check(pid, ppid, (unified_id, memory_id, mnt_ns));
         }
-        // Gone, its parent decides: a container's process is the child of one in the same
-        // container (its shell) or of the runtime's, on the host.
-        match container::of_pid(pid) {
-            Ok(found) => found,
-            Err(_) => container::of_pid(ppid).ok().flatten(),
-        }
+        of_live(pid, ppid).flatten()
     }
 }
 
@@ -128,15 +123,22 @@ impl Cgroups {
         if let Some(found) = self.checked.get(&key) {
             return found.clone();
         }
-        let Ok(found) = container::of_pid(pid).or_else(|_| container::of_pid(ppid)) else {
-            return None;
-        };
+        let found = of_live(pid, ppid)?;
         if self.checked.len() >= CHECKED_LIMIT {
             self.checked.clear();
         }
         self.checked.insert(key, found.clone());
         found
     }
+}
+
+/// The container every line of process `pid`'s `/proc/PID/cgroup` names, or, once it is gone,
+/// its parent's (a container's process is the child of one in the same container, its shell,
+/// or of the runtime's, on the host); `None` when both are gone.
+fn of_live(pid: u32, ppid: u32) -> Option<Option<Container>> {
+    container::of_pid(pid)
+        .or_else(|_| container::of_pid(ppid))
+        .ok()
 }
 
 /// Which line of `/proc/PID/cgroup` holds a hierarchy's path for a process.
